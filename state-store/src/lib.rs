@@ -1,0 +1,1 @@
+//! Byte-level state stores.

@@ -1,0 +1,212 @@
+//! The crate's one error type.
+//!
+//! Every variant carries the context a reader needs to find the problem (topic, partition,
+//! offset, file) and maps to an [`ErrorClass`] that says whose fault it is and whether trying
+//! again can help.
+
+use std::path::PathBuf;
+
+/// Whose fault an error is, and whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The caller asked for something invalid (unknown topic, bad config, bad record).
+    User,
+    /// The environment failed (disk, another process, the network); a retry may help.
+    External,
+    /// Data on disk is damaged, or an invariant of this crate broke; a retry will not help.
+    Internal,
+}
+
+/// A failure to encode a value or decode bytes, without the record's coordinates.
+///
+/// Serdes return this; code that knows where the bytes came from turns it into
+/// [`Error::Deserialization`] with [`SerdeError::at`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct SerdeError {
+    /// What was being encoded or decoded (`"u64"`, `"String"`, `"json"`...).
+    pub what: &'static str,
+    /// Why it failed.
+    pub reason: String,
+}
+
+impl SerdeError {
+    /// An error for the named type or format.
+    pub fn new(what: &'static str, reason: impl Into<String>) -> Self {
+        SerdeError { what, reason: reason.into() }
+    }
+
+    /// Attaches the coordinates of the record whose bytes failed to decode.
+    pub fn at(self, topic: &str, partition: u32, offset: u64, part: RecordPart) -> Error {
+        Error::Deserialization {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            part,
+            source: self,
+        }
+    }
+}
+
+/// Which half of a record failed to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordPart {
+    /// The key bytes.
+    Key,
+    /// The value bytes.
+    Value,
+}
+
+impl std::fmt::Display for RecordPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordPart::Key => "key",
+            RecordPart::Value => "value",
+        })
+    }
+}
+
+/// Errors of `streams-core`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A record's key or value could not be decoded.
+    #[error("cannot decode the {part} of {topic}-{partition}@{offset}: {source}")]
+    Deserialization {
+        /// Topic the record was read from.
+        topic: String,
+        /// Partition the record was read from.
+        partition: u32,
+        /// Offset of the record.
+        offset: u64,
+        /// Key or value.
+        part: RecordPart,
+        /// What went wrong.
+        #[source]
+        source: SerdeError,
+    },
+    /// The topic does not exist.
+    #[error("unknown topic `{topic}`")]
+    UnknownTopic {
+        /// The topic that was asked for.
+        topic: String,
+    },
+    /// The partition number is not below the topic's partition count.
+    #[error("partition {partition} is out of range for topic `{topic}` ({partitions} partitions)")]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has.
+        partitions: u32,
+    },
+    /// The topic exists with a different configuration than requested.
+    #[error("topic `{topic}` already exists with {existing} partitions, {requested} requested")]
+    TopicExists {
+        /// The topic.
+        topic: String,
+        /// Partition count on disk.
+        existing: u32,
+        /// Partition count asked for.
+        requested: u32,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration `{key}`: {reason}")]
+    Config {
+        /// The configuration key.
+        key: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A record cannot be appended as it is.
+    #[error("invalid record for {topic}-{partition}: {reason}")]
+    InvalidRecord {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The offset asked for is below the log start (deleted by retention) or past its end.
+    #[error("offset {offset} is out of range for {topic}-{partition} (valid: {start}..={end})")]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// First offset still in the log.
+        start: u64,
+        /// The log end offset (next offset to be written).
+        end: u64,
+    },
+    /// Another process holds the log directory.
+    #[error("log directory {} is in use by another process ({holder})", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+    /// Data on disk is damaged somewhere other than a torn tail.
+    #[error("corrupt log data in {} at byte {position}: {reason}", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte position in the file where the damage was found.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A transaction was used after it ended, or conflicts with another.
+    #[error("transaction {txn_id}: {reason}")]
+    Transaction {
+        /// The transaction id.
+        txn_id: u64,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An I/O operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"open"`, `"append to"`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whose fault the error is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Deserialization { .. }
+            | Error::UnknownTopic { .. }
+            | Error::PartitionOutOfRange { .. }
+            | Error::TopicExists { .. }
+            | Error::Config { .. }
+            | Error::InvalidRecord { .. }
+            | Error::OffsetOutOfRange { .. }
+            | Error::Transaction { .. } => ErrorClass::User,
+            Error::Locked { .. } | Error::Io { .. } => ErrorClass::External,
+            Error::Corrupt { .. } => ErrorClass::Internal,
+        }
+    }
+
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Error::Locked { .. } | Error::Io { .. })
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

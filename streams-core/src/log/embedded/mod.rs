@@ -1,0 +1,596 @@
+//! The embedded log: topics as segment files under a directory, in this process.
+//!
+//! Layout under the root directory:
+//!
+//! ```text
+//! .lock                                  held (flock) while open; names the holder
+//! meta.journal                           group offsets and transaction outcomes
+//! topics/<topic>/topic.json              the topic's configuration
+//! topics/<topic>/<partition>/<base>.log  segments: CRC-checked record batches
+//! topics/<topic>/<partition>/<base>.index  sparse offset index of a closed segment
+//! ```
+//!
+//! It is a storage engine, not a server: one process opens a directory at a time, and a
+//! second one gets [`Error::Locked`]. Appends are durable against a process crash as soon as
+//! they return (the bytes are in the OS page cache, in order); against power loss once synced,
+//! per [`FsyncPolicy`] or [`Log::sync`]. Lock order, to avoid deadlock: transaction state,
+//! then the journal, then partitions.
+
+mod batch;
+mod journal;
+mod partition;
+mod segment;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use self::journal::{offsets_vec, Entry, Journal};
+use self::partition::Partition;
+use crate::error::{Error, Result};
+use crate::log::{
+    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets, IsolationLevel, Log,
+    TopicConfig, TxnId,
+};
+use crate::record::{Record, TopicPartition};
+
+/// When appended data is forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Only on [`Log::sync`], segment roll and close. A process crash loses nothing; a power
+    /// loss may lose what was not synced.
+    Never,
+    /// After every append and every commit: nothing acknowledged is lost, at a large cost.
+    Always,
+    /// On the first append after this much time has passed since the last sync.
+    Interval(Duration),
+}
+
+/// Settings of an [`EmbeddedLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedLogConfig {
+    /// When appends are synced to disk.
+    pub fsync: FsyncPolicy,
+    /// Bytes of batches between two entries of a segment's offset index.
+    pub index_interval_bytes: u64,
+    /// How often a background thread runs retention and compaction; `None`: only when
+    /// [`EmbeddedLog::maintain`] is called.
+    pub cleaner_interval: Option<Duration>,
+    /// The metadata journal is rewritten as a snapshot once it grows past this size.
+    pub journal_snapshot_bytes: u64,
+}
+
+impl Default for EmbeddedLogConfig {
+    fn default() -> Self {
+        EmbeddedLogConfig {
+            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            index_interval_bytes: 4096,
+            cleaner_interval: Some(Duration::from_secs(30)),
+            journal_snapshot_bytes: 8 << 20,
+        }
+    }
+}
+
+/// What one run of [`EmbeddedLog::maintain`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Segments deleted by retention.
+    pub segments_deleted: usize,
+    /// Segments rewritten by compaction.
+    pub segments_compacted: usize,
+    /// Records removed by compaction (superseded, expired tombstones, aborted).
+    pub records_removed: u64,
+}
+
+/// Which transactions are open and which were aborted; all others below `next_id` committed.
+#[derive(Debug, Default)]
+pub(crate) struct TxnState {
+    next_id: u64,
+    open: HashSet<u64>,
+    aborted: BTreeSet<u64>,
+    touched: BTreeMap<u64, BTreeSet<TopicPartition>>,
+}
+
+impl TxnState {
+    pub(crate) fn is_committed(&self, id: u64) -> bool {
+        id < self.next_id && !self.open.contains(&id) && !self.aborted.contains(&id)
+    }
+}
+
+struct Topic {
+    config: TopicConfig,
+    partitions: Vec<Mutex<Partition>>,
+}
+
+struct Inner {
+    root: PathBuf,
+    config: EmbeddedLogConfig,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    txns: RwLock<TxnState>,
+    journal: Mutex<Journal>,
+    groups: Mutex<BTreeMap<String, BTreeMap<TopicPartition, u64>>>,
+    _lock: File,
+}
+
+/// The embedded, on-disk log. Cheap to clone; all clones share one open directory.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog").field("root", &self.inner.root).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock_dir(root: &Path) -> Result<File> {
+    let path = root.join(".lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::Locked {
+                path,
+                holder: if holder.is_empty() { "holder unknown".into() } else { holder.into() },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+    }
+    let text = format!("pid {} since {} ms", std::process::id(), now_ms());
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(text.as_bytes()))
+        .map_err(|e| Error::io("write lock file", &path, e))?;
+    Ok(file)
+}
+
+impl EmbeddedLog {
+    /// Opens (creating if needed) the log in `root` with default settings.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(root, EmbeddedLogConfig::default())
+    }
+
+    /// Opens (creating if needed) the log in `root`, recovering from a crash if the last run
+    /// did not close cleanly: torn batches at the end of partitions are truncated, transactions
+    /// left open are aborted.
+    pub fn open_with(root: impl AsRef<Path>, config: EmbeddedLogConfig) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(root.join("topics"))
+            .map_err(|e| Error::io("create log directory", &root, e))?;
+        let lock = lock_dir(&root)?;
+        let (journal, replayed) =
+            Journal::open(root.join("meta.journal"), config.journal_snapshot_bytes)?;
+        let txns = TxnState {
+            next_id: replayed.next_txn_id.max(1),
+            open: HashSet::new(),
+            aborted: replayed.aborted,
+            touched: BTreeMap::new(),
+        };
+        let mut topics = BTreeMap::new();
+        let topics_dir = root.join("topics");
+        let entries =
+            std::fs::read_dir(&topics_dir).map_err(|e| Error::io("list", &topics_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &topics_dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.path().join("topic.json");
+            if !meta.exists() {
+                continue;
+            }
+            let text = std::fs::read(&meta).map_err(|e| Error::io("read", &meta, e))?;
+            let topic_config: TopicConfig =
+                serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+                    path: meta.clone(),
+                    position: e.column() as u64,
+                    reason: format!("topic configuration is not valid: {e}"),
+                })?;
+            let topic = Self::open_topic(&root, &config, &name, topic_config)?;
+            topics.insert(name, Arc::new(topic));
+        }
+        let inner = Arc::new(Inner {
+            root,
+            config: config.clone(),
+            topics: RwLock::new(topics),
+            txns: RwLock::new(txns),
+            journal: Mutex::new(journal),
+            groups: Mutex::new(replayed.groups),
+            _lock: lock,
+        });
+        if let Some(every) = config.cleaner_interval {
+            spawn_cleaner(Arc::downgrade(&inner), every);
+        }
+        Ok(EmbeddedLog { inner })
+    }
+
+    fn open_topic(
+        root: &Path,
+        config: &EmbeddedLogConfig,
+        name: &str,
+        topic_config: TopicConfig,
+    ) -> Result<Topic> {
+        let dir = root.join("topics").join(name);
+        let partitions = (0..topic_config.partitions)
+            .map(|p| {
+                Partition::open(
+                    dir.join(p.to_string()),
+                    TopicPartition::new(name, p),
+                    config.index_interval_bytes,
+                    config.fsync,
+                )
+                .map(Mutex::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Topic { config: topic_config, partitions })
+    }
+
+    /// The directory this log lives in.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic { topic: name.to_string() })
+    }
+
+    fn with_partition<T>(
+        &self,
+        tp: &TopicPartition,
+        f: impl FnOnce(&mut Partition, &TopicConfig) -> Result<T>,
+    ) -> Result<T> {
+        let topic = self.topic(&tp.topic)?;
+        let part = topic.partitions.get(tp.partition as usize).ok_or_else(|| {
+            Error::PartitionOutOfRange {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                partitions: topic.config.partitions,
+            }
+        })?;
+        let mut guard = part.lock();
+        f(&mut guard, &topic.config)
+    }
+
+    fn check_records(tp: &TopicPartition, config: &TopicConfig, records: &[Record]) -> Result<()> {
+        if config.cleanup_policy == CleanupPolicy::Compact {
+            if let Some(i) = records.iter().position(|r| r.key.is_none()) {
+                return Err(Error::InvalidRecord {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    reason: format!(
+                        "record {i} of the batch has no key; compacted topics need one"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs retention on delete-policy topics and compaction on compacted topics.
+    ///
+    /// `now_ms` is the wall-clock time retention compares append times with. A background
+    /// thread calls this every [`EmbeddedLogConfig::cleaner_interval`].
+    pub fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport> {
+        maintain(&self.inner, now_ms)
+    }
+
+    /// Number of segment files of a partition (for tests and the log tool).
+    pub fn segment_count(&self, tp: &TopicPartition) -> Result<usize> {
+        self.with_partition(tp, |p, _| Ok(p.segment_count()))
+    }
+
+    /// Bytes on disk of a partition's segments.
+    pub fn partition_size(&self, tp: &TopicPartition) -> Result<u64> {
+        self.with_partition(tp, |p, _| Ok(p.size_bytes()))
+    }
+
+    fn end_txn(&self, txn: TxnId, commit: Option<Option<(&str, &[(TopicPartition, u64)])>>) -> Result<()> {
+        let id = txn.0;
+        let mut txns = self.inner.txns.write();
+        if !txns.open.contains(&id) {
+            return Err(Error::Transaction { txn_id: id, reason: "is not open".into() });
+        }
+        if let Some(Some((group, offsets))) = commit {
+            self.check_offsets(offsets)?;
+            let _ = group;
+        }
+        let touched = txns.touched.remove(&id).unwrap_or_default();
+        let sync = self.inner.config.fsync != FsyncPolicy::Never;
+        if sync && commit.is_some() {
+            // The data must be durable before the record that makes it visible.
+            for tp in &touched {
+                self.with_partition(tp, |p, _| p.sync())?;
+            }
+        }
+        let entry = match commit {
+            Some(offsets) => Entry::TxnCommit {
+                id,
+                group: offsets.map(|(g, _)| g.to_string()),
+                offsets: offsets.map(|(_, o)| offsets_vec(o)).unwrap_or_default(),
+            },
+            None => Entry::TxnAbort { id },
+        };
+        {
+            let mut journal = self.inner.journal.lock();
+            journal.append(&entry, sync)?;
+            if let Some(Some((group, offsets))) = commit {
+                let mut groups = self.inner.groups.lock();
+                let g = groups.entry(group.to_string()).or_default();
+                for (tp, o) in offsets {
+                    g.insert(tp.clone(), *o);
+                }
+            }
+        }
+        txns.open.remove(&id);
+        if commit.is_none() {
+            txns.aborted.insert(id);
+        }
+        for tp in &touched {
+            self.with_partition(tp, |p, _| {
+                p.open_txns.remove(&id);
+                Ok(())
+            })?;
+        }
+        drop(txns);
+        self.maybe_snapshot_journal()
+    }
+
+    fn check_offsets(&self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        for (tp, _) in offsets {
+            self.with_partition(tp, |_, _| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    fn maybe_snapshot_journal(&self) -> Result<()> {
+        let txns = self.inner.txns.read();
+        let mut journal = self.inner.journal.lock();
+        if !journal.needs_snapshot() || !txns.open.is_empty() {
+            // An open transaction's TxnBegin must stay in the journal until it ends.
+            return Ok(());
+        }
+        let groups = self.inner.groups.lock();
+        journal.snapshot(&groups, &txns.aborted, txns.next_id)
+    }
+}
+
+fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
+    let mut report = MaintenanceReport::default();
+    let topics: Vec<Arc<Topic>> = inner.topics.read().values().cloned().collect();
+    for topic in topics {
+        for part in &topic.partitions {
+            match topic.config.cleanup_policy {
+                CleanupPolicy::Delete => {
+                    report.segments_deleted += part.lock().apply_retention(now_ms, &topic.config)?;
+                }
+                CleanupPolicy::Compact => {
+                    let txns = inner.txns.read();
+                    let stats = part.lock().compact(now_ms, &topic.config, &txns)?;
+                    report.segments_compacted += stats.segments_cleaned;
+                    report.records_removed += stats.records_removed;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn spawn_cleaner(inner: Weak<Inner>, every: Duration) {
+    let spawned = std::thread::Builder::new().name("log-cleaner".into()).spawn(move || loop {
+        std::thread::sleep(every);
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = maintain(&inner, now_ms()) {
+            tracing::error!(error = %e, "log maintenance failed");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the log cleaner thread; retention and compaction run only when maintain() is called");
+    }
+}
+
+impl Log for EmbeddedLog {
+    fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        validate_topic_name(name)?;
+        config.validate(name)?;
+        let mut topics = self.inner.topics.write();
+        if let Some(existing) = topics.get(name) {
+            if existing.config.partitions != config.partitions {
+                return Err(Error::TopicExists {
+                    topic: name.to_string(),
+                    existing: existing.config.partitions,
+                    requested: config.partitions,
+                });
+            }
+            return Ok(());
+        }
+        let dir = self.inner.root.join("topics").join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create topic directory", &dir, e))?;
+        let topic = Self::open_topic(&self.inner.root, &self.inner.config, name, config.clone())?;
+        // The configuration is written last: a topic directory without it is ignored on open.
+        let meta = dir.join("topic.json");
+        let tmp = dir.join("topic.json.tmp");
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Config {
+            key: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &meta).map_err(|e| Error::io("rename", &meta, e))?;
+        topics.insert(name.to_string(), Arc::new(topic));
+        Ok(())
+    }
+
+    fn describe_topic(&self, name: &str) -> Result<TopicConfig> {
+        Ok(self.topic(name)?.config.clone())
+    }
+
+    fn list_topics(&self) -> Result<Vec<String>> {
+        Ok(self.inner.topics.read().keys().cloned().collect())
+    }
+
+    fn append(&self, tp: &TopicPartition, records: &[Record]) -> Result<AppendInfo> {
+        self.with_partition(tp, |p, config| {
+            Self::check_records(tp, config, records)?;
+            p.append(records, 0, now_ms(), config.segment_bytes)
+        })
+    }
+
+    fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: u64,
+        max_records: usize,
+        isolation: IsolationLevel,
+    ) -> Result<Fetch> {
+        match isolation {
+            IsolationLevel::ReadUncommitted => {
+                self.with_partition(tp, |p, _| p.read(offset, max_records, u64::MAX, |_| true))
+            }
+            IsolationLevel::ReadCommitted => {
+                let txns = self.inner.txns.read();
+                self.with_partition(tp, |p, _| {
+                    p.read(offset, max_records, p.stable_offset(), |id| txns.is_committed(id))
+                })
+            }
+        }
+    }
+
+    fn start_offset(&self, tp: &TopicPartition) -> Result<u64> {
+        self.with_partition(tp, |p, _| Ok(p.start_offset()))
+    }
+
+    fn end_offset(&self, tp: &TopicPartition, isolation: IsolationLevel) -> Result<u64> {
+        self.with_partition(tp, |p, _| {
+            Ok(match isolation {
+                IsolationLevel::ReadUncommitted => p.end_offset(),
+                IsolationLevel::ReadCommitted => p.stable_offset(),
+            })
+        })
+    }
+
+    fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<u64>> {
+        self.with_partition(tp, |p, _| p.offset_for_timestamp(timestamp))
+    }
+
+    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        if group.is_empty() {
+            return Err(Error::Config { key: "group".into(), reason: "is empty".into() });
+        }
+        self.check_offsets(offsets)?;
+        {
+            let mut journal = self.inner.journal.lock();
+            let entry = Entry::Offsets { group: group.to_string(), offsets: offsets_vec(offsets) };
+            journal.append(&entry, self.inner.config.fsync == FsyncPolicy::Always)?;
+            let mut groups = self.inner.groups.lock();
+            let g = groups.entry(group.to_string()).or_default();
+            for (tp, o) in offsets {
+                g.insert(tp.clone(), *o);
+            }
+        }
+        self.maybe_snapshot_journal()
+    }
+
+    fn committed_offsets(&self, group: &str) -> Result<GroupOffsets> {
+        Ok(self
+            .inner
+            .groups
+            .lock()
+            .get(group)
+            .map(|g| g.iter().map(|(tp, o)| (tp.clone(), *o)).collect())
+            .unwrap_or_default())
+    }
+
+    fn list_groups(&self) -> Result<Vec<String>> {
+        Ok(self.inner.groups.lock().keys().cloned().collect())
+    }
+
+    fn begin_transaction(&self) -> Result<TxnId> {
+        let mut txns = self.inner.txns.write();
+        let id = txns.next_id;
+        // Written before any of the transaction's data, so recovery knows to abort it.
+        self.inner
+            .journal
+            .lock()
+            .append(&Entry::TxnBegin { id }, self.inner.config.fsync == FsyncPolicy::Always)?;
+        txns.next_id += 1;
+        txns.open.insert(id);
+        Ok(TxnId(id))
+    }
+
+    fn append_transactional(
+        &self,
+        txn: TxnId,
+        tp: &TopicPartition,
+        records: &[Record],
+    ) -> Result<AppendInfo> {
+        let mut txns = self.inner.txns.write();
+        if !txns.open.contains(&txn.0) {
+            return Err(Error::Transaction { txn_id: txn.0, reason: "is not open".into() });
+        }
+        let info = self.with_partition(tp, |p, config| {
+            Self::check_records(tp, config, records)?;
+            p.append(records, txn.0, now_ms(), config.segment_bytes)
+        })?;
+        txns.touched.entry(txn.0).or_default().insert(tp.clone());
+        Ok(info)
+    }
+
+    fn commit_transaction(
+        &self,
+        txn: TxnId,
+        offsets: Option<(&str, &[(TopicPartition, u64)])>,
+    ) -> Result<()> {
+        self.end_txn(txn, Some(offsets))
+    }
+
+    fn abort_transaction(&self, txn: TxnId) -> Result<()> {
+        self.end_txn(txn, None)
+    }
+
+    fn sync(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
+        for topic in topics {
+            for p in &topic.partitions {
+                p.lock().sync()?;
+            }
+        }
+        self.inner.journal.lock().sync()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: a clean close leaves nothing unsynced.
+        for topic in self.topics.get_mut().values() {
+            for p in &topic.partitions {
+                if let Err(e) = p.lock().sync() {
+                    tracing::warn!(error = %e, "sync on close failed");
+                }
+            }
+        }
+        if let Err(e) = self.journal.get_mut().sync() {
+            tracing::warn!(error = %e, "journal sync on close failed");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Where topics live: the [`Log`] trait and its implementations.
+//!
+//! A log is a set of topics, each split into partitions; a partition is an append-only
+//! sequence of records with dense offsets starting at 0. The engine reads its inputs and
+//! writes its outputs, repartition topics and changelogs through this trait only, so the same
+//! topology runs on the embedded on-disk log ([`EmbeddedLog`], the default), in memory
+//! ([`MemoryLog`], for tests), or on Kafka.
+//!
+//! Transactions make several appends and a consumer group's offset commit visible together or
+//! not at all: readers that ask for [`IsolationLevel::ReadCommitted`] never see records of a
+//! transaction that is open or was aborted.
+
+pub(crate) mod embedded;
+mod memory;
+
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy, MaintenanceReport};
+pub use memory::MemoryLog;
+
+use crate::error::{Error, Result};
+use crate::record::{Record, StoredRecord, TopicPartition};
+
+/// What happens to old records of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// Old segments are deleted by age (`retention_ms`) and size (`retention_bytes`).
+    Delete,
+    /// Only the latest record of each key is kept; tombstones go after `delete_retention_ms`.
+    Compact,
+}
+
+/// Configuration of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicConfig {
+    /// Number of partitions (at least 1).
+    pub partitions: u32,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `retention.ms` for delete topics: segments whose newest batch was appended longer ago
+    /// are deleted. `None` keeps them forever.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes` per partition for delete topics. `None`: no size limit.
+    pub retention_bytes: Option<u64>,
+    /// `delete.retention.ms` for compacted topics: how long a tombstone survives compaction.
+    pub delete_retention_ms: i64,
+    /// `segment.bytes`: a segment rolls once it reaches this size.
+    pub segment_bytes: u64,
+}
+
+impl TopicConfig {
+    /// A delete-policy topic with Kafka's defaults (7 days retention, 64 MiB segments here).
+    pub fn new(partitions: u32) -> Self {
+        TopicConfig {
+            partitions,
+            cleanup_policy: CleanupPolicy::Delete,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            delete_retention_ms: 24 * 3600 * 1000,
+            segment_bytes: 64 << 20,
+        }
+    }
+
+    /// A compacted topic (changelogs, tables).
+    pub fn compacted(partitions: u32) -> Self {
+        TopicConfig { cleanup_policy: CleanupPolicy::Compact, retention_ms: None, ..Self::new(partitions) }
+    }
+
+    /// Sets `segment.bytes`.
+    pub fn with_segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets `retention.ms`.
+    pub fn with_retention_ms(mut self, ms: Option<i64>) -> Self {
+        self.retention_ms = ms;
+        self
+    }
+
+    /// Sets `retention.bytes`.
+    pub fn with_retention_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.retention_bytes = bytes;
+        self
+    }
+
+    /// Sets `delete.retention.ms`.
+    pub fn with_delete_retention_ms(mut self, ms: i64) -> Self {
+        self.delete_retention_ms = ms;
+        self
+    }
+
+    /// Checks the values, naming the first bad one.
+    pub fn validate(&self, topic: &str) -> Result<()> {
+        let bad = |key: &str, reason: String| {
+            Err(Error::Config { key: format!("{topic}.{key}"), reason })
+        };
+        if self.partitions == 0 {
+            return bad("partitions", "must be at least 1".into());
+        }
+        if self.segment_bytes < 1024 {
+            return bad("segment.bytes", format!("{} is below the minimum 1024", self.segment_bytes));
+        }
+        if self.delete_retention_ms < 0 {
+            return bad("delete.retention.ms", "must not be negative".into());
+        }
+        if matches!(self.retention_ms, Some(ms) if ms < 0) {
+            return bad("retention.ms", "must not be negative (use None for no limit)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Checks a topic name the way Kafka does: 1–249 characters of `[a-zA-Z0-9._-]`, not `.`/`..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > 249 {
+        Some(format!("is {} characters long (at most 249)", name.len()))
+    } else if name == "." || name == ".." {
+        Some("cannot be `.` or `..`".to_string())
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .map(|c| format!("contains {c:?}; only ASCII letters, digits, `.`, `_` and `-` are allowed"))
+    };
+    match reason {
+        Some(reason) => Err(Error::Config { key: format!("topic name `{name}`"), reason }),
+        None => Ok(()),
+    }
+}
+
+/// Which records a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Everything appended, including records of open or aborted transactions.
+    #[default]
+    ReadUncommitted,
+    /// Only records outside transactions and of committed transactions; reading stops at the
+    /// first record of a transaction that is still open.
+    ReadCommitted,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// Offset the next append will get.
+    pub next_offset: u64,
+}
+
+/// The result of a read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fetch {
+    /// Records in offset order.
+    pub records: Vec<StoredRecord>,
+    /// Where the next read should start: past every record returned and every record skipped
+    /// (aborted, or removed by compaction).
+    pub next_offset: u64,
+}
+
+/// A consumer group's committed positions: for each partition, the next offset to read.
+pub type GroupOffsets = Vec<(TopicPartition, u64)>;
+
+/// Identifies an open transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxnId(pub u64);
+
+/// A partitioned, append-only record log: the embedded log, memory, or Kafka.
+///
+/// All methods take `&self`: a log is shared by every stream thread of an application.
+pub trait Log: Send + Sync {
+    /// Creates a topic. Creating one that exists with the same partition count is not an
+    /// error; a different partition count is [`Error::TopicExists`].
+    fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()>;
+
+    /// The configuration of a topic.
+    fn describe_topic(&self, name: &str) -> Result<TopicConfig>;
+
+    /// Names of all topics, sorted.
+    fn list_topics(&self) -> Result<Vec<String>>;
+
+    /// Appends records to a partition, returning the offsets they got.
+    fn append(&self, tp: &TopicPartition, records: &[Record]) -> Result<AppendInfo>;
+
+    /// Reads up to `max_records` records starting at `offset`.
+    fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: u64,
+        max_records: usize,
+        isolation: IsolationLevel,
+    ) -> Result<Fetch>;
+
+    /// The first offset still in the partition.
+    fn start_offset(&self, tp: &TopicPartition) -> Result<u64>;
+
+    /// The offset after the last record a reader at this isolation level may see (for
+    /// read-committed: the first offset of the oldest open transaction, if any).
+    fn end_offset(&self, tp: &TopicPartition, isolation: IsolationLevel) -> Result<u64>;
+
+    /// The first offset whose record timestamp is at least `timestamp`, if any.
+    fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<u64>>;
+
+    /// Durably records a group's positions (next offset to read) for some partitions.
+    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()>;
+
+    /// All positions committed by a group.
+    fn committed_offsets(&self, group: &str) -> Result<GroupOffsets>;
+
+    /// The group's committed position for one partition.
+    fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>> {
+        Ok(self.committed_offsets(group)?.into_iter().find(|(p, _)| p == tp).map(|(_, o)| o))
+    }
+
+    /// Names of groups that committed offsets, sorted.
+    fn list_groups(&self) -> Result<Vec<String>>;
+
+    /// Starts a transaction.
+    fn begin_transaction(&self) -> Result<TxnId>;
+
+    /// Appends records as part of a transaction: read-committed readers see them only after
+    /// [`Log::commit_transaction`].
+    fn append_transactional(
+        &self,
+        txn: TxnId,
+        tp: &TopicPartition,
+        records: &[Record],
+    ) -> Result<AppendInfo>;
+
+    /// Makes the transaction's records, and the group offsets given, visible together.
+    fn commit_transaction(&self, txn: TxnId, offsets: Option<(&str, &[(TopicPartition, u64)])>)
+        -> Result<()>;
+
+    /// Discards the transaction: its records stay invisible to read-committed readers.
+    fn abort_transaction(&self, txn: TxnId) -> Result<()>;
+
+    /// Makes everything appended and committed so far durable (survives power loss).
+    fn sync(&self) -> Result<()>;
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the typed DSL is built on top of `streams-core` and `state-store`.
