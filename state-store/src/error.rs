@@ -1,0 +1,202 @@
+//! The crate's one error type.
+//!
+//! Every variant names the store it came from (and the path where there is one) and has a
+//! [`ErrorClass`] that says whose fault it is, plus [`StoreError::is_retriable`], so the runtime
+//! can decide between failing the task, retrying, and reporting a user mistake.
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The caller asked for something invalid (bad configuration, misuse of a closed store).
+    User,
+    /// Something outside this process failed: the disk, RocksDB, the changelog.
+    External,
+    /// A bug or corrupt local data that this crate wrote itself.
+    Internal,
+}
+
+/// An error from a state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("store `{store}`: RocksDB error at {}: {source}", .path.display())]
+    RocksDb {
+        /// Store name.
+        store: String,
+        /// Directory of the RocksDB instance.
+        path: PathBuf,
+        /// The RocksDB error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A file-system operation failed.
+    #[error("store `{store}`: I/O error at {}: {source}", .path.display())]
+    Io {
+        /// Store name (or `checkpoint` for checkpoint files).
+        store: String,
+        /// File or directory involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sending a change to the changelog (or reading it during restore) failed.
+    #[error("store `{store}`: changelog error: {source}")]
+    Changelog {
+        /// Store name.
+        store: String,
+        /// Whether retrying the operation may succeed.
+        retriable: bool,
+        /// The error reported by the changelog implementation.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// Local data does not have the shape this crate writes (e.g. a window key too short).
+    #[error("store `{store}`: corrupt data: {reason}")]
+    Corrupt {
+        /// Store name.
+        store: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The store was configured or used in a way it does not support.
+    #[error("store `{store}`: invalid use: {reason}")]
+    InvalidUse {
+        /// Store name.
+        store: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The store was used after `close()`.
+    #[error("store `{store}` is closed")]
+    Closed {
+        /// Store name.
+        store: String,
+    },
+}
+
+impl StoreError {
+    /// Whose fault the error is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::RocksDb { source, .. } => match source.kind() {
+                rocksdb::ErrorKind::Corruption => ErrorClass::Internal,
+                rocksdb::ErrorKind::InvalidArgument | rocksdb::ErrorKind::NotSupported => {
+                    ErrorClass::User
+                }
+                _ => ErrorClass::External,
+            },
+            StoreError::Io { .. } | StoreError::Changelog { .. } => ErrorClass::External,
+            StoreError::Corrupt { .. } => ErrorClass::Internal,
+            StoreError::InvalidUse { .. } | StoreError::Closed { .. } => ErrorClass::User,
+        }
+    }
+
+    /// Whether retrying the same operation may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StoreError::RocksDb { source, .. } => matches!(
+                source.kind(),
+                rocksdb::ErrorKind::Busy
+                    | rocksdb::ErrorKind::TryAgain
+                    | rocksdb::ErrorKind::TimedOut
+                    | rocksdb::ErrorKind::Incomplete
+            ),
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+            ),
+            StoreError::Changelog { retriable, .. } => *retriable,
+            StoreError::Corrupt { .. }
+            | StoreError::InvalidUse { .. }
+            | StoreError::Closed { .. } => false,
+        }
+    }
+
+    /// The name of the store the error came from.
+    pub fn store(&self) -> &str {
+        match self {
+            StoreError::RocksDb { store, .. }
+            | StoreError::Io { store, .. }
+            | StoreError::Changelog { store, .. }
+            | StoreError::Corrupt { store, .. }
+            | StoreError::InvalidUse { store, .. }
+            | StoreError::Closed { store } => store,
+        }
+    }
+
+    /// Wraps an error of a [`ChangelogSink`](crate::ChangelogSink) or of the log a restore reads.
+    pub fn changelog(
+        store: impl Into<String>,
+        retriable: bool,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        StoreError::Changelog {
+            store: store.into(),
+            retriable,
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn rocks(store: &str, path: &std::path::Path, source: rocksdb::Error) -> Self {
+        StoreError::RocksDb {
+            store: store.to_owned(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn io(store: &str, path: &std::path::Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            store: store.to_owned(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(store: &str, reason: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            store: store.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid(store: &str, reason: impl Into<String>) -> Self {
+        StoreError::InvalidUse {
+            store: store.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        let e = StoreError::changelog("s", true, "broker down");
+        assert_eq!(e.class(), ErrorClass::External);
+        assert!(e.is_retriable());
+        assert_eq!(e.store(), "s");
+        let e = StoreError::Closed { store: "t".into() };
+        assert_eq!(e.class(), ErrorClass::User);
+        assert!(!e.is_retriable());
+        assert_eq!(
+            StoreError::corrupt("x", "short key").class(),
+            ErrorClass::Internal
+        );
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<StoreError>();
+    }
+}

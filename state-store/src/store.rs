@@ -1,0 +1,116 @@
+//! The store traits: what every store layer (cache, changelogging, backend) implements.
+//!
+//! Reads and writes are separate traits, as in Kafka Streams: interactive queries get a
+//! `ReadOnly*` view, processors get the full store. Keys and values are bytes; typed access is
+//! the job of the layer above this crate. All stores are `Send` so a task can move between
+//! threads, and none is `Sync`: one task (one thread) uses a store at a time.
+
+use std::ops::Bound;
+
+use crate::StoreError;
+
+/// An iterator over `(key, value)` pairs in ascending key order.
+pub type KeyValueIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;
+
+/// One record of a changelog, as read back during restore. `value == None` is a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogRecord {
+    /// Offset of the record in its changelog partition.
+    pub offset: u64,
+    /// Raw store key (for window and session stores: the encoded window/session key).
+    pub key: Vec<u8>,
+    /// New value, or `None` for a deletion.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What every store (whatever its shape) offers to the runtime.
+pub trait StateStore: Send {
+    /// The store's name; the changelog topic and the directory derive from it.
+    fn name(&self) -> &str;
+
+    /// Whether the data survives a restart (RocksDB) or not (in-memory).
+    fn persistent(&self) -> bool;
+
+    /// Makes every write so far durable locally: flushes caches downstream and RocksDB memtables
+    /// to disk (the WAL is off, so this is the only point where local data becomes durable).
+    fn flush(&mut self) -> Result<(), StoreError>;
+
+    /// Flushes and releases resources. Further use returns [`StoreError::Closed`].
+    fn close(&mut self) -> Result<(), StoreError>;
+
+    /// Writes changelog records straight into the backend, bypassing cache and changelog.
+    /// Used by [`restore`](crate::restore); the records' keys are raw store keys.
+    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError>;
+
+    /// Deletes all local data (used when no valid checkpoint exists, before a full restore).
+    fn wipe(&mut self) -> Result<(), StoreError>;
+}
+
+/// Read access to a key-value store.
+pub trait ReadOnlyKeyValueStore {
+    /// The value stored under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Entries with keys between `from` and `to`, ascending. The iterator borrows only the
+    /// store, not the bounds.
+    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIter<'_>, StoreError>;
+
+    /// Entries whose key starts with `prefix`, ascending.
+    fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIter<'_>, StoreError> {
+        match crate::keys::prefix_successor(prefix) {
+            // `range` iterators borrow only `self`, never the bounds.
+            Some(end) => self.range(Bound::Included(prefix), Bound::Excluded(&end)),
+            None => self.range(Bound::Included(prefix), Bound::Unbounded),
+        }
+    }
+
+    /// Every entry, ascending.
+    fn all(&self) -> Result<KeyValueIter<'_>, StoreError> {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// An estimate of the number of entries (exact for in-memory stores; RocksDB's estimate
+    /// counts overwritten and deleted keys until compaction).
+    fn approximate_num_entries(&self) -> Result<u64, StoreError>;
+}
+
+/// A key-value store: ordered byte keys to byte values.
+pub trait KeyValueStore: ReadOnlyKeyValueStore + StateStore {
+    /// Stores `value` under `key`.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Stores or deletes (`None`) several entries; backends apply them as one batch.
+    fn put_all(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        for (k, v) in entries {
+            match v {
+                Some(v) => self.put(k, v)?,
+                None => self.delete(k)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key` (a no-op when absent).
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Collects a [`Bound`] over borrowed keys into one over owned keys.
+pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.to_vec()),
+        Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Whether `(from, to)` selects nothing. `BTreeMap::range` panics on such bounds, and a scan
+/// with `from > to` is a caller's empty query, not a bug.
+pub(crate) fn empty_range(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
+    match (from, to) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b))
+        | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        _ => false,
+    }
+}

@@ -1,0 +1,301 @@
+//! Window stores: values keyed by (key, window start), kept for a retention period.
+//!
+//! Layout: `[key][window_start]` (+ `[seq]` with `retain_duplicates`), see [`crate::keys`], in
+//! time segments ([`crate::segments`]). Stream time is the largest window start written; data
+//! older than `stream_time - retention + 1` is neither returned nor accepted, and whole segments
+//! behind it are dropped. With `retain_duplicates` (stream-stream join buffers) every put is a
+//! new entry, told apart by a per-store sequence number, and a `None` put is ignored, as in Kafka
+//! Streams. Sequence numbers restart at 0 when a store is reopened, so duplicates must live
+//! shorter than a restart (true of join buffers, whose retention is the join window).
+
+use std::ops::Bound;
+
+use crate::keys::{split_window_key, window_key};
+use crate::segments::{SegmentBackend, Segments};
+use crate::store::{ChangelogRecord, StateStore};
+use crate::StoreError;
+
+/// A key together with the start of its window.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowedKey {
+    /// The record key.
+    pub key: Vec<u8>,
+    /// Window start, ms.
+    pub start: i64,
+}
+
+/// An iterator over `(window_start, value)` of one key, ascending by start.
+pub type WindowIter<'a> = Box<dyn Iterator<Item = Result<(i64, Vec<u8>), StoreError>> + 'a>;
+
+/// An iterator over `(windowed key, value)`.
+pub type WindowedKeyValueIter<'a> =
+    Box<dyn Iterator<Item = Result<(WindowedKey, Vec<u8>), StoreError>> + 'a>;
+
+/// Read access to a window store. Time ranges are inclusive at both ends.
+pub trait ReadOnlyWindowStore {
+    /// The value of `key` in the window starting at `window_start` (with duplicates: the
+    /// oldest one).
+    fn fetch_one(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Windows of `key` starting in `[time_from, time_to]`, ascending by start.
+    fn fetch(&self, key: &[u8], time_from: i64, time_to: i64)
+        -> Result<WindowIter<'_>, StoreError>;
+
+    /// Windows of all keys starting in `[time_from, time_to]`. Within one segment the order is
+    /// by key, then start; across segments it is by segment, so sort if you need a total order.
+    fn fetch_all(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> Result<WindowedKeyValueIter<'_>, StoreError>;
+
+    /// Every retained window.
+    fn all(&self) -> Result<WindowedKeyValueIter<'_>, StoreError> {
+        self.fetch_all(i64::MIN, i64::MAX)
+    }
+}
+
+/// A window store.
+pub trait WindowStore: ReadOnlyWindowStore + StateStore {
+    /// Stores `value` for `key` in the window starting at `window_start`; `None` deletes it
+    /// (ignored when duplicates are retained). Advances stream time to `window_start`; a put
+    /// older than the retention period is dropped.
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        window_start: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Retention period, ms.
+    fn retention_ms(&self) -> i64;
+}
+
+/// The window store backend shared by RocksDB and memory: a set of time segments.
+pub(crate) struct SegmentedWindowStore {
+    segments: Segments,
+    retain_duplicates: bool,
+    seq: u32,
+}
+
+impl SegmentedWindowStore {
+    pub(crate) fn open(
+        name: &str,
+        backend: SegmentBackend,
+        retention: i64,
+        segment_interval: i64,
+        retain_duplicates: bool,
+    ) -> Result<Self, StoreError> {
+        Ok(SegmentedWindowStore {
+            segments: Segments::open(name, backend, retention, segment_interval)?,
+            retain_duplicates,
+            seq: 0,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn segment_ids(&self) -> Vec<i64> {
+        self.segments.segment_ids()
+    }
+
+    fn seq_bounds(&self) -> (Option<u32>, Option<u32>) {
+        if self.retain_duplicates {
+            (Some(0), Some(u32::MAX))
+        } else {
+            (None, None)
+        }
+    }
+
+    fn decode<'a>(&self, raw: &'a [u8]) -> Result<(&'a [u8], i64), StoreError> {
+        split_window_key(raw, self.retain_duplicates).ok_or_else(|| {
+            StoreError::corrupt(
+                self.segments.name(),
+                format!("window key of {} bytes", raw.len()),
+            )
+        })
+    }
+}
+
+impl StateStore for SegmentedWindowStore {
+    fn name(&self) -> &str {
+        self.segments.name()
+    }
+
+    fn persistent(&self) -> bool {
+        self.segments.persistent()
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.segments.flush()
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.segments.close()
+    }
+
+    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
+        let dup = self.retain_duplicates;
+        self.segments
+            .restore_batch(batch, |k| split_window_key(k, dup).map(|(_, ts)| ts))
+    }
+
+    fn wipe(&mut self) -> Result<(), StoreError> {
+        self.segments.wipe()
+    }
+}
+
+impl ReadOnlyWindowStore for SegmentedWindowStore {
+    fn fetch_one(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(segment) = self.segments.segment(window_start)? else {
+            return Ok(None);
+        };
+        if !self.retain_duplicates {
+            return segment.store().get(&window_key(key, window_start, None));
+        }
+        let (lo, hi) = self.seq_bounds();
+        let lo = window_key(key, window_start, lo);
+        let hi = window_key(key, window_start, hi);
+        match segment
+            .store()
+            .range(Bound::Included(&lo), Bound::Included(&hi))?
+            .next()
+        {
+            Some(r) => Ok(Some(r?.1)),
+            None => Ok(None),
+        }
+    }
+
+    fn fetch(
+        &self,
+        key: &[u8],
+        time_from: i64,
+        time_to: i64,
+    ) -> Result<WindowIter<'_>, StoreError> {
+        let from = time_from.max(self.segments.min_live_time());
+        let (seq_lo, seq_hi) = self.seq_bounds();
+        let lo = window_key(key, from, seq_lo);
+        let hi = window_key(key, time_to, seq_hi);
+        let mut iters = Vec::new();
+        for segment in self.segments.segments_between(from, time_to)? {
+            iters.push(
+                segment
+                    .store()
+                    .range(Bound::Included(&lo), Bound::Included(&hi))?,
+            );
+        }
+        let key = key.to_vec();
+        Ok(Box::new(iters.into_iter().flatten().filter_map(move |r| {
+            match r {
+                Err(e) => Some(Err(e)),
+                Ok((raw, value)) => match self.decode(&raw) {
+                    Err(e) => Some(Err(e)),
+                    // Longer keys sharing `key` as a prefix fall in the byte range too.
+                    Ok((k, ts)) => (k == key.as_slice() && ts >= from && ts <= time_to)
+                        .then_some(Ok((ts, value))),
+                },
+            }
+        })))
+    }
+
+    fn fetch_all(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> Result<WindowedKeyValueIter<'_>, StoreError> {
+        let from = time_from.max(self.segments.min_live_time());
+        let mut iters = Vec::new();
+        for segment in self.segments.segments_between(from, time_to)? {
+            iters.push(segment.store().all()?);
+        }
+        Ok(Box::new(iters.into_iter().flatten().filter_map(
+            move |r| match r {
+                Err(e) => Some(Err(e)),
+                Ok((raw, value)) => match self.decode(&raw) {
+                    Err(e) => Some(Err(e)),
+                    Ok((k, ts)) => (ts >= from && ts <= time_to).then(|| {
+                        Ok((
+                            WindowedKey {
+                                key: k.to_vec(),
+                                start: ts,
+                            },
+                            value,
+                        ))
+                    }),
+                },
+            },
+        )))
+    }
+}
+
+impl WindowStore for SegmentedWindowStore {
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        window_start: i64,
+    ) -> Result<(), StoreError> {
+        if self.retain_duplicates && value.is_none() {
+            return Ok(());
+        }
+        self.segments.observe(window_start)?;
+        let seq = if self.retain_duplicates {
+            self.seq = self.seq.wrapping_add(1);
+            Some(self.seq)
+        } else {
+            None
+        };
+        let Some(segment) = self.segments.segment_for_write(window_start)? else {
+            tracing::debug!(store = %self.segments.name(), window_start, "dropping put into expired window");
+            return Ok(());
+        };
+        let raw = window_key(key, window_start, seq);
+        match value {
+            Some(v) => segment.store_mut().put(&raw, v),
+            None => segment.store_mut().delete(&raw),
+        }
+    }
+
+    fn retention_ms(&self) -> i64 {
+        self.segments.retention()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn expired_segments_are_dropped_in_memory() {
+        let mut s =
+            SegmentedWindowStore::open("w", SegmentBackend::Memory, 1_000, 500, false).unwrap();
+        for t in (0..5_000).step_by(100) {
+            s.put(b"k", Some(b"v"), t).unwrap();
+        }
+        // stream time 4900, min live 3901 → segment 7 (3500..4000) onwards.
+        assert_eq!(s.segment_ids(), vec![7, 8, 9]);
+        let got: Vec<i64> = s
+            .fetch(b"k", 0, 10_000)
+            .unwrap()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(got.first(), Some(&4000));
+        assert_eq!(got.len(), 10);
+    }
+
+    #[test]
+    fn duplicates_are_kept() {
+        let mut s =
+            SegmentedWindowStore::open("w", SegmentBackend::Memory, 1_000, 500, true).unwrap();
+        s.put(b"k", Some(b"a"), 10).unwrap();
+        s.put(b"k", Some(b"b"), 10).unwrap();
+        s.put(b"k", None, 10).unwrap();
+        let got: Vec<Vec<u8>> = s
+            .fetch(b"k", 0, 100)
+            .unwrap()
+            .map(|r| r.unwrap().1)
+            .collect();
+        assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(s.fetch_one(b"k", 10).unwrap(), Some(b"a".to_vec()));
+    }
+}
