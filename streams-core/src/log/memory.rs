@@ -31,19 +31,27 @@ struct State {
 
 impl State {
     fn partition(&mut self, tp: &TopicPartition) -> Result<(&TopicConfig, &mut MemPartition)> {
-        let (config, parts) = self
-            .topics
-            .get_mut(&tp.topic)
-            .ok_or_else(|| Error::UnknownTopic { topic: tp.topic.clone() })?;
+        let (config, parts) =
+            self.topics
+                .get_mut(&tp.topic)
+                .ok_or_else(|| Error::UnknownTopic {
+                    topic: tp.topic.clone(),
+                })?;
         let n = config.partitions;
-        let part = parts.get_mut(tp.partition as usize).ok_or_else(|| {
-            Error::PartitionOutOfRange { topic: tp.topic.clone(), partition: tp.partition, partitions: n }
-        })?;
+        let part =
+            parts
+                .get_mut(tp.partition as usize)
+                .ok_or_else(|| Error::PartitionOutOfRange {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    partitions: n,
+                })?;
         Ok((config, part))
     }
 
     fn committed(&self, id: u64) -> bool {
-        id == 0 || (id < self.next_txn && !self.open.contains_key(&id) && !self.aborted.contains(&id))
+        id == 0
+            || (id < self.next_txn && !self.open.contains_key(&id) && !self.aborted.contains(&id))
     }
 
     fn append(&mut self, tp: &TopicPartition, records: &[Record], txn: u64) -> Result<AppendInfo> {
@@ -53,18 +61,29 @@ impl State {
                 return Err(Error::InvalidRecord {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
-                    reason: format!("record {i} of the batch has no key; compacted topics need one"),
+                    reason: format!(
+                        "record {i} of the batch has no key; compacted topics need one"
+                    ),
                 });
             }
         }
         let base = part.records.len() as u64;
         for (i, r) in records.iter().enumerate() {
-            part.records.push((txn, StoredRecord { offset: base + i as u64, record: r.clone() }));
+            part.records.push((
+                txn,
+                StoredRecord {
+                    offset: base + i as u64,
+                    record: r.clone(),
+                },
+            ));
         }
         if txn != 0 && !records.is_empty() {
             part.open_txns.entry(txn).or_insert(base);
         }
-        Ok(AppendInfo { base_offset: base, next_offset: part.records.len() as u64 })
+        Ok(AppendInfo {
+            base_offset: base,
+            next_offset: part.records.len() as u64,
+        })
     }
 }
 
@@ -83,7 +102,12 @@ impl std::fmt::Debug for MemoryLog {
 impl MemoryLog {
     /// An empty log.
     pub fn new() -> Self {
-        MemoryLog { state: Mutex::new(State { next_txn: 1, ..State::default() }) }
+        MemoryLog {
+            state: Mutex::new(State {
+                next_txn: 1,
+                ..State::default()
+            }),
+        }
     }
 }
 
@@ -102,7 +126,9 @@ impl Log for MemoryLog {
             }
             return Ok(());
         }
-        let parts = (0..config.partitions).map(|_| MemPartition::default()).collect();
+        let parts = (0..config.partitions)
+            .map(|_| MemPartition::default())
+            .collect();
         s.topics.insert(name.to_string(), (config, parts));
         Ok(())
     }
@@ -135,8 +161,11 @@ impl Log for MemoryLog {
         let visible: Box<dyn Fn(u64) -> bool> = match isolation {
             IsolationLevel::ReadUncommitted => Box::new(|_| true),
             IsolationLevel::ReadCommitted => {
-                let (next, open, aborted) =
-                    (s.next_txn, s.open.keys().copied().collect::<BTreeSet<_>>(), s.aborted.clone());
+                let (next, open, aborted) = (
+                    s.next_txn,
+                    s.open.keys().copied().collect::<BTreeSet<_>>(),
+                    s.aborted.clone(),
+                );
                 Box::new(move |id| {
                     id == 0 || (id < next && !open.contains(&id) && !aborted.contains(&id))
                 })
@@ -157,7 +186,10 @@ impl Log for MemoryLog {
             IsolationLevel::ReadUncommitted => end,
             IsolationLevel::ReadCommitted => part.open_txns.values().min().copied().unwrap_or(end),
         };
-        let mut fetch = Fetch { records: Vec::new(), next_offset: offset };
+        let mut fetch = Fetch {
+            records: Vec::new(),
+            next_offset: offset,
+        };
         for (txn, r) in &part.records[offset as usize..bound.max(offset) as usize] {
             if fetch.records.len() >= max_records {
                 break;
@@ -187,10 +219,21 @@ impl Log for MemoryLog {
     fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<u64>> {
         let mut s = self.state.lock();
         let (_, part) = s.partition(tp)?;
-        Ok(part.records.iter().find(|(_, r)| r.record.timestamp >= timestamp).map(|(_, r)| r.offset))
+        Ok(part
+            .records
+            .iter()
+            .find(|(_, r)| r.record.timestamp >= timestamp)
+            .map(|(_, r)| r.offset))
     }
 
     fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        // As the embedded log: an empty group name would be listed and looked up as a group.
+        if group.is_empty() {
+            return Err(Error::Config {
+                key: "group".into(),
+                reason: "is empty".into(),
+            });
+        }
         let mut s = self.state.lock();
         for (tp, _) in offsets {
             s.partition(tp)?;
@@ -232,7 +275,10 @@ impl Log for MemoryLog {
     ) -> Result<AppendInfo> {
         let mut s = self.state.lock();
         if !s.open.contains_key(&txn.0) {
-            return Err(Error::Transaction { txn_id: txn.0, reason: "is not open".into() });
+            return Err(Error::Transaction {
+                txn_id: txn.0,
+                reason: "is not open".into(),
+            });
         }
         let info = s.append(tp, records, txn.0)?;
         s.open.entry(txn.0).or_default().insert(tp.clone());
@@ -246,7 +292,10 @@ impl Log for MemoryLog {
     ) -> Result<()> {
         let mut s = self.state.lock();
         let Some(touched) = s.open.remove(&txn.0) else {
-            return Err(Error::Transaction { txn_id: txn.0, reason: "is not open".into() });
+            return Err(Error::Transaction {
+                txn_id: txn.0,
+                reason: "is not open".into(),
+            });
         };
         for tp in &touched {
             s.partition(tp)?.1.open_txns.remove(&txn.0);
@@ -264,7 +313,10 @@ impl Log for MemoryLog {
     fn abort_transaction(&self, txn: TxnId) -> Result<()> {
         let mut s = self.state.lock();
         let Some(touched) = s.open.remove(&txn.0) else {
-            return Err(Error::Transaction { txn_id: txn.0, reason: "is not open".into() });
+            return Err(Error::Transaction {
+                txn_id: txn.0,
+                reason: "is not open".into(),
+            });
         };
         for tp in &touched {
             s.partition(tp)?.1.open_txns.remove(&txn.0);

@@ -62,7 +62,11 @@ impl TopicConfig {
 
     /// A compacted topic (changelogs, tables).
     pub fn compacted(partitions: u32) -> Self {
-        TopicConfig { cleanup_policy: CleanupPolicy::Compact, retention_ms: None, ..Self::new(partitions) }
+        TopicConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            retention_ms: None,
+            ..Self::new(partitions)
+        }
     }
 
     /// Sets `segment.bytes`.
@@ -92,19 +96,28 @@ impl TopicConfig {
     /// Checks the values, naming the first bad one.
     pub fn validate(&self, topic: &str) -> Result<()> {
         let bad = |key: &str, reason: String| {
-            Err(Error::Config { key: format!("{topic}.{key}"), reason })
+            Err(Error::Config {
+                key: format!("{topic}.{key}"),
+                reason,
+            })
         };
         if self.partitions == 0 {
             return bad("partitions", "must be at least 1".into());
         }
         if self.segment_bytes < 1024 {
-            return bad("segment.bytes", format!("{} is below the minimum 1024", self.segment_bytes));
+            return bad(
+                "segment.bytes",
+                format!("{} is below the minimum 1024", self.segment_bytes),
+            );
         }
         if self.delete_retention_ms < 0 {
             return bad("delete.retention.ms", "must not be negative".into());
         }
         if matches!(self.retention_ms, Some(ms) if ms < 0) {
-            return bad("retention.ms", "must not be negative (use None for no limit)".into());
+            return bad(
+                "retention.ms",
+                "must not be negative (use None for no limit)".into(),
+            );
         }
         Ok(())
     }
@@ -121,10 +134,15 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     } else {
         name.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            .map(|c| format!("contains {c:?}; only ASCII letters, digits, `.`, `_` and `-` are allowed"))
+            .map(|c| {
+                format!("contains {c:?}; only ASCII letters, digits, `.`, `_` and `-` are allowed")
+            })
     };
     match reason {
-        Some(reason) => Err(Error::Config { key: format!("topic name `{name}`"), reason }),
+        Some(reason) => Err(Error::Config {
+            key: format!("topic name `{name}`"),
+            reason,
+        }),
         None => Ok(()),
     }
 }
@@ -210,7 +228,11 @@ pub trait Log: Send + Sync {
 
     /// The group's committed position for one partition.
     fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>> {
-        Ok(self.committed_offsets(group)?.into_iter().find(|(p, _)| p == tp).map(|(_, o)| o))
+        Ok(self
+            .committed_offsets(group)?
+            .into_iter()
+            .find(|(p, _)| p == tp)
+            .map(|(_, o)| o))
     }
 
     /// Names of groups that committed offsets, sorted.
@@ -229,8 +251,11 @@ pub trait Log: Send + Sync {
     ) -> Result<AppendInfo>;
 
     /// Makes the transaction's records, and the group offsets given, visible together.
-    fn commit_transaction(&self, txn: TxnId, offsets: Option<(&str, &[(TopicPartition, u64)])>)
-        -> Result<()>;
+    fn commit_transaction(
+        &self,
+        txn: TxnId,
+        offsets: Option<(&str, &[(TopicPartition, u64)])>,
+    ) -> Result<()>;
 
     /// Discards the transaction: its records stay invisible to read-committed readers.
     fn abort_transaction(&self, txn: TxnId) -> Result<()>;

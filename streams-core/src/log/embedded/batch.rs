@@ -126,7 +126,9 @@ pub(crate) fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if !(4 + BODY_HEADER..=MAX_BATCH_BYTES).contains(&len) {
-        return Err(FrameError::Invalid(format!("impossible batch length {len}")));
+        return Err(FrameError::Invalid(format!(
+            "impossible batch length {len}"
+        )));
     }
     Ok(4 + len)
 }
@@ -172,7 +174,10 @@ pub(crate) fn decode_records(
     header: &BatchHeader,
     mut sink: impl FnMut(StoredRecord),
 ) -> Result<(), FrameError> {
-    let mut c = Cursor { buf: &frame[FRAME_HEADER..], pos: BODY_HEADER };
+    let mut c = Cursor {
+        buf: &frame[FRAME_HEADER..],
+        pos: BODY_HEADER,
+    };
     for _ in 0..header.count {
         let delta = c.u32()?;
         let timestamp = c.i64()?;
@@ -185,11 +190,19 @@ pub(crate) fn decode_records(
             let name = c.take(name_len)?;
             let key = String::from_utf8(name.to_vec())
                 .map_err(|_| FrameError::Invalid("header name is not UTF-8".into()))?;
-            headers.push(Header { key, value: c.opt_bytes()? });
+            headers.push(Header {
+                key,
+                value: c.opt_bytes()?,
+            });
         }
         sink(StoredRecord {
             offset: header.base_offset + u64::from(delta),
-            record: Record { key, value, timestamp, headers },
+            record: Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            },
         });
     }
     if c.pos != c.buf.len() {
@@ -208,9 +221,13 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            FrameError::Invalid(format!("field of {n} bytes runs past the batch end"))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                FrameError::Invalid(format!("field of {n} bytes runs past the batch end"))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -260,7 +277,12 @@ mod tests {
         ];
         let offsets = [7u64, 9, 12];
         let mut buf = Vec::new();
-        encode_batch(&mut buf, offsets.iter().copied().zip(records.iter()), 42, 1000);
+        encode_batch(
+            &mut buf,
+            offsets.iter().copied().zip(records.iter()),
+            42,
+            1000,
+        );
         let (h, len) = check_frame(&buf).unwrap();
         assert_eq!(len, buf.len());
         assert_eq!(h.base_offset, 7);
@@ -272,7 +294,10 @@ mod tests {
         let mut out = Vec::new();
         decode_records(&buf, &h, |r| out.push(r)).unwrap();
         assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), offsets);
-        assert_eq!(out.iter().map(|r| r.record.clone()).collect::<Vec<_>>(), records);
+        assert_eq!(
+            out.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
+            records
+        );
     }
 
     #[test]
@@ -281,12 +306,19 @@ mod tests {
         let mut buf = Vec::new();
         encode_batch(&mut buf, std::iter::once((0u64, &r)), 0, 0);
         for cut in 0..buf.len() {
-            assert_eq!(check_frame(&buf[..cut]).unwrap_err(), FrameError::Truncated, "cut {cut}");
+            assert_eq!(
+                check_frame(&buf[..cut]).unwrap_err(),
+                FrameError::Truncated,
+                "cut {cut}"
+            );
         }
         for byte in 4..buf.len() {
             let mut bad = buf.clone();
             bad[byte] ^= 0x10;
-            assert!(matches!(check_frame(&bad), Err(FrameError::Invalid(_))), "byte {byte}");
+            assert!(
+                matches!(check_frame(&bad), Err(FrameError::Invalid(_))),
+                "byte {byte}"
+            );
         }
     }
 }

@@ -16,11 +16,24 @@ use crate::record::TopicPartition;
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Entry {
-    Offsets { group: String, offsets: Vec<(String, u32, u64)> },
-    TxnBegin { id: u64 },
-    TxnCommit { id: u64, group: Option<String>, offsets: Vec<(String, u32, u64)> },
-    TxnAbort { id: u64 },
-    NextTxnId { next: u64 },
+    Offsets {
+        group: String,
+        offsets: Vec<(String, u32, u64)>,
+    },
+    TxnBegin {
+        id: u64,
+    },
+    TxnCommit {
+        id: u64,
+        group: Option<String>,
+        offsets: Vec<(String, u32, u64)>,
+    },
+    TxnAbort {
+        id: u64,
+    },
+    NextTxnId {
+        next: u64,
+    },
 }
 
 /// What replaying the journal yields.
@@ -41,13 +54,21 @@ pub(crate) struct Journal {
 }
 
 pub(crate) fn offsets_vec(offsets: &[(TopicPartition, u64)]) -> Vec<(String, u32, u64)> {
-    offsets.iter().map(|(tp, o)| (tp.topic.clone(), tp.partition, *o)).collect()
+    offsets
+        .iter()
+        .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+        .collect()
 }
 
 fn encode(entry: &Entry) -> Result<Vec<u8>> {
-    let payload = bincode::serde::encode_to_vec(entry, bincode::config::standard()).map_err(|e| {
-        Error::Corrupt { path: PathBuf::new(), position: 0, reason: format!("encode: {e}") }
-    })?;
+    let payload =
+        bincode::serde::encode_to_vec(entry, bincode::config::standard()).map_err(|e| {
+            Error::Corrupt {
+                path: PathBuf::new(),
+                position: 0,
+                reason: format!("encode: {e}"),
+            }
+        })?;
     let mut out = Vec::with_capacity(payload.len() + 8);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
@@ -78,6 +99,7 @@ impl Journal {
             let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
             let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
             if rest.len() < 8 + len {
+                check_nothing_valid_after(&path, &data, pos, "entry length runs past the end")?;
                 torn("incomplete entry");
                 break;
             }
@@ -92,11 +114,16 @@ impl Journal {
             match entry {
                 Ok(entry) => apply(&mut replayed, entry),
                 Err(reason) if pos + 8 + len == data.len() => {
+                    check_nothing_valid_after(&path, &data, pos, &reason)?;
                     torn(&reason);
                     break;
                 }
                 Err(reason) => {
-                    return Err(Error::Corrupt { path, position: pos as u64, reason });
+                    return Err(Error::Corrupt {
+                        path,
+                        position: pos as u64,
+                        reason,
+                    });
                 }
             }
             pos += 8 + len;
@@ -107,12 +134,21 @@ impl Journal {
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
         if (pos as u64) < data.len() as u64 {
-            file.set_len(pos as u64).map_err(|e| Error::io("truncate", &path, e))?;
+            file.set_len(pos as u64)
+                .map_err(|e| Error::io("truncate", &path, e))?;
         }
-        let mut journal = Journal { path, file, size: pos as u64, snapshot_bytes };
+        let mut journal = Journal {
+            path,
+            file,
+            size: pos as u64,
+            snapshot_bytes,
+        };
         // Transactions that were open when the process stopped can never commit now.
         for id in std::mem::take(&mut replayed.unfinished) {
-            tracing::warn!(txn = id, "aborting a transaction left open by an earlier run");
+            tracing::warn!(
+                txn = id,
+                "aborting a transaction left open by an earlier run"
+            );
             journal.append(&Entry::TxnAbort { id }, true)?;
             replayed.aborted.insert(id);
         }
@@ -136,7 +172,9 @@ impl Journal {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io("sync", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.path, e))
     }
 
     pub(crate) fn needs_snapshot(&self) -> bool {
@@ -155,8 +193,14 @@ impl Journal {
             out.extend(encode(&Entry::TxnAbort { id: *id })?);
         }
         for (group, offsets) in groups {
-            let offsets = offsets.iter().map(|(tp, o)| (tp.topic.clone(), tp.partition, *o)).collect();
-            out.extend(encode(&Entry::Offsets { group: group.clone(), offsets })?);
+            let offsets = offsets
+                .iter()
+                .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+                .collect();
+            out.extend(encode(&Entry::Offsets {
+                group: group.clone(),
+                offsets,
+            })?);
         }
         let tmp = self.path.with_extension("tmp");
         write_synced(&tmp, &out)?;
@@ -167,6 +211,33 @@ impl Journal {
             .map_err(|e| Error::io("open", &self.path, e))?;
         self.size = out.len() as u64;
         Ok(())
+    }
+}
+
+/// Decodes the entry framed at the start of `buf`, if it is complete and valid.
+fn decode_frame(buf: &[u8]) -> Option<Entry> {
+    let len = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
+    let payload = buf.get(8..8usize.checked_add(len)?)?;
+    if crc32c::crc32c(payload) != crc {
+        return None;
+    }
+    bincode::serde::decode_from_slice::<Entry, _>(payload, bincode::config::standard())
+        .ok()
+        .map(|(e, _)| e)
+}
+
+/// A torn write leaves a prefix of the last entry only. If a complete, valid entry starts
+/// after the damaged one at `pos`, the damage is not a torn tail (a flipped bit in a length,
+/// say), and cutting there would silently drop committed entries: fail instead.
+fn check_nothing_valid_after(path: &Path, data: &[u8], pos: usize, reason: &str) -> Result<()> {
+    match (pos + 1..data.len()).find(|&q| decode_frame(&data[q..]).is_some()) {
+        None => Ok(()),
+        Some(q) => Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            position: pos as u64,
+            reason: format!("{reason}, but a valid entry follows at byte {q}"),
+        }),
     }
 }
 

@@ -102,6 +102,9 @@ impl TxnState {
     }
 }
 
+/// How a transaction ends: `None` aborts it, `Some(offsets)` commits it with those offsets.
+type TxnOutcome<'a> = Option<Option<(&'a str, &'a [(TopicPartition, u64)])>>;
+
 struct Topic {
     config: TopicConfig,
     partitions: Vec<Mutex<Partition>>,
@@ -125,12 +128,16 @@ pub struct EmbeddedLog {
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedLog").field("root", &self.inner.root).finish()
+        f.debug_struct("EmbeddedLog")
+            .field("root", &self.inner.root)
+            .finish()
     }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn lock_dir(root: &Path) -> Result<File> {
@@ -150,7 +157,11 @@ fn lock_dir(root: &Path) -> Result<File> {
             let holder = holder.trim();
             return Err(Error::Locked {
                 path,
-                holder: if holder.is_empty() { "holder unknown".into() } else { holder.into() },
+                holder: if holder.is_empty() {
+                    "holder unknown".into()
+                } else {
+                    holder.into()
+                },
             });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
@@ -239,7 +250,10 @@ impl EmbeddedLog {
                 .map(Mutex::new)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Topic { config: topic_config, partitions })
+        Ok(Topic {
+            config: topic_config,
+            partitions,
+        })
     }
 
     /// The directory this log lives in.
@@ -253,7 +267,9 @@ impl EmbeddedLog {
             .read()
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::UnknownTopic { topic: name.to_string() })
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: name.to_string(),
+            })
     }
 
     fn with_partition<T>(
@@ -306,11 +322,14 @@ impl EmbeddedLog {
         self.with_partition(tp, |p, _| Ok(p.size_bytes()))
     }
 
-    fn end_txn(&self, txn: TxnId, commit: Option<Option<(&str, &[(TopicPartition, u64)])>>) -> Result<()> {
+    fn end_txn(&self, txn: TxnId, commit: TxnOutcome<'_>) -> Result<()> {
         let id = txn.0;
         let mut txns = self.inner.txns.write();
         if !txns.open.contains(&id) {
-            return Err(Error::Transaction { txn_id: id, reason: "is not open".into() });
+            return Err(Error::Transaction {
+                txn_id: id,
+                reason: "is not open".into(),
+            });
         }
         if let Some(Some((group, offsets))) = commit {
             self.check_offsets(offsets)?;
@@ -383,7 +402,8 @@ fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
         for part in &topic.partitions {
             match topic.config.cleanup_policy {
                 CleanupPolicy::Delete => {
-                    report.segments_deleted += part.lock().apply_retention(now_ms, &topic.config)?;
+                    report.segments_deleted +=
+                        part.lock().apply_retention(now_ms, &topic.config)?;
                 }
                 CleanupPolicy::Compact => {
                     let txns = inner.txns.read();
@@ -398,13 +418,15 @@ fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
 }
 
 fn spawn_cleaner(inner: Weak<Inner>, every: Duration) {
-    let spawned = std::thread::Builder::new().name("log-cleaner".into()).spawn(move || loop {
-        std::thread::sleep(every);
-        let Some(inner) = inner.upgrade() else { return };
-        if let Err(e) = maintain(&inner, now_ms()) {
-            tracing::error!(error = %e, "log maintenance failed");
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("log-cleaner".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(inner) = inner.upgrade() else { return };
+            if let Err(e) = maintain(&inner, now_ms()) {
+                tracing::error!(error = %e, "log maintenance failed");
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the log cleaner thread; retention and compaction run only when maintain() is called");
     }
@@ -470,7 +492,9 @@ impl Log for EmbeddedLog {
             IsolationLevel::ReadCommitted => {
                 let txns = self.inner.txns.read();
                 self.with_partition(tp, |p, _| {
-                    p.read(offset, max_records, p.stable_offset(), |id| txns.is_committed(id))
+                    p.read(offset, max_records, p.stable_offset(), |id| {
+                        txns.is_committed(id)
+                    })
                 })
             }
         }
@@ -495,12 +519,18 @@ impl Log for EmbeddedLog {
 
     fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
         if group.is_empty() {
-            return Err(Error::Config { key: "group".into(), reason: "is empty".into() });
+            return Err(Error::Config {
+                key: "group".into(),
+                reason: "is empty".into(),
+            });
         }
         self.check_offsets(offsets)?;
         {
             let mut journal = self.inner.journal.lock();
-            let entry = Entry::Offsets { group: group.to_string(), offsets: offsets_vec(offsets) };
+            let entry = Entry::Offsets {
+                group: group.to_string(),
+                offsets: offsets_vec(offsets),
+            };
             journal.append(&entry, self.inner.config.fsync == FsyncPolicy::Always)?;
             let mut groups = self.inner.groups.lock();
             let g = groups.entry(group.to_string()).or_default();
@@ -528,11 +558,13 @@ impl Log for EmbeddedLog {
     fn begin_transaction(&self) -> Result<TxnId> {
         let mut txns = self.inner.txns.write();
         let id = txns.next_id;
-        // Written before any of the transaction's data, so recovery knows to abort it.
-        self.inner
-            .journal
-            .lock()
-            .append(&Entry::TxnBegin { id }, self.inner.config.fsync == FsyncPolicy::Always)?;
+        // Written (and, unless syncing is off, synced) before any of the transaction's data:
+        // otherwise a power loss could keep data whose transaction id the journal never saw,
+        // and a later transaction reusing the id would make it visible.
+        self.inner.journal.lock().append(
+            &Entry::TxnBegin { id },
+            self.inner.config.fsync != FsyncPolicy::Never,
+        )?;
         txns.next_id += 1;
         txns.open.insert(id);
         Ok(TxnId(id))
@@ -546,7 +578,10 @@ impl Log for EmbeddedLog {
     ) -> Result<AppendInfo> {
         let mut txns = self.inner.txns.write();
         if !txns.open.contains(&txn.0) {
-            return Err(Error::Transaction { txn_id: txn.0, reason: "is not open".into() });
+            return Err(Error::Transaction {
+                txn_id: txn.0,
+                reason: "is not open".into(),
+            });
         }
         let info = self.with_partition(tp, |p, config| {
             Self::check_records(tp, config, records)?;

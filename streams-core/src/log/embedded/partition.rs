@@ -41,7 +41,10 @@ pub(crate) struct CompactionStats {
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(suffix);
     dir.with_file_name(name)
 }
@@ -120,8 +123,11 @@ impl Partition {
 
     /// Completes or undoes a compaction swap that a crash interrupted.
     fn finish_swap(dir: &Path) -> Result<()> {
-        let (cleaning, swap, old) =
-            (sibling(dir, ".cleaning"), sibling(dir, ".swap"), sibling(dir, ".old"));
+        let (cleaning, swap, old) = (
+            sibling(dir, ".cleaning"),
+            sibling(dir, ".swap"),
+            sibling(dir, ".old"),
+        );
         if cleaning.exists() {
             std::fs::remove_dir_all(&cleaning).map_err(io("remove", &cleaning))?;
         }
@@ -158,7 +164,11 @@ impl Partition {
 
     /// The last stable offset: readers that see only committed data stop here.
     pub(crate) fn stable_offset(&self) -> u64 {
-        self.open_txns.values().min().copied().unwrap_or_else(|| self.end_offset())
+        self.open_txns
+            .values()
+            .min()
+            .copied()
+            .unwrap_or_else(|| self.end_offset())
     }
 
     pub(crate) fn size_bytes(&self) -> u64 {
@@ -178,7 +188,10 @@ impl Partition {
     ) -> Result<AppendInfo> {
         let base = self.end_offset();
         if records.is_empty() {
-            return Ok(AppendInfo { base_offset: base, next_offset: base });
+            return Ok(AppendInfo {
+                base_offset: base,
+                next_offset: base,
+            });
         }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -189,7 +202,10 @@ impl Partition {
         if txn_id != 0 {
             self.open_txns.entry(txn_id).or_insert(base);
         }
-        Ok(AppendInfo { base_offset: base, next_offset: self.end_offset() })
+        Ok(AppendInfo {
+            base_offset: base,
+            next_offset: self.end_offset(),
+        })
     }
 
     fn append_frame(&mut self, frame: &[u8], segment_bytes: u64) -> Result<()> {
@@ -252,11 +268,17 @@ impl Partition {
             });
         }
         let bound = bound.min(end);
-        let mut fetch = Fetch { records: Vec::new(), next_offset: from };
+        let mut fetch = Fetch {
+            records: Vec::new(),
+            next_offset: from,
+        };
         if from >= bound || max_records == 0 {
             return Ok(fetch);
         }
-        let first = self.segments.partition_point(|s| s.base_offset <= from).saturating_sub(1);
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= from)
+            .saturating_sub(1);
         let mut done = false;
         for seg in &self.segments[first..] {
             if done || seg.base_offset >= bound {
@@ -334,7 +356,8 @@ impl Partition {
     pub(crate) fn apply_retention(&mut self, now: i64, config: &TopicConfig) -> Result<usize> {
         let mut deleted = 0;
         if let Some(ms) = config.retention_ms {
-            while self.segments.len() > 1 && self.segments[0].max_append_time < now - ms {
+            let horizon = now.saturating_sub(ms);
+            while self.segments.len() > 1 && self.segments[0].max_append_time < horizon {
                 self.segments.remove(0).delete()?;
                 deleted += 1;
             }
@@ -367,9 +390,13 @@ impl Partition {
         if cleanable == 0 {
             return Ok(CompactionStats::default());
         }
-        // Pass 1: the latest committed offset of every key, over the whole partition.
+        // Pass 1: the latest committed offset of every key in the segments being cleaned.
+        // Records past them (the active segment, anything beyond the last stable offset) must
+        // not remove older ones: a read-committed reader stops at the last stable offset and
+        // would find the key missing, a state the log never had. Kafka bounds its offset map
+        // the same way (at the first uncleanable offset).
         let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
-        for seg in &self.segments {
+        for seg in &self.segments[..cleanable] {
             self.each_record(seg, txns, |r| {
                 if let Some(k) = r.record.key {
                     latest.insert(k, r.offset);
@@ -383,8 +410,12 @@ impl Partition {
         }
         std::fs::create_dir_all(&cleaning).map_err(io("create", &cleaning))?;
         let tombstone_horizon = now.saturating_sub(config.delete_retention_ms);
-        let mut stats = CompactionStats { segments_cleaned: cleanable, records_removed: 0 };
-        let mut out = Segment::create(&cleaning, self.segments[0].base_offset, self.index_interval)?;
+        let mut stats = CompactionStats {
+            segments_cleaned: cleanable,
+            records_removed: 0,
+        };
+        let mut out =
+            Segment::create(&cleaning, self.segments[0].base_offset, self.index_interval)?;
         let mut frame = Vec::new();
         for seg in &self.segments[..cleanable] {
             let mut batches: Vec<(batch::BatchHeader, Vec<StoredRecord>)> = Vec::new();
@@ -444,7 +475,9 @@ impl Partition {
         }
         // The cleaned output ends where the last cleaned segment ended, so a read resumes
         // at the right place even if its last records were removed.
-        out.next_offset = out.next_offset.max(self.segments[cleanable - 1].next_offset);
+        out.next_offset = out
+            .next_offset
+            .max(self.segments[cleanable - 1].next_offset);
         out.sync()?;
         out.write_index()?;
         drop(out);
@@ -464,8 +497,17 @@ impl Partition {
         std::fs::rename(&swap, &self.dir).map_err(io("rename", &swap))?;
         std::fs::remove_dir_all(&old).map_err(io("remove", &old))?;
         let open_txns = std::mem::take(&mut self.open_txns);
-        *self = Partition::open(self.dir.clone(), self.tp.clone(), self.index_interval, self.fsync)?;
+        // The active segment is the same file: appends not yet synced still need a sync.
+        let (unsynced, last_sync) = (self.unsynced, self.last_sync);
+        *self = Partition::open(
+            self.dir.clone(),
+            self.tp.clone(),
+            self.index_interval,
+            self.fsync,
+        )?;
         self.open_txns = open_txns;
+        self.unsynced = unsynced;
+        self.last_sync = last_sync;
         Ok(stats)
     }
 

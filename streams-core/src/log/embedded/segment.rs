@@ -17,7 +17,10 @@ const INDEX_MAGIC: &[u8; 8] = b"KSIDX001";
 
 /// Name of the files of the segment starting at `base`.
 pub(crate) fn segment_paths(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{base:020}.log")), dir.join(format!("{base:020}.index")))
+    (
+        dir.join(format!("{base:020}.log")),
+        dir.join(format!("{base:020}.index")),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +90,10 @@ impl Segment {
     pub(crate) fn open_closed(dir: &Path, base: u64, index_interval: u64) -> Result<Self> {
         let (path, index_path) = segment_paths(dir, base);
         let file = Self::open_file(&path)?;
-        let actual_size = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+        let actual_size = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
         let mut seg = Segment {
             base_offset: base,
             path,
@@ -119,7 +125,11 @@ impl Segment {
                 match seg.scan()? {
                     ScanEnd::Clean => {}
                     ScanEnd::TornTail { position, reason } => {
-                        return Err(Error::Corrupt { path: seg.path.clone(), position, reason })
+                        return Err(Error::Corrupt {
+                            path: seg.path.clone(),
+                            position,
+                            reason,
+                        })
                     }
                 }
                 seg.write_index()?;
@@ -132,7 +142,10 @@ impl Segment {
     pub(crate) fn open_active(dir: &Path, base: u64, index_interval: u64) -> Result<Self> {
         let (path, index_path) = segment_paths(dir, base);
         let file = Self::open_file(&path)?;
-        let size = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
         let mut seg = Segment {
             base_offset: base,
             path,
@@ -160,8 +173,12 @@ impl Segment {
                 %reason,
                 "truncating a torn batch at the end of the log"
             );
-            seg.file.set_len(position).map_err(|e| Error::io("truncate", &seg.path, e))?;
-            seg.file.sync_all().map_err(|e| Error::io("sync", &seg.path, e))?;
+            seg.file
+                .set_len(position)
+                .map_err(|e| Error::io("truncate", &seg.path, e))?;
+            seg.file
+                .sync_all()
+                .map_err(|e| Error::io("sync", &seg.path, e))?;
             seg.size = position;
         }
         Ok(seg)
@@ -180,19 +197,36 @@ impl Segment {
             let header = match self.read_frame_at(pos, size, &mut buf) {
                 Ok(h) => h,
                 Err(FrameError::Truncated) => {
+                    // A length field that runs past the end is a torn write, or a damaged
+                    // length in front of more batches: only the first may be cut.
+                    self.check_nothing_valid_after(pos, size, "batch length runs past the end")?;
                     return Ok(ScanEnd::TornTail {
                         position: pos,
                         reason: "incomplete batch".into(),
-                    })
+                    });
                 }
                 Err(FrameError::Invalid(reason)) => {
                     // A complete-looking last batch with a bad CRC is a write that did not
                     // finish; anything followed by more data is damage to keep, not cut.
-                    let is_last = batch::frame_len(&buf).is_ok_and(|l| pos + l as u64 >= size);
-                    if is_last || self.rest_is_zero(pos, size)? {
-                        return Ok(ScanEnd::TornTail { position: pos, reason });
+                    if self.rest_is_zero(pos, size)? {
+                        return Ok(ScanEnd::TornTail {
+                            position: pos,
+                            reason,
+                        });
                     }
-                    return Err(Error::Corrupt { path: self.path.clone(), position: pos, reason });
+                    let is_last = batch::frame_len(&buf).is_ok_and(|l| pos + l as u64 >= size);
+                    if is_last {
+                        self.check_nothing_valid_after(pos, size, &reason)?;
+                        return Ok(ScanEnd::TornTail {
+                            position: pos,
+                            reason,
+                        });
+                    }
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        position: pos,
+                        reason,
+                    });
                 }
             };
             if header.base_offset < self.next_offset {
@@ -210,6 +244,36 @@ impl Segment {
             pos += len;
         }
         Ok(ScanEnd::Clean)
+    }
+
+    /// Fails with [`Error::Corrupt`] at `pos` when a complete, valid batch that continues the
+    /// offsets read so far starts anywhere in `(pos, to)`. A torn write leaves a prefix of a
+    /// single batch; a valid batch after the damage means the damage is in the middle of the
+    /// segment (for example a flipped bit in a length field), and cutting there would silently
+    /// drop acknowledged data.
+    fn check_nothing_valid_after(&self, pos: u64, to: u64, reason: &str) -> Result<()> {
+        let min_frame = (batch::FRAME_HEADER + batch::BODY_HEADER) as u64;
+        if to.saturating_sub(pos) <= min_frame {
+            return Ok(());
+        }
+        let mut rest = vec![0u8; (to - pos - 1) as usize];
+        self.file
+            .read_exact_at(&mut rest, pos + 1)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        let found = (0..rest.len()).find(|&i| {
+            batch::check_frame(&rest[i..]).is_ok_and(|(h, _)| h.base_offset >= self.next_offset)
+        });
+        match found {
+            None => Ok(()),
+            Some(i) => Err(Error::Corrupt {
+                path: self.path.clone(),
+                position: pos,
+                reason: format!(
+                    "{reason}, but a valid batch follows at byte {}",
+                    pos + 1 + i as u64
+                ),
+            }),
+        }
     }
 
     fn rest_is_zero(&self, from: u64, to: u64) -> Result<bool> {
@@ -252,14 +316,20 @@ impl Segment {
         }
         buf.resize(total, 0);
         self.file
-            .read_exact_at(&mut buf[batch::FRAME_HEADER..], pos + batch::FRAME_HEADER as u64)
+            .read_exact_at(
+                &mut buf[batch::FRAME_HEADER..],
+                pos + batch::FRAME_HEADER as u64,
+            )
             .map_err(|e| FrameError::Invalid(format!("read failed: {e}")))?;
         batch::check_frame(buf).map(|(h, _)| h)
     }
 
     fn note_batch(&mut self, header: &BatchHeader, pos: u64, len: u64) {
         if self.index.is_empty() || self.bytes_since_index >= self.index_interval {
-            self.index.push(IndexEntry { offset: header.base_offset, position: pos });
+            self.index.push(IndexEntry {
+                offset: header.base_offset,
+                position: pos,
+            });
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += len;
@@ -283,7 +353,9 @@ impl Segment {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io("sync", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.path, e))
     }
 
     /// Byte position of the batch holding `offset`, or of the last batch before it.
@@ -309,7 +381,11 @@ impl Segment {
                     FrameError::Truncated => "batch runs past the end of the segment".into(),
                     FrameError::Invalid(r) => r,
                 };
-                Error::Corrupt { path: self.path.clone(), position: pos, reason }
+                Error::Corrupt {
+                    path: self.path.clone(),
+                    position: pos,
+                    reason,
+                }
             })?;
             pos += buf.len() as u64;
             if header.next_offset() <= from_offset {
