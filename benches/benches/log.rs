@@ -1,3 +1,4 @@
+#![allow(missing_docs)]
 //! Append and sequential-read throughput of the embedded log, 100-byte values.
 //!
 //! `cargo bench -p streams-benches --bench log`; figures in benches/README.md.
@@ -14,7 +15,13 @@ const VALUE_BYTES: usize = 100;
 
 fn records() -> Vec<Record> {
     (0..RECORDS)
-        .map(|i| Record::new(format!("key-{:06}", i % 10_000), vec![b'v'; VALUE_BYTES], i as i64))
+        .map(|i| {
+            Record::new(
+                format!("key-{:06}", i % 10_000),
+                vec![b'v'; VALUE_BYTES],
+                i as i64,
+            )
+        })
         .collect()
 }
 
@@ -25,12 +32,16 @@ fn open(dir: &std::path::Path) -> EmbeddedLog {
         ..EmbeddedLogConfig::default()
     };
     let log = EmbeddedLog::open_with(dir, config).expect("open log");
-    log.create_topic("bench", TopicConfig::new(1)).expect("create topic");
+    log.create_topic("bench", TopicConfig::new(1))
+        .expect("create topic");
     log
 }
 
 fn payload_bytes(records: &[Record]) -> u64 {
-    records.iter().map(|r| (r.key.as_ref().map_or(0, Vec::len) + VALUE_BYTES) as u64).sum()
+    records
+        .iter()
+        .map(|r| (r.key.as_ref().map_or(0, Vec::len) + VALUE_BYTES) as u64)
+        .sum()
 }
 
 fn bench_append(c: &mut Criterion) {

@@ -33,7 +33,10 @@ pub struct SerdeError {
 impl SerdeError {
     /// An error for the named type or format.
     pub fn new(what: &'static str, reason: impl Into<String>) -> Self {
-        SerdeError { what, reason: reason.into() }
+        SerdeError {
+            what,
+            reason: reason.into(),
+        }
     }
 
     /// Attaches the coordinates of the record whose bytes failed to decode.
@@ -83,6 +86,36 @@ pub enum Error {
         /// What went wrong.
         #[source]
         source: SerdeError,
+    },
+    /// A key or value could not be encoded for a sink.
+    #[error("cannot encode a record for topic `{topic}` in `{processor}`: {source}")]
+    Serialization {
+        /// The target topic.
+        topic: String,
+        /// The sink node.
+        processor: String,
+        /// What went wrong.
+        #[source]
+        source: SerdeError,
+    },
+    /// A state store failed.
+    #[error("state store failed in task {task}: {source}")]
+    Store {
+        /// The task.
+        task: String,
+        /// The store's error.
+        #[source]
+        source: state_store::StoreError,
+    },
+    /// A processor failed (user code returned an error or panicked).
+    #[error("processor `{processor}` in task {task} failed: {reason}")]
+    Processing {
+        /// The task.
+        task: String,
+        /// The processor.
+        processor: String,
+        /// What happened.
+        reason: String,
     },
     /// The topic does not exist.
     #[error("unknown topic `{topic}`")]
@@ -186,6 +219,8 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Deserialization { .. }
+            | Error::Serialization { .. }
+            | Error::Processing { .. }
             | Error::UnknownTopic { .. }
             | Error::PartitionOutOfRange { .. }
             | Error::TopicExists { .. }
@@ -195,6 +230,11 @@ impl Error {
             | Error::Transaction { .. } => ErrorClass::User,
             Error::Locked { .. } | Error::Io { .. } => ErrorClass::External,
             Error::Corrupt { .. } => ErrorClass::Internal,
+            Error::Store { source, .. } => match source.class() {
+                state_store::ErrorClass::User => ErrorClass::User,
+                state_store::ErrorClass::External => ErrorClass::External,
+                state_store::ErrorClass::Internal => ErrorClass::Internal,
+            },
         }
     }
 
@@ -204,7 +244,11 @@ impl Error {
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -19,12 +19,17 @@
 
 #![warn(missing_docs)]
 
+mod driver;
 mod error;
 pub mod log;
 mod partitioner;
+mod processor;
 mod record;
 mod serdes;
+pub mod task;
+pub mod topology;
 
+pub use driver::{DriverConfig, TestDriver};
 pub use error::{Error, ErrorClass, RecordPart, Result, SerdeError};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
@@ -32,8 +37,23 @@ pub use log::{
     TxnId,
 };
 pub use partitioner::{murmur2, partition_for_key, to_positive};
+pub use processor::{
+    Change, Downstream, Processor, ProcessorContext, ProcessorRef, PunctuationType, Rec, RecordMeta,
+};
 pub use record::{Header, Record, StoredRecord, TopicPartition};
 pub use serdes::{
-    BincodeSerde, BytesSerde, I32Serde, I64Serde, JsonSerde, Serde, StringSerde, U32Serde,
-    U64Serde, UnitSerde,
+    BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,
+    StringSerde, U32Serde, U64Serde, UnitSerde,
+};
+pub use task::collector::RecordCollector;
+pub use task::instantiate::{Instantiated, Instantiation, SinkPartitioner};
+pub use task::metrics::TaskMetrics;
+pub use task::stores::{
+    FlushQueue, FlushedChange, KvStoreRef, SessionStoreRef, StoreResources, TaskStores,
+    WindowStoreRef,
+};
+pub use task::{DeserializationHandler, Task, TaskEnv, TaskId};
+pub use topology::{
+    InternalTopicKind, NodeId, NodeRef, StoreKind, StoreSpec, SubTopology, TopicName, Topology,
+    TopologyBuilder,
 };

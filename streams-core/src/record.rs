@@ -17,7 +17,10 @@ pub struct Header {
 impl Header {
     /// A header with a value.
     pub fn new(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        Header { key: key.into(), value: Some(value.into()) }
+        Header {
+            key: key.into(),
+            value: Some(value.into()),
+        }
     }
 }
 
@@ -48,12 +51,22 @@ impl Record {
 
     /// A tombstone for `key`.
     pub fn tombstone(key: impl Into<Vec<u8>>, timestamp: i64) -> Self {
-        Record { key: Some(key.into()), value: None, timestamp, headers: Vec::new() }
+        Record {
+            key: Some(key.into()),
+            value: None,
+            timestamp,
+            headers: Vec::new(),
+        }
     }
 
     /// An unkeyed record.
     pub fn unkeyed(value: impl Into<Vec<u8>>, timestamp: i64) -> Self {
-        Record { key: None, value: Some(value.into()), timestamp, headers: Vec::new() }
+        Record {
+            key: None,
+            value: Some(value.into()),
+            timestamp,
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a header.
@@ -101,7 +114,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// A topic-partition.
     pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 

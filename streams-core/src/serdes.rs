@@ -22,6 +22,17 @@ pub trait Serde<T>: Send + Sync + 'static {
     /// Decodes a value from exactly `bytes`.
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError>;
 
+    /// What a null key or value (absent bytes) decodes to. `None`, the default, means the type
+    /// has no null: sources then drop such records and count them.
+    fn null_value(&self) -> Option<T> {
+        None
+    }
+
+    /// Whether `value` is written as null (no bytes) rather than encoded.
+    fn is_null(&self, _value: &T) -> bool {
+        false
+    }
+
     /// The encoding of `value` as a new vector.
     fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError> {
         let mut out = Vec::new();
@@ -66,16 +77,28 @@ impl Serde<Vec<u8>> for BytesSerde {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnitSerde;
 
+/// Unit is written as null, so `()` is the key type of unkeyed streams.
 impl Serde<()> for UnitSerde {
     fn serialize_into(&self, _value: &(), _out: &mut Vec<u8>) -> Result<(), SerdeError> {
         Ok(())
+    }
+
+    fn null_value(&self) -> Option<()> {
+        Some(())
+    }
+
+    fn is_null(&self, _value: &()) -> bool {
+        true
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<(), SerdeError> {
         if bytes.is_empty() {
             Ok(())
         } else {
-            Err(SerdeError::new("()", format!("expected 0 bytes, got {}", bytes.len())))
+            Err(SerdeError::new(
+                "()",
+                format!("expected 0 bytes, got {}", bytes.len()),
+            ))
         }
     }
 }
@@ -145,8 +168,92 @@ macro_rules! signed_serde {
 
 unsigned_serde!(U32Serde, u32, "`u32`, 4 bytes big-endian.");
 unsigned_serde!(U64Serde, u64, "`u64`, 8 bytes big-endian.");
-signed_serde!(I32Serde, i32, u32, "`i32`, 4 bytes big-endian with the sign bit flipped.");
-signed_serde!(I64Serde, i64, u64, "`i64`, 8 bytes big-endian with the sign bit flipped.");
+signed_serde!(
+    I32Serde,
+    i32,
+    u32,
+    "`i32`, 4 bytes big-endian with the sign bit flipped."
+);
+signed_serde!(
+    I64Serde,
+    i64,
+    u64,
+    "`i64`, 8 bytes big-endian with the sign bit flipped."
+);
+
+/// `Option<T>` over a serde for `T`: `None` is a null key or value (a tombstone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionSerde<S>(pub S);
+
+impl<T, S: Serde<T>> Serde<Option<T>> for OptionSerde<S> {
+    fn serialize_into(&self, value: &Option<T>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        match value {
+            Some(v) => self.0.serialize_into(v, out),
+            None => Ok(()),
+        }
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<Option<T>, SerdeError> {
+        self.0.deserialize(bytes).map(Some)
+    }
+
+    fn null_value(&self) -> Option<Option<T>> {
+        Some(None)
+    }
+
+    fn is_null(&self, value: &Option<T>) -> bool {
+        value.is_none()
+    }
+}
+
+/// A shared serde is a serde.
+impl<T: 'static> Serde<T> for std::sync::Arc<dyn Serde<T>> {
+    fn serialize_into(&self, value: &T, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        (**self).serialize_into(value, out)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
+        (**self).deserialize(bytes)
+    }
+
+    fn null_value(&self) -> Option<T> {
+        (**self).null_value()
+    }
+
+    fn is_null(&self, value: &T) -> bool {
+        (**self).is_null(value)
+    }
+}
+
+/// Types with an obvious serde, used when the DSL is not given one.
+pub trait DefaultSerde: Sized + 'static {
+    /// The serde for this type.
+    fn default_serde() -> std::sync::Arc<dyn Serde<Self>>;
+}
+
+macro_rules! default_serde {
+    ($t:ty, $s:expr) => {
+        impl DefaultSerde for $t {
+            fn default_serde() -> std::sync::Arc<dyn Serde<Self>> {
+                std::sync::Arc::new($s)
+            }
+        }
+    };
+}
+
+default_serde!(String, StringSerde);
+default_serde!(Vec<u8>, BytesSerde);
+default_serde!((), UnitSerde);
+default_serde!(u32, U32Serde);
+default_serde!(u64, U64Serde);
+default_serde!(i32, I32Serde);
+default_serde!(i64, I64Serde);
+
+impl<T: DefaultSerde> DefaultSerde for Option<T> {
+    fn default_serde() -> std::sync::Arc<dyn Serde<Self>> {
+        std::sync::Arc::new(OptionSerde(T::default_serde()))
+    }
+}
 
 /// Any `serde` type through bincode (standard configuration: little-endian varints).
 ///
@@ -255,7 +362,11 @@ mod tests {
     #[test]
     fn string_round_trip_and_bad_utf8() {
         let s = StringSerde;
-        assert_eq!(s.deserialize(&s.serialize(&"héllo".to_string()).unwrap()).unwrap(), "héllo");
+        assert_eq!(
+            s.deserialize(&s.serialize(&"héllo".to_string()).unwrap())
+                .unwrap(),
+            "héllo"
+        );
         let err = s.deserialize(&[0xff, 0xfe]).unwrap_err();
         assert_eq!(err.what, "String");
     }
@@ -271,7 +382,10 @@ mod tests {
     fn known_encodings() {
         assert_eq!(U32Serde.serialize(&1).unwrap(), vec![0, 0, 0, 1]);
         assert_eq!(I32Serde.serialize(&0).unwrap(), vec![0x80, 0, 0, 0]);
-        assert_eq!(I32Serde.serialize(&-1).unwrap(), vec![0x7f, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            I32Serde.serialize(&-1).unwrap(),
+            vec![0x7f, 0xff, 0xff, 0xff]
+        );
         assert_eq!(I64Serde.serialize(&i64::MIN).unwrap(), vec![0; 8]);
     }
 
@@ -284,7 +398,11 @@ mod tests {
 
     #[test]
     fn serde_types_round_trip() {
-        let p = Payment { id: "p1".into(), amount: -42, currency: Some("EUR".into()) };
+        let p = Payment {
+            id: "p1".into(),
+            amount: -42,
+            currency: Some("EUR".into()),
+        };
         let b = BincodeSerde::<Payment>::new();
         assert_eq!(b.deserialize(&b.serialize(&p).unwrap()).unwrap(), p);
         let j = JsonSerde::<Payment>::new();
@@ -297,15 +415,35 @@ mod tests {
         assert!(j.deserialize(b"{not json").is_err());
         let mut extra = b.serialize(&p).unwrap();
         extra.push(0);
-        assert!(b.deserialize(&extra).unwrap_err().reason.contains("trailing"));
+        assert!(b
+            .deserialize(&extra)
+            .unwrap_err()
+            .reason
+            .contains("trailing"));
+    }
+
+    #[test]
+    fn nulls() {
+        assert_eq!(StringSerde.null_value(), None);
+        assert!(!StringSerde.is_null(&String::new()));
+        assert_eq!(UnitSerde.null_value(), Some(()));
+        let o = OptionSerde(U32Serde);
+        assert_eq!(o.null_value(), Some(None));
+        assert!(o.is_null(&None));
+        assert_eq!(
+            o.deserialize(&o.serialize(&Some(7)).unwrap()).unwrap(),
+            Some(7)
+        );
     }
 
     #[test]
     fn decode_error_names_its_record() {
-        let err = StringSerde
-            .deserialize(&[0xff])
-            .unwrap_err()
-            .at("payments", 3, 17, crate::error::RecordPart::Value);
+        let err = StringSerde.deserialize(&[0xff]).unwrap_err().at(
+            "payments",
+            3,
+            17,
+            crate::error::RecordPart::Value,
+        );
         let text = err.to_string();
         assert!(text.contains("payments-3@17"), "{text}");
         assert!(text.contains("value"), "{text}");

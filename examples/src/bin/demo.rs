@@ -34,7 +34,9 @@ const UPDATES: &[(&str, Option<&str>)] = &[
 ];
 
 fn main() {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     if let Err(e) = run(&args) {
         eprintln!("error: {e}");
@@ -62,7 +64,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             None => Record::tombstone(*pair, now + i as i64),
         };
         let at = log.append(&tp, &[record])?;
-        println!("published {pair} = {} to {tp}@{}", rate.unwrap_or("(deleted)"), at.base_offset);
+        println!(
+            "published {pair} = {} to {tp}@{}",
+            rate.unwrap_or("(deleted)"),
+            at.base_offset
+        );
     }
 
     // Read every partition from the group's committed position, as a consumer would.
@@ -76,7 +82,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             let fetch = log.read(&tp, position, 500, IsolationLevel::ReadCommitted)?;
             for r in &fetch.records {
                 let key = String::from_utf8_lossy(r.record.key.as_deref().unwrap_or_default());
-                let value = r.record.value.as_deref().map(|v| String::from_utf8_lossy(v).into());
+                let value = r
+                    .record
+                    .value
+                    .as_deref()
+                    .map(|v| String::from_utf8_lossy(v).into());
                 view.insert(key.into_owned(), value);
                 read += 1;
             }

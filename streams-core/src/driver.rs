@@ -1,0 +1,365 @@
+//! A deterministic, single-threaded driver for testing topologies, like Kafka Streams'
+//! `TopologyTestDriver`.
+//!
+//! It builds the same [`Task`]s the runtime builds (one per sub-topology, every topic with one
+//! partition) and runs the same processors: records piped in are processed at once, records
+//! written to a topic another sub-topology reads (repartition topics) are fed to it before
+//! `pipe` returns, and everything written to other topics is kept for the test to read. No
+//! threads, no sleeps; files only for RocksDB stores, in a temporary directory removed on
+//! drop. By default every piped record is followed by a commit (caches flush), as in Kafka
+//! Streams' driver; [`DriverConfig::commit_every_record`] turns that off to observe caching.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use state_store::{RecordCache, RocksDbMemory};
+
+use crate::error::{Error, Result};
+use crate::log::{Log, MemoryLog, TopicConfig};
+use crate::record::{Record, StoredRecord};
+use crate::serdes::Serde;
+use crate::task::metrics::TaskMetrics;
+use crate::task::stores::{KvStoreRef, SessionStoreRef, StoreResources, WindowStoreRef};
+use crate::task::{DeserializationHandler, Task, TaskEnv, TaskId};
+use crate::topology::{TopicName, Topology};
+
+/// Settings of a [`TestDriver`].
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Application id (prefix of internal topics).
+    pub application_id: String,
+    /// Commit (flush caches) after each piped record.
+    pub commit_every_record: bool,
+    /// Bytes of the record cache shared by all tasks.
+    pub cache_bytes: usize,
+    /// Handler for undecodable records.
+    pub deserialization: DeserializationHandler,
+    /// Wall-clock time at start, in ms.
+    pub initial_wall_clock: i64,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            application_id: "test-app".into(),
+            commit_every_record: true,
+            cache_bytes: 10 << 20,
+            deserialization: DeserializationHandler::Fail,
+            initial_wall_clock: 0,
+        }
+    }
+}
+
+/// Runs a topology's processors in the calling thread. See the module docs.
+pub struct TestDriver {
+    tasks: BTreeMap<u32, Task>,
+    routes: HashMap<String, u32>,
+    offsets: HashMap<String, u64>,
+    outputs: BTreeMap<String, VecDeque<Record>>,
+    log: MemoryLog,
+    config: DriverConfig,
+    wall_clock: i64,
+    _state_dir: StateDir,
+}
+
+struct StateDir(PathBuf);
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestDriver {
+    /// A driver with default settings.
+    pub fn new(topology: &Topology) -> Result<Self> {
+        Self::with_config(topology, DriverConfig::default())
+    }
+
+    /// A driver with the given settings.
+    pub fn with_config(topology: &Topology, config: DriverConfig) -> Result<Self> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "streams-test-driver-{}-{unique}",
+            std::process::id()
+        ));
+        let state_dir = StateDir(dir.clone());
+        let app = config.application_id.clone();
+        let log = MemoryLog::new();
+        let mut partitions = HashMap::new();
+        let mut routes = HashMap::new();
+        for sub in topology.subtopologies() {
+            for t in sub.source_topics.iter().chain(&sub.sink_topics) {
+                partitions.insert(t.resolve(&app), 1);
+            }
+            for t in &sub.source_topics {
+                routes.insert(t.resolve(&app), sub.id);
+            }
+        }
+        for spec in topology.stores().values() {
+            if let Some(t) = spec.changelog() {
+                let name = t.resolve(&app);
+                log.create_topic(&name, TopicConfig::compacted(1))?;
+                partitions.insert(name, 1);
+            }
+        }
+        if let DeserializationHandler::DeadLetter(t) = &config.deserialization {
+            partitions.insert(t.clone(), 1);
+        }
+        let env = TaskEnv {
+            application_id: app,
+            partitions: Arc::new(partitions),
+            resources: StoreResources {
+                state_dir: dir,
+                rocksdb: RocksDbMemory::new(32 << 20, 8 << 20),
+                cache: RecordCache::new(config.cache_bytes),
+            },
+            deserialization: config.deserialization.clone(),
+        };
+        let mut tasks = BTreeMap::new();
+        for sub in topology.subtopologies() {
+            let mut task = Task::new(topology, TaskId::new(sub.id, 0), &env)?;
+            task.restore(&log)?;
+            task.punctuate_wall_clock(config.initial_wall_clock)?;
+            tasks.insert(sub.id, task);
+        }
+        Ok(TestDriver {
+            tasks,
+            routes,
+            offsets: HashMap::new(),
+            outputs: BTreeMap::new(),
+            log,
+            wall_clock: config.initial_wall_clock,
+            config,
+            _state_dir: state_dir,
+        })
+    }
+
+    /// Pipes an encoded record into `topic` and processes everything it causes.
+    pub fn pipe(&mut self, topic: &str, record: Record) -> Result<()> {
+        if !self.routes.contains_key(topic) {
+            return Err(Error::UnknownTopic {
+                topic: format!("{topic} (no source of the topology reads it)"),
+            });
+        }
+        self.deliver(topic, record);
+        self.run()?;
+        if self.config.commit_every_record {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes `key` and `value` with the serdes given and pipes them into `topic`.
+    pub fn pipe_typed<K: 'static, V: 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: &dyn Serde<K>,
+        value_serde: &dyn Serde<V>,
+        key: &K,
+        value: &V,
+        timestamp: i64,
+    ) -> Result<()> {
+        let encode = |e| Error::Serialization {
+            topic: topic.to_string(),
+            processor: "test input".into(),
+            source: e,
+        };
+        let key = if key_serde.is_null(key) {
+            None
+        } else {
+            Some(key_serde.serialize(key).map_err(encode)?)
+        };
+        let value = if value_serde.is_null(value) {
+            None
+        } else {
+            Some(value_serde.serialize(value).map_err(encode)?)
+        };
+        self.pipe(
+            topic,
+            Record {
+                key,
+                value,
+                timestamp,
+                headers: Vec::new(),
+            },
+        )
+    }
+
+    fn deliver(&mut self, topic: &str, record: Record) {
+        let Some(&sub) = self.routes.get(topic) else {
+            return;
+        };
+        let offset = self.offsets.entry(topic.to_string()).or_insert(0);
+        let stored = StoredRecord {
+            offset: *offset,
+            record,
+        };
+        *offset += 1;
+        if let Some(task) = self.tasks.get_mut(&sub) {
+            // Routes only point at topics tasks read, so this cannot fail.
+            let _ = task.add_records(topic, [stored]);
+        }
+    }
+
+    fn route_outputs(&mut self) -> Result<bool> {
+        let mut moved = false;
+        let ids: Vec<u32> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let out = match self.tasks.get_mut(&id) {
+                Some(t) => t.drain_output(),
+                None => continue,
+            };
+            for (tp, record) in out {
+                moved = true;
+                if self.routes.contains_key(&tp.topic) {
+                    self.deliver(&tp.topic, record);
+                } else if self.log.describe_topic(&tp.topic).is_ok() {
+                    self.log.append(&tp, std::slice::from_ref(&record))?;
+                } else {
+                    self.outputs.entry(tp.topic).or_default().push_back(record);
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    fn run(&mut self) -> Result<()> {
+        loop {
+            let mut progressed = false;
+            for task in self.tasks.values_mut() {
+                while task.process_next()? {
+                    progressed = true;
+                }
+            }
+            progressed |= self.route_outputs()?;
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Flushes every task (caches forward their merged updates) and processes what follows.
+    pub fn commit(&mut self) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            task.flush()?;
+        }
+        self.run()?;
+        // Flushing may have produced records that filled downstream caches again.
+        for task in self.tasks.values_mut() {
+            task.flush()?;
+        }
+        self.run()
+    }
+
+    /// Moves the wall clock forward, running due wall-clock punctuations.
+    pub fn advance_wall_clock(&mut self, ms: i64) -> Result<()> {
+        self.wall_clock += ms;
+        let now = self.wall_clock;
+        for task in self.tasks.values_mut() {
+            task.punctuate_wall_clock(now)?;
+        }
+        self.run()?;
+        if self.config.commit_every_record {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Takes every record written so far to `topic` (a topic no sub-topology reads).
+    pub fn read_output(&mut self, topic: &str) -> Vec<Record> {
+        self.outputs
+            .get_mut(topic)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes and decodes every record written so far to `topic`: `(key, value, timestamp)`.
+    pub fn read_output_typed<K: 'static, V: 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: &dyn Serde<K>,
+        value_serde: &dyn Serde<V>,
+    ) -> Result<Vec<(K, V, i64)>> {
+        let records = self.read_output(topic);
+        let mut out = Vec::with_capacity(records.len());
+        for (i, r) in records.into_iter().enumerate() {
+            let key = match &r.key {
+                Some(b) => key_serde
+                    .deserialize(b)
+                    .map_err(|e| e.at(topic, 0, i as u64, crate::error::RecordPart::Key))?,
+                None => key_serde.null_value().ok_or_else(|| {
+                    crate::error::SerdeError::new("key", "null key").at(
+                        topic,
+                        0,
+                        i as u64,
+                        crate::error::RecordPart::Key,
+                    )
+                })?,
+            };
+            let value = match &r.value {
+                Some(b) => value_serde
+                    .deserialize(b)
+                    .map_err(|e| e.at(topic, 0, i as u64, crate::error::RecordPart::Value))?,
+                None => value_serde.null_value().ok_or_else(|| {
+                    crate::error::SerdeError::new("value", "null value").at(
+                        topic,
+                        0,
+                        i as u64,
+                        crate::error::RecordPart::Value,
+                    )
+                })?,
+            };
+            out.push((key, value, r.timestamp));
+        }
+        Ok(out)
+    }
+
+    fn task_with_store(&self, name: &str) -> Result<&Task> {
+        self.tasks
+            .values()
+            .find(|t| t.stores().names().any(|n| n == name))
+            .ok_or_else(|| Error::Config {
+                key: format!("store `{name}`"),
+                reason: "no task of the topology has it".into(),
+            })
+    }
+
+    /// A key-value store, for reading its contents.
+    pub fn kv_store(&self, name: &str) -> Result<KvStoreRef> {
+        self.task_with_store(name)?.stores().kv(name)
+    }
+
+    /// A window store, for reading its contents.
+    pub fn window_store(&self, name: &str) -> Result<WindowStoreRef> {
+        self.task_with_store(name)?.stores().window(name)
+    }
+
+    /// A session store, for reading its contents.
+    pub fn session_store(&self, name: &str) -> Result<SessionStoreRef> {
+        self.task_with_store(name)?.stores().session(name)
+    }
+
+    /// Counters of every task, added up.
+    pub fn metrics(&self) -> TaskMetrics {
+        let mut total = TaskMetrics::default();
+        for t in self.tasks.values() {
+            let m = t.metrics();
+            total.processed += m.processed;
+            total.skipped_deserialization += m.skipped_deserialization;
+            total.punctuations += m.punctuations;
+            for (k, n) in &m.dropped {
+                *total.dropped.entry(k.clone()).or_insert(0) += n;
+            }
+        }
+        total
+    }
+
+    /// The resolved name of an internal topic for this driver's application id.
+    pub fn internal_topic(&self, name: &str) -> String {
+        TopicName::Internal(name.to_string()).resolve(&self.config.application_id)
+    }
+}

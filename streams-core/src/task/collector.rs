@@ -1,0 +1,86 @@
+//! The record collector: where sinks and changelogs put encoded records until the runtime
+//! writes them to the log (at the end of a batch, and always before a commit).
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::partitioner::partition_for_key;
+use crate::record::{Record, TopicPartition};
+
+/// Changelog records written by store layers. Stores are `Send` and outlive a borrow of the
+/// task, so they share this buffer rather than borrowing the collector.
+pub(crate) type ChangelogBuffer = Arc<Mutex<Vec<(TopicPartition, Record)>>>;
+
+/// Encoded records waiting to be appended, in the order they were produced.
+pub struct RecordCollector {
+    pending: Vec<(TopicPartition, Record)>,
+    partitions: Arc<HashMap<String, u32>>,
+    round_robin: u32,
+}
+
+impl RecordCollector {
+    pub(crate) fn new(partitions: Arc<HashMap<String, u32>>) -> Self {
+        RecordCollector {
+            pending: Vec::new(),
+            partitions,
+            round_robin: 0,
+        }
+    }
+
+    /// Queues `record` for `topic`. Without an explicit partition, keyed records go where
+    /// Kafka's default partitioner puts them and unkeyed ones round-robin.
+    pub fn send(&mut self, topic: &str, partition: Option<u32>, record: Record) -> Result<()> {
+        let count = *self
+            .partitions
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_string(),
+            })?;
+        let partition = match (partition, &record.key) {
+            (Some(p), _) if p < count => p,
+            (Some(p), _) => {
+                return Err(Error::PartitionOutOfRange {
+                    topic: topic.to_string(),
+                    partition: p,
+                    partitions: count,
+                })
+            }
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => {
+                self.round_robin = self.round_robin.wrapping_add(1);
+                self.round_robin % count
+            }
+        };
+        self.pending
+            .push((TopicPartition::new(topic, partition), record));
+        Ok(())
+    }
+
+    /// The partition count of an output topic.
+    pub fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.partitions
+            .get(topic)
+            .copied()
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_string(),
+            })
+    }
+
+    /// Takes every queued record.
+    pub fn drain(&mut self) -> Vec<(TopicPartition, Record)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Number of queued records.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}

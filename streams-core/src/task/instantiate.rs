@@ -1,0 +1,378 @@
+//! Turning a topology's node factories into one task's processors.
+//!
+//! Factories run children first (a parent needs its children to forward to), memoized by node
+//! so a node with two parents (a merge) is built once and shared. The order in which nodes
+//! finish building, reversed, is a topological order: commits flush parents before children.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::processor::{
+    Downstream, Processor, ProcessorContext, ProcessorRef, PunctuationType, Rec,
+};
+use crate::record::{Record, StoredRecord};
+use crate::serdes::Serde;
+use crate::task::stores::{FlushQueue, KvStoreRef, SessionStoreRef, TaskStores, WindowStoreRef};
+use crate::task::TaskId;
+use crate::topology::{NodeId, NodeKind, TopicName, Topology};
+
+/// A source as the task sees it: encoded records in, typed records out.
+pub(crate) trait RawSource {
+    fn process_raw(&mut self, ctx: &mut ProcessorContext<'_>, rec: &StoredRecord) -> Result<()>;
+}
+
+/// Commit and punctuation entry points of a processor, with its types erased.
+pub(crate) trait NodeHooks {
+    fn flush(&self, ctx: &mut ProcessorContext<'_>) -> Result<()>;
+    fn punctuate(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        schedule: u32,
+        timestamp: i64,
+    ) -> Result<()>;
+}
+
+struct Hooks<K, V>(ProcessorRef<K, V>);
+
+impl<K, V> NodeHooks for Hooks<K, V> {
+    fn flush(&self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
+        self.0.borrow_mut().flush(ctx)
+    }
+
+    fn punctuate(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        schedule: u32,
+        timestamp: i64,
+    ) -> Result<()> {
+        self.0.borrow_mut().punctuate(ctx, schedule, timestamp)
+    }
+}
+
+/// What a node factory produced.
+pub enum Instantiated {
+    /// A source.
+    #[allow(private_interfaces)]
+    Source(Rc<RefCell<dyn RawSource>>),
+    /// A processor or sink: a `ProcessorRef<K, V>` behind `Any`, and its hooks.
+    #[allow(private_interfaces)]
+    Processor(Box<dyn Any>, Box<dyn NodeHooks>),
+}
+
+pub(crate) struct ScheduleSpec {
+    pub(crate) node: NodeId,
+    pub(crate) interval_ms: i64,
+    pub(crate) kind: PunctuationType,
+    pub(crate) id: u32,
+}
+
+/// One task's view of the topology while its processors are built: the stores it owns and
+/// the schedules processors register. Node factories receive it.
+pub struct Instantiation<'a> {
+    topology: &'a Topology,
+    application_id: &'a str,
+    task_id: TaskId,
+    stores: &'a TaskStores,
+    current: NodeId,
+    built: HashMap<NodeId, Box<dyn Any>>,
+    pub(crate) hooks: Vec<(NodeId, Box<dyn NodeHooks>)>,
+    pub(crate) sources: Vec<(NodeId, Rc<RefCell<dyn RawSource>>)>,
+    pub(crate) schedules: Vec<ScheduleSpec>,
+}
+
+impl<'a> Instantiation<'a> {
+    pub(crate) fn new(
+        topology: &'a Topology,
+        application_id: &'a str,
+        task_id: TaskId,
+        stores: &'a TaskStores,
+    ) -> Self {
+        Instantiation {
+            topology,
+            application_id,
+            task_id,
+            stores,
+            current: 0,
+            built: HashMap::new(),
+            hooks: Vec::new(),
+            sources: Vec::new(),
+            schedules: Vec::new(),
+        }
+    }
+
+    /// Builds `node` (and, first, everything below it) unless already built.
+    pub(crate) fn build(&mut self, node: NodeId) -> Result<()> {
+        if self.built.contains_key(&node) || self.sources.iter().any(|(n, _)| *n == node) {
+            return Ok(());
+        }
+        let factory = self.topology.nodes[node].factory.clone();
+        let saved = std::mem::replace(&mut self.current, node);
+        let made = factory(self);
+        self.current = saved;
+        match made? {
+            Instantiated::Source(s) => self.sources.push((node, s)),
+            Instantiated::Processor(any, hooks) => {
+                self.built.insert(node, any);
+                self.hooks.push((node, hooks));
+            }
+        }
+        Ok(())
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        self.application_id
+    }
+
+    /// The task being built.
+    pub fn task_id(&self) -> TaskId {
+        self.task_id
+    }
+
+    /// The name of the node being built.
+    pub fn node_name(&self) -> &str {
+        &self.topology.nodes[self.current].name
+    }
+
+    /// The real name of a topic for this application.
+    pub fn resolve_topic(&self, topic: &TopicName) -> String {
+        topic.resolve(self.application_id)
+    }
+
+    /// The children of the node being built, built first.
+    pub fn downstream<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+    ) -> Result<Downstream<K, V>> {
+        let me = self.current;
+        let children = self.topology.children[me].clone();
+        let mut refs = Vec::with_capacity(children.len());
+        for child in children {
+            if matches!(self.topology.nodes[child].kind, NodeKind::Source { .. }) {
+                continue;
+            }
+            self.build(child)?;
+            let any = self
+                .built
+                .get(&child)
+                .ok_or_else(|| self.mismatch(me, child))?;
+            let r = any
+                .downcast_ref::<ProcessorRef<K, V>>()
+                .ok_or_else(|| self.mismatch(me, child))?;
+            refs.push(r.clone());
+        }
+        Ok(Downstream::new(refs))
+    }
+
+    fn mismatch(&self, parent: NodeId, child: NodeId) -> Error {
+        Error::Config {
+            key: format!("node `{}`", self.topology.nodes[child].name),
+            reason: format!(
+                "does not take the record type that `{}` forwards",
+                self.topology.nodes[parent].name
+            ),
+        }
+    }
+
+    pub(crate) fn source(&mut self, s: impl RawSource + 'static) -> Instantiated {
+        Instantiated::Source(Rc::new(RefCell::new(s)))
+    }
+
+    pub(crate) fn processor<K: 'static, V: 'static, P: Processor<K, V> + 'static>(
+        &mut self,
+        p: P,
+    ) -> Instantiated {
+        let r: ProcessorRef<K, V> = Rc::new(RefCell::new(p));
+        Instantiated::Processor(Box::new(r.clone()), Box::new(Hooks(r)))
+    }
+
+    fn check_store_access(&self, name: &str) -> Result<()> {
+        if self.topology.nodes[self.current]
+            .stores
+            .iter()
+            .any(|s| s == name)
+        {
+            Ok(())
+        } else {
+            Err(Error::Config {
+                key: format!("node `{}`", self.node_name()),
+                reason: format!("uses store `{name}` without being connected to it"),
+            })
+        }
+    }
+
+    /// A key-value store connected to the node being built.
+    pub fn kv_store(&self, name: &str) -> Result<KvStoreRef> {
+        self.check_store_access(name)?;
+        self.stores.kv(name)
+    }
+
+    /// A window store connected to the node being built.
+    pub fn window_store(&self, name: &str) -> Result<WindowStoreRef> {
+        self.check_store_access(name)?;
+        self.stores.window(name)
+    }
+
+    /// A session store connected to the node being built.
+    pub fn session_store(&self, name: &str) -> Result<SessionStoreRef> {
+        self.check_store_access(name)?;
+        self.stores.session(name)
+    }
+
+    /// The changes a cached store forwards when its cache flushes or evicts: drain it after
+    /// every write and in [`Processor::flush`].
+    pub fn flush_queue(&self, name: &str) -> Result<FlushQueue> {
+        self.check_store_access(name)?;
+        self.stores.flush_queue(name)
+    }
+
+    /// Asks for [`Processor::punctuate`] with `id` every `interval_ms` of stream or wall-clock
+    /// time.
+    pub fn schedule(&mut self, interval_ms: i64, kind: PunctuationType, id: u32) -> Result<()> {
+        if interval_ms <= 0 {
+            return Err(Error::Config {
+                key: format!("punctuation of `{}`", self.node_name()),
+                reason: format!("interval must be positive, got {interval_ms} ms"),
+            });
+        }
+        self.schedules.push(ScheduleSpec {
+            node: self.current,
+            interval_ms,
+            kind,
+            id,
+        });
+        Ok(())
+    }
+}
+
+/// Decodes a topic's records and forwards them.
+pub(crate) struct SourceNode<K, V> {
+    name: String,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    down: Downstream<K, V>,
+}
+
+impl<K, V> SourceNode<K, V> {
+    pub(crate) fn new(
+        name: String,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        down: Downstream<K, V>,
+    ) -> Self {
+        SourceNode {
+            name,
+            key_serde,
+            value_serde,
+            down,
+        }
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
+    fn process_raw(&mut self, ctx: &mut ProcessorContext<'_>, rec: &StoredRecord) -> Result<()> {
+        let (topic, partition) = ctx
+            .meta
+            .source
+            .as_ref()
+            .map(|tp| (tp.topic.clone(), tp.partition))
+            .unwrap_or_default();
+        let key = match &rec.record.key {
+            Some(bytes) => self
+                .key_serde
+                .deserialize(bytes)
+                .map_err(|e| e.at(&topic, partition, rec.offset, crate::error::RecordPart::Key))?,
+            None => match self.key_serde.null_value() {
+                Some(k) => k,
+                None => {
+                    ctx.record_dropped(&self.name, "null-key");
+                    return Ok(());
+                }
+            },
+        };
+        let value = match &rec.record.value {
+            Some(bytes) => self.value_serde.deserialize(bytes).map_err(|e| {
+                e.at(
+                    &topic,
+                    partition,
+                    rec.offset,
+                    crate::error::RecordPart::Value,
+                )
+            })?,
+            None => match self.value_serde.null_value() {
+                Some(v) => v,
+                None => {
+                    ctx.record_dropped(&self.name, "null-value");
+                    return Ok(());
+                }
+            },
+        };
+        self.down
+            .forward(ctx, Rec::new(key, value, rec.record.timestamp))
+    }
+}
+
+/// The type of a custom sink partitioner: key, value, partition count → partition.
+pub type SinkPartitioner<K, V> = Arc<dyn Fn(&K, &V, u32) -> Option<u32> + Send + Sync>;
+
+/// Encodes records and hands them to the collector.
+pub(crate) struct SinkNode<K, V> {
+    topic: String,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    partitioner: Option<SinkPartitioner<K, V>>,
+    name: String,
+}
+
+impl<K, V> SinkNode<K, V> {
+    pub(crate) fn new(
+        name: String,
+        topic: String,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        partitioner: Option<SinkPartitioner<K, V>>,
+    ) -> Self {
+        SinkNode {
+            topic,
+            key_serde,
+            value_serde,
+            partitioner,
+            name,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Processor<K, V> for SinkNode<K, V> {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
+        let encode_err = |e: crate::error::SerdeError| Error::Serialization {
+            topic: self.topic.clone(),
+            processor: self.name.clone(),
+            source: e,
+        };
+        let key = if self.key_serde.is_null(&rec.key) {
+            None
+        } else {
+            Some(self.key_serde.serialize(&rec.key).map_err(encode_err)?)
+        };
+        let value = if self.value_serde.is_null(&rec.value) {
+            None
+        } else {
+            Some(self.value_serde.serialize(&rec.value).map_err(encode_err)?)
+        };
+        let count = ctx.collector.partition_count(&self.topic)?;
+        let partition = self
+            .partitioner
+            .as_ref()
+            .and_then(|p| p(&rec.key, &rec.value, count));
+        let record = Record {
+            key,
+            value,
+            timestamp: rec.timestamp,
+            headers: ctx.meta.headers.clone(),
+        };
+        ctx.collector.send(&self.topic, partition, record)
+    }
+}

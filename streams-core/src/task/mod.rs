@@ -1,0 +1,458 @@
+//! Tasks: one sub-topology × one partition, with its own processors, stores and buffers.
+//!
+//! A task owns partition `p` of every input topic of its sub-topology and partition `p` of
+//! each of its stores' changelogs. It buffers records per input partition and always
+//! processes the buffered head with the smallest timestamp (as Kafka Streams' partition group
+//! does), so a stream–table join sees the table as of the stream record's time. Stream time
+//! is the largest timestamp processed; it drives windows and stream-time punctuation.
+
+pub(crate) mod collector;
+pub(crate) mod instantiate;
+pub(crate) mod metrics;
+pub(crate) mod stores;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use self::collector::RecordCollector;
+use self::instantiate::{Instantiation, NodeHooks, RawSource};
+use self::metrics::TaskMetrics;
+use self::stores::{StoreResources, TaskStores};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::processor::{ProcessorContext, PunctuationType, RecordMeta};
+use crate::record::{Header, Record, StoredRecord, TopicPartition};
+use crate::topology::{NodeKind, Topology};
+
+/// Identifies a task: sub-topology and partition. Displayed as `<subtopology>_<partition>`,
+/// as in Kafka Streams, which is also the name of its state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl TaskId {
+    /// A task id.
+    pub fn new(subtopology: u32, partition: u32) -> Self {
+        TaskId {
+            subtopology,
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// What to do with a record whose key or value cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DeserializationHandler {
+    /// Stop the task with the error (the default, as in Kafka Streams).
+    #[default]
+    Fail,
+    /// Log a warning, count the record as skipped and go on.
+    LogAndContinue,
+    /// Send the raw record to this topic with the error in headers, count it, and go on.
+    DeadLetter(String),
+}
+
+/// Header names carried by dead-lettered records.
+pub mod dead_letter_headers {
+    /// The error message.
+    pub const ERROR: &str = "streams.error";
+    /// The source topic.
+    pub const TOPIC: &str = "streams.source.topic";
+    /// The source partition (decimal).
+    pub const PARTITION: &str = "streams.source.partition";
+    /// The source offset (decimal).
+    pub const OFFSET: &str = "streams.source.offset";
+}
+
+/// Everything a task needs from its surroundings.
+#[derive(Clone)]
+pub struct TaskEnv {
+    /// The application id: prefix of internal topics, name of the state subdirectory.
+    pub application_id: String,
+    /// Partition counts of every topic the task may write to (resolved names).
+    pub partitions: Arc<HashMap<String, u32>>,
+    /// Where local state lives and the shared memory budgets.
+    pub resources: StoreResources,
+    /// How undecodable records are handled.
+    pub deserialization: DeserializationHandler,
+}
+
+struct Schedule {
+    hook: usize,
+    interval: i64,
+    kind: PunctuationType,
+    id: u32,
+    due: i64,
+}
+
+/// One running task.
+pub struct Task {
+    id: TaskId,
+    application_id: String,
+    sources: HashMap<String, Rc<RefCell<dyn RawSource>>>,
+    queues: BTreeMap<String, VecDeque<StoredRecord>>,
+    consumed: BTreeMap<String, u64>,
+    hooks: Vec<Box<dyn NodeHooks>>,
+    hook_names: Vec<String>,
+    schedules: Vec<Schedule>,
+    stream_time: i64,
+    wall_clock: i64,
+    collector: RecordCollector,
+    metrics: TaskMetrics,
+    stores: TaskStores,
+    deserialization: DeserializationHandler,
+    meta: RecordMeta,
+}
+
+impl Task {
+    /// Builds the task's stores and processors. Stores still need [`Task::restore`].
+    pub fn new(topology: &Topology, id: TaskId, env: &TaskEnv) -> Result<Task> {
+        let sub = topology
+            .subtopologies
+            .get(id.subtopology as usize)
+            .ok_or_else(|| Error::Config {
+                key: format!("task {id}"),
+                reason: format!(
+                    "the topology has {} sub-topologies",
+                    topology.subtopologies.len()
+                ),
+            })?;
+        let specs: Vec<_> = sub
+            .stores
+            .iter()
+            .filter_map(|s| topology.stores.get(s))
+            .collect();
+        let stores = TaskStores::open(id, &env.application_id, &specs, &env.resources)?;
+        let (hooks, hook_nodes, sources, specs) = {
+            let mut inst = Instantiation::new(topology, &env.application_id, id, &stores);
+            for &node in &sub.nodes {
+                if matches!(topology.nodes[node].kind, NodeKind::Source { .. }) {
+                    inst.build(node)?;
+                }
+            }
+            let mut hooks = Vec::new();
+            let mut hook_nodes = Vec::new();
+            // Children finish building before parents: reversed, parents come first.
+            for (node, h) in std::mem::take(&mut inst.hooks).into_iter().rev() {
+                hook_nodes.push(node);
+                hooks.push(h);
+            }
+            (
+                hooks,
+                hook_nodes,
+                std::mem::take(&mut inst.sources),
+                std::mem::take(&mut inst.schedules),
+            )
+        };
+        let mut source_map = HashMap::new();
+        let mut queues = BTreeMap::new();
+        for (node, src) in sources {
+            if let NodeKind::Source { topics } = &topology.nodes[node].kind {
+                for t in topics {
+                    let name = t.resolve(&env.application_id);
+                    queues.insert(name.clone(), VecDeque::new());
+                    source_map.insert(name, src.clone());
+                }
+            }
+        }
+        let schedules = specs
+            .into_iter()
+            .filter_map(|s| {
+                hook_nodes
+                    .iter()
+                    .position(|&n| n == s.node)
+                    .map(|hook| Schedule {
+                        hook,
+                        interval: s.interval_ms,
+                        kind: s.kind,
+                        id: s.id,
+                        due: 0,
+                    })
+            })
+            .collect();
+        Ok(Task {
+            id,
+            application_id: env.application_id.clone(),
+            sources: source_map,
+            queues,
+            consumed: BTreeMap::new(),
+            hooks,
+            hook_names: hook_nodes
+                .iter()
+                .map(|&n| topology.nodes[n].name.clone())
+                .collect(),
+            schedules,
+            stream_time: i64::MIN,
+            wall_clock: 0,
+            collector: RecordCollector::new(env.partitions.clone()),
+            metrics: TaskMetrics::default(),
+            stores,
+            deserialization: env.deserialization.clone(),
+            meta: RecordMeta::default(),
+        })
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Input topics (resolved names); the task reads partition `id().partition` of each.
+    pub fn input_topics(&self) -> impl Iterator<Item = &str> {
+        self.queues.keys().map(String::as_str)
+    }
+
+    /// The task's stores.
+    pub fn stores(&self) -> &TaskStores {
+        &self.stores
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &TaskMetrics {
+        &self.metrics
+    }
+
+    /// Stream time: the largest timestamp processed, `i64::MIN` before the first record.
+    pub fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    /// Replays the stores' changelogs (only the tail past a valid checkpoint). Returns the
+    /// records replayed per store.
+    pub fn restore(&mut self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
+        self.stores.restore(log)
+    }
+
+    /// Buffers records read from `topic` (this task's partition), in offset order.
+    pub fn add_records(
+        &mut self,
+        topic: &str,
+        records: impl IntoIterator<Item = StoredRecord>,
+    ) -> Result<()> {
+        let q = self
+            .queues
+            .get_mut(topic)
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: format!("{topic} (not an input of task {})", self.id),
+            })?;
+        q.extend(records);
+        Ok(())
+    }
+
+    /// Records buffered and not yet processed.
+    pub fn buffered(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Records buffered for one input topic.
+    pub fn buffered_for(&self, topic: &str) -> usize {
+        self.queues.get(topic).map_or(0, VecDeque::len)
+    }
+
+    /// The next offset to commit for each input partition that has seen records.
+    pub fn consumed_offsets(&self) -> Vec<(TopicPartition, u64)> {
+        self.consumed
+            .iter()
+            .map(|(t, o)| (TopicPartition::new(t.clone(), self.id.partition), *o))
+            .collect()
+    }
+
+    /// Sets where consumption resumes for an input (after a restart or rebalance), so the
+    /// next commit does not move the offset backwards when nothing was processed.
+    pub fn set_consumed(&mut self, topic: &str, next_offset: u64) {
+        self.consumed.insert(topic.to_string(), next_offset);
+    }
+
+    /// Sets the wall-clock time the task sees and runs due wall-clock punctuations.
+    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<usize> {
+        self.wall_clock = now_ms;
+        self.punctuate(PunctuationType::WallClockTime, now_ms)
+    }
+
+    /// Processes the buffered record with the smallest timestamp. Returns `false` when
+    /// nothing is buffered.
+    pub fn process_next(&mut self) -> Result<bool> {
+        let Some(topic) = self
+            .queues
+            .iter()
+            .filter_map(|(t, q)| q.front().map(|r| (r.record.timestamp, t)))
+            .min_by_key(|(ts, _)| *ts)
+            .map(|(_, t)| t.clone())
+        else {
+            return Ok(false);
+        };
+        let Some(rec) = self.queues.get_mut(&topic).and_then(VecDeque::pop_front) else {
+            return Ok(false);
+        };
+        self.process_record(&topic, rec)?;
+        Ok(true)
+    }
+
+    fn ctx_parts(&mut self) -> ProcessorContext<'_> {
+        ProcessorContext {
+            application_id: &self.application_id,
+            task_id: self.id,
+            meta: &self.meta,
+            stream_time: self.stream_time,
+            wall_clock: self.wall_clock,
+            collector: &mut self.collector,
+            metrics: &mut self.metrics,
+        }
+    }
+
+    fn process_record(&mut self, topic: &str, rec: StoredRecord) -> Result<()> {
+        let ts = rec.record.timestamp;
+        self.stream_time = self.stream_time.max(ts);
+        self.stores.clock.set(ts);
+        self.meta = RecordMeta {
+            source: Some(TopicPartition::new(topic, self.id.partition)),
+            offset: Some(rec.offset),
+            headers: std::mem::take(&mut Vec::new()),
+        };
+        self.meta.headers.clone_from(&rec.record.headers);
+        let source = self
+            .sources
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_string(),
+            })?;
+        let result = {
+            let mut ctx = self.ctx_parts();
+            let r = source.borrow_mut().process_raw(&mut ctx, &rec);
+            r
+        };
+        match result {
+            Ok(()) => {}
+            Err(e @ Error::Deserialization { .. }) => {
+                self.handle_bad_record(e, topic, rec.clone())?
+            }
+            Err(e) => return Err(e),
+        }
+        self.consumed.insert(topic.to_string(), rec.offset + 1);
+        self.metrics.processed += 1;
+        self.punctuate(PunctuationType::StreamTime, self.stream_time)?;
+        Ok(())
+    }
+
+    fn handle_bad_record(&mut self, error: Error, topic: &str, rec: StoredRecord) -> Result<()> {
+        match &self.deserialization {
+            DeserializationHandler::Fail => Err(error),
+            DeserializationHandler::LogAndContinue => {
+                tracing::warn!(task = %self.id, %error, "skipping a record that cannot be decoded");
+                self.metrics.skipped_deserialization += 1;
+                Ok(())
+            }
+            DeserializationHandler::DeadLetter(dlq) => {
+                tracing::warn!(task = %self.id, %error, dead_letter_topic = %dlq, "sending an undecodable record to the dead-letter topic");
+                self.metrics.skipped_deserialization += 1;
+                let mut record: Record = rec.record;
+                record.headers.extend([
+                    Header::new(dead_letter_headers::ERROR, error.to_string()),
+                    Header::new(dead_letter_headers::TOPIC, topic),
+                    Header::new(
+                        dead_letter_headers::PARTITION,
+                        self.id.partition.to_string(),
+                    ),
+                    Header::new(dead_letter_headers::OFFSET, rec.offset.to_string()),
+                ]);
+                let dlq = dlq.clone();
+                self.collector.send(&dlq, None, record)
+            }
+        }
+    }
+
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<usize> {
+        let mut fired = 0;
+        for i in 0..self.schedules.len() {
+            let s = &self.schedules[i];
+            if s.kind != kind || now < s.due {
+                continue;
+            }
+            let (hook, id, interval, due) = (s.hook, s.id, s.interval, s.due);
+            // Next due time stays on the schedule's grid, skipping missed ticks.
+            let next = now - (now - due).rem_euclid(interval) + interval;
+            self.schedules[i].due = next;
+            self.meta = RecordMeta::default();
+            let mut ctx = ProcessorContext {
+                application_id: &self.application_id,
+                task_id: self.id,
+                meta: &self.meta,
+                stream_time: self.stream_time,
+                wall_clock: self.wall_clock,
+                collector: &mut self.collector,
+                metrics: &mut self.metrics,
+            };
+            self.hooks[hook].punctuate(&mut ctx, id, now)?;
+            self.metrics.punctuations += 1;
+            fired += 1;
+        }
+        Ok(fired)
+    }
+
+    /// Commit, first half: processors forward what they hold back (parents first), stores
+    /// flush (caches, changelog records, RocksDB). Afterwards [`Task::drain_output`] holds
+    /// everything the commit must write.
+    pub fn flush(&mut self) -> Result<()> {
+        self.meta = RecordMeta::default();
+        for (i, hook) in self.hooks.iter().enumerate() {
+            let mut ctx = ProcessorContext {
+                application_id: &self.application_id,
+                task_id: self.id,
+                meta: &self.meta,
+                stream_time: self.stream_time,
+                wall_clock: self.wall_clock,
+                collector: &mut self.collector,
+                metrics: &mut self.metrics,
+            };
+            hook.flush(&mut ctx).map_err(|e| match e {
+                Error::Processing { .. } | Error::Store { .. } => e,
+                other => Error::Processing {
+                    task: self.id.to_string(),
+                    processor: self.hook_names[i].clone(),
+                    reason: other.to_string(),
+                },
+            })?;
+        }
+        self.stores.flush()
+    }
+
+    /// Takes the records produced so far: sink output first in production order, then the
+    /// changelog records of the stores.
+    pub fn drain_output(&mut self) -> Vec<(TopicPartition, Record)> {
+        let mut out = self.collector.drain();
+        out.append(&mut self.stores.buffer.lock());
+        out
+    }
+
+    /// Writes the task's checkpoint: local stores are consistent with their changelogs up
+    /// to the changelogs' current end. Call after the commit's records were appended.
+    pub fn write_checkpoint(&self, log: &dyn Log) -> Result<()> {
+        self.stores.write_checkpoint(log)
+    }
+
+    /// Deletes the checkpoint (at-least-once: from here until the next commit the local
+    /// stores may hold changes the changelog lacks, so a crash must restore from scratch).
+    pub fn delete_checkpoint(&self) -> Result<()> {
+        self.stores.delete_checkpoint()
+    }
+
+    /// Closes the stores (after a final flush and commit by the caller).
+    pub fn close(self) -> Result<()> {
+        self.stores.close()
+    }
+}

@@ -1,0 +1,412 @@
+//! A task's state stores: built from the topology's specs in the one fixed layer order
+//! (cache → changelog → backend, see `state-store`), restored from their changelogs before
+//! the task processes anything, flushed and checkpointed on commit.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use state_store::{
+    ChangelogPartition, ChangelogRecord, ChangelogSink, Checkpoint, KeyValueStore, RecordCache,
+    RecordClock, RestoreOptions, RocksDbMemory, SessionStore, StateStore, StoreBuilder, StoreError,
+    WindowStore,
+};
+
+use crate::error::{Error, Result};
+use crate::log::{IsolationLevel, Log};
+use crate::record::{Record, TopicPartition};
+use crate::task::collector::ChangelogBuffer;
+use crate::task::TaskId;
+use crate::topology::{StoreKind, StoreSpec};
+
+/// A key-value store as processors hold it.
+pub type KvStoreRef = Rc<RefCell<Box<dyn KeyValueStore>>>;
+/// A window store as processors hold it.
+pub type WindowStoreRef = Rc<RefCell<Box<dyn WindowStore>>>;
+/// A session store as processors hold it.
+pub type SessionStoreRef = Rc<RefCell<Box<dyn SessionStore>>>;
+
+/// One entry a store's cache flushed or evicted: the merged change of a key since the last
+/// flush, and the timestamp of its latest write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushedChange {
+    /// Raw store key.
+    pub key: Vec<u8>,
+    /// The value written; `None` for a deletion.
+    pub new: Option<Vec<u8>>,
+    /// The value the store held before.
+    pub old: Option<Vec<u8>>,
+    /// Timestamp of the record that made the change.
+    pub timestamp: i64,
+}
+
+/// Changes waiting to be forwarded by the processor that owns a cached store.
+pub type FlushQueue = Arc<Mutex<VecDeque<FlushedChange>>>;
+
+struct BufferSink {
+    tp: TopicPartition,
+    buffer: ChangelogBuffer,
+}
+
+impl ChangelogSink for BufferSink {
+    fn send(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<(), StoreError> {
+        let record = Record {
+            key: Some(key.to_vec()),
+            value: value.map(<[u8]>::to_vec),
+            timestamp,
+            headers: Vec::new(),
+        };
+        self.buffer.lock().push((self.tp.clone(), record));
+        Ok(())
+    }
+}
+
+enum AnyStore {
+    Kv(KvStoreRef),
+    Window(WindowStoreRef),
+    Session(SessionStoreRef),
+}
+
+impl AnyStore {
+    fn with<T>(&self, f: impl FnOnce(&mut dyn StateStore) -> T) -> T {
+        match self {
+            AnyStore::Kv(s) => f(s.borrow_mut().as_mut()),
+            AnyStore::Window(s) => f(s.borrow_mut().as_mut()),
+            AnyStore::Session(s) => f(s.borrow_mut().as_mut()),
+        }
+    }
+}
+
+struct Entry {
+    spec: StoreSpec,
+    store: AnyStore,
+    queue: Option<FlushQueue>,
+    changelog: Option<TopicPartition>,
+}
+
+/// Reads a changelog partition from a position up to a fixed end, as restore input.
+struct ChangelogReader<'a> {
+    log: &'a dyn Log,
+    tp: &'a TopicPartition,
+    store: &'a str,
+    position: u64,
+    end: u64,
+    buffered: VecDeque<ChangelogRecord>,
+}
+
+impl ChangelogReader<'_> {
+    fn fail(
+        &self,
+        retriable: bool,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> StoreError {
+        StoreError::Changelog {
+            store: self.store.to_string(),
+            retriable,
+            source,
+        }
+    }
+}
+
+impl Iterator for ChangelogReader<'_> {
+    type Item = Result<ChangelogRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.buffered.is_empty() && self.position < self.end {
+            let fetch = match self.log.read(
+                self.tp,
+                self.position,
+                10_000,
+                IsolationLevel::ReadCommitted,
+            ) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.position = self.end;
+                    let retriable = e.is_retriable();
+                    return Some(Err(self.fail(retriable, Box::new(e))));
+                }
+            };
+            if fetch.next_offset <= self.position {
+                break;
+            }
+            self.position = fetch.next_offset;
+            for r in fetch.records {
+                if r.offset >= self.end {
+                    break;
+                }
+                let Some(key) = r.record.key else {
+                    self.position = self.end;
+                    let reason = format!("{}@{} has no key", self.tp, r.offset);
+                    return Some(Err(self.fail(false, reason.into())));
+                };
+                self.buffered.push_back(ChangelogRecord {
+                    offset: r.offset,
+                    key,
+                    value: r.record.value,
+                });
+            }
+        }
+        self.buffered.pop_front().map(Ok)
+    }
+}
+
+/// Shared, application-wide resources stores draw on.
+#[derive(Clone)]
+pub struct StoreResources {
+    /// Root of local state: stores live under `<state_dir>/<app-id>/<task>/<store>/`.
+    pub state_dir: PathBuf,
+    /// RocksDB's shared block cache and write-buffer budget.
+    pub rocksdb: RocksDbMemory,
+    /// The record cache of the stream thread that runs the task.
+    pub cache: RecordCache,
+}
+
+/// The stores of one task.
+pub struct TaskStores {
+    task: TaskId,
+    task_dir: PathBuf,
+    entries: BTreeMap<String, Entry>,
+    pub(crate) clock: RecordClock,
+    pub(crate) buffer: ChangelogBuffer,
+}
+
+fn store_err(task: TaskId) -> impl Fn(StoreError) -> Error {
+    move |source| Error::Store {
+        task: task.to_string(),
+        source,
+    }
+}
+
+impl TaskStores {
+    pub(crate) fn open(
+        task: TaskId,
+        application_id: &str,
+        specs: &[&StoreSpec],
+        resources: &StoreResources,
+    ) -> Result<Self> {
+        let task_name = task.to_string();
+        let task_dir = state_store::task_dir(&resources.state_dir, application_id, &task_name);
+        let clock = RecordClock::new();
+        let buffer: ChangelogBuffer = Arc::new(Mutex::new(Vec::new()));
+        let mut entries = BTreeMap::new();
+        let err = store_err(task);
+        for spec in specs {
+            let changelog = spec
+                .changelog()
+                .map(|t| TopicPartition::new(t.resolve(application_id), task.partition));
+            let dir = state_store::store_dir(
+                &resources.state_dir,
+                application_id,
+                &task_name,
+                &spec.name,
+            );
+            let sink = changelog.clone().map(|tp| BufferSink {
+                tp,
+                buffer: buffer.clone(),
+            });
+            let queue: Option<FlushQueue> =
+                spec.cached.then(|| Arc::new(Mutex::new(VecDeque::new())));
+            let listener = queue.clone().map(|q| {
+                let clock = clock.clone();
+                Box::new(move |k: &[u8], new: Option<&[u8]>, old: Option<&[u8]>| {
+                    q.lock().push_back(FlushedChange {
+                        key: k.to_vec(),
+                        new: new.map(<[u8]>::to_vec),
+                        old: old.map(<[u8]>::to_vec),
+                        timestamp: clock.get(),
+                    });
+                })
+            });
+            macro_rules! layers {
+                ($b:expr) => {{
+                    let mut b = $b.with_record_clock(clock.clone());
+                    b = if spec.persistent {
+                        b.persistent(&dir, &resources.rocksdb)
+                    } else {
+                        b.in_memory()
+                    };
+                    if let Some(sink) = sink {
+                        b = b.with_logging(sink);
+                    }
+                    b
+                }};
+            }
+            let store = match &spec.kind {
+                StoreKind::KeyValue => {
+                    let mut b = layers!(StoreBuilder::key_value(spec.name.clone()));
+                    if let Some(l) = listener {
+                        b = b.with_caching(&resources.cache).with_flush_listener(l);
+                    }
+                    AnyStore::Kv(Rc::new(RefCell::new(b.build().map_err(&err)?)))
+                }
+                StoreKind::Window {
+                    retention_ms,
+                    retain_duplicates,
+                    ..
+                } => {
+                    let mut b = layers!(StoreBuilder::window(spec.name.clone(), *retention_ms))
+                        .retain_duplicates(*retain_duplicates);
+                    if let Some(l) = listener {
+                        b = b.with_caching(&resources.cache).with_flush_listener(l);
+                    }
+                    AnyStore::Window(Rc::new(RefCell::new(b.build().map_err(&err)?)))
+                }
+                StoreKind::Session { retention_ms } => {
+                    let b = layers!(StoreBuilder::session(spec.name.clone(), *retention_ms));
+                    AnyStore::Session(Rc::new(RefCell::new(b.build().map_err(&err)?)))
+                }
+            };
+            entries.insert(
+                spec.name.clone(),
+                Entry {
+                    spec: (*spec).clone(),
+                    store,
+                    queue,
+                    changelog,
+                },
+            );
+        }
+        Ok(TaskStores {
+            task,
+            task_dir,
+            entries,
+            clock,
+            buffer,
+        })
+    }
+
+    fn missing(&self, name: &str, what: &str) -> Error {
+        Error::Config {
+            key: format!("store `{name}`"),
+            reason: format!("is not a {what} store of task {}", self.task),
+        }
+    }
+
+    pub(crate) fn kv(&self, name: &str) -> Result<KvStoreRef> {
+        match self.entries.get(name).map(|e| &e.store) {
+            Some(AnyStore::Kv(s)) => Ok(s.clone()),
+            _ => Err(self.missing(name, "key-value")),
+        }
+    }
+
+    pub(crate) fn window(&self, name: &str) -> Result<WindowStoreRef> {
+        match self.entries.get(name).map(|e| &e.store) {
+            Some(AnyStore::Window(s)) => Ok(s.clone()),
+            _ => Err(self.missing(name, "window")),
+        }
+    }
+
+    pub(crate) fn session(&self, name: &str) -> Result<SessionStoreRef> {
+        match self.entries.get(name).map(|e| &e.store) {
+            Some(AnyStore::Session(s)) => Ok(s.clone()),
+            _ => Err(self.missing(name, "session")),
+        }
+    }
+
+    pub(crate) fn flush_queue(&self, name: &str) -> Result<FlushQueue> {
+        self.entries
+            .get(name)
+            .and_then(|e| e.queue.clone())
+            .ok_or_else(|| self.missing(name, "cached"))
+    }
+
+    /// Names of the task's stores.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// The task's directory (stores and `.checkpoint`).
+    pub fn task_dir(&self) -> &Path {
+        &self.task_dir
+    }
+
+    /// Flushes every store (caches forward, changelog records are buffered, RocksDB
+    /// memtables are written), then drops changes no processor drained.
+    pub(crate) fn flush(&self) -> Result<()> {
+        for e in self.entries.values() {
+            e.store.with(|s| s.flush()).map_err(store_err(self.task))?;
+            if let Some(q) = &e.queue {
+                q.lock().clear();
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
+        for e in self.entries.values() {
+            e.store.with(|s| s.close()).map_err(store_err(self.task))?;
+        }
+        Ok(())
+    }
+
+    /// Replays each logged store's changelog from its checkpoint (or, with none, wipes the
+    /// store and replays from the start). Returns records replayed per store.
+    pub(crate) fn restore(&self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
+        let err = store_err(self.task);
+        let checkpoint = Checkpoint::read(&self.task_dir).map_err(&err)?;
+        let mut replayed = BTreeMap::new();
+        for (name, e) in &self.entries {
+            let Some(tp) = &e.changelog else { continue };
+            let cp = ChangelogPartition::new(tp.topic.clone(), tp.partition);
+            let checkpointed = if e.spec.persistent {
+                checkpoint.as_ref().and_then(|c| c.offset(&cp))
+            } else {
+                None
+            };
+            let start = e
+                .store
+                .with(|s| state_store::restore_start_offset(s, checkpointed))
+                .map_err(&err)?;
+            let end = log.end_offset(tp, IsolationLevel::ReadCommitted)?;
+            let position = start.max(log.start_offset(tp)?);
+            let options = RestoreOptions {
+                total: Some(end.saturating_sub(position)),
+                ..RestoreOptions::default()
+            };
+            let reader = ChangelogReader {
+                log,
+                tp,
+                store: name,
+                position,
+                end,
+                buffered: VecDeque::new(),
+            };
+            let summary = e
+                .store
+                .with(|s| state_store::restore(s, reader, &options))
+                .map_err(&err)?;
+            replayed.insert(name.clone(), summary.records);
+        }
+        Ok(replayed)
+    }
+
+    /// Records, for each logged persistent store, that it is restored up to the changelog's
+    /// current end, so a restart replays only what comes after.
+    pub(crate) fn write_checkpoint(&self, log: &dyn Log) -> Result<()> {
+        let mut cp = Checkpoint::new();
+        for e in self.entries.values() {
+            if let (Some(tp), true) = (&e.changelog, e.spec.persistent) {
+                let end = log.end_offset(tp, IsolationLevel::ReadUncommitted)?;
+                cp.set_offset(ChangelogPartition::new(tp.topic.clone(), tp.partition), end);
+            }
+        }
+        cp.write(&self.task_dir).map_err(store_err(self.task))
+    }
+
+    /// Removes the checkpoint: from now until the next commit, local state may run ahead of
+    /// the changelog, so a crash must not trust it.
+    pub(crate) fn delete_checkpoint(&self) -> Result<()> {
+        Checkpoint::delete(&self.task_dir).map_err(store_err(self.task))
+    }
+
+    /// The changelog partitions of the task's logged stores.
+    pub fn changelog_partitions(&self) -> Vec<TopicPartition> {
+        self.entries
+            .values()
+            .filter_map(|e| e.changelog.clone())
+            .collect()
+    }
+}

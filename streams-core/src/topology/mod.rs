@@ -1,0 +1,579 @@
+//! Topologies: the graph of sources, processors, sinks and stores a task runs.
+//!
+//! [`TopologyBuilder`] is the low-level, typed way to assemble one (the DSL in `streams-dsl`
+//! writes into it). Every node holds a factory, so each task instantiates its own processors
+//! and stores from the one shared, immutable [`Topology`]. `build()` splits the graph into
+//! sub-topologies (nodes connected without crossing a topic, or sharing a store) and checks
+//! names, stores and co-partitioning declarations.
+
+mod describe;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::processor::{Downstream, Processor};
+use crate::serdes::Serde;
+use crate::task::instantiate::{Instantiated, Instantiation, SinkNode, SourceNode};
+
+/// Index of a node in its topology.
+pub type NodeId = usize;
+
+/// A typed handle on a node, naming the type of records it forwards.
+pub struct NodeRef<K, V> {
+    /// The node.
+    pub id: NodeId,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for NodeRef<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V> Copy for NodeRef<K, V> {}
+
+impl<K, V> NodeRef<K, V> {
+    pub(crate) fn new(id: NodeId) -> Self {
+        NodeRef {
+            id,
+            _types: PhantomData,
+        }
+    }
+
+    /// A reference to no node. Builders return it after an error (which they report);
+    /// any node added under it fails with "parent does not exist".
+    pub fn dangling() -> Self {
+        NodeRef {
+            id: NodeId::MAX,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for NodeRef<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeRef({})", self.id)
+    }
+}
+
+/// Which topic a name refers to: one given by the user, or one the application owns, whose
+/// real name is prefixed with the application id at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicName {
+    /// A user topic, used as named.
+    User(String),
+    /// An internal topic: `<application-id>-<name>`.
+    Internal(String),
+}
+
+impl TopicName {
+    /// The topic's name in the log for an application.
+    pub fn resolve(&self, application_id: &str) -> String {
+        match self {
+            TopicName::User(n) => n.clone(),
+            TopicName::Internal(n) => format!("{application_id}-{n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicName::User(n) => f.write_str(n),
+            TopicName::Internal(n) => write!(f, "<app>-{n}"),
+        }
+    }
+}
+
+/// The shape of a state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Key-value.
+    KeyValue,
+    /// Window store.
+    Window {
+        /// How long windows are kept, in ms.
+        retention_ms: i64,
+        /// Window size in ms (for descriptions and interactive queries).
+        window_size_ms: i64,
+        /// Whether several values per key and window are kept (stream–stream join buffers).
+        retain_duplicates: bool,
+    },
+    /// Session store.
+    Session {
+        /// How long sessions are kept, in ms.
+        retention_ms: i64,
+    },
+}
+
+/// How a store is built for each task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// The store's name: its directory and changelog topic derive from it.
+    pub name: String,
+    /// Key-value, window or session.
+    pub kind: StoreKind,
+    /// RocksDB (`true`) or in memory.
+    pub persistent: bool,
+    /// Whether changes go to a changelog topic `<app-id>-<name>-changelog`.
+    pub logged: bool,
+    /// Whether a write-back cache sits in front of it.
+    pub cached: bool,
+}
+
+impl StoreSpec {
+    /// A persistent, logged, cached key-value store.
+    pub fn key_value(name: impl Into<String>) -> Self {
+        StoreSpec {
+            name: name.into(),
+            kind: StoreKind::KeyValue,
+            persistent: true,
+            logged: true,
+            cached: true,
+        }
+    }
+
+    /// The name of the changelog topic before the application id is prefixed.
+    pub fn changelog(&self) -> Option<TopicName> {
+        self.logged
+            .then(|| TopicName::Internal(format!("{}-changelog", self.name)))
+    }
+}
+
+pub(crate) type Factory = Arc<dyn Fn(&mut Instantiation<'_>) -> Result<Instantiated> + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    Source { topics: Vec<TopicName> },
+    Processor,
+    Sink { topic: TopicName },
+}
+
+pub(crate) struct NodeDef {
+    pub(crate) name: String,
+    pub(crate) kind: NodeKind,
+    pub(crate) parents: Vec<NodeId>,
+    pub(crate) stores: Vec<String>,
+    pub(crate) factory: Factory,
+}
+
+/// What an internal topic is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalTopicKind {
+    /// Re-keyed records between sub-topologies (`delete` policy).
+    Repartition,
+    /// A store's changelog (`compact` policy).
+    Changelog,
+}
+
+/// A sub-topology: nodes connected without crossing a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubTopology {
+    /// Its number, from 0, in order of first source.
+    pub id: u32,
+    /// Its nodes, in insertion order.
+    pub nodes: Vec<NodeId>,
+    /// Topics its sources read.
+    pub source_topics: Vec<TopicName>,
+    /// Topics its sinks write.
+    pub sink_topics: Vec<TopicName>,
+    /// Stores its processors use.
+    pub stores: Vec<String>,
+}
+
+/// A low-level, typed builder of a [`Topology`].
+#[derive(Default)]
+pub struct TopologyBuilder {
+    nodes: Vec<NodeDef>,
+    names: BTreeMap<String, NodeId>,
+    stores: BTreeMap<String, StoreSpec>,
+    internal_topics: BTreeMap<String, InternalTopicKind>,
+    copartition_groups: Vec<BTreeSet<TopicName>>,
+}
+
+impl TopologyBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add_node(
+        &mut self,
+        name: String,
+        kind: NodeKind,
+        parents: Vec<NodeId>,
+        factory: Factory,
+    ) -> Result<NodeId> {
+        if self.names.contains_key(&name) {
+            return Err(Error::Config {
+                key: format!("node `{name}`"),
+                reason: "a node with this name already exists; names must be unique".into(),
+            });
+        }
+        for &p in &parents {
+            if p >= self.nodes.len() {
+                return Err(Error::Config {
+                    key: format!("node `{name}`"),
+                    reason: format!("parent {p} does not exist"),
+                });
+            }
+            if matches!(self.nodes[p].kind, NodeKind::Sink { .. }) {
+                return Err(Error::Config {
+                    key: format!("node `{name}`"),
+                    reason: format!(
+                        "parent `{}` is a sink and forwards nothing",
+                        self.nodes[p].name
+                    ),
+                });
+            }
+        }
+        let id = self.nodes.len();
+        self.nodes.push(NodeDef {
+            name: name.clone(),
+            kind,
+            parents,
+            stores: Vec::new(),
+            factory,
+        });
+        self.names.insert(name, id);
+        Ok(id)
+    }
+
+    /// Whether a node name is taken.
+    pub fn has_node(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    /// Adds a source reading `topics`, decoding keys and values with the serdes given.
+    pub fn add_source<K, V>(
+        &mut self,
+        name: impl Into<String>,
+        topics: Vec<TopicName>,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Result<NodeRef<K, V>>
+    where
+        K: Clone + 'static,
+        V: Clone + 'static,
+    {
+        let name = name.into();
+        if topics.is_empty() {
+            return Err(Error::Config {
+                key: format!("source `{name}`"),
+                reason: "reads no topic".into(),
+            });
+        }
+        let node_name = name.clone();
+        let factory: Factory = Arc::new(move |inst: &mut Instantiation<'_>| {
+            let down = inst.downstream::<K, V>()?;
+            Ok(inst.source(SourceNode::new(
+                node_name.clone(),
+                key_serde.clone(),
+                value_serde.clone(),
+                down,
+            )))
+        });
+        let id = self.add_node(name, NodeKind::Source { topics }, Vec::new(), factory)?;
+        Ok(NodeRef::new(id))
+    }
+
+    /// Adds a processor taking the records of `parents`. `make` builds one instance per task:
+    /// it gets the task's [`Instantiation`] (stores, schedules) and the processor's children.
+    pub fn add_processor<K, V, K2, V2, P, F>(
+        &mut self,
+        name: impl Into<String>,
+        parents: &[NodeRef<K, V>],
+        make: F,
+    ) -> Result<NodeRef<K2, V2>>
+    where
+        K: 'static,
+        V: 'static,
+        K2: Clone + 'static,
+        V2: Clone + 'static,
+        P: Processor<K, V> + 'static,
+        F: Fn(&mut Instantiation<'_>, Downstream<K2, V2>) -> Result<P> + Send + Sync + 'static,
+    {
+        let factory: Factory = Arc::new(move |inst: &mut Instantiation<'_>| {
+            let down = inst.downstream::<K2, V2>()?;
+            let p = make(inst, down)?;
+            Ok(inst.processor::<K, V, P>(p))
+        });
+        let parents = parents.iter().map(|p| p.id).collect();
+        let id = self.add_node(name.into(), NodeKind::Processor, parents, factory)?;
+        Ok(NodeRef::new(id))
+    }
+
+    /// Adds a sink writing the records of `parents` to `topic`. `partitioner` picks the
+    /// partition from the encoded key and value and the partition count; `None` uses Kafka's
+    /// default (murmur2 of the key; round-robin for records without a key).
+    #[allow(clippy::type_complexity)]
+    pub fn add_sink<K, V>(
+        &mut self,
+        name: impl Into<String>,
+        topic: TopicName,
+        parents: &[NodeRef<K, V>],
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        partitioner: Option<Arc<dyn Fn(&K, &V, u32) -> Option<u32> + Send + Sync>>,
+    ) -> Result<NodeId>
+    where
+        K: 'static,
+        V: 'static,
+    {
+        let name = name.into();
+        let node_name = name.clone();
+        let sink_topic = topic.clone();
+        let factory: Factory = Arc::new(move |inst: &mut Instantiation<'_>| {
+            let topic = inst.resolve_topic(&sink_topic);
+            Ok(inst.processor::<K, V, _>(SinkNode::new(
+                node_name.clone(),
+                topic,
+                key_serde.clone(),
+                value_serde.clone(),
+                partitioner.clone(),
+            )))
+        });
+        let parents: Vec<NodeId> = parents.iter().map(|p| p.id).collect();
+        self.add_node(name, NodeKind::Sink { topic }, parents, factory)
+    }
+
+    /// Registers a store. Registering the same spec twice is allowed; a different spec under
+    /// the same name is an error.
+    pub fn add_store(&mut self, spec: StoreSpec) -> Result<()> {
+        if let Some(existing) = self.stores.get(&spec.name) {
+            if existing != &spec {
+                return Err(Error::Config {
+                    key: format!("store `{}`", spec.name),
+                    reason: "registered twice with different settings".into(),
+                });
+            }
+            return Ok(());
+        }
+        if let Some(TopicName::Internal(n)) = spec.changelog() {
+            self.internal_topics.insert(n, InternalTopicKind::Changelog);
+        }
+        self.stores.insert(spec.name.clone(), spec);
+        Ok(())
+    }
+
+    /// Gives a node access to a registered store.
+    pub fn connect_store(&mut self, node: NodeId, store: &str) -> Result<()> {
+        if !self.stores.contains_key(store) {
+            return Err(Error::Config {
+                key: format!("store `{store}`"),
+                reason: "is not registered".into(),
+            });
+        }
+        let def = self.nodes.get_mut(node).ok_or_else(|| Error::Config {
+            key: format!("node {node}"),
+            reason: "does not exist".into(),
+        })?;
+        if !def.stores.iter().any(|s| s == store) {
+            def.stores.push(store.to_string());
+        }
+        Ok(())
+    }
+
+    /// Declares an internal topic (its real name gets the application id as prefix).
+    pub fn add_internal_topic(&mut self, name: impl Into<String>, kind: InternalTopicKind) {
+        self.internal_topics.insert(name.into(), kind);
+    }
+
+    /// Declares topics that must have the same partition count (the inputs of a join).
+    pub fn copartition(&mut self, topics: impl IntoIterator<Item = TopicName>) {
+        self.copartition_groups.push(topics.into_iter().collect());
+    }
+
+    /// The name of a node.
+    pub fn node_name(&self, node: NodeId) -> Option<&str> {
+        self.nodes.get(node).map(|n| n.name.as_str())
+    }
+
+    /// Source topics that feed `node`, following parents back to sources.
+    pub fn source_topics_of(&self, node: NodeId) -> BTreeSet<TopicName> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![node];
+        let mut seen = BTreeSet::new();
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            if let Some(def) = self.nodes.get(n) {
+                if let NodeKind::Source { topics } = &def.kind {
+                    out.extend(topics.iter().cloned());
+                }
+                stack.extend(def.parents.iter().copied());
+            }
+        }
+        out
+    }
+
+    /// Checks the graph and freezes it.
+    pub fn build(self) -> Result<Topology> {
+        let n = self.nodes.len();
+        // Union-find over parent edges and shared stores.
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], x: usize) -> usize {
+            let mut r = x;
+            while p[r] != r {
+                r = p[r];
+            }
+            let mut c = x;
+            while p[c] != r {
+                let next = p[c];
+                p[c] = r;
+                c = next;
+            }
+            r
+        }
+        let union = |p: &mut Vec<usize>, a: usize, b: usize| {
+            let (ra, rb) = (find(p, a), find(p, b));
+            if ra != rb {
+                p[ra.max(rb)] = ra.min(rb);
+            }
+        };
+        let mut store_owner: BTreeMap<&str, usize> = BTreeMap::new();
+        for (id, def) in self.nodes.iter().enumerate() {
+            for &p in &def.parents {
+                union(&mut parent, id, p);
+            }
+            for s in &def.stores {
+                match store_owner.get(s.as_str()) {
+                    Some(&other) => union(&mut parent, id, other),
+                    None => {
+                        store_owner.insert(s, id);
+                    }
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<NodeId>> = BTreeMap::new();
+        for id in 0..n {
+            let root = find(&mut parent, id);
+            groups.entry(root).or_default().push(id);
+        }
+        let mut subtopologies = Vec::new();
+        for (_, nodes) in groups {
+            let mut source_topics = Vec::new();
+            let mut sink_topics = Vec::new();
+            let mut stores = BTreeSet::new();
+            for &id in &nodes {
+                let def = &self.nodes[id];
+                match &def.kind {
+                    NodeKind::Source { topics } => source_topics.extend(topics.iter().cloned()),
+                    NodeKind::Sink { topic } => sink_topics.push(topic.clone()),
+                    NodeKind::Processor => {}
+                }
+                stores.extend(def.stores.iter().cloned());
+            }
+            if source_topics.is_empty() {
+                let names: Vec<&str> = nodes.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+                return Err(Error::Config {
+                    key: format!("nodes {names:?}"),
+                    reason: "are not connected to any source".into(),
+                });
+            }
+            subtopologies.push(SubTopology {
+                id: subtopologies.len() as u32,
+                nodes,
+                source_topics,
+                sink_topics,
+                stores: stores.into_iter().collect(),
+            });
+        }
+        let mut topic_owner: BTreeMap<&TopicName, u32> = BTreeMap::new();
+        for st in &subtopologies {
+            for t in &st.source_topics {
+                if let Some(other) = topic_owner.insert(t, st.id) {
+                    if other != st.id {
+                        return Err(Error::Config {
+                            key: format!("topic `{t}`"),
+                            reason: format!(
+                                "is read by sub-topologies {other} and {}; a topic can feed one sub-topology",
+                                st.id
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let mut children = vec![Vec::new(); n];
+        for (id, def) in self.nodes.iter().enumerate() {
+            for &p in &def.parents {
+                children[p].push(id);
+            }
+        }
+        Ok(Topology {
+            nodes: self.nodes,
+            children,
+            stores: self.stores,
+            internal_topics: self.internal_topics,
+            copartition_groups: self.copartition_groups,
+            subtopologies,
+        })
+    }
+}
+
+/// An immutable, shareable processing graph. Tasks are instantiated from it.
+pub struct Topology {
+    pub(crate) nodes: Vec<NodeDef>,
+    pub(crate) children: Vec<Vec<NodeId>>,
+    pub(crate) stores: BTreeMap<String, StoreSpec>,
+    pub(crate) internal_topics: BTreeMap<String, InternalTopicKind>,
+    pub(crate) copartition_groups: Vec<BTreeSet<TopicName>>,
+    pub(crate) subtopologies: Vec<SubTopology>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Topology {
+    /// The sub-topologies, in order.
+    pub fn subtopologies(&self) -> &[SubTopology] {
+        &self.subtopologies
+    }
+
+    /// Store specifications by name.
+    pub fn stores(&self) -> &BTreeMap<String, StoreSpec> {
+        &self.stores
+    }
+
+    /// Internal topics (without the application-id prefix) and what they are for.
+    pub fn internal_topics(&self) -> &BTreeMap<String, InternalTopicKind> {
+        &self.internal_topics
+    }
+
+    /// Groups of topics that must have equal partition counts.
+    pub fn copartition_groups(&self) -> &[BTreeSet<TopicName>] {
+        &self.copartition_groups
+    }
+
+    /// The name of a node.
+    pub fn node_name(&self, id: NodeId) -> &str {
+        &self.nodes[id].name
+    }
+
+    /// User topics read by any source (they must exist before the application starts).
+    pub fn user_source_topics(&self) -> BTreeSet<String> {
+        self.subtopologies
+            .iter()
+            .flat_map(|s| s.source_topics.iter())
+            .filter_map(|t| match t {
+                TopicName::User(n) => Some(n.clone()),
+                TopicName::Internal(_) => None,
+            })
+            .collect()
+    }
+
+    /// The sub-topology that reads `topic`.
+    pub fn subtopology_of_topic(&self, topic: &TopicName) -> Option<u32> {
+        self.subtopologies
+            .iter()
+            .find(|s| s.source_topics.contains(topic))
+            .map(|s| s.id)
+    }
+}
