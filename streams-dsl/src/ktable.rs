@@ -1,0 +1,450 @@
+//! [`KTable`]: a changelog stream read as a table, one current value per key.
+
+use crate::ops::{Predicate, ValueMapper};
+use std::sync::Arc;
+
+use streams_core::{Change, NodeRef, OptionSerde, Serde, StoreKind, StoreSpec, TopicName};
+
+use crate::builder::Shared;
+use crate::kstream::{dead, KStream};
+use crate::ops::join::{TableJoiner, TableTableJoin};
+use crate::ops::passthrough::Passthrough;
+use crate::ops::table::{FilterChanges, MapChanges, Materialize, MaterializeChanges, ToStream};
+use crate::options::{Consumed, Materialized, Serdes};
+
+/// A table: for each key, its latest value. Internally a stream of changes
+/// (`new` and `old` value per update), so downstream tables and joins can retract old values.
+///
+/// ```
+/// use streams_dsl::prelude::*;
+/// use streams_core::{TestDriver, StringSerde, OptionSerde};
+///
+/// let builder = StreamsBuilder::new();
+/// let rates = builder.table::<String, String>("rates", Consumed::default(), Materialized::named("rates-store"));
+/// rates.filter(|_, r| r != "0").to_stream().to("nonzero", Produced::with(StringSerde, OptionSerde(StringSerde)));
+/// let topology = builder.build()?;
+/// let mut driver = TestDriver::new(&topology)?;
+/// driver.pipe_typed("rates", &StringSerde, &StringSerde, &"USD".to_string(), &"0.79".to_string(), 1)?;
+/// let out = driver.read_output_typed("nonzero", &StringSerde, &OptionSerde(StringSerde))?;
+/// assert_eq!(out, vec![("USD".to_string(), Some("0.79".to_string()), 1)]);
+/// # Ok::<(), streams_core::Error>(())
+/// ```
+pub struct KTable<K, V> {
+    pub(crate) state: Shared,
+    pub(crate) node: NodeRef<K, Change<V>>,
+    pub(crate) serdes: Serdes<K, V>,
+    pub(crate) store: Option<String>,
+}
+
+impl<K, V> Clone for KTable<K, V> {
+    fn clone(&self) -> Self {
+        KTable {
+            state: self.state.clone(),
+            node: self.node,
+            serdes: self.serdes.clone(),
+            store: self.store.clone(),
+        }
+    }
+}
+
+fn store_spec<K, V>(name: &str, m: &Materialized<K, V>) -> StoreSpec {
+    StoreSpec {
+        name: name.to_string(),
+        kind: StoreKind::KeyValue,
+        persistent: !m.in_memory,
+        logged: m.logging,
+        cached: m.caching,
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
+    pub(crate) fn from_node(
+        state: &Shared,
+        node: NodeRef<K, Change<V>>,
+        serdes: Serdes<K, V>,
+        store: Option<String>,
+    ) -> Self {
+        KTable {
+            state: state.clone(),
+            node,
+            serdes,
+            store,
+        }
+    }
+
+    pub(crate) fn source(
+        state: &Shared,
+        topic: TopicName,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> Self {
+        let serdes = materialized.serdes.clone().or(&consumed.serdes);
+        let (Some(ks), Some(vs)) = (serdes.key.clone(), serdes.value.clone()) else {
+            state
+                .borrow_mut()
+                .missing_serde("table source", "key and value");
+            return KTable::from_node(state, dead(), Serdes::none(), None);
+        };
+        let optional: Arc<dyn Serde<Option<V>>> = Arc::new(OptionSerde(vs.clone()));
+        let source = KStream::source(
+            state,
+            vec![topic],
+            Consumed {
+                serdes: Serdes {
+                    key: Some(ks.clone()),
+                    value: Some(optional),
+                },
+                name: consumed.name,
+            },
+        );
+        let store = state.borrow_mut().name(
+            "KTABLE-SOURCE-STATE-STORE",
+            materialized.store_name.as_deref(),
+        );
+        Self::materialize_onto(
+            state,
+            &store,
+            &materialized,
+            ks,
+            vs,
+            |store_name, ks, vs, cached| {
+                source.add("KTABLE-SOURCE", None, move |inst, down| {
+                    Ok(Materialize {
+                        name: inst.node_name().to_string(),
+                        store: inst.kv_store(&store_name)?,
+                        queue: if cached {
+                            Some(inst.flush_queue(&store_name)?)
+                        } else {
+                            None
+                        },
+                        key_serde: ks.clone(),
+                        value_serde: vs.clone(),
+                        down,
+                    })
+                })
+            },
+        )
+    }
+
+    fn materialize_onto(
+        state: &Shared,
+        store: &str,
+        materialized: &Materialized<K, V>,
+        ks: Arc<dyn Serde<K>>,
+        vs: Arc<dyn Serde<V>>,
+        add: impl FnOnce(String, Arc<dyn Serde<K>>, Arc<dyn Serde<V>>, bool) -> NodeRef<K, Change<V>>,
+    ) -> Self {
+        if let Err(e) = state
+            .borrow_mut()
+            .topo
+            .add_store(store_spec(store, materialized))
+        {
+            state.borrow_mut().fail(e);
+        }
+        let node = add(
+            store.to_string(),
+            ks.clone(),
+            vs.clone(),
+            materialized.caching,
+        );
+        {
+            let mut s = state.borrow_mut();
+            if let Err(e) = s.topo.connect_store(node.id, store) {
+                s.fail(e);
+            }
+        }
+        KTable::from_node(
+            state,
+            node,
+            Serdes {
+                key: Some(ks),
+                value: Some(vs),
+            },
+            Some(store.to_string()),
+        )
+    }
+
+    /// The name of the store this table is materialized in, if any (queryable by that name).
+    pub fn store_name(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    fn add<V2: Clone + 'static, P, F>(&self, prefix: &str, make: F) -> NodeRef<K, Change<V2>>
+    where
+        P: streams_core::Processor<K, Change<V>> + 'static,
+        F: Fn(
+                &mut streams_core::Instantiation<'_>,
+                streams_core::Downstream<K, Change<V2>>,
+            ) -> streams_core::Result<P>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let mut s = self.state.borrow_mut();
+        let name = s.name(prefix, None);
+        match s.topo.add_processor(name, &[self.node], make) {
+            Ok(n) => n,
+            Err(e) => {
+                s.fail(e);
+                dead()
+            }
+        }
+    }
+
+    /// The table of rows for which `predicate` holds; rows that stop passing are deleted.
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
+        let predicate: Predicate<K, V> = Arc::new(predicate);
+        let node = self.add("KTABLE-FILTER", move |_, down| {
+            Ok(FilterChanges {
+                predicate: predicate.clone(),
+                keep_when: true,
+                down,
+            })
+        });
+        KTable::from_node(&self.state, node, self.serdes.clone(), None)
+    }
+
+    /// The table without the rows for which `predicate` holds.
+    pub fn filter_not(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
+        let predicate: Predicate<K, V> = Arc::new(predicate);
+        let node = self.add("KTABLE-FILTER", move |_, down| {
+            Ok(FilterChanges {
+                predicate: predicate.clone(),
+                keep_when: false,
+                down,
+            })
+        });
+        KTable::from_node(&self.state, node, self.serdes.clone(), None)
+    }
+
+    /// The table with each value replaced by `f(key, value)`.
+    pub fn map_values<V2: Clone + 'static>(
+        &self,
+        f: impl Fn(&K, &V) -> V2 + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
+        let f: ValueMapper<K, V, V2> = Arc::new(f);
+        let node = self.add("KTABLE-MAPVALUES", move |_, down| {
+            Ok(MapChanges { f: f.clone(), down })
+        });
+        KTable::from_node(
+            &self.state,
+            node,
+            Serdes {
+                key: self.serdes.key.clone(),
+                value: None,
+            },
+            None,
+        )
+    }
+
+    /// Materializes this table into a store (named by `materialized`), so it can be queried.
+    pub fn materialize(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
+        let serdes = materialized.serdes.clone().or(&self.serdes);
+        let (Some(ks), Some(vs)) = (serdes.key, serdes.value) else {
+            self.state
+                .borrow_mut()
+                .missing_serde("materialize", "key and value");
+            return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+        };
+        let store = self.state.borrow_mut().name(
+            "KTABLE-MATERIALIZED-STATE-STORE",
+            materialized.store_name.as_deref(),
+        );
+        let this = self.clone();
+        Self::materialize_onto(
+            &self.state,
+            &store,
+            &materialized,
+            ks,
+            vs,
+            |store_name, ks, vs, cached| {
+                this.add("KTABLE-MATERIALIZE", move |inst, down| {
+                    Ok(MaterializeChanges(Materialize {
+                        name: inst.node_name().to_string(),
+                        store: inst.kv_store(&store_name)?,
+                        queue: if cached {
+                            Some(inst.flush_queue(&store_name)?)
+                        } else {
+                            None
+                        },
+                        key_serde: ks.clone(),
+                        value_serde: vs.clone(),
+                        down,
+                    }))
+                })
+            },
+        )
+    }
+
+    /// This table with a store (materializing it in an internal store when it has none).
+    pub(crate) fn materialized(&self) -> (KTable<K, V>, String) {
+        match &self.store {
+            Some(s) => (self.clone(), s.clone()),
+            None => {
+                let t = self.materialize(Materialized::inferred());
+                let s = t.store.clone().unwrap_or_default();
+                (t, s)
+            }
+        }
+    }
+
+    /// The stream of this table's updates: each update's new value, `None` for a deletion.
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let node = self.add_stream();
+        let value: Option<Arc<dyn Serde<Option<V>>>> = self
+            .serdes
+            .value
+            .clone()
+            .map(|v| Arc::new(OptionSerde(v)) as Arc<dyn Serde<Option<V>>>);
+        KStream {
+            state: self.state.clone(),
+            node,
+            serdes: Serdes {
+                key: self.serdes.key.clone(),
+                value,
+            },
+            needs_repartition: false,
+        }
+    }
+
+    fn add_stream(&self) -> NodeRef<K, Option<V>> {
+        let mut s = self.state.borrow_mut();
+        let name = s.name("KTABLE-TOSTREAM", None);
+        match s
+            .topo
+            .add_processor(name, &[self.node], |_, down| Ok(ToStream { down }))
+        {
+            Ok(n) => n,
+            Err(e) => {
+                s.fail(e);
+                dead()
+            }
+        }
+    }
+
+    /// Inner join: a row for each key present in both tables.
+    pub fn join<R: Clone + 'static, O: Clone + 'static>(
+        &self,
+        other: &KTable<K, R>,
+        joiner: impl Fn(&V, &R) -> O + Send + Sync + 'static,
+    ) -> KTable<K, O> {
+        self.table_join(
+            other,
+            "KTABLE-JOIN",
+            Arc::new(move |l: Option<&V>, r: Option<&R>| l.zip(r).map(|(l, r)| joiner(l, r))),
+        )
+    }
+
+    /// Left join: a row for each key of this table, with the other side's value if any.
+    pub fn left_join<R: Clone + 'static, O: Clone + 'static>(
+        &self,
+        other: &KTable<K, R>,
+        joiner: impl Fn(&V, Option<&R>) -> O + Send + Sync + 'static,
+    ) -> KTable<K, O> {
+        self.table_join(
+            other,
+            "KTABLE-LEFTJOIN",
+            Arc::new(move |l: Option<&V>, r: Option<&R>| l.map(|l| joiner(l, r))),
+        )
+    }
+
+    /// Outer join: a row for each key present in either table.
+    pub fn outer_join<R: Clone + 'static, O: Clone + 'static>(
+        &self,
+        other: &KTable<K, R>,
+        joiner: impl Fn(Option<&V>, Option<&R>) -> O + Send + Sync + 'static,
+    ) -> KTable<K, O> {
+        self.table_join(
+            other,
+            "KTABLE-OUTERJOIN",
+            Arc::new(move |l: Option<&V>, r: Option<&R>| {
+                (l.is_some() || r.is_some()).then(|| joiner(l, r))
+            }),
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn table_join<R: Clone + 'static, O: Clone + 'static>(
+        &self,
+        other: &KTable<K, R>,
+        prefix: &str,
+        joiner: Arc<dyn Fn(Option<&V>, Option<&R>) -> Option<O> + Send + Sync>,
+    ) -> KTable<K, O> {
+        let (left, left_store) = self.materialized();
+        let (right, right_store) = other.materialized();
+        let key = left.serdes.key.clone().or_else(|| right.serdes.key.clone());
+        let (Some(ks), Some(lvs), Some(rvs)) =
+            (key, left.serdes.value.clone(), right.serdes.value.clone())
+        else {
+            self.state
+                .borrow_mut()
+                .missing_serde(prefix, "key and value");
+            return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+        };
+        let jl = joiner.clone();
+        let left_joiner: TableJoiner<K, V, R, O> = Arc::new(move |_, l, r| jl(l, r));
+        let right_joiner: TableJoiner<K, R, V, O> = Arc::new(move |_, r, l| joiner(l, r));
+        let (ks1, ks2, rs) = (ks.clone(), ks.clone(), right_store.clone());
+        let left_node = left.add(&format!("{prefix}-THIS"), move |inst, down| {
+            Ok(TableTableJoin {
+                name: inst.node_name().to_string(),
+                other: inst.kv_store(&rs)?,
+                key_serde: ks1.clone(),
+                other_serde: rvs.clone(),
+                joiner: left_joiner.clone(),
+                down,
+            })
+        });
+        let ls = left_store.clone();
+        let right_node = right.add(&format!("{prefix}-OTHER"), move |inst, down| {
+            Ok(TableTableJoin {
+                name: inst.node_name().to_string(),
+                other: inst.kv_store(&ls)?,
+                key_serde: ks2.clone(),
+                other_serde: lvs.clone(),
+                joiner: right_joiner.clone(),
+                down,
+            })
+        });
+        let mut s = self.state.borrow_mut();
+        for r in [
+            s.topo.connect_store(left_node.id, &right_store),
+            s.topo.connect_store(right_node.id, &left_store),
+        ] {
+            if let Err(e) = r {
+                s.fail(e);
+            }
+        }
+        let mut topics = s.topo.source_topics_of(left.node.id);
+        topics.extend(s.topo.source_topics_of(right.node.id));
+        s.topo.copartition(topics);
+        let name = s.name(&format!("{prefix}-MERGE"), None);
+        let merged = match s
+            .topo
+            .add_processor(name, &[left_node, right_node], |_, down| {
+                Ok(Passthrough { down })
+            }) {
+            Ok(n) => n,
+            Err(e) => {
+                s.fail(e);
+                dead()
+            }
+        };
+        drop(s);
+        KTable::from_node(
+            &self.state,
+            merged,
+            Serdes {
+                key: Some(ks),
+                value: None,
+            },
+            None,
+        )
+    }
+}

@@ -1,0 +1,100 @@
+//! Joins that look up a materialized table: stream–table (inner and left) and table–table
+//! (inner, left, outer).
+//!
+//! Stream–table: a stream record looks up the table's current value for its key; table
+//! updates alone emit nothing. Inner joins drop records with no match; left joins emit them
+//! with `None`. Table–table: an update on either side looks up the other side's store and
+//! emits the joined change (new and old), deletions included.
+
+use std::sync::Arc;
+
+use streams_core::{
+    Change, Downstream, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
+};
+
+use super::{decode, encode, store_error};
+
+fn lookup<K: 'static, T: 'static>(
+    store: &KvStoreRef,
+    key_serde: &dyn Serde<K>,
+    value_serde: &dyn Serde<T>,
+    key: &K,
+    node: &str,
+) -> Result<Option<T>> {
+    let kb = encode(key_serde, key, node)?;
+    let b = store.borrow().get(&kb).map_err(|e| store_error(node, e))?;
+    b.map(|b| decode(value_serde, &b, node)).transpose()
+}
+
+/// `(key, stream value, table value) -> joined value`, or `None` to emit nothing (an inner
+/// join without a match).
+pub(crate) type StreamTableJoiner<K, V, T, R> =
+    Arc<dyn Fn(&K, V, Option<T>) -> Option<R> + Send + Sync>;
+
+pub(crate) struct StreamTableJoin<K, V, T, R> {
+    pub(crate) name: String,
+    pub(crate) table: KvStoreRef,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) table_serde: Arc<dyn Serde<T>>,
+    pub(crate) joiner: StreamTableJoiner<K, V, T, R>,
+    pub(crate) down: Downstream<K, R>,
+}
+
+impl<K: Clone + 'static, V: 'static, T: 'static, R: Clone + 'static> Processor<K, V>
+    for StreamTableJoin<K, V, T, R>
+{
+    fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
+        let found = lookup(
+            &self.table,
+            self.key_serde.as_ref(),
+            self.table_serde.as_ref(),
+            &rec.key,
+            &self.name,
+        )?;
+        match (self.joiner)(&rec.key, rec.value, found) {
+            Some(out) => self
+                .down
+                .forward(ctx, Rec::new(rec.key, out, rec.timestamp)),
+            None => {
+                ctx.record_dropped(&self.name, "no-match");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `(key, this side's value, other side's value) -> joined value`, or `None` where the join
+/// kind emits nothing for that combination.
+pub(crate) type TableJoiner<K, This, Other, O> =
+    Arc<dyn Fn(&K, Option<&This>, Option<&Other>) -> Option<O> + Send + Sync>;
+
+/// One side of a table–table join: this side's changes joined with the other side's store.
+pub(crate) struct TableTableJoin<K, This, Other, O> {
+    pub(crate) name: String,
+    pub(crate) other: KvStoreRef,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) other_serde: Arc<dyn Serde<Other>>,
+    pub(crate) joiner: TableJoiner<K, This, Other, O>,
+    pub(crate) down: Downstream<K, Change<O>>,
+}
+
+impl<K: Clone + 'static, This: 'static, Other: 'static, O: Clone + 'static>
+    Processor<K, Change<This>> for TableTableJoin<K, This, Other, O>
+{
+    fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, Change<This>>) -> Result<()> {
+        let other = lookup(
+            &self.other,
+            self.key_serde.as_ref(),
+            self.other_serde.as_ref(),
+            &rec.key,
+            &self.name,
+        )?;
+        let new = (self.joiner)(&rec.key, rec.value.new.as_ref(), other.as_ref());
+        let old = (self.joiner)(&rec.key, rec.value.old.as_ref(), other.as_ref());
+        if new.is_none() && old.is_none() {
+            return Ok(());
+        }
+        self.down
+            .forward(ctx, Rec::new(rec.key, Change::new(new, old), rec.timestamp))
+    }
+}

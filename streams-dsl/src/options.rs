@@ -1,0 +1,199 @@
+//! Options passed to DSL operators: serdes at the boundaries, names, store settings.
+//!
+//! Each option type carries optional serdes; where one is missing, the operator uses the
+//! serde the stream already knows (from its source or an earlier option), and `build()`
+//! reports an error naming the operator if there is none.
+
+use std::sync::Arc;
+
+use streams_core::{DefaultSerde, Serde};
+
+/// Optional serdes of a key-value pair.
+pub(crate) struct Serdes<K, V> {
+    pub(crate) key: Option<Arc<dyn Serde<K>>>,
+    pub(crate) value: Option<Arc<dyn Serde<V>>>,
+}
+
+impl<K, V> Clone for Serdes<K, V> {
+    fn clone(&self) -> Self {
+        Serdes {
+            key: self.key.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl<K, V> Serdes<K, V> {
+    pub(crate) fn none() -> Self {
+        Serdes {
+            key: None,
+            value: None,
+        }
+    }
+
+    pub(crate) fn or(self, other: &Serdes<K, V>) -> Self {
+        Serdes {
+            key: self.key.or_else(|| other.key.clone()),
+            value: self.value.or_else(|| other.value.clone()),
+        }
+    }
+}
+
+macro_rules! serde_option {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name<K, V> {
+            pub(crate) serdes: Serdes<K, V>,
+            pub(crate) name: Option<String>,
+        }
+
+        impl<K: 'static, V: 'static> $name<K, V> {
+            /// With both serdes given.
+            pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+                $name {
+                    serdes: Serdes { key: Some(Arc::new(key)), value: Some(Arc::new(value)) },
+                    name: None,
+                }
+            }
+
+            /// With no serdes: the stream's known ones are used.
+            pub fn inferred() -> Self {
+                $name { serdes: Serdes::none(), name: None }
+            }
+
+            /// Sets the key serde.
+            pub fn with_key_serde(mut self, key: impl Serde<K>) -> Self {
+                self.serdes.key = Some(Arc::new(key));
+                self
+            }
+
+            /// Sets the value serde.
+            pub fn with_value_serde(mut self, value: impl Serde<V>) -> Self {
+                self.serdes.value = Some(Arc::new(value));
+                self
+            }
+
+            /// Names the operator's node (and what derives from it).
+            pub fn named(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
+            }
+        }
+
+        impl<K: DefaultSerde, V: DefaultSerde> Default for $name<K, V> {
+            /// The types' [`DefaultSerde`]s.
+            fn default() -> Self {
+                $name {
+                    serdes: Serdes { key: Some(K::default_serde()), value: Some(V::default_serde()) },
+                    name: None,
+                }
+            }
+        }
+    };
+}
+
+serde_option!(
+    /// How a source topic is read: key and value serdes, source node name.
+    Consumed
+);
+serde_option!(
+    /// How a stream is written to a topic: key and value serdes, sink node name.
+    Produced
+);
+serde_option!(
+    /// How a stream is grouped: the serdes for the repartition topic a key change needs, and
+    /// the name that topic derives from.
+    Grouped
+);
+serde_option!(
+    /// How a stream is repartitioned: serdes and the name of the repartition topic.
+    Repartitioned
+);
+serde_option!(
+    /// How the two sides of a join are encoded (for repartitioning and buffering).
+    Joined
+);
+
+/// Where and how an operator's state is kept: a named, queryable store (or an internal one),
+/// serdes for its keys and values, RocksDB or memory, caching, changelogging.
+pub struct Materialized<K, V> {
+    pub(crate) serdes: Serdes<K, V>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) in_memory: bool,
+    pub(crate) caching: bool,
+    pub(crate) logging: bool,
+}
+
+impl<K: 'static, V: 'static> Materialized<K, V> {
+    /// A store named `store_name` (queryable under that name).
+    pub fn named(store_name: impl Into<String>) -> Self {
+        Materialized {
+            store_name: Some(store_name.into()),
+            ..Self::inferred()
+        }
+    }
+
+    /// An internal store with the stream's serdes.
+    pub fn inferred() -> Self {
+        Materialized {
+            serdes: Serdes::none(),
+            store_name: None,
+            in_memory: false,
+            caching: true,
+            logging: true,
+        }
+    }
+
+    /// An internal store with these serdes.
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Materialized {
+            serdes: Serdes {
+                key: Some(Arc::new(key)),
+                value: Some(Arc::new(value)),
+            },
+            ..Self::inferred()
+        }
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, key: impl Serde<K>) -> Self {
+        self.serdes.key = Some(Arc::new(key));
+        self
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, value: impl Serde<V>) -> Self {
+        self.serdes.value = Some(Arc::new(value));
+        self
+    }
+
+    /// Keeps the store in memory instead of RocksDB (rebuilt from the changelog on restart).
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
+        self
+    }
+
+    /// Turns the write-back cache on or off (on by default). Off, every update is forwarded.
+    pub fn with_caching(mut self, on: bool) -> Self {
+        self.caching = on;
+        self
+    }
+
+    /// Turns the changelog on or off (on by default). Off, the state is lost with the disk.
+    pub fn with_logging(mut self, on: bool) -> Self {
+        self.logging = on;
+        self
+    }
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
+    fn default() -> Self {
+        Materialized {
+            serdes: Serdes {
+                key: Some(K::default_serde()),
+                value: Some(V::default_serde()),
+            },
+            ..Self::inferred()
+        }
+    }
+}

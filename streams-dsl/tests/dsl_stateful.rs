@@ -1,0 +1,265 @@
+#![allow(clippy::unwrap_used)]
+//! Test-driver tests of aggregations, table operators and joins, with exact expected outputs.
+
+use streams_core::{
+    DriverConfig, I64Serde, OptionSerde, Record, StringSerde, TestDriver, U64Serde,
+};
+use streams_dsl::prelude::*;
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+fn pipe_str(d: &mut TestDriver, topic: &str, k: &str, v: &str, ts: i64) {
+    d.pipe_typed(topic, &StringSerde, &StringSerde, &s(k), &s(v), ts)
+        .unwrap();
+}
+
+#[test]
+fn count_emits_an_update_per_record_without_caching() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts").with_caching(false))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    let topo = b.build().unwrap();
+    let mut d = TestDriver::new(&topo).unwrap();
+    for (w, ts) in [("a", 1), ("b", 2), ("a", 3), ("a", 4)] {
+        pipe_str(&mut d, "words", w, "", ts);
+    }
+    let got = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (s("a"), Some(1), 1),
+            (s("b"), Some(1), 2),
+            (s("a"), Some(2), 3),
+            (s("a"), Some(3), 4)
+        ]
+    );
+    let store = d.kv_store("counts").unwrap();
+    let a = store.borrow().get(b"a").unwrap().unwrap();
+    assert_eq!(I64Serde.deserialize(&a).unwrap(), 3);
+}
+
+#[test]
+fn caching_merges_updates_between_commits() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    let topo = b.build().unwrap();
+    let config = DriverConfig {
+        commit_every_record: false,
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&topo, config).unwrap();
+    for (w, ts) in [("a", 1), ("b", 2), ("a", 3), ("a", 4)] {
+        pipe_str(&mut d, "words", w, "", ts);
+    }
+    assert!(
+        d.read_output("out").is_empty(),
+        "nothing is forwarded before the commit"
+    );
+    d.commit().unwrap();
+    let mut got = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    got.sort();
+    assert_eq!(got, vec![(s("a"), Some(3), 4), (s("b"), Some(1), 2)]);
+}
+
+#[test]
+fn group_by_repartitions_and_aggregates_and_reduce() {
+    let b = StreamsBuilder::new();
+    let input = b.stream::<String, u64>("sales", Consumed::default());
+    input
+        .group_by(
+            |k, _| k.split('/').next().unwrap_or_default().to_string(),
+            Grouped::with(StringSerde, U64Serde),
+        )
+        .aggregate(
+            || 0u64,
+            |_, v, agg| agg + v,
+            Materialized::with(StringSerde, U64Serde).with_caching(false),
+        )
+        .to_stream()
+        .to("totals", Produced::with(StringSerde, OptionSerde(U64Serde)));
+    input
+        .group_by_key(Grouped::inferred())
+        .reduce(
+            |a, b| a.max(b),
+            Materialized::named("max").with_caching(false),
+        )
+        .to_stream()
+        .to(
+            "max-out",
+            Produced::with(StringSerde, OptionSerde(U64Serde)),
+        );
+    let topo = b.build().unwrap();
+    assert_eq!(topo.subtopologies().len(), 2, "{}", topo.describe());
+    let mut d = TestDriver::new(&topo).unwrap();
+    for (k, v, ts) in [
+        ("uk/london", 5u64, 1),
+        ("fr/paris", 7, 2),
+        ("uk/leeds", 1, 3),
+        ("uk/london", 2, 4),
+    ] {
+        d.pipe_typed("sales", &StringSerde, &U64Serde, &s(k), &v, ts)
+            .unwrap();
+    }
+    let totals = d
+        .read_output_typed("totals", &StringSerde, &OptionSerde(U64Serde))
+        .unwrap();
+    assert_eq!(
+        totals,
+        vec![
+            (s("uk"), Some(5), 1),
+            (s("fr"), Some(7), 2),
+            (s("uk"), Some(6), 3),
+            (s("uk"), Some(8), 4)
+        ]
+    );
+    let max = d
+        .read_output_typed("max-out", &StringSerde, &OptionSerde(U64Serde))
+        .unwrap();
+    assert_eq!(max.last(), Some(&(s("uk/london"), Some(5), 4)));
+}
+
+#[test]
+fn stream_table_join_sees_the_table_as_of_the_record_time() {
+    let b = StreamsBuilder::new();
+    let rates =
+        b.table::<String, String>("rates", Consumed::default(), Materialized::named("rates"));
+    let payments = b.stream::<String, String>("payments", Consumed::default());
+    payments
+        .join(&rates, |amount, rate| format!("{amount}@{rate}"))
+        .to("inner", Produced::default());
+    payments
+        .left_join(&rates, |amount, rate| {
+            format!("{amount}@{}", rate.map_or("none", String::as_str))
+        })
+        .to("left", Produced::default());
+    let topo = b.build().unwrap();
+    assert_eq!(topo.subtopologies().len(), 1);
+    let mut d = TestDriver::new(&topo).unwrap();
+    pipe_str(&mut d, "payments", "EUR", "10", 1);
+    pipe_str(&mut d, "rates", "EUR", "0.86", 2);
+    pipe_str(&mut d, "payments", "EUR", "20", 3);
+    pipe_str(&mut d, "rates", "EUR", "0.85", 4);
+    d.pipe("rates", Record::tombstone("EUR", 5)).unwrap();
+    pipe_str(&mut d, "payments", "EUR", "30", 6);
+    let inner = d
+        .read_output_typed("inner", &StringSerde, &StringSerde)
+        .unwrap();
+    assert_eq!(inner, vec![(s("EUR"), s("20@0.86"), 3)]);
+    let left = d
+        .read_output_typed("left", &StringSerde, &StringSerde)
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            (s("EUR"), s("10@none"), 1),
+            (s("EUR"), s("20@0.86"), 3),
+            (s("EUR"), s("30@none"), 6)
+        ]
+    );
+}
+
+#[test]
+fn table_table_joins_emit_on_both_sides_and_propagate_deletions() {
+    let b = StreamsBuilder::new();
+    let l = b.table::<String, String>(
+        "l",
+        Consumed::default(),
+        Materialized::named("l").with_caching(false),
+    );
+    let r = b.table::<String, String>(
+        "r",
+        Consumed::default(),
+        Materialized::named("r").with_caching(false),
+    );
+    let opt = |x: Option<&String>| x.cloned().unwrap_or_else(|| "-".into());
+    l.join(&r, |a, b| format!("{a}+{b}")).to_stream().to(
+        "inner",
+        Produced::with(StringSerde, OptionSerde(StringSerde)),
+    );
+    l.left_join(&r, move |a, b| format!("{a}+{}", opt(b)))
+        .to_stream()
+        .to(
+            "left",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    l.outer_join(&r, move |a, b| format!("{}+{}", opt(a), opt(b)))
+        .to_stream()
+        .to(
+            "outer",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    let topo = b.build().unwrap();
+    let mut d = TestDriver::new(&topo).unwrap();
+    pipe_str(&mut d, "l", "k", "a", 1);
+    pipe_str(&mut d, "r", "k", "x", 2);
+    pipe_str(&mut d, "l", "k", "b", 3);
+    d.pipe("r", Record::tombstone("k", 4)).unwrap();
+    d.pipe("l", Record::tombstone("k", 5)).unwrap();
+    let read = |d: &mut TestDriver, t| {
+        d.read_output_typed(t, &StringSerde, &OptionSerde(StringSerde))
+            .unwrap()
+    };
+    let some = |v: &str, ts| (s("k"), Some(s(v)), ts);
+    let none = |ts| (s("k"), None, ts);
+    assert_eq!(
+        read(&mut d, "inner"),
+        vec![some("a+x", 2), some("b+x", 3), none(4)]
+    );
+    assert_eq!(
+        read(&mut d, "left"),
+        vec![
+            some("a+-", 1),
+            some("a+x", 2),
+            some("b+x", 3),
+            some("b+-", 4),
+            none(5)
+        ]
+    );
+    assert_eq!(
+        read(&mut d, "outer"),
+        vec![
+            some("a+-", 1),
+            some("a+x", 2),
+            some("b+x", 3),
+            some("b+-", 4),
+            none(5)
+        ]
+    );
+}
+
+#[test]
+fn table_filter_turns_failing_updates_into_deletions_and_map_values() {
+    let b = StreamsBuilder::new();
+    b.table::<String, u64>(
+        "t",
+        Consumed::default(),
+        Materialized::named("t").with_caching(false),
+    )
+    .filter(|_, v| *v >= 10)
+    .map_values(|_, v| v * 2)
+    .to_stream()
+    .to("out", Produced::with(StringSerde, OptionSerde(U64Serde)));
+    let topo = b.build().unwrap();
+    let mut d = TestDriver::new(&topo).unwrap();
+    for (v, ts) in [(5u64, 1), (15, 2), (3, 3)] {
+        d.pipe_typed("t", &StringSerde, &U64Serde, &s("k"), &v, ts)
+            .unwrap();
+    }
+    let got = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(U64Serde))
+        .unwrap();
+    assert_eq!(got, vec![(s("k"), Some(30), 2), (s("k"), None, 3)]);
+}
