@@ -2,4 +2,4 @@
 # Runs the demo on the embedded log. Installs missing system packages first.
 source "$(dirname "$0")/env.sh"
 cd "$(dirname "$0")/.."
-cargo run --release --locked -q -p streams-examples --bin demo -- "$@"
+cargo run --locked -q -p streams-examples --bin demo -- "$@"

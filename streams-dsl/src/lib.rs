@@ -25,6 +25,11 @@ pub use ops::BranchPredicate;
 pub use options::{Consumed, Grouped, Joined, Materialized, Produced, Repartitioned};
 pub use streams_core::TestDriver;
 
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
     pub use crate::{
