@@ -7,7 +7,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use streams_core::{Error, Result, TopicName, Topology, TopologyBuilder};
+use streams_core::{
+    Downstream, Error, Instantiation, NodeRef, Processor, Result, TopicName, Topology,
+    TopologyBuilder,
+};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
@@ -36,6 +39,33 @@ impl State {
     pub(crate) fn fail(&mut self, e: Error) {
         if self.error.is_none() {
             self.error = Some(e);
+        }
+    }
+
+    /// Adds a processor under `parents`, named by the user or after `prefix`. On error, keeps
+    /// it and returns a dangling node, so the pipeline can go on until `build()` reports it.
+    pub(crate) fn add_processor<K, V, K2, V2, P, F>(
+        &mut self,
+        prefix: &str,
+        name: Option<&str>,
+        parents: &[NodeRef<K, V>],
+        make: F,
+    ) -> NodeRef<K2, V2>
+    where
+        K: 'static,
+        V: 'static,
+        K2: Clone + 'static,
+        V2: Clone + 'static,
+        P: Processor<K, V> + 'static,
+        F: Fn(&mut Instantiation<'_>, Downstream<K2, V2>) -> Result<P> + Send + Sync + 'static,
+    {
+        let name = self.name(prefix, name);
+        match self.topo.add_processor(name, parents, make) {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail(e);
+                NodeRef::dangling()
+            }
         }
     }
 

@@ -110,15 +110,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             + Sync
             + 'static,
     {
-        let mut s = self.state.borrow_mut();
-        let name = s.name(prefix, name);
-        match s.topo.add_processor(name, &[self.node], make) {
-            Ok(n) => n,
-            Err(e) => {
-                s.fail(e);
-                dead()
-            }
-        }
+        self.state
+            .borrow_mut()
+            .add_processor(prefix, name, &[self.node], make)
     }
 
     fn derive<K2, V2>(
@@ -331,18 +325,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     /// Interleaves this stream with `other`.
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
         let mut s = self.state.borrow_mut();
-        let name = s.name("KSTREAM-MERGE", None);
-        let node = match s
-            .topo
-            .add_processor(name, &[self.node, other.node], |_, down| {
-                Ok(Passthrough { down })
-            }) {
-            Ok(n) => n,
-            Err(e) => {
-                s.fail(e);
-                dead()
-            }
-        };
+        let node = s.add_processor(
+            "KSTREAM-MERGE",
+            None,
+            &[self.node, other.node],
+            |_, down| Ok(Passthrough { down }),
+        );
         drop(s);
         KStream {
             state: self.state.clone(),

@@ -180,15 +180,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             + Sync
             + 'static,
     {
-        let mut s = self.state.borrow_mut();
-        let name = s.name(prefix, None);
-        match s.topo.add_processor(name, &[self.node], make) {
-            Ok(n) => n,
-            Err(e) => {
-                s.fail(e);
-                dead()
-            }
-        }
+        self.state
+            .borrow_mut()
+            .add_processor(prefix, None, &[self.node], make)
     }
 
     /// The table of rows for which `predicate` holds; rows that stop passing are deleted.
@@ -315,17 +309,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
 
     fn add_stream(&self) -> NodeRef<K, Option<V>> {
         let mut s = self.state.borrow_mut();
-        let name = s.name("KTABLE-TOSTREAM", None);
-        match s
-            .topo
-            .add_processor(name, &[self.node], |_, down| Ok(ToStream { down }))
-        {
-            Ok(n) => n,
-            Err(e) => {
-                s.fail(e);
-                dead()
-            }
-        }
+        s.add_processor("KTABLE-TOSTREAM", None, &[self.node], |_, down| {
+            Ok(ToStream { down })
+        })
     }
 
     /// Inner join: a row for each key present in both tables.
@@ -424,18 +410,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let mut topics = s.topo.source_topics_of(left.node.id);
         topics.extend(s.topo.source_topics_of(right.node.id));
         s.topo.copartition(topics);
-        let name = s.name(&format!("{prefix}-MERGE"), None);
-        let merged = match s
-            .topo
-            .add_processor(name, &[left_node, right_node], |_, down| {
-                Ok(Passthrough { down })
-            }) {
-            Ok(n) => n,
-            Err(e) => {
-                s.fail(e);
-                dead()
-            }
-        };
+        let merged = s.add_processor(
+            &format!("{prefix}-MERGE"),
+            None,
+            &[left_node, right_node],
+            |_, down| Ok(Passthrough { down }),
+        );
         drop(s);
         KTable::from_node(
             &self.state,

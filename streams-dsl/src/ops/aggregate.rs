@@ -26,24 +26,14 @@ pub(crate) struct Aggregate<K, V, A> {
 impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Aggregate<K, V, A> {
     /// Forwards the changes the cache flushed or evicted.
     fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        let Some(queue) = &self.queue else {
-            return Ok(());
-        };
-        let changes: Vec<_> = queue.lock().drain(..).collect();
-        for c in changes {
-            let key = decode(self.key_serde.as_ref(), &c.key, &self.name)?;
-            let new = c
-                .new
-                .map(|b| decode(self.agg_serde.as_ref(), &b, &self.name))
-                .transpose()?;
-            let old = c
-                .old
-                .map(|b| decode(self.agg_serde.as_ref(), &b, &self.name))
-                .transpose()?;
-            self.down
-                .forward(ctx, Rec::new(key, Change::new(new, old), c.timestamp))?;
-        }
-        Ok(())
+        super::forward_flushed(
+            self.queue.as_ref(),
+            self.key_serde.as_ref(),
+            self.agg_serde.as_ref(),
+            &self.name,
+            &self.down,
+            ctx,
+        )
     }
 }
 

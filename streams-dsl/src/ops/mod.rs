@@ -10,7 +10,7 @@ pub(crate) mod table;
 
 use std::sync::Arc;
 
-use streams_core::{Error, Serde};
+use streams_core::{Change, Downstream, Error, FlushQueue, ProcessorContext, Rec, Serde};
 
 /// A record predicate.
 pub(crate) type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
@@ -54,4 +54,30 @@ pub(crate) fn store_error(node: &str, e: state_store::StoreError) -> Error {
         processor: node.to_string(),
         reason: format!("state store: {e}"),
     }
+}
+
+/// Forwards the changes a cached store flushed or evicted, decoded, each with the timestamp
+/// of the write that made it. Changes from absent to absent are skipped.
+pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
+    queue: Option<&FlushQueue>,
+    key_serde: &dyn Serde<K>,
+    value_serde: &dyn Serde<V>,
+    node: &str,
+    down: &Downstream<K, Change<V>>,
+    ctx: &mut ProcessorContext<'_>,
+) -> streams_core::Result<()> {
+    let Some(queue) = queue else {
+        return Ok(());
+    };
+    let changes: Vec<_> = queue.lock().drain(..).collect();
+    for c in changes {
+        let key = decode(key_serde, &c.key, node)?;
+        let new = c.new.map(|b| decode(value_serde, &b, node)).transpose()?;
+        let old = c.old.map(|b| decode(value_serde, &b, node)).transpose()?;
+        if new.is_none() && old.is_none() {
+            continue;
+        }
+        down.forward(ctx, Rec::new(key, Change::new(new, old), c.timestamp))?;
+    }
+    Ok(())
 }

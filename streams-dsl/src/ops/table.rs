@@ -24,27 +24,14 @@ pub(crate) struct Materialize<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
     fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        let Some(queue) = &self.queue else {
-            return Ok(());
-        };
-        let changes: Vec<_> = queue.lock().drain(..).collect();
-        for c in changes {
-            let key = decode(self.key_serde.as_ref(), &c.key, &self.name)?;
-            let new = c
-                .new
-                .map(|b| decode(self.value_serde.as_ref(), &b, &self.name))
-                .transpose()?;
-            let old = c
-                .old
-                .map(|b| decode(self.value_serde.as_ref(), &b, &self.name))
-                .transpose()?;
-            if new.is_none() && old.is_none() {
-                continue;
-            }
-            self.down
-                .forward(ctx, Rec::new(key, Change::new(new, old), c.timestamp))?;
-        }
-        Ok(())
+        super::forward_flushed(
+            self.queue.as_ref(),
+            self.key_serde.as_ref(),
+            self.value_serde.as_ref(),
+            &self.name,
+            &self.down,
+            ctx,
+        )
     }
 
     pub(crate) fn apply(
