@@ -126,7 +126,7 @@ impl TestDriver {
             task.punctuate_wall_clock(config.initial_wall_clock)?;
             tasks.insert(sub.id, task);
         }
-        Ok(TestDriver {
+        let mut driver = TestDriver {
             tasks,
             routes,
             offsets: HashMap::new(),
@@ -135,7 +135,10 @@ impl TestDriver {
             wall_clock: config.initial_wall_clock,
             config,
             _state_dir: state_dir,
-        })
+        };
+        // Wall-clock punctuations due at the start may have produced records.
+        driver.run()?;
+        Ok(driver)
     }
 
     /// Pipes an encoded record into `topic` and processes everything it causes.

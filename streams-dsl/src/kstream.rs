@@ -400,6 +400,63 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         KStream::source(&self.state, vec![TopicName::Internal(topic)], consumed)
     }
 
+    /// Runs a processor of your own on each record. `make` builds one instance per task; it
+    /// gets the task's [`Instantiation`](streams_core::Instantiation) (to open the `stores`
+    /// given here, which are registered and connected to the node, and to schedule
+    /// punctuations) and the downstream to forward to. The result may have new keys, so a later
+    /// key-based operator repartitions.
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    /// use streams_core::{Downstream, Processor, ProcessorContext, Rec, StringSerde, TestDriver};
+    ///
+    /// struct Upper(Downstream<String, String>);
+    /// impl Processor<String, String> for Upper {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_>, r: Rec<String, String>) -> streams_core::Result<()> {
+    ///         let v = r.value.to_uppercase();
+    ///         self.0.forward(ctx, r.with(r.key.clone(), v))
+    ///     }
+    /// }
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("in", Consumed::default())
+    ///     .process(vec![], |_, down| Ok(Upper(down)))
+    ///     .to("out", Produced::default());
+    /// let mut driver = TestDriver::new(&builder.build()?)?;
+    /// driver.pipe_typed("in", &StringSerde, &StringSerde, &"k".to_string(), &"hi".to_string(), 1)?;
+    /// assert_eq!(driver.read_output_typed("out", &StringSerde, &StringSerde)?[0].1, "HI");
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
+    pub fn process<K2, V2, P, F>(
+        &self,
+        stores: Vec<streams_core::StoreSpec>,
+        make: F,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + 'static,
+        V2: Clone + 'static,
+        P: streams_core::Processor<K, V> + 'static,
+        F: Fn(&mut streams_core::Instantiation<'_>, Downstream<K2, V2>) -> streams_core::Result<P>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let node = self.add("KSTREAM-PROCESSOR", None, make);
+        let mut s = self.state.borrow_mut();
+        for spec in stores {
+            let name = spec.name.clone();
+            if let Err(e) = s
+                .topo
+                .add_store(spec)
+                .and_then(|()| s.topo.connect_store(node.id, &name))
+            {
+                s.fail(e);
+            }
+        }
+        drop(s);
+        self.derive(node, Serdes::none(), true)
+    }
+
     /// Groups records by their current key, for aggregation.
     pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
         KGroupedStream::new(self.clone(), grouped)

@@ -263,3 +263,27 @@ fn table_filter_turns_failing_updates_into_deletions_and_map_values() {
         .unwrap();
     assert_eq!(got, vec![(s("k"), Some(30), 2), (s("k"), None, 3)]);
 }
+
+#[test]
+fn joins_declare_copartitioning_and_the_check_names_both_topics() {
+    let b = StreamsBuilder::new();
+    let rates = b.table::<String, String>("rates", Consumed::default(), Materialized::named("r"));
+    b.stream::<String, String>("payments", Consumed::default())
+        .join(&rates, |p, r| format!("{p}{r}"))
+        .to("out", Produced::default());
+    let topo = b.build().unwrap();
+    let counts = |equal: bool| {
+        move |t: &str| match t {
+            "rates" => Some(4),
+            "payments" => Some(if equal { 4 } else { 3 }),
+            _ => None,
+        }
+    };
+    topo.check_copartitioning("app", counts(true)).unwrap();
+    let err = topo
+        .check_copartitioning("app", counts(false))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rates") && err.contains("payments"), "{err}");
+    assert!(err.contains("4") && err.contains("3"), "{err}");
+}

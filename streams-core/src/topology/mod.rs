@@ -552,6 +552,35 @@ impl Topology {
         &self.copartition_groups
     }
 
+    /// Checks that every co-partitioned group (the inputs of a join) has one partition count,
+    /// given a lookup of partition counts by resolved topic name. Internal repartition topics
+    /// that do not exist yet are skipped: the runtime creates them with the right count.
+    pub fn check_copartitioning(
+        &self,
+        application_id: &str,
+        partitions: impl Fn(&str) -> Option<u32>,
+    ) -> Result<()> {
+        for group in &self.copartition_groups {
+            let counts: Vec<(String, u32)> = group
+                .iter()
+                .map(|t| t.resolve(application_id))
+                .filter_map(|t| partitions(&t).map(|n| (t, n)))
+                .collect();
+            if let Some((first, n)) = counts.first() {
+                if let Some((other, m)) = counts.iter().find(|(_, m)| m != n) {
+                    return Err(Error::Config {
+                        key: format!("co-partitioned topics `{first}` and `{other}`"),
+                        reason: format!(
+                            "are joined but have {n} and {m} partitions; joined inputs need equal \
+                             partition counts (repartition one side to match)"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The name of a node.
     pub fn node_name(&self, id: NodeId) -> &str {
         &self.nodes[id].name
