@@ -22,7 +22,7 @@ pub use kgrouped::KGroupedStream;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use ops::BranchPredicate;
-pub use options::{Consumed, Grouped, Joined, Materialized, Produced, Repartitioned};
+pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use streams_core::TestDriver;
 
 /// The README's examples, compiled and run as doctests.

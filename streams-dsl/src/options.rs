@@ -94,28 +94,96 @@ macro_rules! serde_option {
 
 serde_option!(
     /// How a source topic is read: key and value serdes, source node name.
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    /// use streams_core::{JsonSerde, StringSerde};
+    ///
+    /// // Values are JSON arrays of amounts; any serde type works the same way.
+    /// let builder = StreamsBuilder::new();
+    /// let payments = builder.stream::<String, Vec<i64>>(
+    ///     "payments",
+    ///     Consumed::with(StringSerde, JsonSerde::new()).named("payments-source"),
+    /// );
+    /// payments.to("copy", Produced::inferred());
+    /// assert!(builder.build()?.describe().contains("payments-source"));
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
     Consumed
 );
 serde_option!(
     /// How a stream is written to a topic: key and value serdes, sink node name.
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    /// use streams_core::{StringSerde, U64Serde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("lines", Consumed::default())
+    ///     .map_values(|l| l.len() as u64)
+    ///     .to("lengths", Produced::with(StringSerde, U64Serde).named("lengths-sink"));
+    /// assert!(builder.build()?.describe().contains("Sink: lengths-sink (topic: lengths)"));
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
     Produced
 );
 serde_option!(
     /// How a stream is grouped: the serdes for the repartition topic a key change needs, and
     /// the name that topic derives from.
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    /// use streams_core::{StringSerde, U64Serde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, u64>("sales", Consumed::default())
+    ///     .group_by(|k, _| k.to_uppercase(), Grouped::with(StringSerde, U64Serde).named("by-region"))
+    ///     .count(Materialized::inferred());
+    /// assert!(builder.build()?.describe().contains("by-region-repartition"));
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
     Grouped
 );
 serde_option!(
     /// How a stream is repartitioned: serdes and the name of the repartition topic.
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("in", Consumed::default())
+    ///     .repartition(Repartitioned::default().named("shuffle"))
+    ///     .to("out", Produced::default());
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.subtopologies().len(), 2);
+    /// assert!(topology.describe().contains("<app>-shuffle-repartition"));
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
     Repartitioned
-);
-serde_option!(
-    /// How the two sides of a join are encoded (for repartitioning and buffering).
-    Joined
 );
 
 /// Where and how an operator's state is kept: a named, queryable store (or an internal one),
 /// serdes for its keys and values, RocksDB or memory, caching, changelogging.
+///
+/// ```
+/// use streams_dsl::prelude::*;
+/// use streams_core::{StringSerde, I64Serde, TestDriver};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks", Consumed::default())
+///     .group_by_key(Grouped::inferred())
+///     .count(Materialized::named("clicks-per-user").in_memory().with_caching(false));
+/// let mut driver = TestDriver::new(&builder.build()?)?;
+/// driver.pipe_typed("clicks", &StringSerde, &StringSerde, &"ann".to_string(), &"/".to_string(), 1)?;
+/// let store = driver.kv_store("clicks-per-user")?;
+/// let count = store.borrow().get(b"ann").ok().flatten().map(|b| I64Serde.deserialize(&b));
+/// assert_eq!(count, Some(Ok(1)));
+/// # Ok::<(), streams_core::Error>(())
+/// ```
 pub struct Materialized<K, V> {
     pub(crate) serdes: Serdes<K, V>,
     pub(crate) store_name: Option<String>,
