@@ -8,9 +8,10 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::Result;
-use crate::record::{Header, Record, TopicPartition};
+use crate::record::{Header, Record};
 use crate::task::collector::RecordCollector;
 use crate::task::metrics::TaskMetrics;
 
@@ -73,8 +74,10 @@ pub enum PunctuationType {
 /// Where the current record came from; `None` fields for records created by a punctuation.
 #[derive(Debug, Clone, Default)]
 pub struct RecordMeta {
-    /// Source topic and partition.
-    pub source: Option<TopicPartition>,
+    /// Source topic (shared, so setting it per record allocates nothing).
+    pub topic: Option<Arc<str>>,
+    /// Source partition (the task's partition).
+    pub partition: u32,
     /// Offset in the source partition.
     pub offset: Option<u64>,
     /// Headers of the source record.

@@ -218,3 +218,57 @@ fn table_to_stream_forwards_deletions_as_none() {
         .unwrap();
     assert_eq!(got, vec![(s("a"), Some(1), 1), (s("a"), None, 2)]);
 }
+
+#[test]
+fn undecodable_records_follow_the_deserialization_handler() {
+    use streams_core::task::dead_letter_headers;
+    use streams_core::{DeserializationHandler, DriverConfig};
+
+    let b = StreamsBuilder::new();
+    b.stream::<String, u64>("in", Consumed::default())
+        .to("out", Produced::default());
+    let topo = b.build().unwrap();
+
+    // Fail (the default): the error names the record and what could not be decoded.
+    let mut d = TestDriver::new(&topo).unwrap();
+    let err = d
+        .pipe("in", Record::new("k", "not eight bytes", 1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in-0@0") && err.contains("value"), "{err}");
+    assert!(err.contains("expected 8 bytes, got 15"), "{err}");
+
+    // Log and continue: skipped, counted, later records flow.
+    let config = DriverConfig {
+        deserialization: DeserializationHandler::LogAndContinue,
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&topo, config).unwrap();
+    d.pipe("in", Record::new("k", "bad", 1)).unwrap();
+    pipe(&mut d, "in", &[("k", 7, 2)]);
+    assert_eq!(out(&mut d, "out"), vec![(s("k"), 7, 2)]);
+    assert_eq!(d.metrics().skipped_deserialization, 1);
+
+    // Dead letter: the raw record goes to the topic with the error in headers.
+    let config = DriverConfig {
+        deserialization: DeserializationHandler::DeadLetter("dlq".into()),
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&topo, config).unwrap();
+    d.pipe("in", Record::new("k", "bad", 1)).unwrap();
+    let dead = d.read_output("dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value.as_deref(), Some(&b"bad"[..]));
+    let header = |name: &str| {
+        dead[0]
+            .header(name)
+            .and_then(|h| h.value.clone())
+            .map(|v| String::from_utf8(v).unwrap())
+    };
+    assert_eq!(header(dead_letter_headers::TOPIC).as_deref(), Some("in"));
+    assert_eq!(header(dead_letter_headers::OFFSET).as_deref(), Some("0"));
+    assert!(header(dead_letter_headers::ERROR)
+        .unwrap()
+        .contains("expected 8 bytes, got 3"));
+    assert!(out(&mut d, "out").is_empty());
+}

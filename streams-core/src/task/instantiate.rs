@@ -274,17 +274,20 @@ impl<K, V> SourceNode<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
     fn process_raw(&mut self, ctx: &mut ProcessorContext<'_>, rec: &StoredRecord) -> Result<()> {
-        let (topic, partition) = ctx
-            .meta
-            .source
-            .as_ref()
-            .map(|tp| (tp.topic.clone(), tp.partition))
-            .unwrap_or_default();
+        // Only an error needs the coordinates as strings.
+        let at = |e: crate::error::SerdeError, meta: &crate::processor::RecordMeta, part| {
+            e.at(
+                meta.topic.as_deref().unwrap_or(""),
+                meta.partition,
+                rec.offset,
+                part,
+            )
+        };
         let key = match &rec.record.key {
             Some(bytes) => self
                 .key_serde
                 .deserialize(bytes)
-                .map_err(|e| e.at(&topic, partition, rec.offset, crate::error::RecordPart::Key))?,
+                .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Key))?,
             None => match self.key_serde.null_value() {
                 Some(k) => k,
                 None => {
@@ -294,14 +297,10 @@ impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
             },
         };
         let value = match &rec.record.value {
-            Some(bytes) => self.value_serde.deserialize(bytes).map_err(|e| {
-                e.at(
-                    &topic,
-                    partition,
-                    rec.offset,
-                    crate::error::RecordPart::Value,
-                )
-            })?,
+            Some(bytes) => self
+                .value_serde
+                .deserialize(bytes)
+                .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Value))?,
             None => match self.value_serde.null_value() {
                 Some(v) => v,
                 None => {

@@ -91,6 +91,15 @@ pub struct TaskEnv {
     pub deserialization: DeserializationHandler,
 }
 
+/// An input topic of the task: its source, buffered records and consumed position.
+struct Input {
+    topic: Arc<str>,
+    source: Rc<RefCell<dyn RawSource>>,
+    queue: VecDeque<StoredRecord>,
+    /// Next offset to commit, once anything was processed or a position was set.
+    consumed: Option<u64>,
+}
+
 struct Schedule {
     hook: usize,
     interval: i64,
@@ -103,9 +112,8 @@ struct Schedule {
 pub struct Task {
     id: TaskId,
     application_id: String,
-    sources: HashMap<String, Rc<RefCell<dyn RawSource>>>,
-    queues: BTreeMap<String, VecDeque<StoredRecord>>,
-    consumed: BTreeMap<String, u64>,
+    /// One entry per input topic, in topic-name order.
+    inputs: Vec<Input>,
     hooks: Vec<Box<dyn NodeHooks>>,
     hook_names: Vec<String>,
     schedules: Vec<Schedule>,
@@ -158,17 +166,23 @@ impl Task {
                 std::mem::take(&mut inst.schedules),
             )
         };
-        let mut source_map = HashMap::new();
-        let mut queues = BTreeMap::new();
+        let mut by_topic: BTreeMap<String, Rc<RefCell<dyn RawSource>>> = BTreeMap::new();
         for (node, src) in sources {
             if let NodeKind::Source { topics } = &topology.nodes[node].kind {
                 for t in topics {
-                    let name = t.resolve(&env.application_id);
-                    queues.insert(name.clone(), VecDeque::new());
-                    source_map.insert(name, src.clone());
+                    by_topic.insert(t.resolve(&env.application_id), src.clone());
                 }
             }
         }
+        let inputs = by_topic
+            .into_iter()
+            .map(|(topic, source)| Input {
+                topic: Arc::from(topic),
+                source,
+                queue: VecDeque::new(),
+                consumed: None,
+            })
+            .collect();
         let schedules = specs
             .into_iter()
             .filter_map(|s| {
@@ -187,9 +201,7 @@ impl Task {
         Ok(Task {
             id,
             application_id: env.application_id.clone(),
-            sources: source_map,
-            queues,
-            consumed: BTreeMap::new(),
+            inputs,
             hooks,
             hook_names: hook_nodes
                 .iter()
@@ -213,7 +225,17 @@ impl Task {
 
     /// Input topics (resolved names); the task reads partition `id().partition` of each.
     pub fn input_topics(&self) -> impl Iterator<Item = &str> {
-        self.queues.keys().map(String::as_str)
+        self.inputs.iter().map(|i| &*i.topic)
+    }
+
+    fn input_mut(&mut self, topic: &str) -> Result<&mut Input> {
+        let id = self.id;
+        self.inputs
+            .iter_mut()
+            .find(|i| &*i.topic == topic)
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: format!("{topic} (not an input of task {id})"),
+            })
     }
 
     /// The task's stores.
@@ -243,38 +265,39 @@ impl Task {
         topic: &str,
         records: impl IntoIterator<Item = StoredRecord>,
     ) -> Result<()> {
-        let q = self
-            .queues
-            .get_mut(topic)
-            .ok_or_else(|| Error::UnknownTopic {
-                topic: format!("{topic} (not an input of task {})", self.id),
-            })?;
-        q.extend(records);
+        self.input_mut(topic)?.queue.extend(records);
         Ok(())
     }
 
     /// Records buffered and not yet processed.
     pub fn buffered(&self) -> usize {
-        self.queues.values().map(VecDeque::len).sum()
+        self.inputs.iter().map(|i| i.queue.len()).sum()
     }
 
     /// Records buffered for one input topic.
     pub fn buffered_for(&self, topic: &str) -> usize {
-        self.queues.get(topic).map_or(0, VecDeque::len)
+        self.inputs
+            .iter()
+            .find(|i| &*i.topic == topic)
+            .map_or(0, |i| i.queue.len())
     }
 
     /// The next offset to commit for each input partition that has seen records.
     pub fn consumed_offsets(&self) -> Vec<(TopicPartition, u64)> {
-        self.consumed
+        self.inputs
             .iter()
-            .map(|(t, o)| (TopicPartition::new(t.clone(), self.id.partition), *o))
+            .filter_map(|i| {
+                i.consumed
+                    .map(|o| (TopicPartition::new(&*i.topic, self.id.partition), o))
+            })
             .collect()
     }
 
     /// Sets where consumption resumes for an input (after a restart or rebalance), so the
     /// next commit does not move the offset backwards when nothing was processed.
-    pub fn set_consumed(&mut self, topic: &str, next_offset: u64) {
-        self.consumed.insert(topic.to_string(), next_offset);
+    pub fn set_consumed(&mut self, topic: &str, next_offset: u64) -> Result<()> {
+        self.input_mut(topic)?.consumed = Some(next_offset);
+        Ok(())
     }
 
     /// Sets the wall-clock time the task sees and runs due wall-clock punctuations.
@@ -286,19 +309,22 @@ impl Task {
     /// Processes the buffered record with the smallest timestamp. Returns `false` when
     /// nothing is buffered.
     pub fn process_next(&mut self) -> Result<bool> {
-        let Some(topic) = self
-            .queues
-            .iter()
-            .filter_map(|(t, q)| q.front().map(|r| (r.record.timestamp, t)))
-            .min_by_key(|(ts, _)| *ts)
-            .map(|(_, t)| t.clone())
-        else {
+        // The buffered head with the smallest timestamp; ties go to the first input.
+        let mut best: Option<(i64, usize)> = None;
+        for (i, input) in self.inputs.iter().enumerate() {
+            if let Some(r) = input.queue.front() {
+                if best.is_none_or(|(ts, _)| r.record.timestamp < ts) {
+                    best = Some((r.record.timestamp, i));
+                }
+            }
+        }
+        let Some((_, index)) = best else {
             return Ok(false);
         };
-        let Some(rec) = self.queues.get_mut(&topic).and_then(VecDeque::pop_front) else {
+        let Some(rec) = self.inputs[index].queue.pop_front() else {
             return Ok(false);
         };
-        self.process_record(&topic, rec)?;
+        self.process_record(index, rec)?;
         Ok(true)
     }
 
@@ -314,23 +340,16 @@ impl Task {
         }
     }
 
-    fn process_record(&mut self, topic: &str, rec: StoredRecord) -> Result<()> {
+    fn process_record(&mut self, index: usize, rec: StoredRecord) -> Result<()> {
         let ts = rec.record.timestamp;
         self.stream_time = self.stream_time.max(ts);
         self.stores.clock.set(ts);
-        self.meta = RecordMeta {
-            source: Some(TopicPartition::new(topic, self.id.partition)),
-            offset: Some(rec.offset),
-            headers: std::mem::take(&mut Vec::new()),
-        };
+        let input = &self.inputs[index];
+        let source = input.source.clone();
+        self.meta.topic = Some(input.topic.clone());
+        self.meta.partition = self.id.partition;
+        self.meta.offset = Some(rec.offset);
         self.meta.headers.clone_from(&rec.record.headers);
-        let source = self
-            .sources
-            .get(topic)
-            .cloned()
-            .ok_or_else(|| Error::UnknownTopic {
-                topic: topic.to_string(),
-            })?;
         let result = {
             let mut ctx = self.ctx_parts();
             let r = source.borrow_mut().process_raw(&mut ctx, &rec);
@@ -339,17 +358,18 @@ impl Task {
         match result {
             Ok(()) => {}
             Err(e @ Error::Deserialization { .. }) => {
-                self.handle_bad_record(e, topic, rec.clone())?
+                self.handle_bad_record(e, index, rec.clone())?
             }
             Err(e) => return Err(e),
         }
-        self.consumed.insert(topic.to_string(), rec.offset + 1);
+        self.inputs[index].consumed = Some(rec.offset + 1);
         self.metrics.processed += 1;
         self.punctuate(PunctuationType::StreamTime, self.stream_time)?;
         Ok(())
     }
 
-    fn handle_bad_record(&mut self, error: Error, topic: &str, rec: StoredRecord) -> Result<()> {
+    fn handle_bad_record(&mut self, error: Error, index: usize, rec: StoredRecord) -> Result<()> {
+        let topic = self.inputs[index].topic.clone();
         match &self.deserialization {
             DeserializationHandler::Fail => Err(error),
             DeserializationHandler::LogAndContinue => {
@@ -363,7 +383,7 @@ impl Task {
                 let mut record: Record = rec.record;
                 record.headers.extend([
                     Header::new(dead_letter_headers::ERROR, error.to_string()),
-                    Header::new(dead_letter_headers::TOPIC, topic),
+                    Header::new(dead_letter_headers::TOPIC, &*topic),
                     Header::new(
                         dead_letter_headers::PARTITION,
                         self.id.partition.to_string(),
