@@ -16,7 +16,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use state_store::{RecordCache, RocksDbMemory};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordPart, Result, SerdeError};
 use crate::log::{Log, MemoryLog, TopicConfig};
 use crate::record::{Record, StoredRecord};
 use crate::serdes::Serde;
@@ -171,16 +171,8 @@ impl TestDriver {
             processor: "test input".into(),
             source: e,
         };
-        let key = if key_serde.is_null(key) {
-            None
-        } else {
-            Some(key_serde.serialize(key).map_err(encode)?)
-        };
-        let value = if value_serde.is_null(value) {
-            None
-        } else {
-            Some(value_serde.serialize(value).map_err(encode)?)
-        };
+        let key = key_serde.serialize_nullable(key).map_err(encode)?;
+        let value = value_serde.serialize_nullable(value).map_err(encode)?;
         self.pipe(
             topic,
             Record {
@@ -290,32 +282,16 @@ impl TestDriver {
         let records = self.read_output(topic);
         let mut out = Vec::with_capacity(records.len());
         for (i, r) in records.into_iter().enumerate() {
-            let key = match &r.key {
-                Some(b) => key_serde
-                    .deserialize(b)
-                    .map_err(|e| e.at(topic, 0, i as u64, crate::error::RecordPart::Key))?,
-                None => key_serde.null_value().ok_or_else(|| {
-                    crate::error::SerdeError::new("key", "null key").at(
-                        topic,
-                        0,
-                        i as u64,
-                        crate::error::RecordPart::Key,
-                    )
-                })?,
-            };
-            let value = match &r.value {
-                Some(b) => value_serde
-                    .deserialize(b)
-                    .map_err(|e| e.at(topic, 0, i as u64, crate::error::RecordPart::Value))?,
-                None => value_serde.null_value().ok_or_else(|| {
-                    crate::error::SerdeError::new("value", "null value").at(
-                        topic,
-                        0,
-                        i as u64,
-                        crate::error::RecordPart::Value,
-                    )
-                })?,
-            };
+            let at = |e: SerdeError, part| e.at(topic, 0, i as u64, part);
+            let missing = |what| SerdeError::new(what, "null where the type has none");
+            let key = key_serde
+                .deserialize_nullable(r.key.as_deref())
+                .map_err(|e| at(e, RecordPart::Key))?
+                .ok_or_else(|| at(missing("key"), RecordPart::Key))?;
+            let value = value_serde
+                .deserialize_nullable(r.value.as_deref())
+                .map_err(|e| at(e, RecordPart::Value))?
+                .ok_or_else(|| at(missing("value"), RecordPart::Value))?;
             out.push((key, value, r.timestamp));
         }
         Ok(out)

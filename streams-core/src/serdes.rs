@@ -33,6 +33,24 @@ pub trait Serde<T>: Send + Sync + 'static {
         false
     }
 
+    /// Decodes bytes that may be absent (a null key or a tombstone). `Ok(None)`: they are
+    /// absent and the type has no null.
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
+        match bytes {
+            Some(b) => self.deserialize(b).map(Some),
+            None => Ok(self.null_value()),
+        }
+    }
+
+    /// Encodes `value`, or `None` when it is written as null.
+    fn serialize_nullable(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+        if self.is_null(value) {
+            Ok(None)
+        } else {
+            self.serialize(value).map(Some)
+        }
+    }
+
     /// The encoding of `value` as a new vector.
     fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError> {
         let mut out = Vec::new();

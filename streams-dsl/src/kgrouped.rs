@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use streams_core::{Change, NodeRef, StoreSpec};
+use streams_core::{Change, NodeRef};
 
 use crate::kstream::{dead, KStream};
 use crate::ktable::KTable;
@@ -137,13 +137,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
                 .missing_serde(&store, "key and aggregate");
             return KTable::from_node(&state, dead(), Serdes::none(), None);
         };
-        let spec = StoreSpec {
-            name: store.clone(),
-            kind: streams_core::StoreKind::KeyValue,
-            persistent: !materialized.in_memory,
-            logged: materialized.logging,
-            cached: materialized.caching,
-        };
+        let spec = materialized.key_value_spec(&store);
         if let Err(e) = state.borrow_mut().topo.add_store(spec) {
             state.borrow_mut().fail(e);
         }

@@ -141,15 +141,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
     ) -> KStream<K, V> {
-        let predicate: Predicate<K, V> = Arc::new(predicate);
-        let node = self.add("KSTREAM-FILTER", None, move |_, down| {
-            Ok(Filter {
-                predicate: predicate.clone(),
-                keep_when: true,
-                down,
-            })
-        });
-        self.derive(node, self.serdes.clone(), false)
+        self.filter_where(Arc::new(predicate), true)
     }
 
     /// Drops the records for which `predicate` holds.
@@ -157,11 +149,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
     ) -> KStream<K, V> {
-        let predicate: Predicate<K, V> = Arc::new(predicate);
+        self.filter_where(Arc::new(predicate), false)
+    }
+
+    fn filter_where(&self, predicate: Predicate<K, V>, keep_when: bool) -> KStream<K, V> {
         let node = self.add("KSTREAM-FILTER", None, move |_, down| {
             Ok(Filter {
                 predicate: predicate.clone(),
-                keep_when: false,
+                keep_when,
                 down,
             })
         });

@@ -3,7 +3,7 @@
 use crate::ops::{Predicate, ValueMapper};
 use std::sync::Arc;
 
-use streams_core::{Change, NodeRef, OptionSerde, Serde, StoreKind, StoreSpec, TopicName};
+use streams_core::{Change, NodeRef, OptionSerde, Serde, TopicName};
 
 use crate::builder::Shared;
 use crate::kstream::{dead, KStream};
@@ -44,16 +44,6 @@ impl<K, V> Clone for KTable<K, V> {
             serdes: self.serdes.clone(),
             store: self.store.clone(),
         }
-    }
-}
-
-fn store_spec<K, V>(name: &str, m: &Materialized<K, V>) -> StoreSpec {
-    StoreSpec {
-        name: name.to_string(),
-        kind: StoreKind::KeyValue,
-        persistent: !m.in_memory,
-        logged: m.logging,
-        cached: m.caching,
     }
 }
 
@@ -137,7 +127,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         if let Err(e) = state
             .borrow_mut()
             .topo
-            .add_store(store_spec(store, materialized))
+            .add_store(materialized.key_value_spec(store))
         {
             state.borrow_mut().fail(e);
         }
@@ -190,15 +180,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
     ) -> KTable<K, V> {
-        let predicate: Predicate<K, V> = Arc::new(predicate);
-        let node = self.add("KTABLE-FILTER", move |_, down| {
-            Ok(FilterChanges {
-                predicate: predicate.clone(),
-                keep_when: true,
-                down,
-            })
-        });
-        KTable::from_node(&self.state, node, self.serdes.clone(), None)
+        self.filter_where(Arc::new(predicate), true)
     }
 
     /// The table without the rows for which `predicate` holds.
@@ -206,11 +188,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
     ) -> KTable<K, V> {
-        let predicate: Predicate<K, V> = Arc::new(predicate);
+        self.filter_where(Arc::new(predicate), false)
+    }
+
+    fn filter_where(&self, predicate: Predicate<K, V>, keep_when: bool) -> KTable<K, V> {
         let node = self.add("KTABLE-FILTER", move |_, down| {
             Ok(FilterChanges {
                 predicate: predicate.clone(),
-                keep_when: false,
+                keep_when,
                 down,
             })
         });

@@ -254,6 +254,19 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     }
 }
 
+impl<K, V> Materialized<K, V> {
+    /// The key-value store these options describe, under `name`.
+    pub(crate) fn key_value_spec(&self, name: &str) -> streams_core::StoreSpec {
+        streams_core::StoreSpec {
+            name: name.to_string(),
+            kind: streams_core::StoreKind::KeyValue,
+            persistent: !self.in_memory,
+            logged: self.logging,
+            cached: self.caching,
+        }
+    }
+}
+
 impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
     fn default() -> Self {
         Materialized {

@@ -283,31 +283,21 @@ impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
                 part,
             )
         };
-        let key = match &rec.record.key {
-            Some(bytes) => self
-                .key_serde
-                .deserialize(bytes)
-                .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Key))?,
-            None => match self.key_serde.null_value() {
-                Some(k) => k,
-                None => {
-                    ctx.record_dropped(&self.name, "null-key");
-                    return Ok(());
-                }
-            },
+        let key = self
+            .key_serde
+            .deserialize_nullable(rec.record.key.as_deref())
+            .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Key))?;
+        let Some(key) = key else {
+            ctx.record_dropped(&self.name, "null-key");
+            return Ok(());
         };
-        let value = match &rec.record.value {
-            Some(bytes) => self
-                .value_serde
-                .deserialize(bytes)
-                .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Value))?,
-            None => match self.value_serde.null_value() {
-                Some(v) => v,
-                None => {
-                    ctx.record_dropped(&self.name, "null-value");
-                    return Ok(());
-                }
-            },
+        let value = self
+            .value_serde
+            .deserialize_nullable(rec.record.value.as_deref())
+            .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Value))?;
+        let Some(value) = value else {
+            ctx.record_dropped(&self.name, "null-value");
+            return Ok(());
         };
         self.down
             .forward(ctx, Rec::new(key, value, rec.record.timestamp))
@@ -351,16 +341,14 @@ impl<K: 'static, V: 'static> Processor<K, V> for SinkNode<K, V> {
             processor: self.name.clone(),
             source: e,
         };
-        let key = if self.key_serde.is_null(&rec.key) {
-            None
-        } else {
-            Some(self.key_serde.serialize(&rec.key).map_err(encode_err)?)
-        };
-        let value = if self.value_serde.is_null(&rec.value) {
-            None
-        } else {
-            Some(self.value_serde.serialize(&rec.value).map_err(encode_err)?)
-        };
+        let key = self
+            .key_serde
+            .serialize_nullable(&rec.key)
+            .map_err(encode_err)?;
+        let value = self
+            .value_serde
+            .serialize_nullable(&rec.value)
+            .map_err(encode_err)?;
         let count = ctx.collector.partition_count(&self.topic)?;
         let partition = self
             .partitioner

@@ -28,6 +28,22 @@ use crate::processor::{ProcessorContext, PunctuationType, RecordMeta};
 use crate::record::{Header, Record, StoredRecord, TopicPartition};
 use crate::topology::{NodeKind, Topology};
 
+/// The context processors see, borrowed field by field from a task (a method would borrow
+/// the whole task, and the hooks being called live in it too).
+macro_rules! context {
+    ($task:expr) => {
+        ProcessorContext {
+            application_id: &$task.application_id,
+            task_id: $task.id,
+            meta: &$task.meta,
+            stream_time: $task.stream_time,
+            wall_clock: $task.wall_clock,
+            collector: &mut $task.collector,
+            metrics: &mut $task.metrics,
+        }
+    };
+}
+
 /// Identifies a task: sub-topology and partition. Displayed as `<subtopology>_<partition>`,
 /// as in Kafka Streams, which is also the name of its state directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -328,18 +344,6 @@ impl Task {
         Ok(true)
     }
 
-    fn ctx_parts(&mut self) -> ProcessorContext<'_> {
-        ProcessorContext {
-            application_id: &self.application_id,
-            task_id: self.id,
-            meta: &self.meta,
-            stream_time: self.stream_time,
-            wall_clock: self.wall_clock,
-            collector: &mut self.collector,
-            metrics: &mut self.metrics,
-        }
-    }
-
     fn process_record(&mut self, index: usize, rec: StoredRecord) -> Result<()> {
         let ts = rec.record.timestamp;
         self.stream_time = self.stream_time.max(ts);
@@ -351,7 +355,7 @@ impl Task {
         self.meta.offset = Some(rec.offset);
         self.meta.headers.clone_from(&rec.record.headers);
         let result = {
-            let mut ctx = self.ctx_parts();
+            let mut ctx = context!(self);
             let r = source.borrow_mut().process_raw(&mut ctx, &rec);
             r
         };
@@ -408,15 +412,7 @@ impl Task {
             let next = now - (now - due).rem_euclid(interval) + interval;
             self.schedules[i].due = next;
             self.meta = RecordMeta::default();
-            let mut ctx = ProcessorContext {
-                application_id: &self.application_id,
-                task_id: self.id,
-                meta: &self.meta,
-                stream_time: self.stream_time,
-                wall_clock: self.wall_clock,
-                collector: &mut self.collector,
-                metrics: &mut self.metrics,
-            };
+            let mut ctx = context!(self);
             self.hooks[hook].punctuate(&mut ctx, id, now)?;
             self.metrics.punctuations += 1;
             fired += 1;
@@ -430,15 +426,7 @@ impl Task {
     pub fn flush(&mut self) -> Result<()> {
         self.meta = RecordMeta::default();
         for (i, hook) in self.hooks.iter().enumerate() {
-            let mut ctx = ProcessorContext {
-                application_id: &self.application_id,
-                task_id: self.id,
-                meta: &self.meta,
-                stream_time: self.stream_time,
-                wall_clock: self.wall_clock,
-                collector: &mut self.collector,
-                metrics: &mut self.metrics,
-            };
+            let mut ctx = context!(self);
             hook.flush(&mut ctx).map_err(|e| match e {
                 Error::Processing { .. } | Error::Store { .. } => e,
                 other => Error::Processing {
