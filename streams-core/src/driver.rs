@@ -22,7 +22,7 @@ use crate::record::{Record, StoredRecord};
 use crate::serdes::Serde;
 use crate::task::metrics::TaskMetrics;
 use crate::task::stores::{KvStoreRef, SessionStoreRef, StoreResources, WindowStoreRef};
-use crate::task::{DeserializationHandler, Task, TaskEnv, TaskId};
+use crate::task::{DeserializationHandler, ProductionHandler, Task, TaskEnv, TaskId};
 use crate::topology::{TopicName, Topology};
 
 /// Settings of a [`TestDriver`].
@@ -36,6 +36,8 @@ pub struct DriverConfig {
     pub cache_bytes: usize,
     /// Handler for undecodable records.
     pub deserialization: DeserializationHandler,
+    /// Handler for records a sink cannot encode.
+    pub production: ProductionHandler,
     /// Wall-clock time at start, in ms.
     pub initial_wall_clock: i64,
 }
@@ -47,6 +49,7 @@ impl Default for DriverConfig {
             commit_every_record: true,
             cache_bytes: 10 << 20,
             deserialization: DeserializationHandler::Fail,
+            production: ProductionHandler::Fail,
             initial_wall_clock: 0,
         }
     }
@@ -109,6 +112,9 @@ impl TestDriver {
         if let DeserializationHandler::DeadLetter(t) = &config.deserialization {
             partitions.insert(t.clone(), 1);
         }
+        if let ProductionHandler::DeadLetter(t) = &config.production {
+            partitions.insert(t.clone(), 1);
+        }
         let env = TaskEnv {
             application_id: app,
             partitions: Arc::new(partitions),
@@ -118,6 +124,7 @@ impl TestDriver {
                 cache: RecordCache::new(config.cache_bytes),
             },
             deserialization: config.deserialization.clone(),
+            production: config.production.clone(),
         };
         let mut tasks = BTreeMap::new();
         for sub in topology.subtopologies() {
@@ -329,6 +336,7 @@ impl TestDriver {
             let m = t.metrics();
             total.processed += m.processed;
             total.skipped_deserialization += m.skipped_deserialization;
+            total.skipped_production += m.skipped_production;
             total.punctuations += m.punctuations;
             for (k, n) in &m.dropped {
                 *total.dropped.entry(k.clone()).or_insert(0) += n;

@@ -212,6 +212,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The application is not in a state that allows the operation.
+    #[error("cannot {operation} while the application is {state}")]
+    InvalidState {
+        /// What was asked.
+        operation: String,
+        /// The application's state.
+        state: String,
+    },
+    /// A store cannot answer now (its task is migrating or restoring); retry shortly.
+    #[error("store `{store}` cannot be queried now: {reason}")]
+    StoreUnavailable {
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// An operation did not finish in time.
+    #[error("{operation} did not finish within {after:?}")]
+    Timeout {
+        /// What was waited for.
+        operation: String,
+        /// How long.
+        after: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -227,8 +251,12 @@ impl Error {
             | Error::Config { .. }
             | Error::InvalidRecord { .. }
             | Error::OffsetOutOfRange { .. }
-            | Error::Transaction { .. } => ErrorClass::User,
-            Error::Locked { .. } | Error::Io { .. } => ErrorClass::External,
+            | Error::Transaction { .. }
+            | Error::InvalidState { .. } => ErrorClass::User,
+            Error::Locked { .. }
+            | Error::Io { .. }
+            | Error::StoreUnavailable { .. }
+            | Error::Timeout { .. } => ErrorClass::External,
             Error::Corrupt { .. } => ErrorClass::Internal,
             Error::Store { source, .. } => match source.class() {
                 state_store::ErrorClass::User => ErrorClass::User,
@@ -240,7 +268,13 @@ impl Error {
 
     /// Whether trying the same operation again may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Error::Locked { .. } | Error::Io { .. })
+        matches!(
+            self,
+            Error::Locked { .. }
+                | Error::Io { .. }
+                | Error::StoreUnavailable { .. }
+                | Error::Timeout { .. }
+        )
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

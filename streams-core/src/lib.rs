@@ -25,6 +25,7 @@ pub mod log;
 mod partitioner;
 mod processor;
 mod record;
+pub mod runtime;
 mod serdes;
 pub mod task;
 pub mod topology;
@@ -41,6 +42,7 @@ pub use processor::{
     Change, Downstream, Processor, ProcessorContext, ProcessorRef, PunctuationType, Rec, RecordMeta,
 };
 pub use record::{Header, Record, StoredRecord, TopicPartition};
+pub use runtime::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,
     StringSerde, U32Serde, U64Serde, UnitSerde,
@@ -52,7 +54,7 @@ pub use task::stores::{
     FlushQueue, FlushedChange, KvStoreRef, SessionStoreRef, StoreResources, TaskStores,
     WindowStoreRef,
 };
-pub use task::{DeserializationHandler, Task, TaskEnv, TaskId};
+pub use task::{DeserializationHandler, ProductionHandler, Task, TaskEnv, TaskId};
 pub use topology::{
     InternalTopicKind, NodeId, NodeRef, StoreKind, StoreSpec, SubTopology, TopicName, Topology,
     TopologyBuilder,

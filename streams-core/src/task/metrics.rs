@@ -9,6 +9,8 @@ pub struct TaskMetrics {
     pub processed: u64,
     /// Records that could not be decoded and were skipped by the handler.
     pub skipped_deserialization: u64,
+    /// Records skipped because a sink could not encode what they produced.
+    pub skipped_production: u64,
     /// Records dropped by processors, by (processor, reason).
     pub dropped: BTreeMap<(String, &'static str), u64>,
     /// Punctuations run.

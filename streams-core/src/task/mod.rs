@@ -82,6 +82,19 @@ pub enum DeserializationHandler {
     DeadLetter(String),
 }
 
+/// What to do with a record the log rejects, or that a sink cannot encode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProductionHandler {
+    /// Stop the thread with the error (the default, as in Kafka Streams).
+    #[default]
+    Fail,
+    /// Log a warning, count the record as dropped and go on.
+    LogAndContinue,
+    /// Send the input record that caused it to this topic with the error in headers (the
+    /// headers of [`dead_letter_headers`]), count it, and go on.
+    DeadLetter(String),
+}
+
 /// Header names carried by dead-lettered records.
 pub mod dead_letter_headers {
     /// The error message.
@@ -105,6 +118,8 @@ pub struct TaskEnv {
     pub resources: StoreResources,
     /// How undecodable records are handled.
     pub deserialization: DeserializationHandler,
+    /// How records a sink cannot encode are handled.
+    pub production: ProductionHandler,
 }
 
 /// An input topic of the task: its source, buffered records and consumed position.
@@ -139,6 +154,7 @@ pub struct Task {
     metrics: TaskMetrics,
     stores: TaskStores,
     deserialization: DeserializationHandler,
+    production: ProductionHandler,
     meta: RecordMeta,
 }
 
@@ -230,6 +246,7 @@ impl Task {
             metrics: TaskMetrics::default(),
             stores,
             deserialization: env.deserialization.clone(),
+            production: env.production.clone(),
             meta: RecordMeta::default(),
         })
     }
@@ -362,7 +379,22 @@ impl Task {
         match result {
             Ok(()) => {}
             Err(e @ Error::Deserialization { .. }) => {
-                self.handle_bad_record(e, index, rec.clone())?
+                let handler = match &self.deserialization {
+                    DeserializationHandler::Fail => None,
+                    DeserializationHandler::LogAndContinue => Some(None),
+                    DeserializationHandler::DeadLetter(t) => Some(Some(t.clone())),
+                };
+                self.metrics.skipped_deserialization += 1;
+                self.handle_bad_record(e, handler, index, rec.clone())?
+            }
+            Err(e @ Error::Serialization { .. }) => {
+                let handler = match &self.production {
+                    ProductionHandler::Fail => None,
+                    ProductionHandler::LogAndContinue => Some(None),
+                    ProductionHandler::DeadLetter(t) => Some(Some(t.clone())),
+                };
+                self.metrics.skipped_production += 1;
+                self.handle_bad_record(e, handler, index, rec.clone())?
             }
             Err(e) => return Err(e),
         }
@@ -372,18 +404,25 @@ impl Task {
         Ok(())
     }
 
-    fn handle_bad_record(&mut self, error: Error, index: usize, rec: StoredRecord) -> Result<()> {
+    /// Applies a handler's decision to a record that failed: `None` fails the task,
+    /// `Some(None)` skips it, `Some(Some(topic))` sends the raw input record there with the
+    /// error in headers.
+    fn handle_bad_record(
+        &mut self,
+        error: Error,
+        handler: Option<Option<String>>,
+        index: usize,
+        rec: StoredRecord,
+    ) -> Result<()> {
         let topic = self.inputs[index].topic.clone();
-        match &self.deserialization {
-            DeserializationHandler::Fail => Err(error),
-            DeserializationHandler::LogAndContinue => {
-                tracing::warn!(task = %self.id, %error, "skipping a record that cannot be decoded");
-                self.metrics.skipped_deserialization += 1;
+        match handler {
+            None => Err(error),
+            Some(None) => {
+                tracing::warn!(task = %self.id, %error, "skipping a record");
                 Ok(())
             }
-            DeserializationHandler::DeadLetter(dlq) => {
-                tracing::warn!(task = %self.id, %error, dead_letter_topic = %dlq, "sending an undecodable record to the dead-letter topic");
-                self.metrics.skipped_deserialization += 1;
+            Some(Some(dlq)) => {
+                tracing::warn!(task = %self.id, %error, dead_letter_topic = %dlq, "sending a record to the dead-letter topic");
                 let mut record: Record = rec.record;
                 record.headers.extend([
                     Header::new(dead_letter_headers::ERROR, error.to_string()),
@@ -394,7 +433,6 @@ impl Task {
                     ),
                     Header::new(dead_letter_headers::OFFSET, rec.offset.to_string()),
                 ]);
-                let dlq = dlq.clone();
                 self.collector.send(&dlq, None, record)
             }
         }

@@ -1,0 +1,332 @@
+//! Application configuration: what `Streams` needs before it starts, checked in one place.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::log::validate_topic_name;
+use crate::task::{DeserializationHandler, ProductionHandler};
+
+/// What a commit promises about output and state after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Nothing is lost; after a failure, records since the last commit are processed again,
+    /// so output and aggregates may see them twice.
+    #[default]
+    AtLeastOnce,
+    /// A commit's output records, changelog records and input offsets become visible together
+    /// or not at all: read-committed consumers see every input's effect exactly once.
+    ExactlyOnce,
+}
+
+impl std::str::FromStr for ProcessingGuarantee {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "at-least-once" | "at_least_once" => Ok(ProcessingGuarantee::AtLeastOnce),
+            "exactly-once" | "exactly_once" | "exactly_once_v2" => {
+                Ok(ProcessingGuarantee::ExactlyOnce)
+            }
+            other => Err(Error::Config {
+                key: "processing.guarantee".into(),
+                reason: format!("`{other}` is neither `at-least-once` nor `exactly-once`"),
+            }),
+        }
+    }
+}
+
+/// What the runtime does after a stream thread fails (an error or a panic in a task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExceptionResponse {
+    /// Start a new thread in place of the failed one; the failed thread's tasks move to live
+    /// threads, restore their state and continue from the last commit.
+    ReplaceThread,
+    /// Stop every thread and move the application to `Error`.
+    ShutdownClient,
+}
+
+/// Decides, per failure, how the application reacts. The default shuts the client down.
+pub type ExceptionHandler = Arc<dyn Fn(&Error) -> ExceptionResponse + Send + Sync>;
+
+/// Configuration of a [`Streams`](super::Streams) application.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::runtime::{ProcessingGuarantee, StreamsConfig};
+///
+/// let config = StreamsConfig::new("word-count", std::env::temp_dir().join("word-count"))
+///     .with_threads(2)
+///     .with_guarantee(ProcessingGuarantee::ExactlyOnce)
+///     .with_commit_interval(Duration::from_millis(200));
+/// config.validate()?;
+/// # Ok::<(), streams_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct StreamsConfig {
+    /// Names the consumer group, prefixes internal topics and names the state subdirectory.
+    pub application_id: String,
+    /// Root of local state (stores under `<state_dir>/<application_id>/<task>/`).
+    pub state_dir: PathBuf,
+    /// Stream threads to run.
+    pub threads: usize,
+    /// How often each thread commits (Kafka's defaults: 30 s, and 100 ms under exactly-once).
+    pub commit_interval: Duration,
+    /// At-least-once or exactly-once.
+    pub guarantee: ProcessingGuarantee,
+    /// Record-cache bytes for the whole application, split evenly between threads.
+    pub cache_max_bytes: usize,
+    /// RocksDB block cache plus memtables, for the whole application.
+    pub rocksdb_memory_bytes: usize,
+    /// The part of `rocksdb_memory_bytes` memtables may use.
+    pub rocksdb_memtable_bytes: usize,
+    /// Records read from one partition per poll.
+    pub max_poll_records: usize,
+    /// A partition is not polled again while this many of its records wait in the task.
+    pub max_buffered_records: usize,
+    /// How long an idle thread waits before polling again.
+    pub poll_idle: Duration,
+    /// What happens to records that cannot be decoded.
+    pub deserialization: DeserializationHandler,
+    /// What happens to records that cannot be encoded or appended.
+    pub production: ProductionHandler,
+}
+
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("application_id", &self.application_id)
+            .field("state_dir", &self.state_dir)
+            .field("threads", &self.threads)
+            .field("commit_interval", &self.commit_interval)
+            .field("guarantee", &self.guarantee)
+            .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("rocksdb_memory_bytes", &self.rocksdb_memory_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamsConfig {
+    /// Kafka Streams' defaults: one thread, at-least-once, 30 s commits, a 10 MiB cache.
+    pub fn new(application_id: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+        StreamsConfig {
+            application_id: application_id.into(),
+            state_dir: state_dir.into(),
+            threads: 1,
+            commit_interval: Duration::from_secs(30),
+            guarantee: ProcessingGuarantee::AtLeastOnce,
+            cache_max_bytes: 10 << 20,
+            rocksdb_memory_bytes: 64 << 20,
+            rocksdb_memtable_bytes: 16 << 20,
+            max_poll_records: 1000,
+            max_buffered_records: 2000,
+            poll_idle: Duration::from_millis(5),
+            deserialization: DeserializationHandler::Fail,
+            production: ProductionHandler::Fail,
+        }
+    }
+
+    /// Sets the number of stream threads.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets the guarantee; exactly-once also shortens the commit interval to 100 ms unless
+    /// one was set explicitly afterwards.
+    pub fn with_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
+        if guarantee == ProcessingGuarantee::ExactlyOnce
+            && self.commit_interval == Duration::from_secs(30)
+        {
+            self.commit_interval = Duration::from_millis(100);
+        }
+        self.guarantee = guarantee;
+        self
+    }
+
+    /// Sets the commit interval.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Sets the application-wide record-cache size (0 turns caching off).
+    pub fn with_cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
+        self
+    }
+
+    /// Sets the application-wide RocksDB memory bound and the memtables' share of it.
+    pub fn with_rocksdb_memory(mut self, total_bytes: usize, memtable_bytes: usize) -> Self {
+        self.rocksdb_memory_bytes = total_bytes;
+        self.rocksdb_memtable_bytes = memtable_bytes;
+        self
+    }
+
+    /// Sets the deserialization handler.
+    pub fn with_deserialization_handler(mut self, handler: DeserializationHandler) -> Self {
+        self.deserialization = handler;
+        self
+    }
+
+    /// Sets the production handler.
+    pub fn with_production_handler(mut self, handler: ProductionHandler) -> Self {
+        self.production = handler;
+        self
+    }
+
+    /// Where the embedded log of this state directory lives (`<state_dir>/log`).
+    pub fn embedded_log_dir(&self) -> PathBuf {
+        self.state_dir.join("log")
+    }
+
+    /// Checks every setting, naming the first that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| {
+            Err(Error::Config {
+                key: key.into(),
+                reason,
+            })
+        };
+        if self.application_id.is_empty() {
+            return bad("application.id", "must not be empty".into());
+        }
+        if let Err(e) = validate_topic_name(&self.application_id) {
+            return bad(
+                "application.id",
+                format!("prefixes internal topic names, so it must be a valid topic name: {e}"),
+            );
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return bad("state.dir", "must not be empty".into());
+        }
+        if self.threads == 0 {
+            return bad("num.stream.threads", "must be at least 1".into());
+        }
+        if self.threads > 256 {
+            return bad(
+                "num.stream.threads",
+                format!("{} is more than the 256 supported", self.threads),
+            );
+        }
+        if self.commit_interval.is_zero() {
+            return bad("commit.interval.ms", "must be positive".into());
+        }
+        if self.max_poll_records == 0 {
+            return bad("max.poll.records", "must be at least 1".into());
+        }
+        if self.max_buffered_records < self.max_poll_records {
+            return bad(
+                "buffered.records.per.partition",
+                format!(
+                    "{} is below max.poll.records ({})",
+                    self.max_buffered_records, self.max_poll_records
+                ),
+            );
+        }
+        if self.rocksdb_memory_bytes < 1 << 20 {
+            return bad(
+                "rocksdb.memory.bytes",
+                format!("{} is below the 1 MiB minimum", self.rocksdb_memory_bytes),
+            );
+        }
+        if self.rocksdb_memtable_bytes > self.rocksdb_memory_bytes {
+            return bad(
+                "rocksdb.memtable.bytes",
+                format!(
+                    "{} exceeds rocksdb.memory.bytes ({})",
+                    self.rocksdb_memtable_bytes, self.rocksdb_memory_bytes
+                ),
+            );
+        }
+        for (key, handler_topic) in [
+            (
+                "deserialization.exception.handler",
+                match &self.deserialization {
+                    DeserializationHandler::DeadLetter(t) => Some(t),
+                    _ => None,
+                },
+            ),
+            (
+                "production.exception.handler",
+                match &self.production {
+                    ProductionHandler::DeadLetter(t) => Some(t),
+                    _ => None,
+                },
+            ),
+        ] {
+            if let Some(topic) = handler_topic {
+                if let Err(e) = validate_topic_name(topic) {
+                    return bad(key, format!("dead-letter topic: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn app_state_dir(&self) -> PathBuf {
+        Path::new(&self.state_dir).join(&self.application_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(StreamsConfig::new("app", "/tmp/x").validate().is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: Vec<(StreamsConfig, &str)> = vec![
+            (StreamsConfig::new("", "/tmp/x"), "application.id"),
+            (StreamsConfig::new("a b", "/tmp/x"), "application.id"),
+            (StreamsConfig::new("app", ""), "state.dir"),
+            (
+                StreamsConfig::new("app", "/tmp/x").with_threads(0),
+                "num.stream.threads",
+            ),
+            (
+                StreamsConfig::new("app", "/tmp/x").with_commit_interval(Duration::ZERO),
+                "commit.interval.ms",
+            ),
+            (
+                StreamsConfig::new("app", "/tmp/x").with_rocksdb_memory(4 << 20, 8 << 20),
+                "rocksdb.memtable.bytes",
+            ),
+            (
+                StreamsConfig::new("app", "/tmp/x")
+                    .with_production_handler(ProductionHandler::DeadLetter("bad topic".into())),
+                "production.exception.handler",
+            ),
+        ];
+        for (config, key) in cases {
+            match config.validate() {
+                Err(Error::Config { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("expected a config error for {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn exactly_once_shortens_the_default_commit_interval() {
+        let c = StreamsConfig::new("a", "/tmp/x").with_guarantee(ProcessingGuarantee::ExactlyOnce);
+        assert_eq!(c.commit_interval, Duration::from_millis(100));
+        let c = StreamsConfig::new("a", "/tmp/x")
+            .with_commit_interval(Duration::from_secs(2))
+            .with_guarantee(ProcessingGuarantee::ExactlyOnce);
+        assert_eq!(c.commit_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn guarantee_parses() {
+        assert_eq!(
+            "exactly-once".parse::<ProcessingGuarantee>().ok(),
+            Some(ProcessingGuarantee::ExactlyOnce)
+        );
+        assert!("twice".parse::<ProcessingGuarantee>().is_err());
+    }
+}

@@ -1,0 +1,577 @@
+//! A stream thread: polls its tasks' partitions, processes, writes output, commits.
+//!
+//! The loop, once per iteration: answer queries; take up or give back tasks after a
+//! rebalance; poll each input partition whose buffer has room; process up to
+//! `max_poll_records` records per task in timestamp order; run wall-clock punctuations; append
+//! what the tasks produced; commit when the interval has passed.
+//!
+//! A commit flushes the tasks (caches forward, stores write their changelog records), appends
+//! everything produced, then — under at-least-once — writes checkpoints and commits the input
+//! offsets, or — under exactly-once — commits the thread's transaction together with the
+//! offsets and only then writes checkpoints. A task's checkpoint is deleted before it first
+//! processes after a commit, so a crash in between makes the next owner restore from the
+//! changelog rather than trust local state that ran ahead of it.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashMap;
+use state_store::RecordCache;
+
+use super::config::ProcessingGuarantee;
+use super::metrics::{TaskSnapshot, ThreadMetrics};
+use super::{Request, Shared};
+use crate::error::{Error, Result};
+use crate::log::{IsolationLevel, TxnId};
+use crate::record::{Header, Record, TopicPartition};
+use crate::task::stores::{StoreResources, TaskStores};
+use crate::task::{dead_letter_headers, ProductionHandler, Task, TaskEnv, TaskId};
+
+/// A task this thread holds, with where its inputs are read from.
+pub(crate) struct Active {
+    task: Task,
+    /// Per input: the partition and the next offset to fetch.
+    positions: Vec<(TopicPartition, u64)>,
+    /// Processed (or punctuated) since the last commit; its checkpoint is gone.
+    dirty: bool,
+    /// Offsets as last committed, to skip commits that would change nothing.
+    committed: Vec<(TopicPartition, u64)>,
+    restored: u64,
+    restore_time: Duration,
+}
+
+/// The tasks of one thread, as a query running there sees them.
+pub(crate) struct ActiveTasks(BTreeMap<TaskId, Active>);
+
+impl ActiveTasks {
+    pub(crate) fn stores(&self, task: TaskId) -> Option<&TaskStores> {
+        self.0.get(&task).map(|a| a.task.stores())
+    }
+}
+
+pub(crate) struct StreamThread {
+    shared: Arc<Shared>,
+    index: usize,
+    name: String,
+    requests: Receiver<Request>,
+    env: TaskEnv,
+    tasks: ActiveTasks,
+    generation: u64,
+    txn: Option<TxnId>,
+    last_commit: Instant,
+    processed_at_last_commit: u64,
+    metrics: ThreadMetrics,
+    /// The task being worked on, to name it when a panic is caught.
+    current: Option<TaskId>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".into()
+    }
+}
+
+impl StreamThread {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        name: String,
+        requests: Receiver<Request>,
+    ) -> Self {
+        let config = &shared.config;
+        let env = TaskEnv {
+            application_id: config.application_id.clone(),
+            partitions: shared.partitions.clone(),
+            resources: StoreResources {
+                state_dir: config.state_dir.clone(),
+                rocksdb: shared.rocksdb.clone(),
+                cache: RecordCache::new(config.cache_max_bytes / config.threads.max(1)),
+            },
+            deserialization: config.deserialization.clone(),
+            production: config.production.clone(),
+        };
+        let metrics = ThreadMetrics {
+            name: name.clone(),
+            alive: true,
+            ..ThreadMetrics::default()
+        };
+        StreamThread {
+            shared,
+            index,
+            name,
+            requests,
+            env,
+            tasks: ActiveTasks(BTreeMap::new()),
+            generation: 0,
+            txn: None,
+            last_commit: Instant::now(),
+            processed_at_last_commit: 0,
+            metrics,
+            current: None,
+        }
+    }
+
+    /// Runs until the application stops or the thread fails; then gives its tasks back.
+    pub(crate) fn run(mut self) {
+        tracing::info!(thread = %self.name, "stream thread started");
+        let outcome = self.guarded(|t| t.run_loop());
+        let failure = match outcome {
+            Ok(()) => None,
+            Err(error) => {
+                self.abandon();
+                Some(error)
+            }
+        };
+        self.metrics.alive = false;
+        self.publish_metrics();
+        let shared = self.shared.clone();
+        let index = self.index;
+        drop(self);
+        shared.thread_exited(index, failure);
+    }
+
+    /// Runs `f`, turning a panic into an error that names the task being worked on.
+    fn guarded<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(payload) => Err(Error::Processing {
+                task: self
+                    .current
+                    .map_or_else(|| "-".to_string(), |t| t.to_string()),
+                processor: "user code".into(),
+                reason: format!("panicked: {}", panic_message(&*payload)),
+            }),
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        loop {
+            self.serve_requests();
+            if self.shared.stopping() {
+                return self.shut_down();
+            }
+            self.sync_assignment()?;
+            let polled = self.poll()?;
+            let processed = self.process()?;
+            self.punctuate()?;
+            self.write_outputs()?;
+            if self.last_commit.elapsed() >= self.shared.config.commit_interval {
+                self.commit()?;
+            }
+            if polled == 0 && processed == 0 {
+                match self.requests.recv_timeout(self.shared.config.poll_idle) {
+                    Ok(request) => request(&self.tasks),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+                }
+            }
+        }
+    }
+
+    fn serve_requests(&mut self) {
+        while let Ok(request) = self.requests.try_recv() {
+            request(&self.tasks);
+        }
+    }
+
+    /// Gives back tasks assigned elsewhere (after committing them) and opens the tasks
+    /// assigned here once their previous holder has let go.
+    fn sync_assignment(&mut self) -> Result<()> {
+        let (generation, mine) = {
+            let group = self.shared.group.lock();
+            let mine: Vec<TaskId> = group
+                .assignment
+                .iter()
+                .filter(|(_, &o)| o == self.index)
+                .map(|(t, _)| *t)
+                .collect();
+            (group.generation, mine)
+        };
+        if generation != self.generation {
+            let revoked: Vec<TaskId> = self
+                .tasks
+                .0
+                .keys()
+                .filter(|t| !mine.contains(t))
+                .copied()
+                .collect();
+            if !revoked.is_empty() {
+                self.commit()?;
+                for id in revoked {
+                    if let Some(active) = self.tasks.0.remove(&id) {
+                        active.task.close()?;
+                    }
+                    let mut group = self.shared.group.lock();
+                    group.holders.remove(&id);
+                    group.ready.remove(&id);
+                    tracing::info!(thread = %self.name, task = %id, "task revoked");
+                }
+            }
+            self.generation = generation;
+            self.publish_metrics();
+        }
+        let mut opened = false;
+        for id in mine {
+            if self.tasks.0.contains_key(&id) {
+                continue;
+            }
+            let claimed = {
+                let mut group = self.shared.group.lock();
+                if group.holders.contains_key(&id) {
+                    false
+                } else {
+                    group.holders.insert(id, self.index);
+                    true
+                }
+            };
+            if claimed {
+                self.current = Some(id);
+                let active = self.open_task(id)?;
+                self.tasks.0.insert(id, active);
+                self.shared.group.lock().ready.insert(id);
+                opened = true;
+            }
+        }
+        if opened {
+            self.publish_metrics();
+        }
+        self.shared.check_running();
+        Ok(())
+    }
+
+    fn open_task(&mut self, id: TaskId) -> Result<Active> {
+        let shared = self.shared.clone();
+        let log = &*shared.log;
+        let app = &shared.config.application_id;
+        let mut task = Task::new(&shared.topology, id, &self.env)?;
+        let started = Instant::now();
+        let replayed = task.restore(log)?;
+        let restored: u64 = replayed.values().sum();
+        let restore_time = started.elapsed();
+        // Local state now matches the changelog's end.
+        task.write_checkpoint(log)?;
+        let topics: Vec<String> = task.input_topics().map(str::to_string).collect();
+        let mut positions = Vec::with_capacity(topics.len());
+        let mut committed = Vec::new();
+        for topic in topics {
+            let tp = TopicPartition::new(topic.clone(), id.partition);
+            let start = log.start_offset(&tp)?;
+            let position = match log.committed_offset(app, &tp)? {
+                Some(c) => {
+                    let p = c.max(start);
+                    task.set_consumed(&topic, p)?;
+                    committed.push((tp.clone(), c));
+                    p
+                }
+                // No commit yet: from the beginning, like `auto.offset.reset=earliest`.
+                None => start,
+            };
+            positions.push((tp, position));
+        }
+        task.punctuate_wall_clock(now_ms())?;
+        tracing::info!(
+            thread = %self.name, task = %id, restored, restore_ms = restore_time.as_millis() as u64,
+            "task restored and running"
+        );
+        Ok(Active {
+            task,
+            positions,
+            dirty: false,
+            committed,
+            restored,
+            restore_time,
+        })
+    }
+
+    fn poll(&mut self) -> Result<usize> {
+        let log = self.shared.log.clone();
+        let (max_poll, max_buffered) = (
+            self.shared.config.max_poll_records,
+            self.shared.config.max_buffered_records,
+        );
+        // Never read open or aborted transactions (of this application under exactly-once,
+        // or of any other writer).
+        let isolation = IsolationLevel::ReadCommitted;
+        let mut polled = 0;
+        for active in self.tasks.0.values_mut() {
+            for (tp, position) in &mut active.positions {
+                if active.task.buffered_for(&tp.topic) + max_poll > max_buffered {
+                    continue;
+                }
+                let fetch = log.read(tp, *position, max_poll, isolation)?;
+                self.metrics.polls += 1;
+                polled += fetch.records.len();
+                *position = fetch.next_offset;
+                if !fetch.records.is_empty() {
+                    active.task.add_records(&tp.topic, fetch.records)?;
+                }
+            }
+        }
+        Ok(polled)
+    }
+
+    fn process(&mut self) -> Result<usize> {
+        let max = self.shared.config.max_poll_records;
+        let mut total = 0;
+        let ids: Vec<TaskId> = self.tasks.0.keys().copied().collect();
+        for id in ids {
+            self.current = Some(id);
+            let Some(active) = self.tasks.0.get_mut(&id) else {
+                continue;
+            };
+            if active.task.buffered() == 0 {
+                continue;
+            }
+            if !active.dirty {
+                active.task.delete_checkpoint()?;
+                active.dirty = true;
+            }
+            let mut n = 0;
+            while n < max && active.task.process_next()? {
+                n += 1;
+            }
+            total += n;
+        }
+        self.current = None;
+        self.metrics.processed += total as u64;
+        Ok(total)
+    }
+
+    fn punctuate(&mut self) -> Result<()> {
+        let now = now_ms();
+        for (id, active) in &mut self.tasks.0 {
+            self.current = Some(*id);
+            if active.task.punctuate_wall_clock(now)? > 0 && !active.dirty {
+                active.task.delete_checkpoint()?;
+                active.dirty = true;
+            }
+        }
+        self.current = None;
+        Ok(())
+    }
+
+    /// Appends everything the tasks produced (under exactly-once, inside the thread's
+    /// transaction, begun on first use).
+    fn write_outputs(&mut self) -> Result<()> {
+        let mut by_partition: HashMap<TopicPartition, Vec<Record>> = HashMap::new();
+        for active in self.tasks.0.values_mut() {
+            for (tp, record) in active.task.drain_output() {
+                by_partition.entry(tp).or_default().push(record);
+            }
+        }
+        if by_partition.is_empty() {
+            return Ok(());
+        }
+        let log = self.shared.log.clone();
+        let exactly_once = self.shared.config.guarantee == ProcessingGuarantee::ExactlyOnce;
+        if exactly_once && self.txn.is_none() {
+            self.txn = Some(log.begin_transaction()?);
+        }
+        let txn = self.txn;
+        for (tp, records) in by_partition {
+            let append = |records: &[Record]| match txn {
+                Some(txn) => log.append_transactional(txn, &tp, records),
+                None => log.append(&tp, records),
+            };
+            if let Err(error) = append(&records) {
+                // A batch is all or nothing; find the records the log refuses one by one.
+                let handler = self.shared.config.production.clone();
+                if handler == ProductionHandler::Fail
+                    || !matches!(error.class(), crate::error::ErrorClass::User)
+                {
+                    return Err(error);
+                }
+                for record in records {
+                    if let Err(error) = append(std::slice::from_ref(&record)) {
+                        self.drop_produced(&tp, record, &error, &handler)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_produced(
+        &mut self,
+        tp: &TopicPartition,
+        mut record: Record,
+        error: &Error,
+        handler: &ProductionHandler,
+    ) -> Result<()> {
+        self.metrics.dropped_production += 1;
+        tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, %error, "dropping a record the log refused");
+        if let ProductionHandler::DeadLetter(topic) = handler {
+            record.headers.extend([
+                Header::new(dead_letter_headers::ERROR, error.to_string()),
+                Header::new(dead_letter_headers::TOPIC, tp.topic.clone()),
+                Header::new(dead_letter_headers::PARTITION, tp.partition.to_string()),
+            ]);
+            // Only the error travels if the record itself is what the log refuses.
+            record.value = None;
+            let dlq = TopicPartition::new(topic.clone(), 0);
+            let log = &self.shared.log;
+            let written = match self.txn {
+                Some(txn) => log.append_transactional(txn, &dlq, std::slice::from_ref(&record)),
+                None => log.append(&dlq, std::slice::from_ref(&record)),
+            };
+            if let Err(e) = written {
+                tracing::warn!(thread = %self.name, error = %e, "the dead-letter topic refused the record too");
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush, write, commit offsets (with the transaction under exactly-once), checkpoint.
+    fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let ids: Vec<TaskId> = self.tasks.0.keys().copied().collect();
+        for id in &ids {
+            self.current = Some(*id);
+            if let Some(active) = self.tasks.0.get_mut(id) {
+                if active.dirty {
+                    active.task.flush()?;
+                }
+            }
+        }
+        self.current = None;
+        self.write_outputs()?;
+        let mut offsets = Vec::new();
+        let mut changed = self.txn.is_some();
+        for active in self.tasks.0.values_mut() {
+            // Inputs read to the end may have skipped records nobody processes (aborted
+            // transactions): committing the read position keeps lag honest.
+            for (tp, position) in &active.positions {
+                if active.task.buffered_for(&tp.topic) == 0 {
+                    active.task.set_consumed(&tp.topic, *position)?;
+                }
+            }
+            let consumed = active.task.consumed_offsets();
+            if consumed != active.committed || active.dirty {
+                changed = true;
+            }
+            offsets.extend(consumed);
+        }
+        if !changed {
+            self.last_commit = Instant::now();
+            return Ok(());
+        }
+        let log = self.shared.log.clone();
+        let app = self.shared.config.application_id.clone();
+        match self.txn.take() {
+            Some(txn) => {
+                log.commit_transaction(txn, Some((&app, &offsets)))?;
+                for active in self.tasks.0.values_mut() {
+                    if active.dirty {
+                        active.task.write_checkpoint(&*log)?;
+                    }
+                }
+            }
+            None => {
+                for active in self.tasks.0.values_mut() {
+                    if active.dirty {
+                        active.task.write_checkpoint(&*log)?;
+                    }
+                }
+                if !offsets.is_empty() {
+                    log.commit_offsets(&app, &offsets)?;
+                }
+            }
+        }
+        for active in self.tasks.0.values_mut() {
+            active.dirty = false;
+            active.committed = active.task.consumed_offsets();
+        }
+        let latency = started.elapsed();
+        let interval = self.last_commit.elapsed().as_secs_f64();
+        self.metrics.commits += 1;
+        self.metrics.last_commit_latency = latency;
+        self.metrics.max_commit_latency = self.metrics.max_commit_latency.max(latency);
+        self.metrics.total_commit_latency += latency;
+        let since = self.metrics.processed - self.processed_at_last_commit;
+        self.metrics.process_rate = if interval > 0.0 {
+            since as f64 / interval
+        } else {
+            0.0
+        };
+        self.processed_at_last_commit = self.metrics.processed;
+        self.last_commit = Instant::now();
+        tracing::debug!(
+            thread = %self.name, records = since, latency_us = latency.as_micros() as u64,
+            "committed"
+        );
+        self.publish_metrics();
+        Ok(())
+    }
+
+    /// A clean stop: a final commit, then every task closed with its checkpoint written.
+    fn shut_down(&mut self) -> Result<()> {
+        self.commit()?;
+        let tasks = std::mem::take(&mut self.tasks.0);
+        for (id, active) in tasks {
+            active.task.close()?;
+            tracing::info!(thread = %self.name, task = %id, "task closed");
+        }
+        Ok(())
+    }
+
+    /// After a failure: abort the open transaction and drop the tasks without committing.
+    /// Their checkpoints were deleted when they became dirty, so the next owner restores
+    /// from the changelog.
+    fn abandon(&mut self) {
+        if let Some(txn) = self.txn.take() {
+            if let Err(e) = self.shared.log.abort_transaction(txn) {
+                tracing::warn!(thread = %self.name, error = %e, "aborting the transaction failed");
+            }
+        }
+        let tasks = std::mem::take(&mut self.tasks.0);
+        for (id, active) in tasks {
+            // Closing releases the RocksDB lock; a panic may have left a store unusable.
+            let closed = catch_unwind(AssertUnwindSafe(|| active.task.close()));
+            if !matches!(closed, Ok(Ok(()))) {
+                tracing::warn!(thread = %self.name, task = %id, "closing a failed task did not finish cleanly");
+            }
+        }
+    }
+
+    fn publish_metrics(&mut self) {
+        let log = self.shared.log.clone();
+        self.metrics.tasks = self.tasks.0.keys().copied().collect();
+        let mut snapshots = Vec::with_capacity(self.tasks.0.len());
+        for (id, active) in &self.tasks.0 {
+            let mut lag = 0;
+            for (tp, position) in &active.positions {
+                let end = log
+                    .end_offset(tp, IsolationLevel::ReadCommitted)
+                    .unwrap_or(*position);
+                lag += end.saturating_sub(*position) + active.task.buffered_for(&tp.topic) as u64;
+            }
+            snapshots.push((
+                *id,
+                TaskSnapshot {
+                    thread: self.name.clone(),
+                    counters: active.task.metrics().clone(),
+                    lag,
+                    restored: active.restored,
+                    restore_time: active.restore_time,
+                    stream_time: active.task.stream_time(),
+                },
+            ));
+        }
+        let mut metrics = self.shared.metrics.lock();
+        metrics.threads.insert(self.index, self.metrics.clone());
+        metrics.tasks.retain(|_, t| t.thread != self.name);
+        metrics.tasks.extend(snapshots);
+    }
+}
