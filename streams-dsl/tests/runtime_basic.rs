@@ -437,3 +437,93 @@ fn start_checks_sources_and_co_partitioning() {
     );
     assert!(text.contains("4") && text.contains("2"), "{text}");
 }
+
+/// Encodes strings, refusing the value "bad" (as a schema check would).
+struct PickySerde;
+
+impl streams_core::Serde<String> for PickySerde {
+    fn serialize_into(
+        &self,
+        value: &String,
+        out: &mut Vec<u8>,
+    ) -> Result<(), streams_core::SerdeError> {
+        if value == "bad" {
+            return Err(streams_core::SerdeError::new("picky", "refuses `bad`"));
+        }
+        out.extend_from_slice(value.as_bytes());
+        Ok(())
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<String, streams_core::SerdeError> {
+        StringSerde.deserialize(bytes)
+    }
+}
+
+fn picky_run(
+    handler: streams_core::ProductionHandler,
+) -> (tempfile::TempDir, Arc<streams_core::EmbeddedLog>, Streams) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("words", TopicConfig::new(1)).unwrap();
+    log.append(
+        &TopicPartition::new("words", 0),
+        &[
+            Record::new("1", "good", 1),
+            Record::new("2", "bad", 2),
+            Record::new("3", "fine", 3),
+        ],
+    )
+    .unwrap();
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .to("checked", Produced::with(StringSerde, PickySerde));
+    let streams = Streams::new(
+        b.build().unwrap(),
+        config(dir.path(), 1).with_production_handler(handler),
+        log.clone(),
+    )
+    .unwrap();
+    streams.start().unwrap();
+    (dir, log, streams)
+}
+
+#[test]
+fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
+    use streams_core::ProductionHandler;
+    let (_dir, _, streams) = picky_run(ProductionHandler::Fail);
+    assert!(streams.wait_until_caught_up(WAIT).is_err());
+    let cause = streams.error().unwrap().to_string();
+    assert!(
+        cause.contains("checked") && cause.contains("refuses `bad`"),
+        "{cause}"
+    );
+
+    let (_dir, log, streams) = picky_run(ProductionHandler::LogAndContinue);
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let skipped: u64 = streams
+        .metrics()
+        .tasks
+        .values()
+        .map(|t| t.counters.skipped_production)
+        .sum();
+    streams.close().unwrap();
+    assert_eq!(skipped, 1);
+    let out = decode(&read_topic(&*log, "checked")[0], &StringSerde);
+    assert_eq!(
+        out,
+        vec![("1".into(), "good".into()), ("3".into(), "fine".into())]
+    );
+
+    let (_dir, log, streams) = picky_run(ProductionHandler::DeadLetter("checked-dlq".into()));
+    streams.wait_until_caught_up(WAIT).unwrap();
+    streams.close().unwrap();
+    assert_eq!(read_topic(&*log, "checked")[0].len(), 2);
+    let dead = &read_topic(&*log, "checked-dlq")[0];
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value.as_deref(), Some(&b"bad"[..]));
+    assert!(dead[0]
+        .headers
+        .iter()
+        .any(|h| h.key == dead_letter_headers::ERROR
+            && String::from_utf8_lossy(h.value.as_deref().unwrap()).contains("refuses")));
+}

@@ -75,7 +75,8 @@ impl std::fmt::Display for StreamsState {
     }
 }
 
-/// Called with (old, new) on every state change, on the thread that caused it.
+/// Called with (old, new) on every state change, in order, on the thread that caused it. It
+/// must not call [`Streams::set_state_listener`].
 pub type StateListener = Arc<dyn Fn(StreamsState, StreamsState) + Send + Sync>;
 
 /// Work a query sends to the thread that owns a task: runs there, with the task's stores.
@@ -398,6 +399,8 @@ impl Drop for Streams {
 
 impl Shared {
     fn set_state(&self, new: StreamsState) {
+        // Held across the change and the call, so listeners see changes in order.
+        let listener = self.listener.lock();
         let old = {
             let mut state = self.state.lock();
             let old = *state;
@@ -409,8 +412,7 @@ impl Shared {
         };
         self.state_changed.notify_all();
         tracing::info!(application_id = %self.config.application_id, from = %old, to = %new, "state change");
-        let listener = self.listener.lock().clone();
-        if let Some(l) = listener {
+        if let Some(l) = &*listener {
             l(old, new);
         }
     }

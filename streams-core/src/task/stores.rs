@@ -378,6 +378,8 @@ impl TaskStores {
                 .store
                 .with(|s| state_store::restore(s, reader, &options))
                 .map_err(&err)?;
+            // Restored writes skip RocksDB's WAL: flush them before a checkpoint can claim them.
+            e.store.with(|s| s.flush()).map_err(&err)?;
             replayed.insert(name.clone(), summary.records);
         }
         Ok(replayed)
