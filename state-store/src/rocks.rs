@@ -190,11 +190,33 @@ impl RocksDbKeyValueStore {
 }
 
 fn open_db(name: &str, path: &Path, memory: &RocksDbMemory) -> Result<DB, StoreError> {
+    // A deletion cut short by a crash left its directory aside: finish it.
+    remove_all(name, &aside(path))?;
     std::fs::create_dir_all(path).map_err(|e| StoreError::io(name, path, e))?;
     DB::open(&memory.db_options(), path).map_err(|e| StoreError::rocks(name, path, e))
 }
 
+/// Where a directory goes while it is being deleted.
+fn aside(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".deleting");
+    path.with_file_name(name)
+}
+
+/// Deletes a store directory so that a crash part-way leaves all of it or none: RocksDB
+/// cannot open a directory whose files were half deleted (CURRENT naming a MANIFEST that is
+/// gone). The directory is renamed aside first (atomic), then removed.
 fn remove_dir(name: &str, path: &Path) -> Result<(), StoreError> {
+    let aside = aside(path);
+    remove_all(name, &aside)?;
+    match std::fs::rename(path, &aside) {
+        Ok(()) => remove_all(name, &aside),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(name, path, e)),
+    }
+}
+
+fn remove_all(name: &str, path: &Path) -> Result<(), StoreError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
