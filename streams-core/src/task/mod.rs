@@ -360,11 +360,10 @@ impl Task {
         let mut best: Option<(i64, usize)> = None;
         for (i, input) in self.inputs.iter().enumerate() {
             match input.queue.front() {
-                Some(r) => {
-                    if best.is_none_or(|(ts, _)| r.record.timestamp < ts) {
-                        best = Some((r.record.timestamp, i));
-                    }
+                Some(r) if best.is_none_or(|(ts, _)| r.record.timestamp < ts) => {
+                    best = Some((r.record.timestamp, i));
                 }
+                Some(_) => {}
                 None if input.fetch_pending => return Ok(false),
                 None => {}
             }
