@@ -124,7 +124,7 @@ fn payments() -> Tool {
         let out = tool
             .run_with(&["produce", "payments", "--timestamp-ms", &ts], line)
             .ok();
-        assert_eq!(out, "appended 1 records to `payments`\n");
+        assert_eq!(out, "appended 1 record to `payments`\n");
     }
     tool
 }
@@ -240,7 +240,7 @@ fn keys_go_to_the_partition_of_partition_for_key() {
             "key-0,x\n",
         )
         .ok();
-    assert_eq!(out, "appended 1 records to `t`\n");
+    assert_eq!(out, "appended 1 record to `t`\n");
     let out = tool
         .run(&["consume", "t", "--partition", &p.to_string()])
         .ok();
@@ -335,7 +335,7 @@ fn malformed_lines_are_reported_with_their_numbers_and_skipped() {
     );
     assert_eq!(
         run.stdout,
-        "appended 1 records to `t` (1 malformed line skipped)\n"
+        "appended 1 record to `t` (1 malformed line skipped)\n"
     );
     assert!(run.stderr.starts_with("line 2: no `;` "), "{}", run.stderr);
     let mut child = tool

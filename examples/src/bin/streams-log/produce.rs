@@ -163,6 +163,7 @@ pub(crate) fn run(log: &EmbeddedLog, args: &ProduceArgs) -> Result<(), ToolError
         1 => " (1 malformed line skipped)".into(),
         n => format!(" ({n} malformed lines skipped)"),
     };
-    println!("appended {appended} records to `{}`{skipped}", args.topic);
+    let records = if appended == 1 { "record" } else { "records" };
+    println!("appended {appended} {records} to `{}`{skipped}", args.topic);
     Ok(())
 }
