@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use clap::{ArgGroup, Args};
 use streams_core::{EmbeddedLog, IsolationLevel, Log, TopicPartition};
 
-use crate::output::Table;
+use crate::output::{line, Table};
 use crate::{partitions, ToolError};
 
 /// Arguments of `offsets`.
@@ -116,7 +116,10 @@ pub(crate) fn offsets(log: &EmbeddedLog, args: &OffsetsArgs) -> Result<(), ToolE
         ]);
     }
     table.print()?;
-    println!("total lag: {}", rows.iter().map(|r| r.lag).sum::<u64>());
+    line(format!(
+        "total lag: {}",
+        rows.iter().map(|r| r.lag).sum::<u64>()
+    ))?;
     Ok(())
 }
 
@@ -171,15 +174,15 @@ pub(crate) fn reset(log: &EmbeddedLog, args: &ResetArgs) -> Result<(), ToolError
     }
     table.print()?;
     if args.dry_run {
-        println!("dry run: nothing committed");
+        line("dry run: nothing committed")?;
     } else {
         log.commit_offsets(&args.group, &new_offsets)?;
         log.sync()?;
-        println!(
+        line(format!(
             "committed {} offsets for group `{}`",
             new_offsets.len(),
             args.group
-        );
+        ))?;
     }
     Ok(())
 }

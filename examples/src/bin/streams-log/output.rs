@@ -52,6 +52,12 @@ impl Table {
     }
 }
 
+/// Prints one line to stdout; unlike `println!`, a closed pipe is an error, not a panic.
+pub(crate) fn line(text: impl std::fmt::Display) -> Result<(), ToolError> {
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
 /// How `consume` prints a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {

@@ -13,6 +13,7 @@ use streams_core::{
     partition_for_key, CleanupPolicy, EmbeddedLog, Log, Record, TopicConfig, TopicPartition,
 };
 
+use crate::output::line;
 use crate::{now_ms, partitions, ToolError};
 
 /// Arguments of `produce`.
@@ -116,15 +117,15 @@ pub(crate) fn run(log: &EmbeddedLog, args: &ProduceArgs) -> Result<(), ToolError
     };
 
     let mut input = std::io::BufReader::with_capacity(64 << 10, std::io::stdin().lock());
-    let mut line = Vec::new();
+    let mut raw = Vec::new();
     let mut number = 0u64;
     loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
             break;
         }
         number += 1;
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         match parse_line(text, args) {
             Ok(None) => {}
@@ -164,6 +165,8 @@ pub(crate) fn run(log: &EmbeddedLog, args: &ProduceArgs) -> Result<(), ToolError
         n => format!(" ({n} malformed lines skipped)"),
     };
     let records = if appended == 1 { "record" } else { "records" };
-    println!("appended {appended} {records} to `{}`{skipped}", args.topic);
-    Ok(())
+    line(format!(
+        "appended {appended} {records} to `{}`{skipped}",
+        args.topic
+    ))
 }

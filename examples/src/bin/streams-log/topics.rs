@@ -3,7 +3,7 @@
 use clap::Args;
 use streams_core::{CleanupPolicy, EmbeddedLog, IsolationLevel, Log, TopicConfig};
 
-use crate::output::Table;
+use crate::output::{line, Table};
 use crate::{partitions, ToolError};
 
 /// Arguments of `create`.
@@ -73,8 +73,7 @@ pub(crate) fn create(log: &EmbeddedLog, args: &CreateArgs) -> Result<(), ToolErr
             policy(existing.cleanup_policy)
         );
         if args.if_not_exists {
-            println!("{what}");
-            return Ok(());
+            return line(what);
         }
         return Err(ToolError::Usage(what));
     }
@@ -88,14 +87,13 @@ pub(crate) fn create(log: &EmbeddedLog, args: &CreateArgs) -> Result<(), ToolErr
         }
     };
     log.create_topic(&args.topic, config.clone())?;
-    println!(
+    line(format!(
         "created topic `{}`: {} partitions, cleanup.policy={}, retention.ms={}",
         args.topic,
         config.partitions,
         policy(config.cleanup_policy),
         or_none(config.retention_ms)
-    );
-    Ok(())
+    ))
 }
 
 /// `describe`: the configuration, then a row per partition.
@@ -116,7 +114,7 @@ pub(crate) fn describe(log: &EmbeddedLog, args: &DescribeArgs) -> Result<(), Too
         settings.row(vec![key.to_string(), value]);
     }
     settings.print()?;
-    println!();
+    line("")?;
     let mut table = Table::new(&[
         "PARTITION",
         "START",
