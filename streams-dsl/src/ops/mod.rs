@@ -70,7 +70,8 @@ pub(crate) fn cache_queue(
     cached.then(|| inst.flush_queue(store)).transpose()
 }
 
-/// On commit, for an operator over a cached store: flushes the store, which fills the queue.
+/// On commit, for an operator over a cached store: writes its cache through, which fills
+/// the queue (RocksDB is made durable later, at a checkpoint).
 /// Returns whether there is a queue to drain.
 pub(crate) fn flush_cached<S: state_store::StateStore + ?Sized>(
     store: &std::cell::RefCell<Box<S>>,
@@ -82,7 +83,7 @@ pub(crate) fn flush_cached<S: state_store::StateStore + ?Sized>(
     }
     store
         .borrow_mut()
-        .flush()
+        .flush_cache()
         .map_err(|e| store_error(node, e))?;
     Ok(true)
 }
