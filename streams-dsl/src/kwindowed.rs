@@ -324,7 +324,8 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
                         key_serde: key_serde.clone(),
                         agg_serde: agg_serde.clone(),
                         gap_ms: w.gap_ms(),
-                        grace_ms: w.grace_ms(),
+                        // A session can still grow for `gap` after its last record.
+                        grace_ms: w.grace_ms().saturating_add(w.gap_ms()),
                         f: f.clone(),
                         merger: merger.clone(),
                         down,
@@ -332,6 +333,10 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
                 }
             },
         );
-        windowed_table(self.grouped.state(), added, w.grace_ms())
+        windowed_table(
+            self.grouped.state(),
+            added,
+            w.grace_ms().saturating_add(w.gap_ms()),
+        )
     }
 }

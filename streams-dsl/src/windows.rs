@@ -274,10 +274,13 @@ impl TimeWindows {
         let lowest = timestamp.saturating_sub(size); // exclusive
         let count = (last - lowest - 1).max(0) / advance + 1;
         let first = last - (count - 1) * advance;
-        (0..count).map(move |i| {
-            let start = first + i * advance;
-            Window::new(start, start.saturating_add(size))
-        })
+        // As in Kafka Streams, no window starts before the epoch.
+        (0..count)
+            .map(move |i| {
+                let start = first + i * advance;
+                Window::new(start, start.saturating_add(size))
+            })
+            .filter(|w| w.start >= 0)
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -542,7 +545,7 @@ mod tests {
                 .advance_by(Duration::from_millis(advance as u64));
             let got: Vec<Window> = w.windows_for(ts).collect();
             let expected: Vec<Window> = (-2_000i64..2_000)
-                .filter(|s| s.rem_euclid(advance) == 0 && *s <= ts && ts < s + size)
+                .filter(|s| *s >= 0 && s.rem_euclid(advance) == 0 && *s <= ts && ts < s + size)
                 .map(|s| Window::new(s, s + size))
                 .collect();
             prop_assert_eq!(got, expected);

@@ -141,9 +141,11 @@ fn sessions_merge_and_respect_grace() {
     });
     let mut d = TestDriver::new(&topo).unwrap();
     // 5 bridges [0] and [10] (gaps of exactly 5). 3 lands inside. 16 starts a new session
-    // (6 after 10). 4 would extend [0, 10], whose last record 10 + grace 5 < 16: late. 21 is
-    // exactly `gap` after 16 and extends its session.
-    for ts in [0, 10, 5, 3, 16, 4, 21] {
+    // (6 after 10). 4 extends [0, 10]: its last record 10 + gap 5 + grace 5 = 20 is not before
+    // stream time 16 (Kafka Streams' rule: late once end < stream time - grace - gap). 21 is
+    // exactly `gap` after 16 and extends its session. 9 would extend [0, 10] again, but now
+    // 20 < stream time 21: late.
+    for ts in [0, 10, 5, 3, 16, 4, 21, 9] {
         pipe(&mut d, "in", "a", "", ts);
     }
     assert_eq!(
@@ -156,6 +158,7 @@ fn sessions_merge_and_respect_grace() {
             (s("a"), 0, 11, Some(3), 10),
             (s("a"), 0, 11, Some(4), 10),
             (s("a"), 16, 17, Some(1), 16),
+            (s("a"), 0, 11, Some(5), 10),
             (s("a"), 16, 17, None, 16),
             (s("a"), 16, 22, Some(2), 21),
         ]
@@ -164,7 +167,7 @@ fn sessions_merge_and_respect_grace() {
     let view = SessionStoreView::new(d.session_store("sessions").unwrap(), StringSerde, I64Serde);
     assert_eq!(
         view.fetch(&s("a")).unwrap(),
-        vec![(Window::new(0, 11), 4), (Window::new(16, 22), 2)]
+        vec![(Window::new(0, 11), 5), (Window::new(16, 22), 2)]
     );
 }
 

@@ -4,9 +4,10 @@
 //! after `t - gap`, starting at or before `t + gap`), merges them and itself into one session,
 //! and replaces them with it. Sessions that disappear are forwarded as deletions (`new: None`,
 //! `old`: their aggregate). As in Kafka Streams, the record is late, and dropped, when the merged
-//! session's last record plus grace is before stream time (`[start, end)` with `end` one past
-//! the last record: closed once `end + grace <= stream time`). Forwarded timestamps are the
-//! session's last record time. Session stores have no cache, so every update is forwarded.
+//! session's last record plus gap plus grace is before stream time (`[start, end)` with `end`
+//! one past the last record: closed once `end + gap + grace <= stream time`; `grace_ms` here
+//! holds gap + grace). Forwarded timestamps are the session's last record time. Session
+//! stores have no cache, so every update is forwarded.
 
 use std::sync::Arc;
 
