@@ -7,12 +7,17 @@ have_libclang() {
         || compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' > /dev/null
 }
 
+packages=()
 if ! have_libclang || ! command -v clang > /dev/null; then
-    echo "==> installing clang and libclang (RocksDB's bindgen needs them)" >&2
+    packages+=(clang libclang-dev) # RocksDB's bindgen needs them
+fi
+command -v curl > /dev/null || packages+=(curl) # the quick start queries the example with it
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "==> installing ${packages[*]}" >&2
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev > /dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" > /dev/null
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kstreams-target}"

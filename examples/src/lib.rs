@@ -25,9 +25,25 @@ pub struct CommonArgs {
     /// `at-least-once` or `exactly-once`.
     #[arg(long, value_name = "GUARANTEE", default_value = "at-least-once")]
     pub guarantee: ProcessingGuarantee,
-    /// Print the topology instead of running.
-    #[arg(long)]
-    pub describe: bool,
+    /// Print the topology instead of running: `text` (the default), `mermaid` or `dot`.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        default_missing_value = "text"
+    )]
+    pub describe: Option<DescribeFormat>,
+}
+
+/// How `--describe` prints the topology.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescribeFormat {
+    /// Kafka Streams' `describe()` text.
+    Text,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// A Graphviz digraph.
+    Dot,
 }
 
 impl CommonArgs {
@@ -38,13 +54,108 @@ impl CommonArgs {
             .unwrap_or_else(|| std::env::temp_dir().join(format!("streams-{example}")))
     }
 
+    /// With `--describe`, prints the topology and returns true: the example then stops.
+    pub fn print_description(&self, topology: &Topology) -> bool {
+        let Some(format) = self.describe else {
+            return false;
+        };
+        match format {
+            DescribeFormat::Text => print!("{}", topology.describe()),
+            DescribeFormat::Mermaid => print!("{}", topology.to_mermaid()),
+            DescribeFormat::Dot => print!("{}", topology.to_dot()),
+        }
+        true
+    }
+
     /// The application's configuration from these options.
     pub fn config(&self, application_id: &str) -> StreamsConfig {
-        StreamsConfig::new(application_id, self.state_dir(application_id))
+        self.config_in(application_id, self.state_dir(application_id))
+    }
+
+    /// For examples that load their input and run once: the state directory given, or a new
+    /// one for this run that is removed when the returned guard drops.
+    pub fn batch_config(&self, application_id: &str) -> (StreamsConfig, ScratchDir) {
+        match &self.state_dir {
+            Some(dir) => (
+                self.config_in(application_id, dir.clone()),
+                ScratchDir(None),
+            ),
+            None => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let dir = std::env::temp_dir().join(format!(
+                    "streams-{application_id}-{}-{nanos}",
+                    std::process::id()
+                ));
+                (
+                    self.config_in(application_id, dir.clone()),
+                    ScratchDir(Some(dir)),
+                )
+            }
+        }
+    }
+
+    fn config_in(&self, application_id: &str, dir: PathBuf) -> StreamsConfig {
+        StreamsConfig::new(application_id, dir)
             .with_threads(self.threads)
             .with_guarantee(self.guarantee)
             .with_commit_interval(Duration::from_millis(100))
     }
+}
+
+/// A state directory made for one run, removed on drop.
+pub struct ScratchDir(Option<PathBuf>);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Creates `topic` for input that is about to be loaded; a topic that already holds records
+/// (a state directory reused from an earlier run) is an error, as loading again would
+/// process the old records twice.
+pub fn create_input_topic(log: &dyn Log, topic: &str, partitions: u32) -> Result<(), String> {
+    log.create_topic(topic, streams_core::TopicConfig::new(partitions))
+        .map_err(|e| e.to_string())?;
+    for p in 0..partitions {
+        let end = log
+            .end_offset(
+                &streams_core::TopicPartition::new(topic, p),
+                streams_core::IsolationLevel::ReadCommitted,
+            )
+            .map_err(|e| e.to_string())?;
+        if end > 0 {
+            return Err(format!(
+                "topic `{topic}` of this state directory already holds records; use a fresh --state-dir"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `(key, value, timestamp)` records to `topic`, each to its key's partition, in
+/// the order given.
+pub fn load(
+    log: &dyn Log,
+    topic: &str,
+    partitions: u32,
+    records: impl IntoIterator<Item = (String, Vec<u8>, i64)>,
+) -> streams_core::Result<()> {
+    let mut by_partition: Vec<Vec<streams_core::Record>> = vec![Vec::new(); partitions as usize];
+    for (key, value, ts) in records {
+        let p = streams_core::partition_for_key(key.as_bytes(), partitions) as usize;
+        by_partition[p].push(streams_core::Record::new(key, value, ts));
+    }
+    for (p, records) in by_partition.iter().enumerate() {
+        for chunk in records.chunks(1000) {
+            log.append(&streams_core::TopicPartition::new(topic, p as u32), chunk)?;
+        }
+    }
+    Ok(())
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (`warn`).
@@ -77,6 +188,41 @@ pub fn start(
         Duration::from_secs(600),
     )?;
     Ok(streams)
+}
+
+/// Every record of `topic` visible to read-committed readers, as (key, value) text, partition
+/// by partition in offset order.
+pub fn read_values(log: &dyn Log, topic: &str) -> streams_core::Result<Vec<(String, String)>> {
+    let partitions = log.describe_topic(topic)?.partitions;
+    let text = |b: &Option<Vec<u8>>| {
+        b.as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        let tp = streams_core::TopicPartition::new(topic, p);
+        let mut offset = log.start_offset(&tp)?;
+        loop {
+            let fetch = log.read(
+                &tp,
+                offset,
+                10_000,
+                streams_core::IsolationLevel::ReadCommitted,
+            )?;
+            if fetch.next_offset == offset {
+                break;
+            }
+            offset = fetch.next_offset;
+            out.extend(
+                fetch
+                    .records
+                    .iter()
+                    .map(|r| (text(&r.record.key), text(&r.record.value))),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Lines of a file, or of stdin for `-` or no file.

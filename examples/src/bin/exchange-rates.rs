@@ -142,8 +142,7 @@ async fn all_rates(State(rates): State<Rates>) -> Result<Json<Value>, HttpError>
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let topology = topology()?;
-    if args.common.describe {
-        print!("{}", topology.describe());
+    if args.common.print_description(&topology) {
         return Ok(());
     }
     let config = args.common.config(APP);

@@ -1,0 +1,192 @@
+//! `windowed-counts`: count and sum per key and window, printing only final results.
+//!
+//! `--input FILE|-` holds `TS_MS,KEY,VALUE` lines (VALUE an integer). They are written to the
+//! topic `events` in file order (key → partition by Kafka's murmur2 partitioner over the key's
+//! UTF-8 bytes), then processed with tumbling, hopping or session windows and a grace period.
+//! Results are suppressed until their window closes, so each window prints once:
+//! `WINDOW_START_MS,WINDOW_END_MS,KEY,COUNT,SUM` (sessions print their first and last
+//! record's timestamps). Line order is free.
+//!
+//! Lateness follows Kafka Streams: a record counts toward a time window only if
+//! `window_end > stream_time − grace`, stream time being the largest timestamp its task
+//! (partition) has seen, this record included. At the end of the input, still-open windows
+//! are closed by one marker record per partition stamped after every window's end plus
+//! grace; the markers' own windows are not printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use streams_core::{partition_for_key, JsonSerde, Log, Record, StringSerde, TopicPartition};
+use streams_dsl::prelude::*;
+use streams_dsl::BufferConfig;
+use streams_examples::{
+    create_input_topic, expect_fields, field, init_tracing, input, load, read_csv, CommonArgs,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Tumbling,
+    Hopping,
+    Session,
+}
+
+/// Count and sum per key and window; print each window's final result.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// File of `TS_MS,KEY,VALUE` lines; `-` reads stdin.
+    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    input: PathBuf,
+    /// Window kind.
+    #[arg(long, value_enum, default_value = "tumbling")]
+    windows: Kind,
+    /// Window size (tumbling, hopping).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    size_ms: u64,
+    /// Advance of hopping windows.
+    #[arg(long, value_name = "MS")]
+    advance_ms: Option<u64>,
+    /// Inactivity gap of sessions.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    gap_ms: u64,
+    /// How long after its end a window still accepts records.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    grace_ms: u64,
+    /// Partitions of the `events` topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+const APP: &str = "windowed-counts";
+/// Marker keys start with a byte no CSV field can hold, so they never meet real keys.
+const MARKER: &str = "\u{0}end-of-input";
+
+type CountSum = (i64, i64);
+
+fn topology(args: &Args) -> Result<streams_core::Topology, String> {
+    let ms = Duration::from_millis;
+    let builder = StreamsBuilder::new();
+    let grouped = builder
+        .stream::<String, i64>("events", Consumed::with(StringSerde, JsonSerde::new()))
+        .group_by_key(Grouped::with(StringSerde, JsonSerde::new()));
+    let materialized = || {
+        Materialized::<String, CountSum>::named("window-counts")
+            .with_key_serde(StringSerde)
+            .with_value_serde(JsonSerde::new())
+    };
+    let add = |_: &String, v: i64, (n, sum): CountSum| (n + 1, sum + v);
+    let table = match args.windows {
+        Kind::Tumbling | Kind::Hopping => {
+            let mut windows = TimeWindows::of_size_and_grace(ms(args.size_ms), ms(args.grace_ms));
+            match (args.windows, args.advance_ms) {
+                (Kind::Hopping, Some(a)) => windows = windows.advance_by(ms(a)),
+                (Kind::Hopping, None) => return Err("--windows hopping needs --advance-ms".into()),
+                _ => {}
+            }
+            grouped
+                .windowed_by(windows)
+                .aggregate(|| (0, 0), add, materialized())
+        }
+        Kind::Session => grouped
+            .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(
+                ms(args.gap_ms),
+                ms(args.grace_ms),
+            ))
+            .aggregate(
+                || (0, 0),
+                add,
+                |_, (n1, s1), (n2, s2)| (n1 + n2, s1 + s2),
+                materialized(),
+            ),
+    };
+    let session = args.windows == Kind::Session;
+    table
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .flat_map(move |w: Windowed<String>, v: Option<CountSum>| {
+            let (key, window) = (w.key, w.window);
+            let Some((count, sum)) = v else {
+                return Vec::new();
+            };
+            if key.starts_with('\u{0}') {
+                return Vec::new();
+            }
+            // Sessions are stored half-open too: their last record is at `end - 1`.
+            let end = if session { window.end - 1 } else { window.end };
+            vec![(
+                key.clone(),
+                format!("{},{end},{key},{count},{sum}", window.start),
+            )]
+        })
+        .to("window-results", Produced::with(StringSerde, StringSerde));
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// A key that lands in partition `p`.
+fn marker_key(p: u32, partitions: u32) -> String {
+    (0..)
+        .map(|i| format!("{MARKER}-{i}"))
+        .find(|k| partition_for_key(k.as_bytes(), partitions) == p)
+        .unwrap_or_else(|| MARKER.to_string())
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let topology = topology(&args)?;
+    if args.common.print_description(&topology) {
+        return Ok(());
+    }
+    let (config, _scratch) = args.common.batch_config(APP);
+    let log = streams_examples::open_log(&config)?;
+    create_input_topic(&*log, "events", args.partitions)?;
+    let mut events = Vec::new();
+    read_csv(
+        input(Some(&args.input))?,
+        "input",
+        |f| {
+            expect_fields(f, 3, "TS_MS,KEY,VALUE")?;
+            let ts: i64 = field(f, 0, "TS_MS")?;
+            let value: i64 = field(f, 2, "VALUE")?;
+            if f[1].is_empty() {
+                return Err("empty KEY".into());
+            }
+            Ok((f[1].to_string(), value.to_string().into_bytes(), ts))
+        },
+        |e| events.push(e),
+    )?;
+    let last = events.iter().map(|e| e.2).max().unwrap_or(0);
+    load(&*log, "events", args.partitions, events)?;
+    let span = args.size_ms.max(args.gap_ms) + args.advance_ms.unwrap_or(0) + args.grace_ms + 2;
+    let close_all = last.saturating_add(span as i64);
+    for p in 0..args.partitions {
+        let marker = Record::new(marker_key(p, args.partitions), "0", close_all);
+        log.append(&TopicPartition::new("events", p), &[marker])?;
+    }
+
+    let streams =
+        streams_examples::start(topology, config, log.clone() as std::sync::Arc<dyn Log>)?;
+    streams.wait_until_caught_up(Duration::from_secs(3600))?;
+    streams.close()?;
+    let lines = streams_examples::read_values(&*log, "window-results")?;
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for (_, line) in lines {
+        writeln!(w, "{line}")?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("windowed-counts: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `word-count`: the classic. Lines from stdin go to the topic `lines`; the application splits
+//! them into lower-cased words (on anything not alphanumeric), re-keys by word (through a
+//! repartition topic), counts per word, and prints the final table as `WORD,COUNT`, read from
+//! the count store with an interactive query.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use streams_core::{I64Serde, Log, StringSerde};
+use streams_dsl::prelude::*;
+use streams_examples::{create_input_topic, init_tracing, load, CommonArgs};
+
+/// Count the words of stdin and print `WORD,COUNT` lines.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Partitions of the `lines` topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+const APP: &str = "word-count";
+const STORE: &str = "word-counts";
+
+fn topology() -> streams_core::Result<streams_core::Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("lines", Consumed::with(StringSerde, StringSerde))
+        .flat_map_values(|line: String| {
+            line.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .group_by(
+            |_, word: &String| word.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
+        .count(Materialized::named(STORE));
+    builder.build()
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let topology = topology()?;
+    if args.common.print_description(&topology) {
+        return Ok(());
+    }
+    let (config, _scratch) = args.common.batch_config(APP);
+    let log = streams_examples::open_log(&config)?;
+    create_input_topic(&*log, "lines", args.partitions)?;
+    // Lines are keyed by their number, so they spread over the partitions.
+    let mut lines = Vec::new();
+    for (i, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+        match String::from_utf8(line?) {
+            Ok(text) => lines.push((
+                (i + 1).to_string(),
+                text.trim_end_matches('\r').as_bytes().to_vec(),
+                i as i64,
+            )),
+            Err(_) => eprintln!("stdin:{}: not UTF-8, skipped", i + 1),
+        }
+    }
+    load(&*log, "lines", args.partitions, lines)?;
+    let streams = streams_examples::start(topology, config, log.clone() as Arc<dyn Log>)?;
+    streams.wait_until_caught_up(Duration::from_secs(3600))?;
+    let counts = streams.key_value_store(STORE, Arc::new(StringSerde), Arc::new(I64Serde))?;
+    let all = counts.all()?;
+    streams.close()?;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for (word, n) in all {
+        writeln!(w, "{word},{n}")?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("word-count: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

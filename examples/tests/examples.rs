@@ -1,0 +1,342 @@
+#![allow(clippy::unwrap_used)]
+//! The batch examples as processes on generated fixtures, each checked against a reference
+//! computed here without the engine; and every example's `--describe` against a snapshot
+//! (`UPDATE_SNAPSHOTS=1` rewrites them).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use common::*;
+use streams_core::partition_for_key;
+
+/// A fixed LCG: the same fixtures on every run, without another dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn lunch_abroad_prices_each_payment_with_the_latest_earlier_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(7);
+    let currencies = ["EUR", "USD", "JPY", "CHF", "SEK"];
+    let (mut rates, mut payments) = (String::new(), String::new());
+    let mut rate_rows = Vec::new();
+    for i in 0..300 {
+        let ts = rng.below(10_000) as i64;
+        // SEK never gets a rate.
+        let c = currencies[rng.below(4) as usize];
+        let rate = format!("{}.{:03}", rng.below(3), rng.below(1000));
+        writeln!(rates, "{ts},{c},{rate}").unwrap();
+        rate_rows.push((ts, i, c, rate));
+        if i == 150 {
+            rates.push_str("not,a,rate\n");
+        }
+    }
+    let mut expected = Vec::new();
+    for i in 0..500 {
+        let ts = rng.below(10_000) as i64;
+        let c = currencies[rng.below(5) as usize];
+        let amount = rng.below(100_000) as i64;
+        writeln!(payments, "{ts},p{i},{c},{amount}").unwrap();
+        // The latest rate strictly before the payment; among equal times, the later line.
+        let rate = rate_rows
+            .iter()
+            .filter(|(t, _, rc, _)| *rc == c && *t < ts)
+            .max_by_key(|(t, line, _, _)| (*t, *line));
+        expected.push(match rate {
+            Some((_, _, _, r)) => format!(
+                "p{i},{c},{amount},{r},{}",
+                (amount as f64 * r.parse::<f64>().unwrap()).round() as i64
+            ),
+            None => format!("p{i},{c},{amount},,"),
+        });
+    }
+    payments.push_str("12,p-bad,EUR\n");
+    let rates = write(dir.path(), "rates.csv", &rates);
+    let payments = write(dir.path(), "payments.csv", &payments);
+    expected.sort();
+    for guarantee in ["at-least-once", "exactly-once"] {
+        let state = dir.path().join(guarantee);
+        let (ok, out, err) = run(
+            env!("CARGO_BIN_EXE_lunch-abroad"),
+            &[
+                "--rates",
+                &rates,
+                "--payments",
+                &payments,
+                "--partitions",
+                "3",
+                "--threads",
+                "2",
+                "--guarantee",
+                guarantee,
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(ok, "{err}");
+        assert_eq!(sorted_lines(&out), expected);
+        assert!(err.contains("rates:152: TS_MS `not` is not valid"), "{err}");
+        assert!(err.contains("payments:501: expected 4 fields"), "{err}");
+    }
+}
+
+#[test]
+fn word_count_counts_lower_cased_words() {
+    let text = "The cat sat.\nthe CAT, the mat!\n\nnaïve café-au-lait 42 42\n";
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        *counts.entry(w.to_lowercase()).or_default() += 1;
+    }
+    let expected: Vec<String> = counts.iter().map(|(w, n)| format!("{w},{n}")).collect();
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_word-count"),
+        &["--partitions", "3"],
+        text,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), expected);
+    assert!(out.contains("the,3\n") && out.contains("café,1\n"), "{out}");
+}
+
+/// Events in file order with bounded disorder: (ts, key, value).
+fn events(seed: u64, n: usize) -> Vec<(i64, String, i64)> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|i| {
+            let ts = (i as i64) * 37 + rng.below(1500) as i64;
+            (ts, format!("k{}", rng.below(6)), rng.below(100) as i64 - 20)
+        })
+        .collect()
+}
+
+/// Kafka Streams' rules computed directly: per partition in file order, a record counts
+/// toward window `[s, s+size)` (s a multiple of `advance`, s >= 0) iff `s + size > stream
+/// time - grace`, stream time including the record.
+fn reference_time_windows(
+    events: &[(i64, String, i64)],
+    partitions: u32,
+    size: i64,
+    advance: i64,
+    grace: i64,
+) -> Vec<String> {
+    let mut stream_time: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut windows: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
+    for (ts, key, value) in events {
+        let p = partition_for_key(key.as_bytes(), partitions);
+        let st = stream_time.entry(p).or_insert(i64::MIN);
+        *st = (*st).max(*ts);
+        let mut start = (ts - size + advance).max(0).div_euclid(advance) * advance;
+        while start <= *ts {
+            if start + size > *ts && start + size > *st - grace {
+                let e = windows.entry((start, key.clone())).or_default();
+                e.0 += 1;
+                e.1 += value;
+            }
+            start += advance;
+        }
+    }
+    let mut out: Vec<String> = windows
+        .into_iter()
+        .map(|((s, k), (n, sum))| format!("{s},{},{k},{n},{sum}", s + size))
+        .collect();
+    out.sort();
+    out
+}
+
+fn csv(events: &[(i64, String, i64)]) -> String {
+    let mut s = String::new();
+    for (ts, k, v) in events {
+        writeln!(s, "{ts},{k},{v}").unwrap();
+    }
+    s
+}
+
+#[test]
+fn windowed_counts_match_a_reference_for_tumbling_and_hopping_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(11, 400);
+    let mut text = csv(&events);
+    text.push_str("17,missing-value\n");
+    let input = write(dir.path(), "events.csv", &text);
+    for (args, size, advance, grace) in [
+        (
+            vec!["--windows", "tumbling", "--size-ms", "1000"],
+            1000,
+            1000,
+            0,
+        ),
+        (
+            vec![
+                "--windows",
+                "tumbling",
+                "--size-ms",
+                "1000",
+                "--grace-ms",
+                "700",
+            ],
+            1000,
+            1000,
+            700,
+        ),
+        (
+            vec![
+                "--windows",
+                "hopping",
+                "--size-ms",
+                "1000",
+                "--advance-ms",
+                "300",
+                "--grace-ms",
+                "500",
+            ],
+            1000,
+            300,
+            500,
+        ),
+    ] {
+        let mut all = vec!["--input", &input, "--partitions", "3"];
+        all.extend(args.iter().copied());
+        let (ok, out, err) = run(env!("CARGO_BIN_EXE_windowed-counts"), &all, "");
+        assert!(ok, "{err}");
+        assert_eq!(
+            sorted_lines(&out),
+            reference_time_windows(&events, 3, size, advance, grace),
+            "{args:?}"
+        );
+        assert!(err.contains("input:401: expected 3 fields"), "{err}");
+    }
+}
+
+#[test]
+fn windowed_counts_sessions_match_a_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    // In time order, so nothing is late: sessions are runs of a key's times at most `gap`
+    // apart.
+    let mut rng = Rng(5);
+    let mut ts = 0;
+    let mut events = Vec::new();
+    for _ in 0..300 {
+        ts += rng.below(400) as i64;
+        events.push((ts, format!("k{}", rng.below(4)), rng.below(10) as i64));
+    }
+    let gap = 500;
+    let mut by_key: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (t, k, v) in &events {
+        by_key.entry(k).or_default().push((*t, *v));
+    }
+    let mut expected = Vec::new();
+    for (k, rows) in by_key {
+        let (mut start, mut last, mut n, mut sum) = (rows[0].0, rows[0].0, 0, 0);
+        for (t, v) in rows {
+            if t - last > gap {
+                expected.push(format!("{start},{last},{k},{n},{sum}"));
+                (start, n, sum) = (t, 0, 0);
+            }
+            last = t;
+            n += 1;
+            sum += v;
+        }
+        expected.push(format!("{start},{last},{k},{n},{sum}"));
+    }
+    expected.sort();
+    let input = write(dir.path(), "events.csv", &csv(&events));
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_windowed-counts"),
+        &[
+            "--input",
+            &input,
+            "--windows",
+            "session",
+            "--gap-ms",
+            "500",
+            "--partitions",
+            "2",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), expected);
+}
+
+#[test]
+fn describe_output_matches_the_snapshots() {
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("exchange-rates", env!("CARGO_BIN_EXE_exchange-rates"), &[]),
+        ("lunch-abroad", env!("CARGO_BIN_EXE_lunch-abroad"), &[]),
+        ("word-count", env!("CARGO_BIN_EXE_word-count"), &[]),
+        (
+            "windowed-counts-tumbling",
+            env!("CARGO_BIN_EXE_windowed-counts"),
+            &[],
+        ),
+        (
+            "windowed-counts-hopping",
+            env!("CARGO_BIN_EXE_windowed-counts"),
+            &["--windows", "hopping", "--advance-ms", "250"],
+        ),
+        (
+            "windowed-counts-session",
+            env!("CARGO_BIN_EXE_windowed-counts"),
+            &["--windows", "session"],
+        ),
+    ];
+    for (name, bin, extra) in cases {
+        let mut args = vec!["--describe"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = run(bin, &args, "");
+        assert!(ok, "{name}: {err}");
+        let path = snapshots.join(format!("{name}.txt"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(&snapshots).unwrap();
+            std::fs::write(&path, &out).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "no snapshot {}; run with UPDATE_SNAPSHOTS=1",
+                path.display()
+            )
+        });
+        assert_eq!(
+            out, want,
+            "{name}: --describe changed (UPDATE_SNAPSHOTS=1 to accept)"
+        );
+    }
+}
+
+#[test]
+fn every_example_has_help() {
+    for bin in [
+        env!("CARGO_BIN_EXE_exchange-rates"),
+        env!("CARGO_BIN_EXE_lunch-abroad"),
+        env!("CARGO_BIN_EXE_word-count"),
+        env!("CARGO_BIN_EXE_windowed-counts"),
+    ] {
+        let (ok, out, _) = run(bin, &["--help"], "");
+        assert!(ok);
+        for option in ["--state-dir", "--threads", "--guarantee", "--describe"] {
+            assert!(out.contains(option), "{bin} --help lacks {option}");
+        }
+    }
+}
