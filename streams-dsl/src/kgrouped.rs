@@ -211,7 +211,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         })
     }
 
-    fn aggregate_with<A: Clone + 'static>(
+    pub(crate) fn aggregate_with<A: Clone + 'static>(
         self,
         prefix: &str,
         materialized: Materialized<K, A>,

@@ -39,6 +39,7 @@
 
 mod builder;
 mod kgrouped;
+mod kgrouped_table;
 mod kstream;
 mod ktable;
 mod kwindowed;
@@ -50,6 +51,7 @@ mod windows;
 
 pub use builder::StreamsBuilder;
 pub use kgrouped::KGroupedStream;
+pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use kwindowed::{SessionWindowedKStream, TimeWindowedKStream};
@@ -70,9 +72,9 @@ pub struct ReadmeDoctests;
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
     pub use crate::{
-        BufferConfig, Consumed, Grouped, JoinWindows, KGroupedStream, KStream, KTable,
-        Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined,
-        StreamsBuilder, Suppressed, TimeWindows, Windowed,
+        BufferConfig, Consumed, Grouped, JoinWindows, KGroupedStream, KGroupedTable, KStream,
+        KTable, Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows,
+        StreamJoined, StreamsBuilder, Suppressed, TimeWindows, Windowed,
     };
     pub use streams_core::{Change, DefaultSerde, Serde, Topology};
 }
