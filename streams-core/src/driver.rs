@@ -17,6 +17,7 @@ use hashbrown::HashMap;
 use state_store::{RecordCache, RocksDbMemory};
 
 use crate::error::{Error, RecordPart, Result, SerdeError};
+use crate::global::{GlobalStores, GlobalUpdater};
 use crate::log::{Log, MemoryLog, TopicConfig};
 use crate::record::{Record, StoredRecord};
 use crate::serdes::Serde;
@@ -61,6 +62,9 @@ pub struct TestDriver {
     routes: HashMap<String, u32>,
     offsets: HashMap<String, u64>,
     outputs: BTreeMap<String, VecDeque<Record>>,
+    globals: GlobalStores,
+    /// (topic, global store) pairs.
+    global_topics: Vec<(String, String)>,
     log: MemoryLog,
     config: DriverConfig,
     wall_clock: i64,
@@ -115,13 +119,21 @@ impl TestDriver {
         if let ProductionHandler::DeadLetter(t) = &config.production {
             partitions.insert(t.clone(), 1);
         }
+        let rocksdb = RocksDbMemory::new(32 << 20, 8 << 20);
+        let globals = GlobalUpdater::open(topology, &dir, &app, &rocksdb)?.stores();
+        let global_topics: Vec<(String, String)> = topology
+            .global_stores()
+            .values()
+            .map(|g| (g.topic.clone(), g.name.clone()))
+            .collect();
         let env = TaskEnv {
             application_id: app,
             partitions: Arc::new(partitions),
             resources: StoreResources {
                 state_dir: dir,
-                rocksdb: RocksDbMemory::new(32 << 20, 8 << 20),
+                rocksdb,
                 cache: RecordCache::new(config.cache_bytes),
+                globals: globals.clone(),
             },
             deserialization: config.deserialization.clone(),
             production: config.production.clone(),
@@ -138,6 +150,8 @@ impl TestDriver {
             routes,
             offsets: HashMap::new(),
             outputs: BTreeMap::new(),
+            globals,
+            global_topics,
             log,
             wall_clock: config.initial_wall_clock,
             config,
@@ -150,6 +164,24 @@ impl TestDriver {
 
     /// Pipes an encoded record into `topic` and processes everything it causes.
     pub fn pipe(&mut self, topic: &str, record: Record) -> Result<()> {
+        // A global table's topic updates its store at once, as the global thread would.
+        let mut global = false;
+        for (t, name) in &self.global_topics {
+            if t == topic {
+                let store = self.globals.get(name)?;
+                let mut store = store.lock();
+                crate::global::apply(
+                    store.as_mut(),
+                    name,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                )?;
+                global = true;
+            }
+        }
+        if global && !self.routes.contains_key(topic) {
+            return Ok(());
+        }
         if !self.routes.contains_key(topic) {
             return Err(Error::UnknownTopic {
                 topic: format!("{topic} (no source of the topology reads it)"),
@@ -322,6 +354,11 @@ impl TestDriver {
     /// A window store, for reading its contents.
     pub fn window_store(&self, name: &str) -> Result<WindowStoreRef> {
         self.task_with_store(name)?.stores().window(name)
+    }
+
+    /// A global store, for reading its contents.
+    pub fn global_store(&self, name: &str) -> Result<crate::global::GlobalStoreRef> {
+        self.globals.get(name)
     }
 
     /// A session store, for reading its contents.

@@ -21,6 +21,7 @@
 
 mod driver;
 mod error;
+pub mod global;
 pub mod log;
 mod partitioner;
 mod processor;
@@ -32,6 +33,7 @@ pub mod topology;
 
 pub use driver::{DriverConfig, TestDriver};
 pub use error::{Error, ErrorClass, RecordPart, Result, SerdeError};
+pub use global::{GlobalStoreRef, GlobalStoreSpec, GlobalStores, GlobalUpdater};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
     FsyncPolicy, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog, TopicConfig,

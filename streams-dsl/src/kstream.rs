@@ -131,6 +131,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         }
     }
 
+    /// A stream from `node` with this stream's key (and key serde); values are new.
+    pub(crate) fn derive_unkeyed<V2>(&self, node: NodeRef<K, V2>) -> KStream<K, V2> {
+        self.derive(node, self.same_key_serde(), false)
+    }
+
     fn same_key_serde<V2>(&self) -> Serdes<K, V2> {
         Serdes {
             key: self.serdes.key.clone(),

@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod global_table;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
@@ -50,6 +51,7 @@ mod suppressed;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use global_table::GlobalKTable;
 pub use kgrouped::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::KStream;

@@ -593,3 +593,81 @@ fn stream_table_join_sees_the_table_as_of_each_record_across_fetches() {
     );
     assert_eq!(got.len(), expected.len());
 }
+
+/// A global table is complete in every task before processing starts: a stream over four
+/// partitions joins a table spread over three, with no co-partitioning.
+#[test]
+fn global_table_joins_see_every_partition_of_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("countries", TopicConfig::compacted(3))
+        .unwrap();
+    log.create_topic("payments", TopicConfig::new(4)).unwrap();
+    let mut countries = BTreeMap::new();
+    for i in 0..30 {
+        let (currency, country) = (format!("C{i:02}"), format!("land-{i}"));
+        let p = streams_core::partition_for_key(currency.as_bytes(), 3);
+        log.append(
+            &TopicPartition::new("countries", p),
+            &[Record::new(currency.clone(), country.clone(), 0)],
+        )
+        .unwrap();
+        countries.insert(currency, country);
+    }
+    let mut expected = Vec::new();
+    for i in 0..400 {
+        let (id, currency) = (format!("p{i}"), format!("C{:02}", (i * 7) % 40));
+        let p = streams_core::partition_for_key(id.as_bytes(), 4);
+        log.append(
+            &TopicPartition::new("payments", p),
+            &[Record::new(id.clone(), currency.clone(), i)],
+        )
+        .unwrap();
+        let country = countries.get(&currency).map_or("?", String::as_str);
+        expected.push((id, format!("{currency}@{country}")));
+    }
+    expected.sort();
+    let topology = || {
+        let b = StreamsBuilder::new();
+        let countries = b.global_table::<String, String>(
+            "countries",
+            Consumed::default(),
+            Materialized::named("countries"),
+        );
+        b.stream::<String, String>("payments", Consumed::default())
+            .left_join_global(
+                &countries,
+                |_, c| c.clone(),
+                |c, country| format!("{c}@{}", country.map_or("?", String::as_str)),
+            )
+            .to("located", Produced::default());
+        b.build().unwrap()
+    };
+    assert!(topology()
+        .describe()
+        .contains("Global store: countries (topic: countries"));
+    let streams = Streams::new(topology(), config(dir.path(), 2), log.clone()).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    streams.close().unwrap();
+    let mut got: Vec<(String, String)> = read_topic(&*log, "located")
+        .iter()
+        .flat_map(|p| decode(p, &StringSerde))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+
+    // A restart resumes the global store from its checkpoint; a missing topic is named.
+    let streams = Streams::new(topology(), config(dir.path(), 1), log.clone()).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    streams.close().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let empty = open_log(other.path());
+    empty.create_topic("payments", TopicConfig::new(4)).unwrap();
+    let err = Streams::new(topology(), config(other.path(), 1), empty)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("countries") && err.contains("global"), "{err}");
+}

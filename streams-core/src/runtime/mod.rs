@@ -101,6 +101,10 @@ struct Group {
 /// What every thread of the application shares.
 pub(crate) struct Shared {
     config: StreamsConfig,
+    /// Global stores, readable by every task.
+    globals: crate::global::GlobalStores,
+    /// Feeds the global stores; taken by the global thread at start.
+    global_updater: Mutex<Option<crate::global::GlobalUpdater>>,
     topology: Arc<Topology>,
     log: Arc<dyn Log>,
     rocksdb: RocksDbMemory,
@@ -164,6 +168,19 @@ impl Streams {
         let layout = TopicLayout::prepare(&topology, &app, &config, &*log)?;
         let rocksdb =
             RocksDbMemory::new(config.rocksdb_memory_bytes, config.rocksdb_memtable_bytes);
+        for g in topology.global_stores().values() {
+            log.describe_topic(&g.topic).map_err(|e| match e {
+                Error::UnknownTopic { .. } => Error::UnknownTopic {
+                    topic: format!(
+                        "{} (the topic of global table `{}`; create it before starting)",
+                        g.topic, g.name
+                    ),
+                },
+                other => other,
+            })?;
+        }
+        let updater =
+            crate::global::GlobalUpdater::open(&topology, &config.state_dir, &app, &rocksdb)?;
         let tasks = layout
             .task_counts
             .iter()
@@ -172,6 +189,8 @@ impl Streams {
         let default_handler: ExceptionHandler = Arc::new(|_| ExceptionResponse::ShutdownClient);
         Ok(Streams {
             shared: Arc::new(Shared {
+                globals: updater.stores(),
+                global_updater: Mutex::new((!updater.is_empty()).then_some(updater)),
                 config,
                 topology: Arc::new(topology),
                 log,
@@ -230,6 +249,20 @@ impl Streams {
             )
         })?;
         self.shared.set_state(StreamsState::Rebalancing);
+        let updater = self.shared.global_updater.lock().take();
+        if let Some(mut updater) = updater {
+            // Every task may read global tables: they are complete before any processes.
+            if let Err(e) = updater.bootstrap(&*self.shared.log) {
+                self.shared.fail(Error::Processing {
+                    task: "global".into(),
+                    processor: "global stores".into(),
+                    reason: format!("bootstrapping failed: {e}"),
+                });
+                self.shared.finish();
+                return Err(e);
+            }
+            Shared::spawn_global_thread(&self.shared, updater)?;
+        }
         for _ in 0..self.shared.config.threads {
             Shared::spawn_thread(&self.shared)?;
         }
@@ -449,6 +482,41 @@ impl Shared {
             .name(name.clone())
             .spawn(move || thread::StreamThread::new(worker_shared, index, worker_name, rx).run())
             .map_err(|e| Error::io("spawn stream thread", name, e))?;
+        shared.handles.lock().push(handle);
+        Ok(())
+    }
+
+    /// Keeps the global stores following their topics until the application stops.
+    fn spawn_global_thread(
+        shared: &Arc<Shared>,
+        mut updater: crate::global::GlobalUpdater,
+    ) -> Result<()> {
+        let name = format!("{}-GlobalStreamThread", shared.config.application_id);
+        let worker = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let log = worker.log.clone();
+                let mut last_checkpoint = Instant::now();
+                let outcome = (|| -> Result<()> {
+                    while !worker.stopping() {
+                        let applied = updater.poll(&*log)?;
+                        if last_checkpoint.elapsed() >= worker.config.commit_interval {
+                            updater.checkpoint(&*log)?;
+                            last_checkpoint = Instant::now();
+                        }
+                        if applied == 0 {
+                            std::thread::sleep(worker.config.poll_idle);
+                        }
+                    }
+                    updater.close(&*log)
+                })();
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, "the global stream thread failed");
+                    worker.fail(e);
+                }
+            })
+            .map_err(|e| Error::io("spawn the global stream thread", name, e))?;
         shared.handles.lock().push(handle);
         Ok(())
     }

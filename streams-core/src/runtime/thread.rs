@@ -132,6 +132,7 @@ impl StreamThread {
                 state_dir: config.state_dir.clone(),
                 rocksdb: shared.rocksdb.clone(),
                 cache: RecordCache::new(config.cache_max_bytes / config.threads.max(1)),
+                globals: shared.globals.clone(),
             },
             deserialization: config.deserialization.clone(),
             production: config.production.clone(),

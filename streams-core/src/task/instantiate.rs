@@ -210,6 +210,11 @@ impl<'a> Instantiation<'a> {
         self.stores.kv(name)
     }
 
+    /// A global store (see [`crate::global`]): any node may read it.
+    pub fn global_store(&self, name: &str) -> Result<crate::global::GlobalStoreRef> {
+        self.stores.globals.get(name)
+    }
+
     /// A window store connected to the node being built.
     pub fn window_store(&self, name: &str) -> Result<WindowStoreRef> {
         self.check_store_access(name)?;

@@ -162,10 +162,13 @@ pub struct StoreResources {
     pub rocksdb: RocksDbMemory,
     /// The record cache of the stream thread that runs the task.
     pub cache: RecordCache,
+    /// The application's global stores, readable by every task.
+    pub globals: crate::global::GlobalStores,
 }
 
 /// The stores of one task.
 pub struct TaskStores {
+    pub(crate) globals: crate::global::GlobalStores,
     task: TaskId,
     task_dir: PathBuf,
     entries: BTreeMap<String, Entry>,
@@ -270,6 +273,7 @@ impl TaskStores {
             );
         }
         Ok(TaskStores {
+            globals: resources.globals.clone(),
             task,
             task_dir,
             entries,

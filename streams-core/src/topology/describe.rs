@@ -64,6 +64,13 @@ impl Topology {
             }
             out.push('\n');
         }
+        for g in self.global_stores.values() {
+            let _ = writeln!(
+                out,
+                "   Global store: {} (topic: {}, every partition)",
+                g.name, g.topic
+            );
+        }
         out
     }
 

@@ -13,6 +13,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::global::GlobalStoreSpec;
 use crate::processor::{Downstream, Processor};
 use crate::serdes::Serde;
 use crate::task::instantiate::{Instantiated, Instantiation, SinkNode, SourceNode};
@@ -189,6 +190,7 @@ pub struct TopologyBuilder {
     nodes: Vec<NodeDef>,
     names: BTreeMap<String, NodeId>,
     stores: BTreeMap<String, StoreSpec>,
+    global_stores: BTreeMap<String, GlobalStoreSpec>,
     internal_topics: BTreeMap<String, InternalTopicKind>,
     copartition_groups: Vec<BTreeSet<TopicName>>,
 }
@@ -358,6 +360,24 @@ impl TopologyBuilder {
         Ok(())
     }
 
+    /// Registers a global store: a copy of every partition of `spec.topic` that every task
+    /// can read (see [`crate::global`]).
+    pub fn add_global_store(&mut self, spec: GlobalStoreSpec) -> Result<()> {
+        if self.stores.contains_key(&spec.name)
+            || self
+                .global_stores
+                .get(&spec.name)
+                .is_some_and(|existing| existing != &spec)
+        {
+            return Err(Error::Config {
+                key: format!("global store `{}`", spec.name),
+                reason: "the name is already used by another store".into(),
+            });
+        }
+        self.global_stores.insert(spec.name.clone(), spec);
+        Ok(())
+    }
+
     /// Gives a node access to a registered store.
     pub fn connect_store(&mut self, node: NodeId, store: &str) -> Result<()> {
         if !self.stores.contains_key(store) {
@@ -508,6 +528,7 @@ impl TopologyBuilder {
             nodes: self.nodes,
             children,
             stores: self.stores,
+            global_stores: self.global_stores,
             internal_topics: self.internal_topics,
             copartition_groups: self.copartition_groups,
             subtopologies,
@@ -520,6 +541,7 @@ pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) children: Vec<Vec<NodeId>>,
     pub(crate) stores: BTreeMap<String, StoreSpec>,
+    pub(crate) global_stores: BTreeMap<String, GlobalStoreSpec>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopicKind>,
     pub(crate) copartition_groups: Vec<BTreeSet<TopicName>>,
     pub(crate) subtopologies: Vec<SubTopology>,
@@ -540,6 +562,11 @@ impl Topology {
     /// Store specifications by name.
     pub fn stores(&self) -> &BTreeMap<String, StoreSpec> {
         &self.stores
+    }
+
+    /// Global store specifications by name.
+    pub fn global_stores(&self) -> &BTreeMap<String, GlobalStoreSpec> {
+        &self.global_stores
     }
 
     /// Internal topics (without the application-id prefix) and what they are for.
