@@ -158,6 +158,35 @@ pub fn load(
     Ok(())
 }
 
+/// An example's `main`: sets up logging, runs `run` and turns its error into a message on
+/// stderr (prefixed with `name`) and a failing exit code.
+pub fn main<A: clap::Parser>(
+    name: &str,
+    run: impl FnOnce(A) -> Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    init_tracing();
+    match run(A::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `lines` to stdout, one per line, through one buffered lock.
+pub fn print_lines<S: std::fmt::Display>(
+    lines: impl IntoIterator<Item = S>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for line in lines {
+        writeln!(w, "{line}")?;
+    }
+    w.flush()
+}
+
 /// Logs to stderr; `RUST_LOG` overrides the default level (`warn`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -28,7 +28,7 @@ use streams_core::{
     partition_for_key, JsonSerde, Log, Record, StringSerde, TopicConfig, TopicPartition,
 };
 use streams_dsl::prelude::*;
-use streams_examples::{field, init_tracing, input, read_csv, CommonArgs};
+use streams_examples::{field, input, read_csv, CommonArgs};
 
 /// Publish exchange-rate updates to a compacted topic, materialize them, serve them over HTTP.
 #[derive(Parser, Debug)]
@@ -200,14 +200,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("exchange-rates: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    streams_examples::main("exchange-rates", run)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use streams_core::{JsonSerde, Log, StringSerde};
 use streams_dsl::prelude::*;
 use streams_examples::{
-    create_input_topic, expect_fields, field, init_tracing, input, load, read_csv, CommonArgs,
+    create_input_topic, expect_fields, field, input, load, read_csv, CommonArgs,
 };
 
 /// Join payments with exchange rates and print each payment's amount in GBP.
@@ -134,24 +134,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let out: Arc<dyn Log> = log;
     let lines = streams_examples::read_values(&*out, "priced-payments")?;
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
-    for (currency, line) in lines {
-        // `ID,AMOUNT,RATE,GBP` → `ID,CURRENCY,AMOUNT,RATE,GBP`.
-        let (id, rest) = line.split_once(',').unwrap_or((&line, ""));
-        use std::io::Write;
-        writeln!(w, "{id},{currency},{rest}")?;
-    }
+    // `ID,AMOUNT,RATE,GBP` → `ID,CURRENCY,AMOUNT,RATE,GBP`.
+    streams_examples::print_lines(lines.iter().map(|(currency, line)| {
+        let (id, rest) = line.split_once(',').unwrap_or((line, ""));
+        format!("{id},{currency},{rest}")
+    }))?;
     Ok(())
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lunch-abroad: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    streams_examples::main("lunch-abroad", run)
 }

@@ -22,7 +22,7 @@ use streams_core::{partition_for_key, JsonSerde, Log, Record, StringSerde, Topic
 use streams_dsl::prelude::*;
 use streams_dsl::BufferConfig;
 use streams_examples::{
-    create_input_topic, expect_fields, field, init_tracing, input, load, read_csv, CommonArgs,
+    create_input_topic, expect_fields, field, input, load, read_csv, CommonArgs,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,22 +171,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     streams.wait_until_caught_up(Duration::from_secs(3600))?;
     streams.close()?;
     let lines = streams_examples::read_values(&*log, "window-results")?;
-    use std::io::Write;
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
-    for (_, line) in lines {
-        writeln!(w, "{line}")?;
-    }
+    streams_examples::print_lines(lines.into_iter().map(|(_, line)| line))?;
     Ok(())
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("windowed-counts: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    streams_examples::main("windowed-counts", run)
 }

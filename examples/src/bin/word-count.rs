@@ -3,7 +3,7 @@
 //! repartition topic), counts per word, and prints the final table as `WORD,COUNT`, read from
 //! the count store with an interactive query.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use streams_core::{I64Serde, Log, StringSerde};
 use streams_dsl::prelude::*;
-use streams_examples::{create_input_topic, init_tracing, load, CommonArgs};
+use streams_examples::{create_input_topic, load, CommonArgs};
 
 /// Count the words of stdin and print `WORD,COUNT` lines.
 #[derive(Parser, Debug)]
@@ -71,21 +71,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let counts = streams.key_value_store(STORE, Arc::new(StringSerde), Arc::new(I64Serde))?;
     let all = counts.all()?;
     streams.close()?;
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
-    for (word, n) in all {
-        writeln!(w, "{word},{n}")?;
-    }
+    streams_examples::print_lines(all.iter().map(|(word, n)| format!("{word},{n}")))?;
     Ok(())
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("word-count: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    streams_examples::main("word-count", run)
 }
