@@ -642,6 +642,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
                     .saturating_add(1),
                 window_size_ms: before.saturating_add(after).saturating_add(1),
                 retain_duplicates: true,
+                timestamped: false,
             },
             persistent: !joined.in_memory,
             logged: joined.logging,

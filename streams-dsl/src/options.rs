@@ -303,6 +303,7 @@ impl<K, V> Materialized<K, V> {
                 retention_ms,
                 window_size_ms,
                 retain_duplicates: false,
+                timestamped: true,
             },
             ..self.key_value_spec(name)
         }

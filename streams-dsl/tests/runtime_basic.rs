@@ -671,3 +671,60 @@ fn global_table_joins_see_every_partition_of_the_table() {
         .to_string();
     assert!(err.contains("countries") && err.contains("global"), "{err}");
 }
+
+/// Window stores answer interactive queries by key and time range from the owning thread.
+#[test]
+fn window_stores_are_queryable_by_key_and_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("clicks", TopicConfig::new(2)).unwrap();
+    let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for i in 0..300i64 {
+        let user = format!("u{}", i % 7);
+        let ts = i * 37;
+        let p = streams_core::partition_for_key(user.as_bytes(), 2);
+        log.append(
+            &TopicPartition::new("clicks", p),
+            &[Record::new(user.clone(), "", ts)],
+        )
+        .unwrap();
+        *expected.entry((user, ts - ts % 1000)).or_default() += 1;
+    }
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("clicks", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ))
+        .count(Materialized::named("clicks-per-second"));
+    let streams = Streams::new(b.build().unwrap(), config(dir.path(), 2), log).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let store = streams
+        .window_store(
+            "clicks-per-second",
+            Arc::new(StringSerde),
+            Arc::new(I64Serde),
+        )
+        .unwrap();
+    for user in (0..7).map(|u| format!("u{u}")) {
+        let got = store.fetch(&user, 2_000, 5_999).unwrap();
+        let want: Vec<(i64, i64)> = expected
+            .iter()
+            .filter(|((u, start), _)| *u == user && (2_000..6_000).contains(start))
+            .map(|((_, start), n)| (*start, *n))
+            .collect();
+        assert_eq!(got, want, "{user}");
+        assert!(!got.is_empty());
+    }
+    assert!(matches!(
+        streams.key_value_store(
+            "clicks-per-second",
+            Arc::new(StringSerde),
+            Arc::new(I64Serde)
+        ),
+        Err(Error::Config { .. })
+    ));
+    streams.close().unwrap();
+}

@@ -186,6 +186,8 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
 /// Reads a window store of a running application.
 pub struct WindowQuery<K, V> {
     at: Located,
+    /// Values carry the window's latest record timestamp in front (DSL aggregations).
+    timestamped: bool,
     keys: Arc<dyn Serde<K>>,
     values: Arc<dyn Serde<V>>,
 }
@@ -197,8 +199,17 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
         keys: Arc<dyn Serde<K>>,
         values: Arc<dyn Serde<V>>,
     ) -> Result<Self> {
+        let at = Located::find(shared, store, true)?;
+        let timestamped = matches!(
+            shared.topology.stores().get(store).map(|s| &s.kind),
+            Some(StoreKind::Window {
+                timestamped: true,
+                ..
+            })
+        );
         Ok(WindowQuery {
-            at: Located::find(shared, store, true)?,
+            at,
+            timestamped,
             keys,
             values,
         })
@@ -219,8 +230,12 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
             let entries: std::result::Result<Vec<_>, _> = iter.collect();
             entries.map_err(store_error(&name))
         })?;
+        let skip = if self.timestamped { 8 } else { 0 };
         raw.into_iter()
-            .map(|(start, v)| Ok((start, decode(&*self.values, &v, &self.at.store, "value")?)))
+            .map(|(start, v)| {
+                let v = v.get(skip..).unwrap_or_default();
+                Ok((start, decode(&*self.values, v, &self.at.store, "value")?))
+            })
             .collect()
     }
 }

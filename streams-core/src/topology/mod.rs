@@ -101,6 +101,9 @@ pub enum StoreKind {
         window_size_ms: i64,
         /// Whether several values per key and window are kept (stream–stream join buffers).
         retain_duplicates: bool,
+        /// Whether values start with the 8-byte timestamp of the window's latest record (the
+        /// DSL's windowed aggregations, as Kafka's timestamped window stores).
+        timestamped: bool,
     },
     /// Session store.
     Session {
