@@ -98,8 +98,10 @@ impl RocksDbMemory {
         self.inner.write_buffers.get_usage()
     }
 
-    /// Options for one RocksDB instance, wired to the shared budget.
-    pub(crate) fn db_options(&self) -> Options {
+    /// Options for one RocksDB instance, wired to the shared budget: what every store of the
+    /// engine opens with. Public so that benchmark baselines and tools can open RocksDB exactly
+    /// as the engine does.
+    pub fn db_options(&self) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.inner.cache);
         // Index and filter blocks go through the cache too, or they would grow outside the bound.
@@ -122,8 +124,9 @@ impl RocksDbMemory {
     }
 }
 
-/// Write options shared by all stores: no WAL, see the module docs.
-fn write_options() -> WriteOptions {
+/// Write options shared by all stores: no WAL, see the module docs. Public for the same reason
+/// as [`RocksDbMemory::db_options`].
+pub fn rocksdb_write_options() -> WriteOptions {
     let mut w = WriteOptions::default();
     w.disable_wal(true);
     w
@@ -162,7 +165,7 @@ impl RocksDbKeyValueStore {
             path,
             memory: memory.clone(),
             db: Some(db),
-            write_opts: write_options(),
+            write_opts: rocksdb_write_options(),
         })
     }
 
