@@ -128,6 +128,9 @@ pub struct Params {
     pub commit_interval: Duration,
     /// How long an engine run may take before the scenario fails.
     pub timeout: Duration,
+    /// Whether the embedded log's background cleaner (retention, compaction) runs, as it
+    /// does by default in an application. Off only to measure what it costs.
+    pub log_cleaner: bool,
 }
 
 impl Default for Params {
@@ -145,6 +148,7 @@ impl Default for Params {
             scaling_partitions: 4,
             commit_interval: Duration::from_millis(100),
             timeout: Duration::from_secs(900),
+            log_cleaner: true,
         }
     }
 }
@@ -265,7 +269,10 @@ struct Ran {
 
 impl<'a> Harness<'a> {
     fn new(params: &'a Params, dir: &'a Path) -> Result<Self, BenchError> {
-        let log = open_log(&StreamsConfig::new("x", dir).embedded_log_dir())?;
+        let log = open_log(
+            &StreamsConfig::new("x", dir).embedded_log_dir(),
+            params.log_cleaner,
+        )?;
         Ok(Harness { params, dir, log })
     }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use streams_core::{
-    partition_for_key, EmbeddedLog, I64Serde, IsolationLevel, Log, Record, Serde, StringSerde,
+    partition_for_key, EmbeddedLog, EmbeddedLogConfig, I64Serde, IsolationLevel, Log, Record, Serde, StringSerde,
     TopicConfig, TopicPartition,
 };
 
@@ -182,7 +182,14 @@ pub(crate) fn topic_digest(log: &dyn Log, topic: &str) -> Result<Digest, BenchEr
     Ok(digest)
 }
 
-/// Opens the embedded log of a state directory.
-pub(crate) fn open_log(dir: &std::path::Path) -> Result<Arc<EmbeddedLog>, BenchError> {
-    Ok(Arc::new(EmbeddedLog::open(dir)?))
+/// Opens the embedded log of a state directory, with or without its background cleaner.
+pub(crate) fn open_log(
+    dir: &std::path::Path,
+    cleaner: bool,
+) -> Result<Arc<EmbeddedLog>, BenchError> {
+    let mut config = EmbeddedLogConfig::default();
+    if !cleaner {
+        config.cleaner_interval = None;
+    }
+    Ok(Arc::new(EmbeddedLog::open_with(dir, config)?))
 }

@@ -53,6 +53,9 @@ struct Args {
     /// Commit interval of the engine in ms (default 100).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
+    /// Turns the embedded log's background cleaner off (to measure what it costs).
+    #[arg(long)]
+    no_log_cleaner: bool,
     /// Where scenarios put their state and logs (a temporary directory inside it).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -92,6 +95,7 @@ impl Args {
         if let Some(v) = self.commit_interval_ms {
             p.commit_interval = Duration::from_millis(v);
         }
+        p.log_cleaner = !self.no_log_cleaner;
         p
     }
 
