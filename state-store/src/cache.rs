@@ -231,6 +231,7 @@ impl Backing {
 /// The [`StateStore`] methods on either kind of backing, without trait upcasting.
 trait StateStoreMut {
     fn flush(&mut self) -> Result<(), StoreError>;
+    fn flush_cache(&mut self) -> Result<(), StoreError>;
     fn close(&mut self) -> Result<(), StoreError>;
     fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError>;
     fn wipe(&mut self) -> Result<(), StoreError>;
@@ -240,6 +241,9 @@ trait StateStoreMut {
 impl<S: StateStore + ?Sized> StateStoreMut for Box<S> {
     fn flush(&mut self) -> Result<(), StoreError> {
         (**self).flush()
+    }
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        (**self).flush_cache()
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()
@@ -569,6 +573,14 @@ impl Handle {
         })
     }
 
+    fn flush_cache(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.cache.with(|c| {
+            c.flush_ns(self.ns)?;
+            c.ns(self.ns)?.backing.state().flush_cache()
+        })
+    }
+
     fn close(&mut self) -> Result<(), StoreError> {
         if !self.open {
             return Ok(());
@@ -660,6 +672,9 @@ impl StateStore for CachingKeyValueStore {
     }
     fn flush(&mut self) -> Result<(), StoreError> {
         self.handle.flush()
+    }
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        self.handle.flush_cache()
     }
     fn close(&mut self) -> Result<(), StoreError> {
         self.handle.close()
@@ -904,6 +919,9 @@ impl StateStore for CachingWindowStore {
     }
     fn flush(&mut self) -> Result<(), StoreError> {
         self.handle.flush()
+    }
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        self.handle.flush_cache()
     }
     fn close(&mut self) -> Result<(), StoreError> {
         self.handle.close()

@@ -84,6 +84,11 @@ macro_rules! delegate_state_store {
             self.sink.flush()
         }
 
+        fn flush_cache(&mut self) -> Result<(), StoreError> {
+            self.inner.flush_cache()?;
+            self.sink.flush()
+        }
+
         fn close(&mut self) -> Result<(), StoreError> {
             self.inner.flush()?;
             self.sink.flush()?;

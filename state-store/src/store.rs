@@ -35,6 +35,13 @@ pub trait StateStore: Send {
     /// to disk (the WAL is off, so this is the only point where local data becomes durable).
     fn flush(&mut self) -> Result<(), StoreError>;
 
+    /// Writes cached entries through to the layers below (their changelog records and flush
+    /// listener calls happen now) without making the backend durable, which is what
+    /// [`StateStore::flush`] adds. A commit needs this; a checkpoint needs `flush`.
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Flushes and releases resources. Further use returns [`StoreError::Closed`].
     fn close(&mut self) -> Result<(), StoreError>;
 

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
-use streams_core::{Change, NodeRef};
+use streams_core::{Change, Downstream, Instantiation, NodeRef, Processor, Serde, StoreSpec};
 
 use crate::kstream::{dead, KStream};
 use crate::ktable::KTable;
+use crate::kwindowed::{SessionWindowedKStream, TimeWindowedKStream, WindowKind};
 use crate::ops::aggregate::{Aggregate, AggregateFn};
+use crate::ops::cache_queue;
 use crate::options::{Grouped, Materialized, Serdes};
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 /// A stream grouped by key. Aggregations produce a table with one row per key, updated for
 /// every record (merged by the cache between commits when caching is on).
@@ -44,21 +47,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
 
     /// The number of records per key.
     pub fn count(self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
-        let materialized = Materialized {
-            serdes: Serdes {
-                key: materialized.serdes.key,
-                value: materialized
-                    .serdes
-                    .value
-                    .or_else(|| Some(Arc::new(streams_core::I64Serde))),
-            },
-            ..materialized
-        };
-        self.aggregate_with(
-            "KSTREAM-AGGREGATE",
-            materialized,
-            Arc::new(|_, _, old: Option<i64>| old.unwrap_or(0) + 1),
-        )
+        let materialized = count_materialized(materialized);
+        self.aggregate_with("KSTREAM-AGGREGATE", materialized, count_fn())
     }
 
     /// Combines the values of each key with `reducer` (the first value is taken as is).
@@ -67,26 +57,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
     ) -> KTable<K, V> {
-        let materialized = Materialized {
-            serdes: materialized.serdes.or(&Serdes {
-                key: None,
-                value: self
-                    .grouped
-                    .serdes
-                    .value
-                    .clone()
-                    .or_else(|| self.stream.serdes.value.clone()),
-            }),
-            ..materialized
-        };
-        self.aggregate_with(
-            "KSTREAM-REDUCE",
-            materialized,
-            Arc::new(move |_, v, old: Option<V>| match old {
-                Some(agg) => reducer(agg, v),
-                None => v,
-            }),
-        )
+        let materialized = self.reduce_materialized(materialized);
+        self.aggregate_with("KSTREAM-REDUCE", materialized, reduce_fn(reducer))
     }
 
     /// Folds the values of each key into an aggregate that starts at `initializer()`.
@@ -99,18 +71,93 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         self.aggregate_with(
             "KSTREAM-AGGREGATE",
             materialized,
-            Arc::new(move |k, v, old: Option<A>| {
-                aggregator(k, v, old.unwrap_or_else(&initializer))
-            }),
+            aggregate_fn(initializer, aggregator),
         )
     }
 
-    fn aggregate_with<A: Clone + 'static>(
-        self,
+    /// Windows the grouped stream with tumbling or hopping windows, for windowed aggregations.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::prelude::*;
+    /// use streams_dsl::{TimeWindows, Windowed, WindowedSerde};
+    /// use streams_core::{I64Serde, OptionSerde, StringSerde, TestDriver};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("views", Consumed::default())
+    ///     .group_by_key(Grouped::inferred())
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .count(Materialized::named("views-per-minute"))
+    ///     .to_stream()
+    ///     .map(|w: Windowed<String>, n| (w.to_string(), n))
+    ///     .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    /// let mut driver = TestDriver::new(&builder.build()?)?;
+    /// for ts in [1_000, 59_999, 60_000] {
+    ///     driver.pipe_typed("views", &StringSerde, &StringSerde, &"home".to_string(), &String::new(), ts)?;
+    /// }
+    /// let out = driver.read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))?;
+    /// assert_eq!(out[1], ("home@[1970-01-01T00:00:00.000Z,1970-01-01T00:01:00.000Z)".to_string(), Some(2), 59_999));
+    /// assert_eq!(out[2].1, Some(1));
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
+    pub fn windowed_by(self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::new(self, WindowKind::Time(windows))
+    }
+
+    /// Windows the grouped stream with sliding windows (see [`SlidingWindows`]).
+    pub fn windowed_by_sliding(self, windows: SlidingWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::new(self, WindowKind::Sliding(windows))
+    }
+
+    /// Windows the grouped stream into sessions (see [`SessionWindows`]).
+    pub fn windowed_by_session(self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream::new(self, windows)
+    }
+
+    pub(crate) fn state(&self) -> &crate::builder::Shared {
+        &self.stream.state
+    }
+
+    /// `materialized` with the value serde a reduce uses when none is given.
+    pub(crate) fn reduce_materialized(
+        &self,
+        materialized: Materialized<K, V>,
+    ) -> Materialized<K, V> {
+        Materialized {
+            serdes: materialized.serdes.or(&Serdes {
+                key: None,
+                value: self
+                    .grouped
+                    .serdes
+                    .value
+                    .clone()
+                    .or_else(|| self.stream.serdes.value.clone()),
+            }),
+            ..materialized
+        }
+    }
+
+    /// Adds an aggregation node that owns a store: names the store (after `prefix` unless
+    /// `materialized` names it), repartitions the stream first when its key changed, resolves
+    /// the key and aggregate serdes, registers the store `spec` describes and connects it.
+    /// Returns `None` after recording the error when something is missing or invalid.
+    pub(crate) fn add_aggregation<KO, A, P, F>(
+        &self,
         prefix: &str,
-        materialized: Materialized<K, A>,
-        f: AggregateFn<K, V, A>,
-    ) -> KTable<K, A> {
+        materialized: &Materialized<K, A>,
+        spec: impl FnOnce(&str) -> Result<StoreSpec, String>,
+        make: impl FnOnce(String, Arc<dyn Serde<K>>, Arc<dyn Serde<A>>) -> F,
+    ) -> Option<Aggregation<K, KO, A>>
+    where
+        KO: Clone + 'static,
+        A: Clone + 'static,
+        P: Processor<K, V> + 'static,
+        F: Fn(&mut Instantiation<'_>, Downstream<KO, Change<A>>) -> streams_core::Result<P>
+            + Send
+            + Sync
+            + 'static,
+    {
         let state = self.stream.state.clone();
         let store = state.borrow_mut().name(
             &format!("{prefix}-STATE-STORE"),
@@ -135,44 +182,119 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             state
                 .borrow_mut()
                 .missing_serde(&store, "key and aggregate");
-            return KTable::from_node(&state, dead(), Serdes::none(), None);
+            return None;
         };
-        let spec = materialized.key_value_spec(&store);
+        let spec = match spec(&store) {
+            Ok(spec) => spec,
+            Err(reason) => {
+                state.borrow_mut().fail(streams_core::Error::Config {
+                    key: format!("store `{store}`"),
+                    reason,
+                });
+                return None;
+            }
+        };
         if let Err(e) = state.borrow_mut().topo.add_store(spec) {
             state.borrow_mut().fail(e);
         }
-        let (ks, as_) = (key_serde.clone(), agg_serde.clone());
-        let store_name = store.clone();
-        let cached = materialized.caching;
-        let node: NodeRef<K, Change<A>> = stream.add(prefix, None, move |inst, down| {
-            Ok(Aggregate {
-                name: inst.node_name().to_string(),
-                store: inst.kv_store(&store_name)?,
-                queue: if cached {
-                    Some(inst.flush_queue(&store_name)?)
-                } else {
-                    None
-                },
-                key_serde: ks.clone(),
-                agg_serde: as_.clone(),
-                f: f.clone(),
-                down,
-            })
-        });
-        {
-            let mut s = state.borrow_mut();
-            if let Err(e) = s.topo.connect_store(node.id, &store) {
-                s.fail(e);
-            }
+        let make = make(store.clone(), key_serde.clone(), agg_serde.clone());
+        let node = stream.add(prefix, None, make);
+        let mut s = state.borrow_mut();
+        if let Err(e) = s.topo.connect_store(node.id, &store) {
+            s.fail(e);
         }
-        KTable::from_node(
-            &state,
+        Some(Aggregation {
             node,
-            Serdes {
-                key: Some(key_serde),
-                value: Some(agg_serde),
-            },
-            Some(store),
-        )
+            key_serde,
+            agg_serde,
+            store,
+        })
     }
+
+    fn aggregate_with<A: Clone + 'static>(
+        self,
+        prefix: &str,
+        materialized: Materialized<K, A>,
+        f: AggregateFn<K, V, A>,
+    ) -> KTable<K, A> {
+        let cached = materialized.caching;
+        let added = self.add_aggregation(
+            prefix,
+            &materialized,
+            |store| Ok(materialized.key_value_spec(store)),
+            |store_name, ks, as_| {
+                move |inst: &mut Instantiation<'_>, down| {
+                    Ok(Aggregate {
+                        name: inst.node_name().to_string(),
+                        store: inst.kv_store(&store_name)?,
+                        queue: cache_queue(inst, &store_name, cached)?,
+                        key_serde: ks.clone(),
+                        agg_serde: as_.clone(),
+                        f: f.clone(),
+                        down,
+                    })
+                }
+            },
+        );
+        let state = self.stream.state.clone();
+        match added {
+            Some(a) => KTable::from_node(
+                &state,
+                a.node,
+                Serdes {
+                    key: Some(a.key_serde),
+                    value: Some(a.agg_serde),
+                },
+                Some(a.store),
+            ),
+            None => KTable::from_node(&state, dead(), Serdes::none(), None),
+        }
+    }
+}
+
+/// What [`KGroupedStream::add_aggregation`] added.
+pub(crate) struct Aggregation<K, KO, A> {
+    pub(crate) node: NodeRef<KO, Change<A>>,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) agg_serde: Arc<dyn Serde<A>>,
+    pub(crate) store: String,
+}
+
+/// `materialized` with the `i64` serde a count uses when none is given.
+pub(crate) fn count_materialized<K: 'static>(
+    materialized: Materialized<K, i64>,
+) -> Materialized<K, i64> {
+    Materialized {
+        serdes: Serdes {
+            key: materialized.serdes.key,
+            value: materialized
+                .serdes
+                .value
+                .or_else(|| Some(Arc::new(streams_core::I64Serde))),
+        },
+        ..materialized
+    }
+}
+
+/// The aggregate function of a count.
+pub(crate) fn count_fn<K, V>() -> AggregateFn<K, V, i64> {
+    Arc::new(|_, _, old: Option<i64>| old.unwrap_or(0) + 1)
+}
+
+/// The aggregate function of a reduce: the first value as is, then `reducer(aggregate, value)`.
+pub(crate) fn reduce_fn<K, V: 'static>(
+    reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+) -> AggregateFn<K, V, V> {
+    Arc::new(move |_, v, old: Option<V>| match old {
+        Some(agg) => reducer(agg, v),
+        None => v,
+    })
+}
+
+/// The aggregate function of an aggregate: `aggregator(key, value, aggregate or initializer())`.
+pub(crate) fn aggregate_fn<K, V, A: 'static>(
+    initializer: impl Fn() -> A + Send + Sync + 'static,
+    aggregator: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+) -> AggregateFn<K, V, A> {
+    Arc::new(move |k, v, old: Option<A>| aggregator(k, v, old.unwrap_or_else(&initializer)))
 }

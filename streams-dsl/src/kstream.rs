@@ -3,7 +3,7 @@
 use crate::ops::{BranchPredicate, Inspector, Predicate};
 use std::sync::Arc;
 
-use streams_core::{Downstream, InternalTopicKind, NodeRef, TopicName};
+use streams_core::{Downstream, InternalTopicKind, NodeRef, StoreKind, StoreSpec, TopicName};
 
 use crate::builder::Shared;
 use crate::kgrouped::KGroupedStream;
@@ -13,7 +13,9 @@ use crate::ops::join::StreamTableJoin;
 use crate::ops::map::{FlatMap, Map};
 use crate::ops::passthrough::{Passthrough, Split};
 use crate::ops::peek::Peek;
-use crate::options::{Consumed, Grouped, Produced, Repartitioned, Serdes};
+use crate::ops::stream_join::{SideJoiner, StreamJoinSide, LEFT, RIGHT};
+use crate::options::{Consumed, Grouped, Produced, Repartitioned, Serdes, StreamJoined};
+use crate::windows::JoinWindows;
 
 /// A stream of records with keys `K` and values `V`.
 ///
@@ -490,6 +492,265 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             table,
             Arc::new(move |_, v, t: Option<T>| Some(joiner(&v, t.as_ref()))),
         )
+    }
+
+    /// Windowed inner join with another stream: each pair of records with equal keys whose
+    /// timestamps are within `windows` (a right record in `[t - before, t + after]` of a left
+    /// record at `t`) is joined once, when the later of the two arrives, and timestamped with
+    /// the later timestamp. Both sides are buffered in window stores for the join window plus
+    /// grace. See [`JoinWindows`] for lateness.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::prelude::*;
+    /// use streams_dsl::{JoinWindows, StreamJoined};
+    /// use streams_core::{StringSerde, TestDriver};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, String>("orders", Consumed::default());
+    /// let payments = builder.stream::<String, String>("payments", Consumed::default());
+    /// orders
+    ///     .join_stream(
+    ///         &payments,
+    ///         |o, p| format!("{o}+{p}"),
+    ///         JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)),
+    ///         StreamJoined::inferred(),
+    ///     )
+    ///     .to("paid", Produced::default());
+    /// let mut driver = TestDriver::new(&builder.build()?)?;
+    /// let s = |x: &str| x.to_string();
+    /// driver.pipe_typed("orders", &StringSerde, &StringSerde, &s("o1"), &s("book"), 100)?;
+    /// driver.pipe_typed("payments", &StringSerde, &StringSerde, &s("o1"), &s("card"), 105)?;
+    /// driver.pipe_typed("payments", &StringSerde, &StringSerde, &s("o1"), &s("late card"), 111)?;
+    /// let out = driver.read_output_typed("paid", &StringSerde, &StringSerde)?;
+    /// assert_eq!(out, vec![(s("o1"), s("book+card"), 105)]);
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
+    pub fn join_stream<VO: Clone + 'static, R: Clone + 'static>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, &VO) -> R + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+    ) -> KStream<K, R> {
+        self.stream_join(
+            other,
+            windows,
+            joined,
+            (false, false),
+            Arc::new(move |l: Option<&V>, r: Option<&VO>| l.zip(r).map(|(l, r)| joiner(l, r))),
+        )
+    }
+
+    /// Windowed left join with another stream: like [`KStream::join_stream`], and a left
+    /// record that matched nothing is emitted once with `None`, when no right record that
+    /// could match it can arrive any more (never before, and never in addition to a match).
+    pub fn left_join_stream<VO: Clone + 'static, R: Clone + 'static>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> R + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+    ) -> KStream<K, R> {
+        self.stream_join(
+            other,
+            windows,
+            joined,
+            (true, false),
+            Arc::new(move |l: Option<&V>, r: Option<&VO>| l.map(|l| joiner(l, r))),
+        )
+    }
+
+    /// Windowed outer join with another stream: like [`KStream::left_join_stream`], for the
+    /// records of both sides.
+    pub fn outer_join_stream<VO: Clone + 'static, R: Clone + 'static>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> R + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+    ) -> KStream<K, R> {
+        self.stream_join(
+            other,
+            windows,
+            joined,
+            (true, true),
+            Arc::new(move |l: Option<&V>, r: Option<&VO>| Some(joiner(l, r))),
+        )
+    }
+
+    fn stream_join<VO: Clone + 'static, R: Clone + 'static>(
+        &self,
+        other: &KStream<K, VO>,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+        (emit_left, emit_right): (bool, bool),
+        joiner: SideJoiner<V, VO, R>,
+    ) -> KStream<K, R> {
+        let this = if self.needs_repartition {
+            self.through_repartition(Serdes::none(), None)
+        } else {
+            self.clone()
+        };
+        let that = if other.needs_repartition {
+            other.through_repartition(Serdes::none(), None)
+        } else {
+            other.clone()
+        };
+        let key = joined
+            .key
+            .clone()
+            .or_else(|| this.serdes.key.clone())
+            .or_else(|| that.serdes.key.clone());
+        let value = joined.value.clone().or_else(|| this.serdes.value.clone());
+        let other_value = joined
+            .other_value
+            .clone()
+            .or_else(|| that.serdes.value.clone());
+        let (Some(ks), Some(vs), Some(vos)) = (key, value, other_value) else {
+            self.state
+                .borrow_mut()
+                .missing_serde("stream-stream join", "key and both values");
+            return this.derive(dead(), Serdes::none(), false);
+        };
+        let (before, after, grace) = (windows.before_ms(), windows.after_ms(), windows.grace_ms());
+        if before.saturating_add(after) < 0 {
+            self.state.borrow_mut().fail(streams_core::Error::Config {
+                key: "JoinWindows".into(),
+                reason: format!("before + after must not be negative, got {before} + {after} ms"),
+            });
+            return this.derive(dead(), Serdes::none(), false);
+        }
+        let base = self
+            .state
+            .borrow_mut()
+            .name("KSTREAM-JOIN", joined.name.as_deref());
+        let this_store = format!("{base}-this-store");
+        let other_store = format!("{base}-other-store");
+        let unmatched_store = (emit_left || emit_right).then(|| format!("{base}-unmatched-store"));
+        let buffer = |name: &str| StoreSpec {
+            name: name.to_string(),
+            kind: StoreKind::Window {
+                retention_ms: before
+                    .saturating_add(after)
+                    .saturating_add(grace)
+                    .saturating_add(1),
+                window_size_ms: before.saturating_add(after).saturating_add(1),
+                retain_duplicates: true,
+            },
+            persistent: !joined.in_memory,
+            logged: joined.logging,
+            cached: false,
+        };
+        let mut specs = vec![buffer(&this_store), buffer(&other_store)];
+        if let Some(name) = &unmatched_store {
+            specs.push(StoreSpec {
+                kind: StoreKind::KeyValue,
+                ..buffer(name)
+            });
+        }
+        let side = {
+            let (ks, unmatched_store) = (ks.clone(), unmatched_store.clone());
+            move |side: u8, this_store: String, other_store: String| {
+                let (ks, unmatched_store) = (ks.clone(), unmatched_store.clone());
+                move |inst: &mut streams_core::Instantiation<'_>| {
+                    Ok((
+                        inst.node_name().to_string(),
+                        inst.window_store(&this_store)?,
+                        inst.window_store(&other_store)?,
+                        unmatched_store
+                            .as_deref()
+                            .map(|s| inst.kv_store(s))
+                            .transpose()?,
+                        ks.clone(),
+                        side,
+                    ))
+                }
+            }
+        };
+        let left_open = side(LEFT, this_store.clone(), other_store.clone());
+        let (lvs, lvos, left_joiner) = (vs.clone(), vos.clone(), joiner.clone());
+        let left = this.add(
+            "KSTREAM-JOINTHIS",
+            Some(&format!("{base}-this")),
+            move |inst, down| {
+                let (name, this_store, other_store, unmatched, key_serde, side) = left_open(inst)?;
+                Ok(StreamJoinSide {
+                    name,
+                    side,
+                    this_store,
+                    other_store,
+                    unmatched,
+                    emit_unmatched: emit_left,
+                    key_serde,
+                    this_serde: lvs.clone(),
+                    other_serde: lvos.clone(),
+                    before_ms: before,
+                    after_ms: after,
+                    grace_ms: grace,
+                    joiner: left_joiner.clone(),
+                    down,
+                })
+            },
+        );
+        let right_open = side(RIGHT, other_store.clone(), this_store.clone());
+        let right = that.add(
+            "KSTREAM-JOINOTHER",
+            Some(&format!("{base}-other")),
+            move |inst, down| {
+                let (name, this_store, other_store, unmatched, key_serde, side) = right_open(inst)?;
+                let joiner = joiner.clone();
+                Ok(StreamJoinSide {
+                    name,
+                    side,
+                    this_store,
+                    other_store,
+                    unmatched,
+                    emit_unmatched: emit_right,
+                    key_serde,
+                    this_serde: vos.clone(),
+                    other_serde: vs.clone(),
+                    before_ms: after,
+                    after_ms: before,
+                    grace_ms: grace,
+                    joiner: Arc::new(move |r: Option<&VO>, l: Option<&V>| joiner(l, r)),
+                    down,
+                })
+            },
+        );
+        let mut s = self.state.borrow_mut();
+        let store_names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
+        for spec in specs {
+            if let Err(e) = s.topo.add_store(spec) {
+                s.fail(e);
+            }
+        }
+        for name in &store_names {
+            for node in [left.id, right.id] {
+                if let Err(e) = s.topo.connect_store(node, name) {
+                    s.fail(e);
+                }
+            }
+        }
+        let mut topics = s.topo.source_topics_of(this.node.id);
+        topics.extend(s.topo.source_topics_of(that.node.id));
+        s.topo.copartition(topics);
+        let merged = s.add_processor(
+            "KSTREAM-MERGE",
+            Some(&format!("{base}-merge")),
+            &[left, right],
+            |_, down| Ok(Passthrough { down }),
+        );
+        drop(s);
+        KStream {
+            state: self.state.clone(),
+            node: merged,
+            serdes: Serdes {
+                key: Some(ks),
+                value: None,
+            },
+            needs_repartition: false,
+        }
     }
 
     fn table_join<T: Clone + 'static, R: Clone + 'static>(

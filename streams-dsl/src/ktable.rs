@@ -7,10 +7,13 @@ use streams_core::{Change, NodeRef, OptionSerde, Serde, TopicName};
 
 use crate::builder::Shared;
 use crate::kstream::{dead, KStream};
+use crate::ops::cache_queue;
 use crate::ops::join::{TableJoiner, TableTableJoin};
 use crate::ops::passthrough::Passthrough;
+use crate::ops::suppress::Suppress;
 use crate::ops::table::{FilterChanges, MapChanges, Materialize, MaterializeChanges, ToStream};
 use crate::options::{Consumed, Materialized, Serdes};
+use crate::suppressed::{BufferFull, Suppressed};
 
 /// A table: for each key, its latest value. Internally a stream of changes
 /// (`new` and `old` value per update), so downstream tables and joins can retract old values.
@@ -34,6 +37,9 @@ pub struct KTable<K, V> {
     pub(crate) node: NodeRef<K, Change<V>>,
     pub(crate) serdes: Serdes<K, V>,
     pub(crate) store: Option<String>,
+    /// For a windowed table: the grace period of the windowed aggregation it comes from, which
+    /// tells `suppress(until_window_closes)` when a window closes.
+    pub(crate) window_grace: Option<i64>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -43,6 +49,7 @@ impl<K, V> Clone for KTable<K, V> {
             node: self.node,
             serdes: self.serdes.clone(),
             store: self.store.clone(),
+            window_grace: self.window_grace,
         }
     }
 }
@@ -59,7 +66,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             node,
             serdes,
             store,
+            window_grace: None,
         }
+    }
+
+    /// The same table, known to be windowed with `grace`.
+    pub(crate) fn with_window_grace(mut self, grace: Option<i64>) -> Self {
+        self.window_grace = grace;
+        self
     }
 
     pub(crate) fn source(
@@ -102,11 +116,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     Ok(Materialize {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
-                        queue: if cached {
-                            Some(inst.flush_queue(&store_name)?)
-                        } else {
-                            None
-                        },
+                        queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
                         down,
@@ -200,6 +210,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             })
         });
         KTable::from_node(&self.state, node, self.serdes.clone(), None)
+            .with_window_grace(self.window_grace)
     }
 
     /// The table with each value replaced by `f(key, value)`.
@@ -220,6 +231,67 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             },
             None,
         )
+        .with_window_grace(self.window_grace)
+    }
+
+    /// Holds updates back and emits fewer of them: one final result per window
+    /// ([`Suppressed::until_window_closes`], windowed tables only) or at most one update per
+    /// key per time limit ([`Suppressed::until_time_limit`]). See [`Suppressed`] for an example.
+    pub fn suppress(&self, suppressed: Suppressed<K>) -> KTable<K, V> {
+        let delay = if suppressed.final_results() {
+            match self.window_grace {
+                Some(grace) => grace,
+                None => {
+                    self.state.borrow_mut().fail(streams_core::Error::Config {
+                        key: "suppress(until_window_closes)".into(),
+                        reason: "needs a table made by a windowed aggregation".into(),
+                    });
+                    return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+                }
+            }
+        } else {
+            suppressed.limit_ms
+        };
+        if suppressed.final_results()
+            && suppressed.buffer.when_full() == Some(BufferFull::EmitEarly)
+        {
+            self.state.borrow_mut().fail(streams_core::Error::Config {
+                key: "suppress(until_window_closes)".into(),
+                reason: "a final result cannot be emitted early: use fail_when_full()".into(),
+            });
+        }
+        let Some(key_serde) = self.serdes.key.clone() else {
+            self.state.borrow_mut().missing_serde("suppress", "key");
+            return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+        };
+        let value_serde = self.serdes.value.clone();
+        if suppressed.buffer.max_bytes.is_some() && value_serde.is_none() {
+            self.state
+                .borrow_mut()
+                .missing_serde("suppress with max_bytes", "value");
+        }
+        let name = self
+            .state
+            .borrow_mut()
+            .name("KTABLE-SUPPRESS", suppressed.name.as_deref());
+        let suppressed = Arc::new(suppressed);
+        let node = self.state.borrow_mut().add_processor(
+            &name,
+            Some(&name),
+            &[self.node],
+            move |inst, down| {
+                Ok(Suppress::new(
+                    inst.node_name().to_string(),
+                    key_serde.clone(),
+                    value_serde.clone(),
+                    &suppressed,
+                    delay,
+                    down,
+                ))
+            },
+        );
+        KTable::from_node(&self.state, node, self.serdes.clone(), None)
+            .with_window_grace(self.window_grace)
     }
 
     /// Materializes this table into a store (named by `materialized`), so it can be queried.
@@ -247,11 +319,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     Ok(MaterializeChanges(Materialize {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
-                        queue: if cached {
-                            Some(inst.flush_queue(&store_name)?)
-                        } else {
-                            None
-                        },
+                        queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
                         down,

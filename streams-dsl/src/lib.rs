@@ -7,6 +7,33 @@
 //! stores), and an operator uses the serdes the stream already knows unless given others.
 //!
 //! Start with `use streams_dsl::prelude::*;`.
+//!
+//! # Windows
+//!
+//! [`KGroupedStream::windowed_by`] (tumbling and hopping [`TimeWindows`]),
+//! [`KGroupedStream::windowed_by_sliding`] ([`SlidingWindows`]) and
+//! [`KGroupedStream::windowed_by_session`] ([`SessionWindows`]) aggregate into tables keyed by
+//! [`Windowed<K>`]; [`KStream::join_stream`] and its left and outer forms join two streams
+//! within [`JoinWindows`]. Semantics follow Kafka Streams, with these choices written down:
+//!
+//! - Every window is half-open, `[start, end)`: sliding windows (Kafka: `[t - d, t]`) end at
+//!   `t + 1`, sessions one past their last record. A window is closed once
+//!   `end + grace <= stream time`, where stream time is the task's (the largest timestamp it
+//!   has processed, the current record included); a record that reaches only closed windows is
+//!   dropped and counted under the reason `"late"` ([`streams_core::TaskMetrics`]).
+//! - Windowed updates carry the largest record timestamp of their window (sessions: their last
+//!   record's). Session merges forward the merged-away sessions as deletions; a session that
+//!   stays the same window is updated in place, not deleted and re-added.
+//! - Sliding windows are built as in KIP-450, but records before `time difference` (near the
+//!   epoch) get windows with negative starts instead of Kafka's shared `[0, d]` window.
+//! - [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits each window once, when
+//!   it closes, checking on each update and on each commit; the buffer is in memory and not
+//!   restored after a crash. Bounded buffers can fail or (time limit only) emit early.
+//! - Stream–stream joins drop a record whose own window closed more than `grace` ago, and emit
+//!   a left/outer record without a match only once no match can arrive
+//!   (`t + before + after + grace < stream time`), so never both unmatched and matched.
+//! - Store retention defaults to what the windows need (see [`Materialized::with_retention`]);
+//!   stores drop whole expired segments, so state stays bounded on an endless stream.
 
 #![warn(missing_docs)]
 
@@ -14,16 +41,26 @@ mod builder;
 mod kgrouped;
 mod kstream;
 mod ktable;
+mod kwindowed;
 mod ops;
 mod options;
+mod query;
+mod suppressed;
+mod windows;
 
 pub use builder::StreamsBuilder;
 pub use kgrouped::KGroupedStream;
 pub use kstream::KStream;
 pub use ktable::KTable;
+pub use kwindowed::{SessionWindowedKStream, TimeWindowedKStream};
 pub use ops::BranchPredicate;
-pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned, StreamJoined};
+pub use query::{SessionStoreView, WindowStoreView};
 pub use streams_core::TestDriver;
+pub use suppressed::{BufferConfig, BufferFull, Suppressed};
+pub use windows::{
+    JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed, WindowedSerde,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]
@@ -33,8 +70,9 @@ pub struct ReadmeDoctests;
 /// Everything a pipeline needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Consumed, Grouped, KGroupedStream, KStream, KTable, Materialized, Produced, Repartitioned,
-        StreamsBuilder,
+        BufferConfig, Consumed, Grouped, JoinWindows, KGroupedStream, KStream, KTable,
+        Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined,
+        StreamsBuilder, Suppressed, TimeWindows, Windowed,
     };
     pub use streams_core::{Change, DefaultSerde, Serde, Topology};
 }

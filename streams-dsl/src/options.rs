@@ -190,6 +190,7 @@ pub struct Materialized<K, V> {
     pub(crate) in_memory: bool,
     pub(crate) caching: bool,
     pub(crate) logging: bool,
+    pub(crate) retention_ms: Option<i64>,
 }
 
 impl<K: 'static, V: 'static> Materialized<K, V> {
@@ -209,6 +210,7 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
             in_memory: false,
             caching: true,
             logging: true,
+            retention_ms: None,
         }
     }
 
@@ -252,6 +254,17 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
         self.logging = on;
         self
     }
+
+    /// For windowed aggregations: how long windows are kept for queries, in stream time after
+    /// their start (sessions: after their end). It must be at least what the windows need
+    /// (time windows: size + grace; sliding: `3 × difference + grace + 2`; sessions:
+    /// `2 × gap + grace + 1`), which is also the default. Windows are kept by their start, so
+    /// with the default a window can be queried until it has closed; keep them longer to query
+    /// closed windows.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention_ms = Some(crate::windows::millis(retention));
+        self
+    }
 }
 
 impl<K, V> Materialized<K, V> {
@@ -265,6 +278,44 @@ impl<K, V> Materialized<K, V> {
             cached: self.caching,
         }
     }
+
+    /// The retention to use given the least the windows need, or why the chosen one is too
+    /// short.
+    pub(crate) fn retention(&self, least: i64) -> Result<i64, String> {
+        match self.retention_ms {
+            None => Ok(least),
+            Some(r) if r >= least => Ok(r),
+            Some(r) => Err(format!(
+                "retention of {r} ms is shorter than the {least} ms the windows need"
+            )),
+        }
+    }
+
+    /// The window store these options describe (cached as chosen; no duplicates).
+    pub(crate) fn window_spec(
+        &self,
+        name: &str,
+        retention_ms: i64,
+        window_size_ms: i64,
+    ) -> streams_core::StoreSpec {
+        streams_core::StoreSpec {
+            kind: streams_core::StoreKind::Window {
+                retention_ms,
+                window_size_ms,
+                retain_duplicates: false,
+            },
+            ..self.key_value_spec(name)
+        }
+    }
+
+    /// The session store these options describe (session stores have no cache).
+    pub(crate) fn session_spec(&self, name: &str, retention_ms: i64) -> streams_core::StoreSpec {
+        streams_core::StoreSpec {
+            kind: streams_core::StoreKind::Session { retention_ms },
+            cached: false,
+            ..self.key_value_spec(name)
+        }
+    }
 }
 
 impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
@@ -276,5 +327,81 @@ impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
             },
             ..Self::inferred()
         }
+    }
+}
+
+/// How a stream–stream join keeps its state: serdes of the key and of both sides' values (for
+/// the window stores that buffer them), the name its stores and nodes derive from, RocksDB or
+/// memory, changelogging.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_dsl::prelude::*;
+/// use streams_dsl::{JoinWindows, StreamJoined};
+/// use streams_core::{StringSerde, U64Serde};
+///
+/// let builder = StreamsBuilder::new();
+/// let clicks = builder.stream::<String, u64>("clicks", Consumed::default());
+/// let views = builder.stream::<String, u64>("views", Consumed::default());
+/// clicks
+///     .join_stream(
+///         &views,
+///         |c, v| c + v,
+///         JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(1)),
+///         StreamJoined::with(StringSerde, U64Serde, U64Serde).named("clicks-views").in_memory(),
+///     )
+///     .to("joined", Produced::default());
+/// assert!(builder.build()?.describe().contains("clicks-views-this-store"));
+/// # Ok::<(), streams_core::Error>(())
+/// ```
+pub struct StreamJoined<K, V, VO> {
+    pub(crate) key: Option<Arc<dyn Serde<K>>>,
+    pub(crate) value: Option<Arc<dyn Serde<V>>>,
+    pub(crate) other_value: Option<Arc<dyn Serde<VO>>>,
+    pub(crate) name: Option<String>,
+    pub(crate) in_memory: bool,
+    pub(crate) logging: bool,
+}
+
+impl<K: 'static, V: 'static, VO: 'static> StreamJoined<K, V, VO> {
+    /// With the serdes the streams already know.
+    pub fn inferred() -> Self {
+        StreamJoined {
+            key: None,
+            value: None,
+            other_value: None,
+            name: None,
+            in_memory: false,
+            logging: true,
+        }
+    }
+
+    /// With these serdes: key, this stream's values, the other stream's values.
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>, other_value: impl Serde<VO>) -> Self {
+        StreamJoined {
+            key: Some(Arc::new(key)),
+            value: Some(Arc::new(value)),
+            other_value: Some(Arc::new(other_value)),
+            ..Self::inferred()
+        }
+    }
+
+    /// Names the join: its nodes and stores are `<name>-this`, `<name>-other`,
+    /// `<name>-this-store`, `<name>-other-store` and `<name>-unmatched-store`.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Keeps the buffers in memory instead of RocksDB.
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
+        self
+    }
+
+    /// Turns the changelogs of the buffers on or off (on by default).
+    pub fn with_logging(mut self, on: bool) -> Self {
+        self.logging = on;
+        self
     }
 }

@@ -527,3 +527,69 @@ fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
         .any(|h| h.key == dead_letter_headers::ERROR
             && String::from_utf8_lossy(h.value.as_deref().unwrap()).contains("refuses")));
 }
+
+/// Rates every millisecond, payments every ten, fetched ten records at a time: a payment
+/// must see the rate of the millisecond before it, so the task must wait for the rates
+/// partition to be fetched rather than run ahead on payments (Kafka Streams' task idling).
+#[test]
+fn stream_table_join_sees_the_table_as_of_each_record_across_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("rates", TopicConfig::new(2)).unwrap();
+    log.create_topic("payments", TopicConfig::new(2)).unwrap();
+    let mut expected = Vec::new();
+    // Per partition, in time order (a partition is read in offset order).
+    let mut rates: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+    let mut payments: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+    for t in 0..3_000 {
+        for currency in ["EUR", "USD", "JPY"] {
+            let p = streams_core::partition_for_key(currency.as_bytes(), 2);
+            rates
+                .entry(p)
+                .or_default()
+                .push(Record::new(currency, format!("{currency}{t}"), t));
+            if t % 10 == 5 {
+                expected.push((currency.to_string(), format!("p{t}@{currency}{}", t - 1)));
+                payments
+                    .entry(p)
+                    .or_default()
+                    .push(Record::new(currency, format!("p{t}"), t));
+            }
+        }
+    }
+    for (topic, per_partition) in [("rates", rates), ("payments", payments)] {
+        for (p, records) in per_partition {
+            log.append(&TopicPartition::new(topic, p), &records)
+                .unwrap();
+        }
+    }
+    let b = StreamsBuilder::new();
+    let rates =
+        b.table::<String, String>("rates", Consumed::default(), Materialized::named("rates"));
+    b.stream::<String, String>("payments", Consumed::default())
+        .left_join(&rates, |p, r| {
+            format!("{p}@{}", r.map_or("none", String::as_str))
+        })
+        .to("priced", Produced::default());
+    let mut cfg = config(dir.path(), 2);
+    cfg.max_poll_records = 10;
+    cfg.max_buffered_records = 20;
+    let streams = Streams::new(b.build().unwrap(), cfg, log.clone()).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    streams.close().unwrap();
+    let mut got: Vec<(String, String)> = read_topic(&*log, "priced")
+        .iter()
+        .flat_map(|p| decode(p, &StringSerde))
+        .collect();
+    got.sort();
+    expected.sort();
+    let wrong: Vec<_> = got.iter().filter(|g| !expected.contains(g)).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert_eq!(got.len(), expected.len());
+}

@@ -16,6 +16,8 @@
 
 mod assignor;
 mod config;
+#[cfg(feature = "http")]
+pub mod http;
 mod metrics;
 mod query;
 mod thread;

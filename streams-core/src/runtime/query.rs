@@ -52,8 +52,8 @@ struct Located {
 }
 
 impl Located {
-    fn find(streams: &Streams, store: &str, want_window: bool) -> Result<Located> {
-        let shared = streams.shared.clone();
+    fn find(shared: &Arc<Shared>, store: &str, want_window: bool) -> Result<Located> {
+        let shared = shared.clone();
         let spec = shared
             .topology
             .stores()
@@ -111,6 +111,19 @@ pub struct KeyValueQuery<K, V> {
 }
 
 impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        store: &str,
+        keys: Arc<dyn Serde<K>>,
+        values: Arc<dyn Serde<V>>,
+    ) -> Result<Self> {
+        Ok(KeyValueQuery {
+            at: Located::find(shared, store, false)?,
+            keys,
+            values,
+        })
+    }
+
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let bytes = encode(&*self.keys, key, &self.at.store)?;
@@ -178,6 +191,19 @@ pub struct WindowQuery<K, V> {
 }
 
 impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        store: &str,
+        keys: Arc<dyn Serde<K>>,
+        values: Arc<dyn Serde<V>>,
+    ) -> Result<Self> {
+        Ok(WindowQuery {
+            at: Located::find(shared, store, true)?,
+            keys,
+            values,
+        })
+    }
+
     /// The windows of `key` starting in `[time_from, time_to]`, as (window start, value), in
     /// time order.
     pub fn fetch(&self, key: &K, time_from: i64, time_to: i64) -> Result<Vec<(i64, V)>> {
@@ -208,11 +234,7 @@ impl Streams {
         keys: Arc<dyn Serde<K>>,
         values: Arc<dyn Serde<V>>,
     ) -> Result<KeyValueQuery<K, V>> {
-        Ok(KeyValueQuery {
-            at: Located::find(self, store, false)?,
-            keys,
-            values,
-        })
+        KeyValueQuery::new(&self.shared, store, keys, values)
     }
 
     /// Queries a window store by name. `keys` and `values` must be the serdes the store was
@@ -223,10 +245,6 @@ impl Streams {
         keys: Arc<dyn Serde<K>>,
         values: Arc<dyn Serde<V>>,
     ) -> Result<WindowQuery<K, V>> {
-        Ok(WindowQuery {
-            at: Located::find(self, store, true)?,
-            keys,
-            values,
-        })
+        WindowQuery::new(&self.shared, store, keys, values)
     }
 }

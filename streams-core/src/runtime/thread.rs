@@ -5,11 +5,11 @@
 //! `max_poll_records` records per task in timestamp order; run wall-clock punctuations; append
 //! what the tasks produced; commit when the interval has passed.
 //!
-//! A commit flushes the tasks (caches forward, stores write their changelog records), appends
-//! everything produced, then — under at-least-once — writes checkpoints and commits the input
-//! offsets, or — under exactly-once — commits the thread's transaction together with the
-//! offsets and only then writes checkpoints. A task's checkpoint is deleted before it first
-//! processes after a commit, so a crash in between makes the next owner restore from the
+//! A commit flushes the tasks (caches write through, stores produce their changelog records),
+//! appends everything produced, then commits the input offsets — under exactly-once together
+//! with the thread's transaction. Checkpoints, which make RocksDB durable, are written every
+//! [`CHECKPOINT_RECORDS`] records and when a task is closed. A task deletes its checkpoint
+//! before it changes local state, so after a crash its next owner restores from the
 //! changelog rather than trust local state that ran ahead of it.
 
 use std::collections::BTreeMap;
@@ -35,12 +35,40 @@ pub(crate) struct Active {
     task: Task,
     /// Per input: the partition and the next offset to fetch.
     positions: Vec<(TopicPartition, u64)>,
-    /// Processed (or punctuated) since the last commit; its checkpoint is gone.
+    /// Processed (or punctuated) since the last commit.
     dirty: bool,
+    /// A checkpoint file matches local state (deleted before the task processes again).
+    checkpointed: bool,
+    /// Records processed when the checkpoint was last written.
+    processed_at_checkpoint: u64,
     /// Offsets as last committed, to skip commits that would change nothing.
     committed: Vec<(TopicPartition, u64)>,
     restored: u64,
     restore_time: Duration,
+}
+
+impl Active {
+    /// Before the task changes local state: its checkpoint no longer holds.
+    fn touch(&mut self) -> Result<()> {
+        self.dirty = true;
+        if self.checkpointed {
+            self.task.delete_checkpoint()?;
+            self.checkpointed = false;
+        }
+        Ok(())
+    }
+
+    /// After a commit: writes the checkpoint (flushing RocksDB) once at least `every`
+    /// records were processed since the last one.
+    fn checkpoint_if(&mut self, log: &dyn crate::log::Log, every: u64) -> Result<()> {
+        let processed = self.task.metrics().processed;
+        if !self.checkpointed && processed - self.processed_at_checkpoint >= every {
+            self.task.write_checkpoint(log)?;
+            self.checkpointed = true;
+            self.processed_at_checkpoint = processed;
+        }
+        Ok(())
+    }
 }
 
 /// The tasks of one thread, as a query running there sees them.
@@ -51,6 +79,11 @@ impl ActiveTasks {
         self.0.get(&task).map(|a| a.task.stores())
     }
 }
+
+/// Records a task processes between checkpoints (as Kafka Streams, which checkpoints when
+/// the changelog moved 10,000 records). A checkpoint flushes RocksDB's memtables, which is
+/// too costly for every commit; without one, a crash restores the task from the changelog.
+const CHECKPOINT_RECORDS: u64 = 10_000;
 
 pub(crate) struct StreamThread {
     shared: Arc<Shared>,
@@ -209,8 +242,10 @@ impl StreamThread {
                 .collect();
             if !revoked.is_empty() {
                 self.commit()?;
+                let log = self.shared.log.clone();
                 for id in revoked {
-                    if let Some(active) = self.tasks.0.remove(&id) {
+                    if let Some(mut active) = self.tasks.0.remove(&id) {
+                        active.checkpoint_if(&*log, 0)?;
                         active.task.close()?;
                     }
                     let mut group = self.shared.group.lock();
@@ -289,6 +324,8 @@ impl StreamThread {
             task,
             positions,
             dirty: false,
+            checkpointed: true,
+            processed_at_checkpoint: 0,
             committed,
             restored,
             restore_time,
@@ -306,7 +343,7 @@ impl StreamThread {
         let isolation = IsolationLevel::ReadCommitted;
         let mut polled = 0;
         for active in self.tasks.0.values_mut() {
-            for (tp, position) in &mut active.positions {
+            for (index, (tp, position)) in active.positions.iter_mut().enumerate() {
                 if active.task.buffered_for(&tp.topic) + max_poll > max_buffered {
                     continue;
                 }
@@ -314,6 +351,11 @@ impl StreamThread {
                 self.metrics.polls += 1;
                 polled += fetch.records.len();
                 *position = fetch.next_offset;
+                // While the log holds more of this partition, the task waits for it rather
+                // than running ahead on its other inputs.
+                let pending = fetch.records.len() == max_poll
+                    || fetch.next_offset < log.end_offset(tp, isolation)?;
+                active.task.set_fetch_pending(index, pending);
                 if !fetch.records.is_empty() {
                     active.task.add_records(&tp.topic, fetch.records)?;
                 }
@@ -323,7 +365,8 @@ impl StreamThread {
     }
 
     fn process(&mut self) -> Result<usize> {
-        let max = self.shared.config.max_poll_records;
+        // Everything buffered, unless an input runs dry with more to fetch.
+        let max = self.shared.config.max_buffered_records;
         let mut total = 0;
         let ids: Vec<TaskId> = self.tasks.0.keys().copied().collect();
         for id in ids {
@@ -334,10 +377,7 @@ impl StreamThread {
             if active.task.buffered() == 0 {
                 continue;
             }
-            if !active.dirty {
-                active.task.delete_checkpoint()?;
-                active.dirty = true;
-            }
+            active.touch()?;
             let mut n = 0;
             while n < max && active.task.process_next()? {
                 n += 1;
@@ -353,9 +393,8 @@ impl StreamThread {
         let now = now_ms();
         for (id, active) in &mut self.tasks.0 {
             self.current = Some(*id);
-            if active.task.punctuate_wall_clock(now)? > 0 && !active.dirty {
-                active.task.delete_checkpoint()?;
-                active.dirty = true;
+            if active.task.punctuate_wall_clock(now)? > 0 {
+                active.touch()?;
             }
         }
         self.current = None;
@@ -470,28 +509,14 @@ impl StreamThread {
         let log = self.shared.log.clone();
         let app = self.shared.config.application_id.clone();
         match self.txn.take() {
-            Some(txn) => {
-                log.commit_transaction(txn, Some((&app, &offsets)))?;
-                for active in self.tasks.0.values_mut() {
-                    if active.dirty {
-                        active.task.write_checkpoint(&*log)?;
-                    }
-                }
-            }
-            None => {
-                for active in self.tasks.0.values_mut() {
-                    if active.dirty {
-                        active.task.write_checkpoint(&*log)?;
-                    }
-                }
-                if !offsets.is_empty() {
-                    log.commit_offsets(&app, &offsets)?;
-                }
-            }
+            Some(txn) => log.commit_transaction(txn, Some((&app, &offsets)))?,
+            None if !offsets.is_empty() => log.commit_offsets(&app, &offsets)?,
+            None => {}
         }
         for active in self.tasks.0.values_mut() {
             active.dirty = false;
             active.committed = active.task.consumed_offsets();
+            active.checkpoint_if(&*log, CHECKPOINT_RECORDS)?;
         }
         let latency = started.elapsed();
         let interval = self.last_commit.elapsed().as_secs_f64();
@@ -518,8 +543,10 @@ impl StreamThread {
     /// A clean stop: a final commit, then every task closed with its checkpoint written.
     fn shut_down(&mut self) -> Result<()> {
         self.commit()?;
+        let log = self.shared.log.clone();
         let tasks = std::mem::take(&mut self.tasks.0);
-        for (id, active) in tasks {
+        for (id, mut active) in tasks {
+            active.checkpoint_if(&*log, 0)?;
             active.task.close()?;
             tracing::info!(thread = %self.name, task = %id, "task closed");
         }
@@ -527,8 +554,8 @@ impl StreamThread {
     }
 
     /// After a failure: abort the open transaction and drop the tasks without committing.
-    /// Their checkpoints were deleted when they became dirty, so the next owner restores
-    /// from the changelog.
+    /// Their checkpoints were deleted before they changed local state, so the next owner
+    /// restores from the changelog.
     fn abandon(&mut self) {
         if let Some(txn) = self.txn.take() {
             if let Err(e) = self.shared.log.abort_transaction(txn) {

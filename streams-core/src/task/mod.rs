@@ -129,6 +129,8 @@ struct Input {
     queue: VecDeque<StoredRecord>,
     /// Next offset to commit, once anything was processed or a position was set.
     consumed: Option<u64>,
+    /// The log holds records of this partition that were not fetched yet.
+    fetch_pending: bool,
 }
 
 struct Schedule {
@@ -213,6 +215,7 @@ impl Task {
                 source,
                 queue: VecDeque::new(),
                 consumed: None,
+                fetch_pending: false,
             })
             .collect();
         let schedules = specs
@@ -339,16 +342,30 @@ impl Task {
         self.punctuate(PunctuationType::WallClockTime, now_ms)
     }
 
+    /// Tells the task whether input `index` (in [`Task::input_topics`] order) has records in
+    /// the log that were not fetched yet. While such an input's buffer is empty the task
+    /// waits for the fetch instead of processing other inputs past it, which keeps
+    /// processing in timestamp order across inputs (Kafka Streams' task idling).
+    pub fn set_fetch_pending(&mut self, index: usize, pending: bool) {
+        if let Some(input) = self.inputs.get_mut(index) {
+            input.fetch_pending = pending;
+        }
+    }
+
     /// Processes the buffered record with the smallest timestamp. Returns `false` when
-    /// nothing is buffered.
+    /// nothing is buffered, or when an input with nothing buffered still has records to
+    /// fetch (see [`Task::set_fetch_pending`]).
     pub fn process_next(&mut self) -> Result<bool> {
         // The buffered head with the smallest timestamp; ties go to the first input.
         let mut best: Option<(i64, usize)> = None;
         for (i, input) in self.inputs.iter().enumerate() {
-            if let Some(r) = input.queue.front() {
-                if best.is_none_or(|(ts, _)| r.record.timestamp < ts) {
+            match input.queue.front() {
+                Some(r) if best.is_none_or(|(ts, _)| r.record.timestamp < ts) => {
                     best = Some((r.record.timestamp, i));
                 }
+                Some(_) => {}
+                None if input.fetch_pending => return Ok(false),
+                None => {}
             }
         }
         let Some((_, index)) = best else {
@@ -458,9 +475,10 @@ impl Task {
         Ok(fired)
     }
 
-    /// Commit, first half: processors forward what they hold back (parents first), stores
-    /// flush (caches, changelog records, RocksDB). Afterwards [`Task::drain_output`] holds
-    /// everything the commit must write.
+    /// Commit, first half: processors forward what they hold back (parents first), store
+    /// caches write through (producing changelog records). Afterwards [`Task::drain_output`]
+    /// holds everything the commit must write. Local durability (RocksDB memtables) waits
+    /// for [`Task::write_checkpoint`].
     pub fn flush(&mut self) -> Result<()> {
         self.meta = RecordMeta::default();
         for (i, hook) in self.hooks.iter().enumerate() {
@@ -474,7 +492,7 @@ impl Task {
                 },
             })?;
         }
-        self.stores.flush()
+        self.stores.flush_caches()
     }
 
     /// Takes the records produced so far: sink output first in production order, then the
@@ -485,8 +503,9 @@ impl Task {
         out
     }
 
-    /// Writes the task's checkpoint: local stores are consistent with their changelogs up
-    /// to the changelogs' current end. Call after the commit's records were appended.
+    /// Makes local state durable and writes the task's checkpoint: local stores are
+    /// consistent with their changelogs up to the changelogs' current end. Call after the
+    /// commit's records were appended.
     pub fn write_checkpoint(&self, log: &dyn Log) -> Result<()> {
         self.stores.write_checkpoint(log)
     }

@@ -323,14 +323,26 @@ impl TaskStores {
         &self.task_dir
     }
 
-    /// Flushes every store (caches forward, changelog records are buffered, RocksDB
-    /// memtables are written), then drops changes no processor drained.
-    pub(crate) fn flush(&self) -> Result<()> {
+    /// Writes every store's cache through (changelog records are buffered), then drops
+    /// changes no processor drained.
+    pub(crate) fn flush_caches(&self) -> Result<()> {
         for e in self.entries.values() {
-            e.store.with(|s| s.flush()).map_err(store_err(self.task))?;
+            e.store
+                .with(|s| s.flush_cache())
+                .map_err(store_err(self.task))?;
             if let Some(q) = &e.queue {
                 q.lock().clear();
             }
+        }
+        Ok(())
+    }
+
+    /// Makes local state durable: caches write through and RocksDB memtables are written
+    /// (the WAL is off). Needed before a checkpoint can claim it.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_caches()?;
+        for e in self.entries.values() {
+            e.store.with(|s| s.flush()).map_err(store_err(self.task))?;
         }
         Ok(())
     }
@@ -388,6 +400,7 @@ impl TaskStores {
     /// Records, for each logged persistent store, that it is restored up to the changelog's
     /// current end, so a restart replays only what comes after.
     pub(crate) fn write_checkpoint(&self, log: &dyn Log) -> Result<()> {
+        self.flush()?;
         let mut cp = Checkpoint::new();
         for e in self.entries.values() {
             if let (Some(tp), true) = (&e.changelog, e.spec.persistent) {

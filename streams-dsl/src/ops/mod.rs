@@ -6,7 +6,11 @@ pub(crate) mod join;
 pub(crate) mod map;
 pub(crate) mod passthrough;
 pub(crate) mod peek;
+pub(crate) mod session_aggregate;
+pub(crate) mod stream_join;
+pub(crate) mod suppress;
 pub(crate) mod table;
+pub(crate) mod window_aggregate;
 
 use std::sync::Arc;
 
@@ -56,6 +60,34 @@ pub(crate) fn store_error(node: &str, e: state_store::StoreError) -> Error {
     }
 }
 
+/// The flush queue of `store` when it is cached: where an operator over it finds the changes
+/// to forward.
+pub(crate) fn cache_queue(
+    inst: &streams_core::Instantiation<'_>,
+    store: &str,
+    cached: bool,
+) -> streams_core::Result<Option<FlushQueue>> {
+    cached.then(|| inst.flush_queue(store)).transpose()
+}
+
+/// On commit, for an operator over a cached store: writes its cache through, which fills
+/// the queue (RocksDB is made durable later, at a checkpoint).
+/// Returns whether there is a queue to drain.
+pub(crate) fn flush_cached<S: state_store::StateStore + ?Sized>(
+    store: &std::cell::RefCell<Box<S>>,
+    queue: Option<&FlushQueue>,
+    node: &str,
+) -> streams_core::Result<bool> {
+    if queue.is_none() {
+        return Ok(false);
+    }
+    store
+        .borrow_mut()
+        .flush_cache()
+        .map_err(|e| store_error(node, e))?;
+    Ok(true)
+}
+
 /// Forwards the changes a cached store flushed or evicted, decoded, each with the timestamp
 /// of the write that made it. Changes from absent to absent are skipped.
 pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
@@ -66,18 +98,39 @@ pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
     down: &Downstream<K, Change<V>>,
     ctx: &mut ProcessorContext<'_>,
 ) -> streams_core::Result<()> {
+    forward_flushed_with(
+        queue,
+        down,
+        ctx,
+        |b| decode(key_serde, b, node),
+        |b| Ok((decode(value_serde, b, node)?, None)),
+    )
+}
+
+/// [`forward_flushed`] for stores whose raw keys and values are not plain serde output
+/// (window stores: `[key][start]` keys and timestamped values). `decode_value` may return the
+/// timestamp the value carries, which then replaces the write's.
+pub(crate) fn forward_flushed_with<K: Clone + 'static, V: Clone + 'static>(
+    queue: Option<&FlushQueue>,
+    down: &Downstream<K, Change<V>>,
+    ctx: &mut ProcessorContext<'_>,
+    decode_key: impl Fn(&[u8]) -> streams_core::Result<K>,
+    decode_value: impl Fn(&[u8]) -> streams_core::Result<(V, Option<i64>)>,
+) -> streams_core::Result<()> {
     let Some(queue) = queue else {
         return Ok(());
     };
     let changes: Vec<_> = queue.lock().drain(..).collect();
     for c in changes {
-        let key = decode(key_serde, &c.key, node)?;
-        let new = c.new.map(|b| decode(value_serde, &b, node)).transpose()?;
-        let old = c.old.map(|b| decode(value_serde, &b, node)).transpose()?;
+        let key = decode_key(&c.key)?;
+        let new = c.new.map(|b| decode_value(&b)).transpose()?;
+        let old = c.old.map(|b| decode_value(&b)).transpose()?;
+        let timestamp = new.as_ref().and_then(|(_, ts)| *ts).unwrap_or(c.timestamp);
         if new.is_none() && old.is_none() {
             continue;
         }
-        down.forward(ctx, Rec::new(key, Change::new(new, old), c.timestamp))?;
+        let change = Change::new(new.map(|(v, _)| v), old.map(|(v, _)| v));
+        down.forward(ctx, Rec::new(key, change, timestamp))?;
     }
     Ok(())
 }

@@ -80,11 +80,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>> for Materia
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if self.queue.is_some() {
-            self.store
-                .borrow_mut()
-                .flush()
-                .map_err(|e| store_error(&self.name, e))?;
+        if super::flush_cached(&self.store, self.queue.as_ref(), &self.name)? {
             self.drain(ctx)?;
         }
         Ok(())

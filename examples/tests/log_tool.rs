@@ -1,0 +1,726 @@
+//! The `streams-log` tool, run as a process on a temporary log: topics, produce and consume
+//! with exact output, consumer-group offsets and resets, and its errors.
+//!
+//! The log admits one process at a time, so a test that opens it with the API to set up or
+//! check offsets drops it before running the tool (except the test of the lock error).
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use streams_core::{
+    partition_for_key, EmbeddedLog, EmbeddedLogConfig, Log, StreamsConfig, TopicPartition,
+};
+use tempfile::TempDir;
+
+/// A temporary log directory and a way to run the tool on it.
+struct Tool {
+    _dir: TempDir,
+    log: PathBuf,
+}
+
+/// What one run of the tool did.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and no complaints; returns stdout.
+    #[track_caller]
+    fn ok(self) -> String {
+        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
+        assert_eq!(self.stderr, "");
+        self.stdout
+    }
+
+    /// Asserts a failure with exit code 1 and one line on stderr; returns that line.
+    #[track_caller]
+    fn error(self) -> String {
+        assert_eq!(self.code, Some(1), "stdout: {}", self.stdout);
+        assert_eq!(self.stderr.lines().count(), 1, "stderr: {}", self.stderr);
+        assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
+        self.stderr.trim_end().to_string()
+    }
+
+    /// Asserts that argument parsing refused the command (exit code 2); returns stderr.
+    #[track_caller]
+    fn usage_error(self) -> String {
+        assert_eq!(self.code, Some(2), "stdout: {}", self.stdout);
+        self.stderr
+    }
+}
+
+fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streams-log"));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+impl Tool {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        Tool { _dir: dir, log }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = command();
+        cmd.arg("--log-dir").arg(&self.log).args(args);
+        cmd
+    }
+
+    /// Runs the tool with `stdin` as its input.
+    fn run_with(&self, args: &[&str], stdin: &str) -> Run {
+        let mut child = self.command(args).spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, "")
+    }
+
+    /// Opens the log with the API; drop it before running the tool again.
+    fn open(&self) -> EmbeddedLog {
+        let config = EmbeddedLogConfig {
+            cleaner_interval: None,
+            ..Default::default()
+        };
+        EmbeddedLog::open_with(&self.log, config).unwrap()
+    }
+}
+
+/// A log with topic `payments` (3 partitions) holding five records at timestamps 1000–1004:
+/// EUR and USD go to partition 0, GBP to 1, nothing to 2.
+fn payments() -> Tool {
+    let tool = Tool::new();
+    tool.run(&["create", "payments", "--partitions", "3"]).ok();
+    for (i, line) in ["EUR,1250", "USD,99", "GBP,7", "EUR,1300", "GBP,8"]
+        .iter()
+        .enumerate()
+    {
+        let ts = (1000 + i).to_string();
+        let out = tool
+            .run_with(&["produce", "payments", "--timestamp-ms", &ts], line)
+            .ok();
+        assert_eq!(out, "appended 1 record to `payments`\n");
+    }
+    tool
+}
+
+#[test]
+fn create_produce_consume_round_trip() {
+    let tool = Tool::new();
+    let out = tool.run(&["create", "payments", "--partitions", "3"]).ok();
+    assert_eq!(
+        out,
+        "created topic `payments`: 3 partitions, cleanup.policy=delete, retention.ms=604800000\n"
+    );
+    let out = tool
+        .run(&["create", "rates", "--partitions", "2", "--compact"])
+        .ok();
+    assert_eq!(
+        out,
+        "created topic `rates`: 2 partitions, cleanup.policy=compact, retention.ms=none\n"
+    );
+    let out = tool.run(&["topics"]).ok();
+    assert_eq!(
+        out,
+        "TOPIC     PARTITIONS  CLEANUP\n\
+         payments  3           delete\n\
+         rates     2           compact\n"
+    );
+
+    let input = "EUR,1250\nUSD,99\nGBP,7,5\r\nEUR,1300\n";
+    let out = tool
+        .run_with(&["produce", "payments", "--timestamp-ms", "1000"], input)
+        .ok();
+    assert_eq!(out, "appended 4 records to `payments`\n");
+    let out = tool.run(&["consume", "payments"]).ok();
+    // Partition by partition; the value keeps everything after the first separator.
+    assert_eq!(
+        out,
+        "0,0,1000,EUR,1250\n\
+         0,1,1000,USD,99\n\
+         0,2,1000,EUR,1300\n\
+         1,0,1000,GBP,7,5\n"
+    );
+    let out = tool
+        .run(&["consume", "payments", "--format", "json", "--max", "1"])
+        .ok();
+    assert_eq!(
+        out,
+        "{\"partition\":0,\"offset\":0,\"timestamp\":1000,\"key\":\"EUR\",\"value\":\"1250\",\"headers\":[]}\n"
+    );
+
+    let out = tool.run(&["describe", "payments"]).ok();
+    assert!(
+        out.starts_with(
+            "topic                payments\n\
+             partitions           3\n\
+             cleanup.policy       delete\n\
+             retention.ms         604800000\n\
+             retention.bytes      none\n\
+             delete.retention.ms  86400000\n\
+             segment.bytes        67108864\n\
+             \n\
+             PARTITION  START  END  STABLE-END  SEGMENTS  BYTES\n"
+        ),
+        "{out}"
+    );
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(9)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let offsets: Vec<_> = rows.iter().map(|r| (r[0], r[1], r[2], r[3])).collect();
+    assert_eq!(
+        offsets,
+        [
+            ("0", "0", "3", "3"),
+            ("1", "0", "1", "1"),
+            ("2", "0", "0", "0")
+        ]
+    );
+}
+
+#[test]
+fn keys_go_to_the_partition_of_partition_for_key() {
+    let tool = Tool::new();
+    tool.run(&["create", "t", "--partitions", "7"]).ok();
+    let keys: Vec<String> = (0..60).map(|i| format!("key-{i}")).collect();
+    let input: String = keys.iter().map(|k| format!("{k},v\n")).collect();
+    assert_eq!(
+        tool.run_with(&["produce", "t"], &input).ok(),
+        "appended 60 records to `t`\n"
+    );
+    let out = tool.run(&["consume", "t"]).ok();
+    let mut seen = 0;
+    for line in out.lines() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let partition: u32 = fields[0].parse().unwrap();
+        assert_eq!(
+            partition,
+            partition_for_key(fields[3].as_bytes(), 7),
+            "{line}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 60);
+    // More than one partition is used, so the check above means something.
+    let used: std::collections::BTreeSet<&str> = out.lines().map(|l| &l[..1]).collect();
+    assert!(used.len() > 3, "{used:?}");
+
+    // --partition overrides the key's partition.
+    let p = (partition_for_key(b"key-0", 7) + 1) % 7;
+    let out = tool
+        .run_with(
+            &["produce", "t", "--partition", &p.to_string()],
+            "key-0,x\n",
+        )
+        .ok();
+    assert_eq!(out, "appended 1 record to `t`\n");
+    let out = tool
+        .run(&["consume", "t", "--partition", &p.to_string()])
+        .ok();
+    assert!(out.lines().last().unwrap().ends_with(",key-0,x"), "{out}");
+}
+
+#[test]
+fn tombstones_and_values_without_keys() {
+    let tool = Tool::new();
+    tool.run(&["create", "rates", "--partitions", "1", "--compact"])
+        .ok();
+    let input = "EUR,0.86\nEUR,\n";
+    let out = tool
+        .run_with(
+            &["produce", "rates", "--tombstones", "--timestamp-ms", "5"],
+            input,
+        )
+        .ok();
+    assert_eq!(out, "appended 2 records to `rates`\n");
+    // Without --tombstones an empty value is an empty value, not a null.
+    tool.run_with(&["produce", "rates", "--timestamp-ms", "6"], "EUR,\n")
+        .ok();
+    let out = tool.run(&["consume", "rates"]).ok();
+    assert_eq!(out, "0,0,5,EUR,0.86\n0,1,5,EUR,<null>\n0,2,6,EUR,\n");
+    let out = tool
+        .run(&["consume", "rates", "--format", "json", "--from-offset", "1"])
+        .usage_error();
+    assert!(out.contains("--partition"), "{out}");
+    let out = tool
+        .run(&[
+            "consume",
+            "rates",
+            "--format",
+            "json",
+            "--partition",
+            "0",
+            "--from-offset",
+            "1",
+        ])
+        .ok();
+    assert_eq!(
+        out,
+        "{\"partition\":0,\"offset\":1,\"timestamp\":5,\"key\":\"EUR\",\"value\":null,\"headers\":[]}\n\
+         {\"partition\":0,\"offset\":2,\"timestamp\":6,\"key\":\"EUR\",\"value\":\"\",\"headers\":[]}\n"
+    );
+
+    // A compacted topic refuses records without a key, before reading any input.
+    let err = tool
+        .run_with(&["produce", "rates", "--no-key"], "x\n")
+        .error();
+    assert_eq!(
+        err,
+        "error: topic `rates` is compacted, so every record needs a key: drop --no-key"
+    );
+
+    // Values without keys are spread round-robin over the partitions.
+    tool.run(&["create", "events", "--partitions", "2"]).ok();
+    let out = tool
+        .run_with(
+            &["produce", "events", "--no-key", "--timestamp-ms", "9"],
+            "a,1\nb\nc\n",
+        )
+        .ok();
+    assert_eq!(out, "appended 3 records to `events`\n");
+    let out = tool.run(&["consume", "events"]).ok();
+    assert_eq!(out, "0,0,9,<null>,a,1\n0,1,9,<null>,c\n1,0,9,<null>,b\n");
+}
+
+#[test]
+fn malformed_lines_are_reported_with_their_numbers_and_skipped() {
+    let tool = Tool::new();
+    tool.run(&["create", "t", "--partitions", "1"]).ok();
+    let input = "a,1\nno separator here\n\n,empty key\nb;2\nc,3\n";
+    let run = tool.run_with(&["produce", "t", "--timestamp-ms", "1"], input);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "appended 2 records to `t` (3 malformed lines skipped)\n"
+    );
+    assert_eq!(
+        run.stderr,
+        "line 2: no `,` between key and value (use --no-key for lines that are only a value); skipped\n\
+         line 4: empty key (use --no-key for records without a key); skipped\n\
+         line 5: no `,` between key and value (use --no-key for lines that are only a value); skipped\n"
+    );
+    assert_eq!(tool.run(&["consume", "t"]).ok(), "0,0,1,a,1\n0,1,1,c,3\n");
+
+    // Another separator makes line 5 good; bytes that are not UTF-8 are printed lossily.
+    let run = tool.run_with(
+        &["produce", "t", "--separator", ";", "--timestamp-ms", "2"],
+        "b;2\nbad\n",
+    );
+    assert_eq!(
+        run.stdout,
+        "appended 1 record to `t` (1 malformed line skipped)\n"
+    );
+    assert!(run.stderr.starts_with("line 2: no `;` "), "{}", run.stderr);
+    let mut child = tool
+        .command(&["produce", "t", "--timestamp-ms", "3"])
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"k\xff,v\xfe\n")
+        .unwrap();
+    Run::from(child.wait_with_output().unwrap()).ok();
+    let out = tool
+        .run(&["consume", "t", "--partition", "0", "--from-offset", "3"])
+        .ok();
+    assert_eq!(out, "0,3,3,k\u{fffd},v\u{fffd}\n");
+}
+
+#[test]
+fn consume_from_offset_timestamp_and_max() {
+    let tool = payments();
+    let out = tool
+        .run(&[
+            "consume",
+            "payments",
+            "--partition",
+            "0",
+            "--from-offset",
+            "1",
+        ])
+        .ok();
+    assert_eq!(out, "0,1,1001,USD,99\n0,2,1003,EUR,1300\n");
+    // From a timestamp: in each partition, the first record at or after it.
+    let out = tool
+        .run(&["consume", "payments", "--from-timestamp", "1002"])
+        .ok();
+    assert_eq!(out, "0,2,1003,EUR,1300\n1,0,1002,GBP,7\n1,1,1004,GBP,8\n");
+    let out = tool
+        .run(&["consume", "payments", "--from-timestamp", "5000"])
+        .ok();
+    assert_eq!(out, "");
+    let out = tool
+        .run(&["consume", "payments", "--from-beginning", "--max", "2"])
+        .ok();
+    assert_eq!(out, "0,0,1000,EUR,1250\n0,1,1001,USD,99\n");
+    let err = tool
+        .run(&[
+            "consume",
+            "payments",
+            "--partition",
+            "0",
+            "--from-offset",
+            "9",
+        ])
+        .error();
+    assert_eq!(
+        err,
+        "error: offset 9 is out of range for payments-0 (valid: 0..=3)"
+    );
+    let err = tool
+        .run(&["consume", "payments", "--partition", "3"])
+        .error();
+    assert_eq!(
+        err,
+        "error: partition 3 is out of range for topic `payments` (3 partitions)"
+    );
+}
+
+#[test]
+fn follow_prints_records_produced_later_by_another_process() {
+    let tool = payments();
+    let mut follower = tool
+        .command(&[
+            "consume",
+            "payments",
+            "--partition",
+            "2",
+            "--follow",
+            "--max",
+            "2",
+        ])
+        .spawn()
+        .unwrap();
+    // The follower closes the log between polls; a producer waits for its turn.
+    std::thread::sleep(Duration::from_millis(300));
+    let p2 = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| partition_for_key(k.as_bytes(), 3) == 2)
+        .take(2)
+        .collect::<Vec<_>>();
+    for (i, key) in p2.iter().enumerate() {
+        let ts = (2000 + i).to_string();
+        tool.run_with(
+            &[
+                "produce",
+                "payments",
+                "--lock-wait-ms",
+                "10000",
+                "--timestamp-ms",
+                &ts,
+            ],
+            &format!("{key},v{i}\n"),
+        )
+        .ok();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while follower.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            follower.kill().unwrap();
+            panic!("the follower did not stop after --max records");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = Run::from(follower.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("2,0,2000,{},v0\n2,1,2001,{},v1\n", p2[0], p2[1])
+    );
+}
+
+#[test]
+fn group_offsets_and_lag() {
+    let tool = payments();
+    {
+        let log = tool.open();
+        log.commit_offsets(
+            "app",
+            &[
+                (TopicPartition::new("payments", 0), 1),
+                (TopicPartition::new("payments", 1), 2),
+            ],
+        )
+        .unwrap();
+        log.commit_offsets("other", &[(TopicPartition::new("payments", 0), 3)])
+            .unwrap();
+    }
+    let out = tool.run(&["offsets", "app"]).ok();
+    assert_eq!(
+        out,
+        "TOPIC     PARTITION  COMMITTED  END  LAG\n\
+         payments  0          1          3    2\n\
+         payments  1          2          2    0\n\
+         payments  2          -          0    0\n\
+         total lag: 2\n"
+    );
+    let out = tool.run(&["groups"]).ok();
+    assert_eq!(
+        out,
+        "GROUP  TOPICS    LAG\n\
+         app    payments  2\n\
+         other  payments  2\n"
+    );
+    // A consumer can start where the group left off.
+    let out = tool.run(&["consume", "payments", "--group", "app"]).ok();
+    assert_eq!(out, "0,1,1001,USD,99\n0,2,1003,EUR,1300\n");
+    let err = tool.run(&["offsets", "nobody"]).error();
+    assert_eq!(
+        err,
+        "error: group `nobody` has no committed offsets (see `streams-log groups`)"
+    );
+}
+
+#[test]
+fn reset_offsets_to_earliest_latest_timestamp_and_offset() {
+    let tool = payments();
+    let committed = |tool: &Tool| {
+        let log = tool.open();
+        let offsets = log.committed_offsets("app").unwrap();
+        offsets
+            .into_iter()
+            .map(|(tp, o)| (tp.partition, o))
+            .collect::<Vec<_>>()
+    };
+    tool.open()
+        .commit_offsets("app", &[(TopicPartition::new("payments", 0), 2)])
+        .unwrap();
+
+    let out = tool
+        .run(&[
+            "reset-offsets",
+            "app",
+            "--topic",
+            "payments",
+            "--to-earliest",
+            "--dry-run",
+        ])
+        .ok();
+    assert_eq!(
+        out,
+        "TOPIC     PARTITION  OLD  NEW\n\
+         payments  0          2    0\n\
+         payments  1          -    0\n\
+         payments  2          -    0\n\
+         dry run: nothing committed\n"
+    );
+    assert_eq!(committed(&tool), [(0, 2)]);
+
+    let out = tool
+        .run(&[
+            "reset-offsets",
+            "app",
+            "--topic",
+            "payments",
+            "--to-earliest",
+        ])
+        .ok();
+    assert!(
+        out.ends_with("committed 3 offsets for group `app`\n"),
+        "{out}"
+    );
+    assert_eq!(committed(&tool), [(0, 0), (1, 0), (2, 0)]);
+
+    let out = tool
+        .run(&["reset-offsets", "app", "--topic", "payments", "--to-latest"])
+        .ok();
+    assert_eq!(
+        out,
+        "TOPIC     PARTITION  OLD  NEW\n\
+         payments  0          0    3\n\
+         payments  1          0    2\n\
+         payments  2          0    0\n\
+         committed 3 offsets for group `app`\n"
+    );
+    assert_eq!(committed(&tool), [(0, 3), (1, 2), (2, 0)]);
+
+    // Replay from an event time: the first record at or after it, or the end.
+    tool.run(&[
+        "reset-offsets",
+        "app",
+        "--topic",
+        "payments",
+        "--to-timestamp",
+        "1002",
+    ])
+    .ok();
+    assert_eq!(committed(&tool), [(0, 2), (1, 0), (2, 0)]);
+
+    tool.run(&[
+        "reset-offsets",
+        "app",
+        "--topic",
+        "payments",
+        "--partition",
+        "1",
+        "--to-offset",
+        "1",
+    ])
+    .ok();
+    assert_eq!(committed(&tool), [(0, 2), (1, 1), (2, 0)]);
+    let err = tool
+        .run(&[
+            "reset-offsets",
+            "app",
+            "--topic",
+            "payments",
+            "--to-offset",
+            "3",
+        ])
+        .error();
+    assert_eq!(
+        err,
+        "error: offset 3 is out of range for payments-1 (valid: 0..=2)"
+    );
+    assert_eq!(committed(&tool), [(0, 2), (1, 1), (2, 0)]);
+
+    // One destination is required.
+    let err = tool
+        .run(&["reset-offsets", "app", "--topic", "payments"])
+        .usage_error();
+    assert!(err.contains("--to-earliest"), "{err}");
+}
+
+#[test]
+fn unknown_topic_is_a_one_line_error() {
+    let tool = payments();
+    for args in [
+        &["consume", "nope"][..],
+        &["describe", "nope"],
+        &["produce", "nope"],
+        &["reset-offsets", "g", "--topic", "nope", "--to-earliest"],
+    ] {
+        assert_eq!(tool.run(args).error(), "error: unknown topic `nope`");
+    }
+    let err = tool
+        .run(&["create", "payments", "--partitions", "3"])
+        .error();
+    assert_eq!(
+        err,
+        "error: topic `payments` already exists (3 partitions, cleanup.policy=delete)"
+    );
+    tool.run(&["create", "payments", "--partitions", "3", "--if-not-exists"])
+        .ok();
+    let err = tool
+        .run(&["create", "bad/name", "--partitions", "1"])
+        .error();
+    assert!(err.contains("bad/name"), "{err}");
+}
+
+#[test]
+fn a_log_held_by_another_process_is_a_clear_error() {
+    let tool = payments();
+    let held = tool.open();
+    let err = tool.run(&["topics"]).error();
+    assert!(err.contains("is in use by another process"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(err.ends_with("stop the application (or pass --lock-wait-ms) and try again"));
+    // Nothing was appended while the log was held.
+    let err = tool
+        .run_with(&["produce", "payments", "--lock-wait-ms", "200"], "a,b\n")
+        .error();
+    assert!(err.contains("is in use by another process"), "{err}");
+    assert_eq!(
+        held.end_offset(&TopicPartition::new("payments", 0), Default::default())
+            .unwrap(),
+        3
+    );
+    drop(held);
+    tool.run(&["topics"]).ok();
+}
+
+#[test]
+fn a_missing_log_or_state_dir_is_a_clear_error() {
+    let tool = Tool::new();
+    let err = tool.run(&["topics"]).error();
+    assert_eq!(
+        err,
+        format!(
+            "error: no embedded log at {}; `create` makes a new log",
+            tool.log.display()
+        )
+    );
+    let run: Run = command().arg("topics").output().unwrap().into();
+    assert_eq!(
+        run.error(),
+        "error: no log given: pass --log-dir DIR or --state-dir DIR"
+    );
+
+    // --state-dir finds the log where the runtime puts it.
+    let state = tool.log.parent().unwrap();
+    assert_eq!(
+        StreamsConfig::new("any", state).embedded_log_dir(),
+        tool.log
+    );
+    tool.run(&["create", "t", "--partitions", "1"]).ok();
+    let run: Run = command()
+        .args(["--state-dir".as_ref(), state.as_os_str(), "topics".as_ref()])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(
+        run.ok(),
+        "TOPIC  PARTITIONS  CLEANUP\nt      1           delete\n"
+    );
+    // The state directory passed as --log-dir gets a hint, not a new empty log.
+    let run: Run = command()
+        .args(["--log-dir".as_ref(), state.as_os_str(), "topics".as_ref()])
+        .output()
+        .unwrap()
+        .into();
+    assert!(run
+        .error()
+        .ends_with("it looks like a state directory: pass it as --state-dir"));
+    assert!(!Path::new(state).join("topics").exists());
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        "topics",
+        "create",
+        "describe",
+        "produce",
+        "consume",
+        "groups",
+        "offsets",
+        "reset-offsets",
+    ] {
+        let run: Run = command().args([sub, "--help"]).output().unwrap().into();
+        let out = run.ok();
+        assert!(out.contains("Usage: streams-log"), "{sub}: {out}");
+        assert!(out.lines().next().unwrap().len() > 10, "{sub}: {out}");
+    }
+}

@@ -1,0 +1,470 @@
+#![allow(clippy::unwrap_used)]
+//! Test-driver tests of windowed aggregations, suppression and stream–stream joins on
+//! hand-made out-of-order inputs, with exact expected outputs: records exactly on window
+//! boundaries and exactly at the grace limit included.
+
+use std::time::Duration;
+
+use streams_core::{DriverConfig, Error, I64Serde, OptionSerde, StringSerde, TestDriver};
+use streams_dsl::prelude::*;
+use streams_dsl::{SessionStoreView, Window, WindowStoreView, WindowedSerde};
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn pipe(d: &mut TestDriver, topic: &str, k: &str, v: &str, ts: i64) {
+    d.pipe_typed(topic, &StringSerde, &StringSerde, &s(k), &s(v), ts)
+        .unwrap();
+}
+
+/// `(key, start, end, count, timestamp)` of each windowed update written to `topic`.
+fn windowed_out(d: &mut TestDriver, topic: &str) -> Vec<(String, i64, i64, Option<i64>, i64)> {
+    d.read_output_typed(
+        topic,
+        &WindowedSerde::new(StringSerde),
+        &OptionSerde(I64Serde),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|(w, v, ts)| (w.key, w.window.start, w.window.end, v, ts))
+    .collect()
+}
+
+/// A count per key over `windowed`, written uncached to `out`.
+fn count_topology(
+    windowed: impl FnOnce(KGroupedStream<String, String>) -> KTable<Windowed<String>, i64>,
+) -> Topology {
+    let b = StreamsBuilder::new();
+    let grouped = b
+        .stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred());
+    windowed(grouped)
+        .to_stream()
+        .to("out", Produced::inferred());
+    b.build().unwrap()
+}
+
+#[test]
+fn tumbling_counts_with_grace_out_of_order() {
+    let topo = count_topology(|g| {
+        g.windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
+            .count(Materialized::named("counts").with_caching(false))
+    });
+    let mut d = TestDriver::new(&topo).unwrap();
+    // 10 starts the second window; 9 is 1 ms before the first one's end, in grace; the second
+    // 9 arrives when stream time is 15 = end 10 + grace 5: late, exactly at the limit.
+    for ts in [0, 10, 9, 15, 9, 14] {
+        pipe(&mut d, "in", "a", "", ts);
+    }
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![
+            (s("a"), 0, 10, Some(1), 0),
+            (s("a"), 10, 20, Some(1), 10),
+            (s("a"), 0, 10, Some(2), 9),
+            (s("a"), 10, 20, Some(2), 15),
+            (s("a"), 10, 20, Some(3), 15),
+        ]
+    );
+    assert_eq!(d.metrics().dropped_for("late"), 1);
+}
+
+#[test]
+fn hopping_counts_only_open_windows() {
+    let topo = count_topology(|g| {
+        g.windowed_by(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(5)))
+            .count(Materialized::named("counts").with_caching(false))
+    });
+    let mut d = TestDriver::new(&topo).unwrap();
+    // At stream time 10, [0, 10) is closed (end + 0 <= 10): 4 reaches only closed windows
+    // and is late; 5 starts [5, 15) (open) and also falls in closed [0, 10), which it skips.
+    for ts in [7, 10, 4, 5] {
+        pipe(&mut d, "in", "a", "", ts);
+    }
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![
+            (s("a"), 0, 10, Some(1), 7),
+            (s("a"), 5, 15, Some(1), 7),
+            (s("a"), 5, 15, Some(2), 10),
+            (s("a"), 10, 20, Some(1), 10),
+            (s("a"), 5, 15, Some(3), 10),
+        ]
+    );
+    assert_eq!(d.metrics().dropped_for("late"), 1);
+}
+
+#[test]
+fn sliding_windows_follow_the_records() {
+    let topo = count_topology(|g| {
+        g.windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(ms(10), ms(20)))
+            .count(Materialized::named("counts").with_caching(false))
+    });
+    let mut d = TestDriver::new(&topo).unwrap();
+    for ts in [10, 15, 30, 12] {
+        pipe(&mut d, "in", "a", "", ts);
+    }
+    // The latest window a record at -1 can be in, [-1, 9], ends (exclusive) at 10, and
+    // 10 + grace 20 = 30 <= stream time 30: late, exactly at the limit.
+    pipe(&mut d, "in", "a", "", -1);
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![
+            // 10: its left window [0, 10].
+            (s("a"), 0, 11, Some(1), 10),
+            // 15: left window [5, 15] seeded from [0, 10]; right window of 10: [11, 21].
+            (s("a"), 5, 16, Some(2), 15),
+            (s("a"), 11, 22, Some(1), 15),
+            // 30: alone in [20, 30].
+            (s("a"), 20, 31, Some(1), 30),
+            // 12 (out of order): its left window [2, 12] holds 10 and 12; it joins [5, 15]
+            // and [11, 21]; its right window [13, 23] holds 15.
+            (s("a"), 2, 13, Some(2), 12),
+            (s("a"), 5, 16, Some(3), 15),
+            (s("a"), 11, 22, Some(2), 15),
+            (s("a"), 13, 24, Some(1), 15),
+        ]
+    );
+    assert_eq!(d.metrics().dropped_for("late"), 1);
+}
+
+#[test]
+fn sessions_merge_and_respect_grace() {
+    let topo = count_topology(|g| {
+        g.windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(5), ms(5)))
+            .count(Materialized::named("sessions"))
+    });
+    let mut d = TestDriver::new(&topo).unwrap();
+    // 5 bridges [0] and [10] (gaps of exactly 5). 3 lands inside. 16 starts a new session
+    // (6 after 10). 4 would extend [0, 10], whose last record 10 + grace 5 < 16: late. 21 is
+    // exactly `gap` after 16 and extends its session.
+    for ts in [0, 10, 5, 3, 16, 4, 21] {
+        pipe(&mut d, "in", "a", "", ts);
+    }
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![
+            (s("a"), 0, 1, Some(1), 0),
+            (s("a"), 10, 11, Some(1), 10),
+            (s("a"), 0, 1, None, 0),
+            (s("a"), 10, 11, None, 10),
+            (s("a"), 0, 11, Some(3), 10),
+            (s("a"), 0, 11, Some(4), 10),
+            (s("a"), 16, 17, Some(1), 16),
+            (s("a"), 16, 17, None, 16),
+            (s("a"), 16, 22, Some(2), 21),
+        ]
+    );
+    assert_eq!(d.metrics().dropped_for("late"), 1);
+    let view = SessionStoreView::new(d.session_store("sessions").unwrap(), StringSerde, I64Serde);
+    assert_eq!(
+        view.fetch(&s("a")).unwrap(),
+        vec![(Window::new(0, 11), 4), (Window::new(16, 22), 2)]
+    );
+}
+
+#[test]
+fn suppress_emits_one_final_result_per_window() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
+        .count(Materialized::named("counts"))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to("out", Produced::inferred());
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    for (k, ts) in [("a", 1), ("a", 12), ("a", 8), ("b", 3)] {
+        pipe(&mut d, "in", k, "", ts);
+    }
+    assert!(d.read_output("out").is_empty(), "no window has closed yet");
+    // Stream time 15 = end 10 + grace 5: [0, 10) closes for both keys.
+    pipe(&mut d, "in", "a", "", 15);
+    // Late for [0, 10), which has been emitted: changes nothing.
+    pipe(&mut d, "in", "a", "", 9);
+    pipe(&mut d, "in", "a", "", 30);
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![
+            (s("a"), 0, 10, Some(2), 8),
+            (s("b"), 0, 10, Some(1), 3),
+            (s("a"), 10, 20, Some(2), 15),
+        ]
+    );
+    assert_eq!(d.metrics().dropped_for("late"), 1);
+}
+
+#[test]
+fn suppress_final_results_of_sessions_skip_merged_ones() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(5)))
+        .count(Materialized::named("sessions"))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to("out", Produced::inferred());
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    for ts in [0, 4, 2, 20, 40] {
+        pipe(&mut d, "in", "a", "", ts);
+    }
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![(s("a"), 0, 5, Some(3), 4), (s("a"), 20, 21, Some(1), 20)]
+    );
+}
+
+#[test]
+fn suppress_until_time_limit_rate_limits_each_key() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"))
+        .suppress(Suppressed::until_time_limit(
+            ms(10),
+            BufferConfig::unbounded(),
+        ))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    for (k, ts) in [("a", 0), ("a", 5), ("b", 6), ("a", 10), ("a", 20)] {
+        pipe(&mut d, "in", k, "", ts);
+    }
+    let out = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    // a's timer started at 0 and ends at 10; b's started at 6 and ends at 16 (reached at
+    // 20); a's next update (20) starts a new timer.
+    assert_eq!(out, vec![(s("a"), Some(3), 10), (s("b"), Some(1), 6)]);
+}
+
+#[test]
+fn full_suppression_buffer_emits_early_or_fails_as_chosen() {
+    let topology = |buffer: BufferConfig| {
+        let b = StreamsBuilder::new();
+        b.stream::<String, String>("in", Consumed::default())
+            .group_by_key(Grouped::inferred())
+            .count(Materialized::named("counts"))
+            .suppress(Suppressed::until_time_limit(ms(100), buffer))
+            .to_stream()
+            .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+        b.build().unwrap()
+    };
+    let mut d = TestDriver::new(&topology(BufferConfig::max_records(1))).unwrap();
+    for (k, ts) in [("a", 0), ("a", 1), ("b", 2)] {
+        pipe(&mut d, "in", k, "", ts);
+    }
+    let out = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    assert_eq!(out, vec![(s("a"), Some(2), 1)], "a is pushed out by b");
+
+    let mut d = TestDriver::new(&topology(BufferConfig::max_records(1).fail_when_full())).unwrap();
+    pipe(&mut d, "in", "a", "", 0);
+    let err = d
+        .pipe_typed("in", &StringSerde, &StringSerde, &s("b"), &s(""), 1)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Processing { reason, .. } if reason.contains("suppression buffer is full")),
+        "{err}"
+    );
+}
+
+#[test]
+fn final_results_cannot_be_emitted_early() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+        .count(Materialized::inferred())
+        .suppress(Suppressed::until_window_closes(
+            BufferConfig::max_records(10).emit_early_when_full(),
+        ));
+    assert!(matches!(b.build(), Err(Error::Config { .. })));
+
+    // A table keyed by windows that no windowed aggregation made has no windows to close.
+    let b = StreamsBuilder::new();
+    b.table::<Windowed<String>, i64>(
+        "t",
+        Consumed::with(WindowedSerde::new(StringSerde), I64Serde),
+        Materialized::inferred(),
+    )
+    .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
+    let err = b.build().unwrap_err();
+    assert!(err.to_string().contains("windowed aggregation"), "{err}");
+}
+
+#[test]
+fn retention_shorter_than_the_windows_need_is_rejected() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
+        .count(Materialized::named("counts").with_retention(ms(14)));
+    let err = b.build().unwrap_err();
+    assert!(err.to_string().contains("shorter than the 15 ms"), "{err}");
+
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(11)))
+        .count(Materialized::inferred());
+    assert!(matches!(b.build(), Err(Error::Config { .. })));
+}
+
+#[test]
+fn cached_windowed_counts_merge_between_commits() {
+    let topo = count_topology(|g| {
+        g.windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+            .count(Materialized::named("counts").in_memory())
+    });
+    let config = DriverConfig {
+        commit_every_record: false,
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&topo, config).unwrap();
+    for ts in [1, 2, 3, 11] {
+        pipe(&mut d, "in", "a", "", ts);
+    }
+    assert!(d.read_output("out").is_empty());
+    d.commit().unwrap();
+    let mut out = windowed_out(&mut d, "out");
+    out.sort();
+    assert_eq!(
+        out,
+        vec![(s("a"), 0, 10, Some(3), 3), (s("a"), 10, 20, Some(1), 11)]
+    );
+    let view = WindowStoreView::new(d.window_store("counts").unwrap(), StringSerde, I64Serde, 10);
+    assert_eq!(
+        view.fetch(&s("a"), 0, 100).unwrap(),
+        vec![(Window::new(10, 20), 1)]
+    );
+    assert_eq!(view.latest_timestamp(&s("a"), 10).unwrap(), Some(11));
+}
+
+/// Number of `segment.*` directories of RocksDB store `store` in this process's test drivers.
+fn segment_dirs(store: &str) -> usize {
+    let prefix = format!("streams-test-driver-{}-", std::process::id());
+    let mut n = 0;
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let dir = entry.path().join("test-app").join("0_0").join(store);
+        if let Ok(segments) = std::fs::read_dir(dir) {
+            n += segments
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("segment."))
+                })
+                .count();
+        }
+    }
+    n
+}
+
+#[test]
+fn window_store_stays_bounded_on_an_endless_stream() {
+    const MINUTE: i64 = 60_000;
+    let topo = count_topology(|g| {
+        g.windowed_by(TimeWindows::of_size_with_no_grace(ms(MINUTE as u64)))
+            .count(Materialized::named("bounded-counts-rocks"))
+    });
+    let mut d = TestDriver::new(&topo).unwrap();
+    let keys = ["a", "b", "c", "d", "e"];
+    let mut most_entries = 0;
+    let mut most_segments = 0;
+    for window in 0..120 {
+        for (i, k) in keys.iter().enumerate() {
+            for j in 0..3 {
+                pipe(
+                    &mut d,
+                    "in",
+                    k,
+                    "",
+                    window * MINUTE + (i as i64) * 1_000 + j * 10_000,
+                );
+            }
+        }
+        let store = d.window_store("bounded-counts-rocks").unwrap();
+        let entries = store.borrow().all().unwrap().count();
+        most_entries = most_entries.max(entries);
+        most_segments = most_segments.max(segment_dirs("bounded-counts-rocks"));
+    }
+    // Retention = size + grace = 1 minute, segments of 1 minute: at most two windows per key
+    // are ever kept, and at most three segments exist on disk, whatever the stream's length.
+    assert!(most_entries <= 2 * keys.len(), "{most_entries} entries");
+    assert!((1..=3).contains(&most_segments), "{most_segments} segments");
+    let out = windowed_out(&mut d, "out");
+    assert_eq!(out.len(), 120 * keys.len() * 3);
+}
+
+#[test]
+fn stream_joins_inner_left_outer() {
+    fn show(v: Option<&String>) -> String {
+        v.cloned().unwrap_or_else(|| s("-"))
+    }
+    let run = |kind: &str| {
+        let b = StreamsBuilder::new();
+        let left = b.stream::<String, String>("left", Consumed::default());
+        let right = b.stream::<String, String>("right", Consumed::default());
+        let windows = JoinWindows::of_time_difference_with_no_grace(ms(10));
+        let joined = match kind {
+            "inner" => left.join_stream(
+                &right,
+                |l, r| format!("{l}+{r}"),
+                windows,
+                StreamJoined::inferred(),
+            ),
+            "left" => left.left_join_stream(
+                &right,
+                |l, r| format!("{l}+{}", show(r)),
+                windows,
+                StreamJoined::inferred(),
+            ),
+            _ => left.outer_join_stream(
+                &right,
+                |l, r| format!("{}+{}", show(l), show(r)),
+                windows,
+                StreamJoined::inferred().in_memory(),
+            ),
+        };
+        joined.to("out", Produced::default());
+        let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+        pipe(&mut d, "left", "k", "a", 0);
+        pipe(&mut d, "right", "k", "x", 5); // joins a
+        pipe(&mut d, "left", "j", "b", 20); // no match yet
+        pipe(&mut d, "right", "k", "y", 12); // out of order, within its window; no match
+        pipe(&mut d, "left", "k", "c", 25); // no match
+                                            // Stream time 41: b (20 + 10 + 10 < 41) and y (12 + 20 < 41) can no longer match.
+        pipe(&mut d, "right", "j", "z", 41);
+        pipe(&mut d, "left", "k", "d", 30); // late: 30 + 10 < 41
+        pipe(&mut d, "left", "k", "e", 31); // its window ends at 41: accepted, no match
+        let out = d
+            .read_output_typed("out", &StringSerde, &StringSerde)
+            .unwrap();
+        (out, d.metrics().dropped_for("late"))
+    };
+    assert_eq!(run("inner"), (vec![(s("k"), s("a+x"), 5)], 1));
+    assert_eq!(
+        run("left"),
+        (vec![(s("k"), s("a+x"), 5), (s("j"), s("b+-"), 20)], 1)
+    );
+    assert_eq!(
+        run("outer"),
+        (
+            vec![
+                (s("k"), s("a+x"), 5),
+                (s("k"), s("-+y"), 12),
+                (s("j"), s("b+-"), 20)
+            ],
+            1
+        )
+    );
+}
