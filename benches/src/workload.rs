@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use streams_core::{
-    partition_for_key, EmbeddedLog, EmbeddedLogConfig, I64Serde, IsolationLevel, Log, Record, Serde, StringSerde,
-    TopicConfig, TopicPartition,
+    partition_for_key, EmbeddedLog, EmbeddedLogConfig, I64Serde, IsolationLevel, Log, Record,
+    Serde, StringSerde, TopicConfig, TopicPartition,
 };
 
 use crate::BenchError;
