@@ -76,7 +76,7 @@ impl Workload {
             let r = rng.next_u64();
             let key = match keys {
                 Keys::Uniform(n) => user_key(r % n.max(1)),
-                Keys::Distinct => format!("user-{:016x}", mix64(i ^ 0x5DEE_CE66_D)),
+                Keys::Distinct => format!("user-{:016x}", mix64(i ^ 0x0005_DEEC_E66D)),
             };
             let value = ((r >> 40) % 100) as i64;
             (key, value, BASE_TIMESTAMP + i as i64)
