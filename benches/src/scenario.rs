@@ -317,7 +317,13 @@ impl<'a> Harness<'a> {
         let streams = Streams::new(topology, config, log)?;
         let start = Instant::now();
         streams.start()?;
-        streams.wait_until_caught_up(self.params.timeout)?;
+        if let Err(e) = streams.wait_until_caught_up(self.params.timeout) {
+            // Say why the application stopped, not only that it did.
+            return Err(match streams.error() {
+                Some(cause) => BenchError::Harness(format!("{e}: {cause}")),
+                None => e.into(),
+            });
+        }
         Ok(Ran {
             elapsed: start.elapsed(),
             streams,
