@@ -170,7 +170,7 @@ fn window_lookup(c: &mut Criterion) {
             i += 1;
             let w = (i % WINDOWS as u64) as i64;
             store
-                .fetch_one(key(i).as_bytes(), base + w * 1_000)
+                .fetch_one(key(i % KEYS).as_bytes(), base + w * 1_000)
                 .unwrap()
                 .unwrap()
         })
@@ -179,7 +179,7 @@ fn window_lookup(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let n = store
-                .fetch(key(i).as_bytes(), base + 10_000, base + 19_000)
+                .fetch(key(i % KEYS).as_bytes(), base + 10_000, base + 19_000)
                 .unwrap()
                 .count();
             assert_eq!(n, 10);
