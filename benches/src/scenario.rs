@@ -147,7 +147,7 @@ impl Default for Params {
             memory_bound_bytes: 256 << 20,
             scaling_partitions: 4,
             commit_interval: Duration::from_millis(100),
-            timeout: Duration::from_secs(900),
+            timeout: Duration::from_secs(3_600),
             log_cleaner: true,
         }
     }
