@@ -1,1 +1,44 @@
-//! Helpers shared by the benchmarks in `benches/`.
+//! The throughput harness and helpers shared by the benchmarks in `benches/`.
+//!
+//! Every scenario runs the engine and, in the same process right after, a hand-written
+//! baseline over the same input in the same embedded log; the figure that matters is the
+//! ratio of the two. Input is written before timing starts; the engine's timed phase ends when
+//! every input offset is committed (and so every output appended), the baseline's when its
+//! loop has written its last output or flushed its last state. Both sides produce a
+//! [`Digest`] of their results, and a scenario whose digests differ is reported as a failure:
+//! that is the correctness check the tests (and CI) run at a tiny size.
+//!
+//! The `throughput` binary runs each scenario in a child process of its own, so that the peak
+//! RSS it reports (`VmHWM`) belongs to that scenario alone.
+
+#![warn(missing_docs)]
+
+mod baseline;
+mod report;
+mod scenario;
+mod workload;
+
+pub use baseline::{window_digest_key, CountOptions};
+pub use report::{peak_rss_mib, Format, Row, Summary};
+pub use scenario::{run_scenario, Outcome, Params, Scenario};
+pub use workload::{mix64, user_key, Digest, Keys, SplitMix, Workload, BASE_TIMESTAMP};
+
+/// What can stop a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The engine (or its log) failed.
+    #[error("engine: {0}")]
+    Engine(#[from] streams_core::Error),
+    /// A serde failed in a baseline.
+    #[error("serde: {0}")]
+    Serde(#[from] streams_core::SerdeError),
+    /// RocksDB failed in a baseline.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A file operation failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The harness was used wrongly, or a child process misbehaved.
+    #[error("{0}")]
+    Harness(String),
+}

@@ -40,7 +40,10 @@ pub use checkpoint::{store_dir, task_dir, ChangelogPartition, Checkpoint};
 pub use error::{ErrorClass, StoreError};
 pub use keys::{decode_timestamp, encode_timestamp};
 pub use restore::{restore, restore_start_offset, RestoreOptions, RestoreSummary};
-pub use rocks::{RocksDbMemory, DEFAULT_ROCKSDB_MEMORY_BYTES, DEFAULT_ROCKSDB_MEMTABLE_BYTES};
+pub use rocks::{
+    rocksdb_write_options, RocksDbMemory, DEFAULT_ROCKSDB_MEMORY_BYTES,
+    DEFAULT_ROCKSDB_MEMTABLE_BYTES,
+};
 pub use session::{ReadOnlySessionStore, SessionIter, SessionKey, SessionStore};
 pub use store::{ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 pub use window::{ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKey, WindowedKeyValueIter};

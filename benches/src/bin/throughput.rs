@@ -1,0 +1,207 @@
+//! The throughput harness: runs scenarios S1–S7, each beside its baseline, and prints
+//! records/s of both, their ratio and the peak RSS.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=... cargo run --release -p streams-benches --bin throughput -- --runs 3
+//! ```
+//!
+//! Each (scenario, run) is a child process of this binary (`--child <scenario>`), so that
+//! `VmHWM` is that scenario's own peak.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use streams_benches::{run_scenario, BenchError, Format, Params, Row, Scenario, Summary};
+
+#[derive(Debug, Parser)]
+#[command(about = "Throughput and memory of the engine beside hand-written baselines")]
+struct Args {
+    /// Scenarios to run, comma-separated (S1,S2,S2e,S2m,S3,S4,S5,S6,S7); all by default.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Runs of each scenario; the table shows medians and the spread of the ratio.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// `table` or `csv`.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Tiny sizes (20,000 events) for a smoke run; size flags given as well override it.
+    #[arg(long)]
+    tiny: bool,
+    /// Events of S1–S4 and S6 (default 2,000,000).
+    #[arg(long)]
+    events: Option<u64>,
+    /// User ids the events are drawn from (default 10,000).
+    #[arg(long)]
+    keys: Option<u64>,
+    /// Seed of the workload.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Rows of the S4 table (default 10,000).
+    #[arg(long)]
+    table_rows: Option<u64>,
+    /// Keys of the S5 store (default 1,000,000).
+    #[arg(long)]
+    restore_keys: Option<u64>,
+    /// Distinct keys (= events) of S7 (default 10,000,000).
+    #[arg(long)]
+    memory_keys: Option<u64>,
+    /// The S7 memory bound in MiB (default 256).
+    #[arg(long)]
+    memory_bound_mib: Option<usize>,
+    /// Commit interval of the engine in ms (default 100).
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
+    /// Turns the embedded log's background cleaner off (to measure what it costs).
+    #[arg(long)]
+    no_log_cleaner: bool,
+    /// Where scenarios put their state and logs (a temporary directory inside it).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Runs one scenario in this process and prints its outcome line (used by the parent).
+    #[arg(long, hide = true)]
+    child: Option<String>,
+}
+
+impl Args {
+    fn params(&self) -> Params {
+        let mut p = if self.tiny {
+            Params::tiny()
+        } else {
+            Params::default()
+        };
+        if let Some(v) = self.events {
+            p.events = v;
+        }
+        if let Some(v) = self.keys {
+            p.keys = v;
+        }
+        if let Some(v) = self.seed {
+            p.seed = v;
+        }
+        if let Some(v) = self.table_rows {
+            p.table_rows = v;
+        }
+        if let Some(v) = self.restore_keys {
+            p.restore_keys = v;
+        }
+        if let Some(v) = self.memory_keys {
+            p.memory_keys = v;
+        }
+        if let Some(v) = self.memory_bound_mib {
+            p.memory_bound_bytes = v << 20;
+        }
+        if let Some(v) = self.commit_interval_ms {
+            p.commit_interval = Duration::from_millis(v);
+        }
+        p.log_cleaner = !self.no_log_cleaner;
+        p
+    }
+
+    fn base_dir(&self) -> std::path::PathBuf {
+        self.dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+fn child(args: &Args, scenario: &str) -> Result<(), BenchError> {
+    let scenario: Scenario = scenario.parse()?;
+    let dir = tempfile::Builder::new()
+        .prefix("kstreams-bench-")
+        .tempdir_in(args.base_dir())?;
+    let outcome = run_scenario(scenario, &args.params(), dir.path())?;
+    if !outcome.results_match() {
+        eprintln!(
+            "{scenario}: results differ: engine {} / baseline {}",
+            outcome.engine_digest, outcome.baseline_digest
+        );
+    }
+    println!("{}", Summary::from(&outcome).to_line());
+    Ok(())
+}
+
+fn parent(args: &Args) -> Result<bool, BenchError> {
+    let format: Format = args.format.parse()?;
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()?
+    };
+    let exe = std::env::current_exe()?;
+    // The child gets the same arguments, minus the ones only the parent uses.
+    let passthrough: Vec<String> = {
+        let mut out = Vec::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            let takes_value = ["--scenarios", "--runs", "--format"];
+            if takes_value.contains(&a.as_str()) {
+                it.next();
+            } else if !takes_value.iter().any(|t| a.starts_with(&format!("{t}="))) {
+                out.push(a);
+            }
+        }
+        out
+    };
+    let mut rows: Vec<Row> = scenarios.iter().map(|_| Row { runs: Vec::new() }).collect();
+    let mut ok = true;
+    for run in 1..=args.runs.max(1) {
+        for (i, sc) in scenarios.iter().enumerate() {
+            eprintln!(
+                "run {run}/{}: {sc} ({})",
+                args.runs.max(1),
+                sc.description()
+            );
+            let out = Command::new(&exe)
+                .args(&passthrough)
+                .args(["--child", sc.name()])
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            match (out.status.success(), Summary::from_output(&stdout)) {
+                (true, Ok(s)) => {
+                    eprintln!(
+                        "  engine {:.0}/s, baseline {:.0}/s, ratio {:.2}, peak RSS {:.0} MiB{}",
+                        s.engine_rate,
+                        s.baseline_rate,
+                        s.ratio(),
+                        s.peak_rss_mib,
+                        if s.results_match {
+                            ""
+                        } else {
+                            ", RESULTS DIFFER"
+                        }
+                    );
+                    ok &= s.results_match;
+                    rows[i].runs.push(s);
+                }
+                _ => {
+                    eprintln!("  {sc} failed ({})", out.status);
+                    ok = false;
+                }
+            }
+        }
+    }
+    let rows: Vec<Row> = rows.into_iter().filter(|r| !r.runs.is_empty()).collect();
+    print!("{}", Row::render(&rows, format));
+    Ok(ok)
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match &args.child {
+        Some(sc) => child(&args, sc).map(|()| true),
+        None => parent(&args),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
