@@ -220,23 +220,6 @@ impl Outcome {
     }
 }
 
-/// Reads the values of a windowed count's store: the window's largest record timestamp
-/// (8 bytes), then the count (see `streams_dsl::WindowStoreView`).
-struct WindowAggregateSerde;
-
-impl Serde<i64> for WindowAggregateSerde {
-    fn serialize_into(&self, _: &i64, _: &mut Vec<u8>) -> Result<(), streams_core::SerdeError> {
-        Err(streams_core::SerdeError::new(
-            "windowed count",
-            "the benchmark only reads windowed counts",
-        ))
-    }
-
-    fn deserialize(&self, bytes: &[u8]) -> Result<i64, streams_core::SerdeError> {
-        I64Serde.deserialize(bytes.get(8..).unwrap_or_default())
-    }
-}
-
 /// S3's tumbling window size.
 const S3_WINDOW_MS: i64 = 1_000;
 
@@ -422,11 +405,9 @@ impl<'a> Harness<'a> {
         let config = self.config("s3");
         let ran = self.run(b.build()?, config.clone())?;
         let rss = peak_rss_mib();
-        let q = ran.streams.window_store(
-            "window-counts",
-            Arc::new(StringSerde),
-            Arc::new(WindowAggregateSerde),
-        )?;
+        let q =
+            ran.streams
+                .window_store("window-counts", Arc::new(StringSerde), Arc::new(I64Serde))?;
         let mut digest = Digest::default();
         let last = BASE_TIMESTAMP + self.params.events as i64;
         for id in 0..self.params.keys {
