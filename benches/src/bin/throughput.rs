@@ -50,7 +50,8 @@ struct Args {
     /// The S7 memory bound in MiB (default 256).
     #[arg(long)]
     memory_bound_mib: Option<usize>,
-    /// Commit interval of the engine in ms (default 100).
+    /// Commit interval of the engine in ms (default: the engine's, 30 s or 100 ms under
+    /// exactly-once).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
     /// Turns the embedded log's background cleaner off (to measure what it costs).
@@ -93,7 +94,7 @@ impl Args {
             p.memory_bound_bytes = v << 20;
         }
         if let Some(v) = self.commit_interval_ms {
-            p.commit_interval = Duration::from_millis(v);
+            p.commit_interval = Some(Duration::from_millis(v));
         }
         p.log_cleaner = !self.no_log_cleaner;
         p

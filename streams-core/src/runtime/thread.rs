@@ -3,7 +3,8 @@
 //! The loop, once per iteration: answer queries; take up or give back tasks after a
 //! rebalance; poll each input partition whose buffer has room; process up to
 //! `max_poll_records` records per task in timestamp order; run wall-clock punctuations; append
-//! what the tasks produced; commit when the interval has passed.
+//! what the tasks produced; commit when the interval has passed, or at once when the thread
+//! has caught up with its input.
 //!
 //! A commit flushes the tasks (caches write through, stores produce their changelog records),
 //! appends everything produced, then commits the input offsets — under exactly-once together
@@ -202,10 +203,15 @@ impl StreamThread {
             let processed = self.process()?;
             self.punctuate()?;
             self.write_outputs()?;
-            if self.last_commit.elapsed() >= self.shared.config.commit_interval {
+            let idle = polled == 0 && processed == 0;
+            // A thread that caught up commits at once rather than at the next interval:
+            // nothing is gained by waiting, and output and offsets become visible sooner.
+            let caught_up_dirty =
+                idle && (self.txn.is_some() || self.tasks.0.values().any(|a| a.dirty));
+            if caught_up_dirty || self.last_commit.elapsed() >= self.shared.config.commit_interval {
                 self.commit()?;
             }
-            if polled == 0 && processed == 0 {
+            if idle {
                 match self.requests.recv_timeout(self.shared.config.poll_idle) {
                     Ok(request) => request(&self.tasks),
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
