@@ -185,7 +185,10 @@ struct Transactions {
     idle: Vec<TxnProducer>,
 }
 
-/// The [`Log`] over a Kafka cluster. See the [module docs](self).
+/// The [`Log`] over a Kafka cluster: an admin client for topics and groups, a producer that
+/// waits for delivery reports, pooled consumers assigned per read, a consumer per group for
+/// offsets, and a transactional producer per open transaction. Every call is bounded by
+/// [`KafkaLogConfig::timeout`].
 pub struct KafkaLog {
     config: KafkaLogConfig,
     admin: AdminClient<DefaultClientContext>,
@@ -498,10 +501,13 @@ impl KafkaLog {
         }
     }
 
+    /// Reads from `offset`, fetching from `from` (at most `offset`) and dropping what lies
+    /// before `offset`.
     fn read_with(
         &self,
         reader: &Reader,
         tp: &TopicPartition,
+        from: u64,
         offset: u64,
         max_records: usize,
     ) -> Result<Fetch> {
@@ -525,7 +531,7 @@ impl KafkaLog {
         let partition = partition_i32(tp.partition);
         let assign_error = |e: KafkaError| kafka_error(format!("read {tp}@{offset}"), Some(tp), &e);
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&tp.topic, partition, Offset::Offset(offset as i64))
+        list.add_partition_offset(&tp.topic, partition, Offset::Offset(from as i64))
             .map_err(assign_error)?;
         reader.assign(&list).map_err(assign_error)?;
         let deadline = Instant::now() + self.config.timeout;
@@ -667,6 +673,15 @@ fn txn_error(operation: &str, transactional_id: &str, e: &KafkaError) -> Error {
              committed on it"
         ),
         retriable: false,
+    }
+}
+
+/// Whether a read from `offset` began past it: the first record returned is later, or
+/// nothing came back yet the position moved.
+fn skipped_ahead(fetch: &Fetch, offset: u64) -> bool {
+    match fetch.records.first() {
+        Some(first) => first.offset > offset,
+        None => fetch.next_offset > offset,
     }
 }
 
@@ -856,7 +871,25 @@ impl Log for KafkaLog {
     ) -> Result<Fetch> {
         self.check_partition(tp)?;
         self.with_reader(isolation, |reader| {
-            self.read_with(reader, tp, offset, max_records)
+            let mut fetch = self.read_with(reader, tp, offset, offset, max_records)?;
+            // A broker that answers a fetch from the middle of a record batch with the
+            // batches after it (Tansu 0.6 does) skips the rest of that batch. Asking again
+            // from further back finds the batch; with Kafka's own answer (the whole batch,
+            // trimmed by the client) a gap here is real and reading further back finds the
+            // same gap, so the search ends at the log start.
+            let mut back = 1;
+            let start = self.watermarks_with(reader, tp)?.0;
+            let mut from = offset;
+            while skipped_ahead(&fetch, offset) && from > start {
+                from = offset.saturating_sub(back).max(start);
+                let again = self.read_with(reader, tp, from, offset, max_records)?;
+                if !skipped_ahead(&again, offset) || from == start {
+                    fetch = again;
+                    break;
+                }
+                back *= 2;
+            }
+            Ok(fetch)
         })
     }
 
