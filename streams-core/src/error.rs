@@ -228,6 +228,22 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The Kafka cluster, or the client talking to it, failed (feature `kafka`).
+    #[error("kafka: cannot {operation}: {reason}")]
+    Kafka {
+        /// What was being done, with the topic and partition it was about
+        /// (`"append to orders-3"`).
+        operation: String,
+        /// The topic, if the operation was about one.
+        topic: Option<String>,
+        /// The partition, if the operation was about one.
+        partition: Option<u32>,
+        /// What the client or the broker said.
+        reason: String,
+        /// Whether the client classes the failure as transient (a broker down, a timeout, a
+        /// leader moving).
+        retriable: bool,
+    },
     /// An operation did not finish in time.
     #[error("{operation} did not finish within {after:?}")]
     Timeout {
@@ -256,7 +272,8 @@ impl Error {
             Error::Locked { .. }
             | Error::Io { .. }
             | Error::StoreUnavailable { .. }
-            | Error::Timeout { .. } => ErrorClass::External,
+            | Error::Timeout { .. }
+            | Error::Kafka { .. } => ErrorClass::External,
             Error::Corrupt { .. } => ErrorClass::Internal,
             Error::Store { source, .. } => match source.class() {
                 state_store::ErrorClass::User => ErrorClass::User,
@@ -268,13 +285,16 @@ impl Error {
 
     /// Whether trying the same operation again may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(
-            self,
-            Error::Locked { .. }
-                | Error::Io { .. }
-                | Error::StoreUnavailable { .. }
-                | Error::Timeout { .. }
-        )
+        match self {
+            Error::Kafka { retriable, .. } => *retriable,
+            _ => matches!(
+                self,
+                Error::Locked { .. }
+                    | Error::Io { .. }
+                    | Error::StoreUnavailable { .. }
+                    | Error::Timeout { .. }
+            ),
+        }
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

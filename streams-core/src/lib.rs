@@ -39,6 +39,8 @@ pub use log::{
     FsyncPolicy, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog, TopicConfig,
     TxnId,
 };
+#[cfg(feature = "kafka")]
+pub use log::{KafkaLog, KafkaLogConfig};
 pub use partitioner::{murmur2, partition_for_key, to_positive};
 pub use processor::{
     Change, Downstream, Processor, ProcessorContext, ProcessorRef, PunctuationType, Rec, RecordMeta,

@@ -4,16 +4,20 @@
 //! sequence of records with dense offsets starting at 0. The engine reads its inputs and
 //! writes its outputs, repartition topics and changelogs through this trait only, so the same
 //! topology runs on the embedded on-disk log ([`EmbeddedLog`], the default), in memory
-//! ([`MemoryLog`], for tests), or on Kafka.
+//! ([`MemoryLog`], for tests), or on Kafka (`KafkaLog`, feature `kafka`).
 //!
 //! Transactions make several appends and a consumer group's offset commit visible together or
 //! not at all: readers that ask for [`IsolationLevel::ReadCommitted`] never see records of a
 //! transaction that is open or was aborted.
 
 pub(crate) mod embedded;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 
 pub use embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy, MaintenanceReport};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaLog, KafkaLogConfig};
 pub use memory::MemoryLog;
 
 use crate::error::{Error, Result};
