@@ -135,7 +135,7 @@ pub struct Params {
 }
 
 impl Default for Params {
-    /// The sizes of the issue: 2M events over 10k keys, a 10k-row table, a 1M-key restore,
+    /// The standard sizes: 2M events over 10k keys, a 10k-row table, a 1M-key restore,
     /// 10M keys in 256 MiB.
     fn default() -> Self {
         Params {
