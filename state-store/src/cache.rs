@@ -132,7 +132,7 @@ impl RecordCache {
             id,
             Namespace {
                 name: name.to_owned(),
-                entries: BTreeMap::new(),
+                entries: EntryMap::default(),
                 dirty: Vec::new(),
                 backing,
                 clock,
@@ -259,9 +259,59 @@ impl<S: StateStore + ?Sized> StateStoreMut for Box<S> {
     }
 }
 
+/// A namespace's entries: hashed for the lookups and updates every record makes, with the
+/// keys also kept in order for range scans (maintained only when a key comes or goes).
+#[derive(Default)]
+struct EntryMap {
+    map: HashMap<Vec<u8>, Entry>,
+    order: std::collections::BTreeSet<Vec<u8>>,
+}
+
+impl EntryMap {
+    fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.map.get_mut(key)
+    }
+
+    fn insert(&mut self, key: Vec<u8>, entry: Entry) -> Option<Entry> {
+        if !self.map.contains_key(key.as_slice()) {
+            self.order.insert(key.clone());
+        }
+        self.map.insert(key, entry)
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let entry = self.map.remove(key)?;
+        self.order.remove(key);
+        Some(entry)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.map.values()
+    }
+
+    /// Entries with keys in `bounds`, in key order.
+    fn range<'a>(
+        &'a self,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Entry)> + 'a {
+        self.order
+            .range::<[u8], _>(bounds)
+            .filter_map(move |k| self.map.get(k.as_slice()).map(|e| (k, e)))
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Entry)> + '_ {
+        self.order.clear();
+        self.map.drain()
+    }
+}
+
 struct Namespace {
     name: String,
-    entries: BTreeMap<Vec<u8>, Entry>,
+    entries: EntryMap,
     /// Keys that became dirty since the last flush, in that order.
     dirty: Vec<Vec<u8>>,
     backing: Backing,
@@ -492,7 +542,7 @@ impl CacheInner {
 
     fn drop_namespace_entries(&mut self, ns: u64) {
         if let Some(n) = self.namespaces.get_mut(&ns) {
-            for (k, e) in std::mem::take(&mut n.entries) {
+            for (k, e) in n.entries.drain() {
                 self.lru.remove(&e.tick);
                 self.bytes -= entry_size(&k, &e.value);
             }
@@ -744,7 +794,7 @@ impl CachedRange {
         let bounds = (as_ref_bound(&self.from), as_ref_bound(&self.to));
         let cached: Vec<(Vec<u8>, Option<Vec<u8>>)> = n
             .entries
-            .range::<[u8], _>(bounds)
+            .range(bounds)
             .take(RANGE_CHUNK)
             .map(|(k, e)| (k.clone(), e.value.clone()))
             .collect();
@@ -890,7 +940,7 @@ impl CachingWindowStore {
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
             .collect();
-        for (raw, e) in n.entries.range::<[u8], _>((lo, hi)) {
+        for (raw, e) in n.entries.range((lo, hi)) {
             if let Some((k, start)) = split_window_key(raw, false) {
                 if keep(k, start) {
                     merged.insert(
