@@ -47,6 +47,7 @@ fn encode<T: 'static>(serde: &dyn Serde<T>, value: &T, store: &str) -> Result<Ve
 struct Located {
     shared: Arc<Shared>,
     store: String,
+    kind: StoreKind,
     subtopology: u32,
     partitions: u32,
 }
@@ -80,12 +81,26 @@ impl Located {
                 reason: "no processor uses it".into(),
             })?;
         let partitions = shared.task_counts.get(&subtopology).copied().unwrap_or(0);
+        let kind = spec.kind.clone();
         Ok(Located {
             shared,
             store: store.to_string(),
+            kind,
             subtopology,
             partitions,
         })
+    }
+
+    /// Runs `f` with the stores of the task `key` (encoded) partitions to, on its thread.
+    fn ask_key<R: Send + 'static>(
+        &self,
+        key: Vec<u8>,
+        f: impl FnOnce(&crate::task::stores::TaskStores, &str, &[u8]) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let task = self.task_for(&key);
+        let name = self.store.clone();
+        self.shared
+            .ask(&self.store, task, move |stores| f(stores, &name, &key))
     }
 
     fn task_for(&self, key: &[u8]) -> TaskId {
@@ -127,11 +142,9 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let bytes = encode(&*self.keys, key, &self.at.store)?;
-        let task = self.at.task_for(&bytes);
-        let name = self.at.store.clone();
-        let raw = self.at.shared.ask(&self.at.store, task, move |stores| {
-            let store = stores.kv(&name)?;
-            let value = store.borrow().get(&bytes).map_err(store_error(&name));
+        let raw = self.at.ask_key(bytes, |stores, name, key| {
+            let store = stores.kv(name)?;
+            let value = store.borrow().get(key).map_err(store_error(name));
             value
         })?;
         raw.map(|v| decode(&*self.values, &v, &self.at.store, "value"))
@@ -186,8 +199,6 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
 /// Reads a window store of a running application.
 pub struct WindowQuery<K, V> {
     at: Located,
-    /// Values carry the window's latest record timestamp in front (DSL aggregations).
-    timestamped: bool,
     keys: Arc<dyn Serde<K>>,
     values: Arc<dyn Serde<V>>,
 }
@@ -199,17 +210,8 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
         keys: Arc<dyn Serde<K>>,
         values: Arc<dyn Serde<V>>,
     ) -> Result<Self> {
-        let at = Located::find(shared, store, true)?;
-        let timestamped = matches!(
-            shared.topology.stores().get(store).map(|s| &s.kind),
-            Some(StoreKind::Window {
-                timestamped: true,
-                ..
-            })
-        );
         Ok(WindowQuery {
-            at,
-            timestamped,
+            at: Located::find(shared, store, true)?,
             keys,
             values,
         })
@@ -219,18 +221,24 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
     /// time order.
     pub fn fetch(&self, key: &K, time_from: i64, time_to: i64) -> Result<Vec<(i64, V)>> {
         let bytes = encode(&*self.keys, key, &self.at.store)?;
-        let task = self.at.task_for(&bytes);
-        let name = self.at.store.clone();
-        let raw = self.at.shared.ask(&self.at.store, task, move |stores| {
-            let store = stores.window(&name)?;
+        let raw = self.at.ask_key(bytes, move |stores, name, key| {
+            let store = stores.window(name)?;
             let store = store.borrow();
             let iter = store
-                .fetch(&bytes, time_from, time_to)
-                .map_err(store_error(&name))?;
+                .fetch(key, time_from, time_to)
+                .map_err(store_error(name))?;
             let entries: std::result::Result<Vec<_>, _> = iter.collect();
-            entries.map_err(store_error(&name))
+            entries.map_err(store_error(name))
         })?;
-        let skip = if self.timestamped { 8 } else { 0 };
+        // DSL windowed aggregations keep the window's latest record timestamp in front.
+        let timestamped = matches!(
+            self.at.kind,
+            StoreKind::Window {
+                timestamped: true,
+                ..
+            }
+        );
+        let skip = if timestamped { 8 } else { 0 };
         raw.into_iter()
             .map(|(start, v)| {
                 let v = v.get(skip..).unwrap_or_default();
