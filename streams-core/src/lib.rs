@@ -36,8 +36,8 @@ pub use error::{Error, ErrorClass, RecordPart, Result, SerdeError};
 pub use global::{GlobalStoreRef, GlobalStoreSpec, GlobalStores, GlobalUpdater};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
-    FsyncPolicy, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog, TopicConfig,
-    TxnId,
+    FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog,
+    RebalanceListener, TopicConfig, TxnId,
 };
 #[cfg(feature = "kafka")]
 pub use log::{KafkaLog, KafkaLogConfig};

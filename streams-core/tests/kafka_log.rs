@@ -240,6 +240,8 @@ fn kafka_murmur2_partitioner_agrees_with_librdkafka() {
         .set("bootstrap.servers", bootstrap_servers())
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "0")
+        // See `kafka_broker::config`: the test broker loses all but one record of a batch.
+        .set("batch.num.messages", "1")
         .create()
         .unwrap();
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();

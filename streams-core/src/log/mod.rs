@@ -188,6 +188,30 @@ pub type GroupOffsets = Vec<(TopicPartition, u64)>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxnId(pub u64);
 
+/// Told by a [`Log::join_group`] membership which partitions this process holds.
+///
+/// Both calls run on the membership's own thread while the group rebalances; the group waits
+/// for `revoked` to return before it hands the partitions to another member.
+pub trait RebalanceListener: Send + Sync {
+    /// The partitions go elsewhere: returns once the work reading them committed and stopped.
+    fn revoked(&self, partitions: &[TopicPartition]);
+
+    /// The partitions are this process's until they are revoked.
+    fn assigned(&self, partitions: &[TopicPartition]);
+
+    /// The membership failed in a way it cannot recover from (the member was fenced, or the
+    /// group refused it).
+    fn failed(&self, error: Error);
+}
+
+/// This process's membership in a consumer group, from [`Log::join_group`].
+pub trait GroupMembership: Send {
+    /// Leaves the group (after a final revoke), so that the other members take the
+    /// partitions over at once. A static member (`group.instance.id`) keeps its partitions
+    /// until its session times out, so that it can come back to them.
+    fn leave(self: Box<Self>) -> Result<()>;
+}
+
 /// A partitioned, append-only record log: the embedded log, memory, or Kafka.
 ///
 /// All methods take `&self`: a log is shared by every stream thread of an application.
@@ -266,4 +290,20 @@ pub trait Log: Send + Sync {
 
     /// Makes everything appended and committed so far durable (survives power loss).
     fn sync(&self) -> Result<()>;
+
+    /// Joins `group` as a member subscribed to `topics`, so that several processes split
+    /// the topics' partitions; `listener` hears what this process holds, starting with its
+    /// first assignment. Offsets the group commits through this log go through the member.
+    ///
+    /// Logs that one process owns (the embedded log, memory) return `None`: that process
+    /// holds every partition.
+    fn join_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        listener: std::sync::Arc<dyn RebalanceListener>,
+    ) -> Result<Option<Box<dyn GroupMembership>>> {
+        let _ = (group, topics, listener);
+        Ok(None)
+    }
 }

@@ -87,6 +87,11 @@ pub struct StreamsConfig {
     pub max_buffered_records: usize,
     /// How long an idle thread waits before polling again.
     pub poll_idle: Duration,
+    /// `task.timeout.ms`: how long a thread keeps retrying after errors the log calls
+    /// transient (a broker that is down or restarting, a lost group membership) before it
+    /// fails. Each retry closes the thread's tasks without committing and opens them again,
+    /// restored from their changelogs and resumed from their last commit.
+    pub task_timeout: Duration,
     /// What happens to records that cannot be decoded.
     pub deserialization: DeserializationHandler,
     /// What happens to records that cannot be encoded or appended.
@@ -122,6 +127,7 @@ impl StreamsConfig {
             max_poll_records: 1000,
             max_buffered_records: 2000,
             poll_idle: Duration::from_millis(5),
+            task_timeout: Duration::from_secs(300),
             deserialization: DeserializationHandler::Fail,
             production: ProductionHandler::Fail,
         }
@@ -179,6 +185,12 @@ impl StreamsConfig {
     /// Where the embedded log of this state directory lives (`<state_dir>/log`).
     pub fn embedded_log_dir(&self) -> PathBuf {
         self.state_dir.join("log")
+    }
+
+    /// Sets `task.timeout.ms` (zero: fail at the first transient error).
+    pub fn with_task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = timeout;
+        self
     }
 
     /// Checks every setting, naming the first that is wrong.

@@ -30,6 +30,9 @@ pub struct ThreadMetrics {
     pub polls: u64,
     /// Records the log rejected or a sink could not encode, dropped by the production handler.
     pub dropped_production: u64,
+    /// Times the thread reopened its tasks after a transient error (see
+    /// [`StreamsConfig::task_timeout`](super::StreamsConfig::task_timeout)).
+    pub retries: u64,
     /// Tasks the thread runs now.
     pub tasks: Vec<TaskId>,
 }

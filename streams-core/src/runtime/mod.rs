@@ -96,6 +96,11 @@ struct Group {
     holders: HashMap<TaskId, usize>,
     /// Tasks restored and processing on their holder.
     ready: HashSet<TaskId>,
+    /// On a log shared by several processes (Kafka): the tasks the consumer group gave this
+    /// process. `None`: this process runs every task.
+    owned: Option<BTreeSet<TaskId>>,
+    /// Whether the group has given this process its first assignment.
+    joined: bool,
 }
 
 /// What every thread of the application shares.
@@ -114,6 +119,11 @@ pub(crate) struct Shared {
     tasks: Vec<TaskId>,
     /// Partition count (= task count) per sub-topology.
     task_counts: BTreeMap<u32, u32>,
+    /// The topic whose partitions decide where each sub-topology's tasks run, when
+    /// processes share the work through a consumer group (topic → sub-topology).
+    anchors: BTreeMap<String, u32>,
+    /// This process's membership in the application's consumer group, if the log has one.
+    membership: Mutex<Option<Box<dyn crate::log::GroupMembership>>>,
     group: Mutex<Group>,
     state: Mutex<StreamsState>,
     state_changed: Condvar,
@@ -198,6 +208,8 @@ impl Streams {
                 partitions: Arc::new(layout.partitions),
                 tasks,
                 task_counts: layout.task_counts,
+                anchors: layout.anchors,
+                membership: Mutex::new(None),
                 group: Mutex::new(Group::default()),
                 state: Mutex::new(StreamsState::Created),
                 state_changed: Condvar::new(),
@@ -263,10 +275,49 @@ impl Streams {
             }
             Shared::spawn_global_thread(&self.shared, updater)?;
         }
+        self.join_group()?;
         for _ in 0..self.shared.config.threads {
             Shared::spawn_thread(&self.shared)?;
         }
         Ok(())
+    }
+
+    /// On a log shared by several processes, joins the application's consumer group: this
+    /// process then runs only the tasks whose anchor partitions the group gives it.
+    fn join_group(&self) -> Result<()> {
+        let shared = &self.shared;
+        // No task runs before the first assignment.
+        shared.group.lock().owned = Some(BTreeSet::new());
+        let listener = Arc::new(GroupListener {
+            shared: Arc::downgrade(shared),
+        });
+        let topics: Vec<String> = shared.anchors.keys().cloned().collect();
+        match shared
+            .log
+            .join_group(&shared.config.application_id, &topics, listener)
+        {
+            Ok(Some(membership)) => {
+                *shared.membership.lock() = Some(membership);
+                Ok(())
+            }
+            Ok(None) => {
+                shared.group.lock().owned = None;
+                Ok(())
+            }
+            Err(e) => {
+                shared.fail(Error::Processing {
+                    task: "-".into(),
+                    processor: "consumer group".into(),
+                    reason: format!("joining the group failed: {e}"),
+                });
+                shared.stop.store(true, Ordering::SeqCst);
+                for h in std::mem::take(&mut *shared.handles.lock()) {
+                    let _ = h.join();
+                }
+                shared.finish();
+                Err(e)
+            }
+        }
     }
 
     /// Stops every thread after a final commit (flushing caches, writing checkpoints), and
@@ -295,6 +346,13 @@ impl Streams {
             for h in handles {
                 // A panic escaping a thread was already reported as its failure.
                 let _ = h.join();
+            }
+        }
+        // Every task committed and closed: leaving hands them to the other processes.
+        let membership = self.shared.membership.lock().take();
+        if let Some(membership) = membership {
+            if let Err(e) = membership.leave() {
+                tracing::warn!(error = %e, "leaving the consumer group failed");
             }
         }
         self.shared.finish();
@@ -523,7 +581,11 @@ impl Shared {
 
     fn rebalance(&self, group: &mut Group) {
         let members: Vec<usize> = group.members.iter().copied().collect();
-        group.assignment = assignor::assign(&self.tasks, &members, &group.assignment);
+        let tasks: Vec<TaskId> = match &group.owned {
+            Some(owned) => owned.iter().copied().collect(),
+            None => self.tasks.clone(),
+        };
+        group.assignment = assignor::assign(&tasks, &members, &group.assignment);
         group.generation += 1;
         if matches!(self.state(), StreamsState::Running) {
             self.set_state(StreamsState::Rebalancing);
@@ -535,6 +597,7 @@ impl Shared {
         let done = {
             let group = self.group.lock();
             !group.members.is_empty()
+                && (group.owned.is_none() || group.joined)
                 && group.assignment.iter().all(|(t, owner)| {
                     group.holders.get(t) == Some(owner) && group.ready.contains(t)
                 })
@@ -685,10 +748,97 @@ impl Shared {
     }
 }
 
+/// Hears from the consumer group which tasks this process runs.
+///
+/// Task `(s, p)` belongs to the member holding partition `p` of sub-topology `s`'s anchor
+/// topic, so a task's inputs always move together, whatever assignor the group uses.
+struct GroupListener {
+    shared: std::sync::Weak<Shared>,
+}
+
+/// How long a revoke waits for the threads to commit and close the revoked tasks.
+const REVOKE_WAIT: Duration = Duration::from_secs(120);
+
+impl GroupListener {
+    fn tasks(shared: &Shared, partitions: &[TopicPartition]) -> Vec<TaskId> {
+        partitions
+            .iter()
+            .filter_map(|tp| {
+                shared
+                    .anchors
+                    .get(&tp.topic)
+                    .map(|&sub| TaskId::new(sub, tp.partition))
+            })
+            .collect()
+    }
+}
+
+impl crate::log::RebalanceListener for GroupListener {
+    fn revoked(&self, partitions: &[TopicPartition]) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let tasks = Self::tasks(&shared, partitions);
+        {
+            let mut group = shared.group.lock();
+            if let Some(owned) = &mut group.owned {
+                for t in &tasks {
+                    owned.remove(t);
+                }
+            }
+            shared.rebalance(&mut group);
+        }
+        // The group hands the partitions on when this returns: their tasks must have
+        // committed and closed by then.
+        let deadline = Instant::now() + REVOKE_WAIT;
+        loop {
+            let held = {
+                let group = shared.group.lock();
+                tasks
+                    .iter()
+                    .filter(|t| group.holders.contains_key(*t))
+                    .count()
+            };
+            if held == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    held,
+                    "revoked tasks were not closed in time; the group moves on"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn assigned(&self, partitions: &[TopicPartition]) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let tasks = Self::tasks(&shared, partitions);
+        {
+            let mut group = shared.group.lock();
+            group.owned.get_or_insert_with(BTreeSet::new).extend(tasks);
+            group.joined = true;
+            shared.rebalance(&mut group);
+        }
+        shared.check_running();
+    }
+
+    fn failed(&self, error: Error) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.fail(error);
+        }
+    }
+}
+
 /// Partition counts of every topic, and how many tasks each sub-topology has.
 struct TopicLayout {
     partitions: HashMap<String, u32>,
     task_counts: BTreeMap<u32, u32>,
+    anchors: BTreeMap<String, u32>,
 }
 
 impl TopicLayout {
@@ -807,9 +957,25 @@ impl TopicLayout {
             };
             counts.insert(t, n);
         }
+        // Per sub-topology, the first source topic (by name) with as many partitions as it
+        // has tasks. The same on every process, so the group agrees on where tasks run.
+        let mut anchors = BTreeMap::new();
+        for sub in topology.subtopologies() {
+            let n = task_counts[&sub.id];
+            let anchor = sub
+                .source_topics
+                .iter()
+                .map(|t| t.resolve(app))
+                .filter(|t| counts.get(t) == Some(&n))
+                .min();
+            if let Some(anchor) = anchor {
+                anchors.insert(anchor, sub.id);
+            }
+        }
         Ok(TopicLayout {
             partitions: counts,
             task_counts,
+            anchors,
         })
     }
 }

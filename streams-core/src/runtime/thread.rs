@@ -100,6 +100,8 @@ pub(crate) struct StreamThread {
     metrics: ThreadMetrics,
     /// The task being worked on, to name it when a panic is caught.
     current: Option<TaskId>,
+    /// When the thread first failed with a transient error since its last commit.
+    retrying_since: Option<Instant>,
 }
 
 fn now_ms() -> i64 {
@@ -156,18 +158,22 @@ impl StreamThread {
             processed_at_last_commit: 0,
             metrics,
             current: None,
+            retrying_since: None,
         }
     }
 
     /// Runs until the application stops or the thread fails; then gives its tasks back.
     pub(crate) fn run(mut self) {
         tracing::info!(thread = %self.name, "stream thread started");
-        let outcome = self.guarded(|t| t.run_loop());
-        let failure = match outcome {
-            Ok(()) => None,
-            Err(error) => {
-                self.abandon();
-                Some(error)
+        let failure = loop {
+            match self.guarded(|t| t.run_loop()) {
+                Ok(()) => break None,
+                Err(error) => {
+                    self.abandon();
+                    if !self.retry_after(&error) {
+                        break Some(error);
+                    }
+                }
             }
         };
         self.metrics.alive = false;
@@ -176,6 +182,32 @@ impl StreamThread {
         let index = self.index;
         drop(self);
         shared.thread_exited(index, failure);
+    }
+
+    /// After a transient error (the log is unreachable, the group membership was lost), and
+    /// with the thread's tasks abandoned: whether to go on. The tasks are opened again on the
+    /// next loop, restored from their changelogs and resumed from their last commit, as after
+    /// a crash. Gives up once errors have lasted `task_timeout` without a commit between.
+    fn retry_after(&mut self, error: &Error) -> bool {
+        let timeout = self.shared.config.task_timeout;
+        if !error.is_retriable() || self.shared.stopping() || timeout.is_zero() {
+            return false;
+        }
+        let since = *self.retrying_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= timeout {
+            tracing::error!(thread = %self.name, %error, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
+            return false;
+        }
+        tracing::warn!(thread = %self.name, %error, "transient error: reopening the thread's tasks");
+        self.metrics.retries += 1;
+        self.publish_metrics();
+        let pause = Duration::from_millis(200).min(timeout);
+        let deadline = Instant::now() + pause;
+        while Instant::now() < deadline && !self.shared.stopping() {
+            self.serve_requests();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// Runs `f`, turning a panic into an error that names the task being worked on.
@@ -539,6 +571,7 @@ impl StreamThread {
         };
         self.processed_at_last_commit = self.metrics.processed;
         self.last_commit = Instant::now();
+        self.retrying_since = None;
         tracing::debug!(
             thread = %self.name, records = since, latency_us = latency.as_micros() as u64,
             "committed"
@@ -576,7 +609,15 @@ impl StreamThread {
             if !matches!(closed, Ok(Ok(()))) {
                 tracing::warn!(thread = %self.name, task = %id, "closing a failed task did not finish cleanly");
             }
+            let mut group = self.shared.group.lock();
+            if group.holders.get(&id) == Some(&self.index) {
+                group.holders.remove(&id);
+                group.ready.remove(&id);
+            }
         }
+        // Whatever the thread held is reopened on its next assignment check.
+        self.generation = 0;
+        self.publish_metrics();
     }
 
     fn publish_metrics(&mut self) {

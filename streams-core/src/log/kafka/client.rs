@@ -46,6 +46,27 @@ pub(crate) fn wait<F: Future>(future: F, timeout: Duration) -> Option<F::Output>
     }
 }
 
+/// Runs `f` on a thread of its own and waits for it up to `timeout`: for librdkafka calls
+/// that block until the cluster answers, however long that takes. On a timeout the call goes
+/// on in the background and its result is dropped.
+pub(crate) fn bounded<T: Send + 'static>(
+    operation: String,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kafka-call".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| Error::io("spawn a thread for a Kafka call", &operation, e))?;
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out,
+        Err(_) => Err(timed_out(operation, timeout)),
+    }
+}
+
 /// The error code behind a client error, if it carries one.
 pub(crate) fn code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
     match error {
@@ -83,6 +104,11 @@ fn retriable(error: &KafkaError) -> bool {
                 | C::TimedOutQueue
                 | C::WaitingForCoordinator
                 | C::Retry
+                // The member lost its place in the group: its partitions may have moved, and
+                // the runtime reopens what it is given next.
+                | C::UnknownMemberId
+                | C::IllegalGeneration
+                | C::AssignmentLost
         )
     )
 }

@@ -20,6 +20,7 @@
 //! with any Kafka producer without transactions).
 
 mod client;
+mod member;
 
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc};
@@ -30,7 +31,7 @@ use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -38,8 +39,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use self::client::{code, kafka_error, partition_i32, timed_out, topic_error, wait};
 use super::{
-    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets, IsolationLevel, Log,
-    TopicConfig, TxnId,
+    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupMembership, GroupOffsets,
+    IsolationLevel, Log, RebalanceListener, TopicConfig, TxnId,
 };
 use crate::error::{Error, Result};
 use crate::record::{Header, Record, StoredRecord, TopicPartition};
@@ -69,6 +70,13 @@ pub struct KafkaLogConfig {
     pub replication_factor: i32,
     /// Prefix of the `transactional.id`s of transactional producers.
     pub transactional_id_prefix: String,
+    /// `group.instance.id` of the group member (static membership): a member that restarts
+    /// with the same id within `session_timeout` gets its partitions back without a
+    /// rebalance. Set only on the member, never on the log's other clients.
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` of the group member: how long the coordinator waits for a
+    /// member that stopped sending heartbeats before it gives its partitions to the others.
+    pub session_timeout: Duration,
 }
 
 impl KafkaLogConfig {
@@ -81,7 +89,21 @@ impl KafkaLogConfig {
             timeout: Duration::from_secs(30),
             replication_factor: -1,
             transactional_id_prefix: format!("kstreams-{}", std::process::id()),
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
         }
+    }
+
+    /// Sets `group.instance.id` (static membership).
+    pub fn with_group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
+        self
+    }
+
+    /// Sets the member's `session.timeout.ms`.
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
     }
 
     /// Sets a librdkafka property.
@@ -151,23 +173,9 @@ impl ProducerContext for DeliveryContext {
 
 type DeliveryProducer = ThreadedProducer<DeliveryContext>;
 
-/// Passes a group consumer's commit results to the call waiting for them.
-#[derive(Default)]
-struct CommitContext {
-    results: Mutex<Option<mpsc::Sender<KafkaResult<()>>>>,
-}
-
-impl ClientContext for CommitContext {}
-
-impl ConsumerContext for CommitContext {
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Some(tx) = &*self.results.lock() {
-            let _ = tx.send(result);
-        }
-    }
-}
-
-type GroupConsumer = BaseConsumer<CommitContext>;
+/// A consumer of a group that never joins it: fetches the group's offsets, and commits them
+/// while the group has no members.
+type GroupConsumer = BaseConsumer;
 type Reader = BaseConsumer;
 
 /// A transactional producer and the `transactional.id` slot it uses.
@@ -195,10 +203,13 @@ pub struct KafkaLog {
     producer: DeliveryProducer,
     /// Idle readers: `[read uncommitted, read committed]`.
     readers: [Mutex<Vec<Reader>>; 2],
-    groups: Mutex<HashMap<String, Arc<Mutex<GroupConsumer>>>>,
+    groups: Mutex<HashMap<String, Arc<GroupConsumer>>>,
     /// Topic configurations seen (partition counts do not shrink in Kafka).
     topics: Mutex<HashMap<String, TopicConfig>>,
     txns: Mutex<Transactions>,
+    /// Groups this process has joined (see [`Log::join_group`]): their commits go through
+    /// the member.
+    members: Arc<Mutex<HashMap<String, Arc<member::MemberConsumer>>>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -237,6 +248,7 @@ impl KafkaLog {
             groups: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
             txns: Mutex::new(Transactions::default()),
+            members: Arc::new(Mutex::new(HashMap::new())),
         };
         log.metadata()?;
         Ok(log)
@@ -299,7 +311,7 @@ impl KafkaLog {
         out
     }
 
-    fn group_consumer(&self, group: &str) -> Result<Arc<Mutex<GroupConsumer>>> {
+    fn group_consumer(&self, group: &str) -> Result<Arc<GroupConsumer>> {
         if let Some(c) = self.groups.lock().get(group) {
             return Ok(c.clone());
         }
@@ -310,9 +322,9 @@ impl KafkaLog {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
             ])
-            .create_with_context(CommitContext::default())
+            .create()
             .map_err(|e| kafka_error(format!("create a consumer for group {group}"), None, &e))?;
-        let consumer = Arc::new(Mutex::new(consumer));
+        let consumer = Arc::new(consumer);
         Ok(self
             .groups
             .lock()
@@ -931,32 +943,13 @@ impl Log for KafkaLog {
         if offsets.is_empty() {
             return Ok(());
         }
-        let operation = || format!("commit offsets of group {group}");
-        let list = offset_list(offsets).map_err(|e| kafka_error(operation(), None, &e))?;
-        let consumer = self.group_consumer(group)?;
-        let consumer = consumer.lock();
-        let (tx, rx) = mpsc::channel();
-        *consumer.context().results.lock() = Some(tx);
-        // Asynchronous, so that the wait is ours to bound: a synchronous commit waits for the
-        // group coordinator as long as it takes.
-        let started = consumer.commit(&list, CommitMode::Async);
-        let outcome = started
-            .map_err(|e| kafka_error(operation(), None, &e))
-            .and_then(|()| {
-                let deadline = Instant::now() + self.config.timeout;
-                loop {
-                    if let Ok(result) = rx.try_recv() {
-                        break result.map_err(|e| kafka_error(operation(), None, &e));
-                    }
-                    if Instant::now() >= deadline {
-                        break Err(timed_out(operation(), self.config.timeout));
-                    }
-                    // Serves the commit callback; the consumer has no partitions to fetch.
-                    let _ = consumer.poll(Duration::from_millis(20));
-                }
-            });
-        *consumer.context().results.lock() = None;
-        outcome
+        let timeout = self.config.timeout;
+        let member = self.members.lock().get(group).cloned();
+        match member {
+            Some(member) => member::commit(member, group, offsets, timeout),
+            // Outside the group (a tool resetting offsets): accepted while it has no members.
+            None => member::commit(self.group_consumer(group)?, group, offsets, timeout),
+        }
     }
 
     fn committed_offsets(&self, group: &str) -> Result<GroupOffsets> {
@@ -975,7 +968,6 @@ impl Log for KafkaLog {
         }
         let consumer = self.group_consumer(group)?;
         let found = consumer
-            .lock()
             .committed_offsets(list, self.config.timeout)
             .map_err(|e| kafka_error(operation(), None, &e))?;
         let mut out: GroupOffsets = found
@@ -1041,17 +1033,19 @@ impl Log for KafkaLog {
             if let Some((group, offsets)) = offsets.filter(|(_, o)| !o.is_empty()) {
                 let list = offset_list(offsets)
                     .map_err(|e| txn_error("send offsets to the transaction", &name, &e))?;
-                let consumer = self.group_consumer(group)?;
-                let metadata = consumer
-                    .lock()
-                    .group_metadata()
-                    .ok_or_else(|| Error::Kafka {
-                        operation: format!("commit transaction {}", txn.0),
-                        topic: None,
-                        partition: None,
-                        reason: format!("no group metadata for group {group}"),
-                        retriable: false,
-                    })?;
+                // The member's id and generation fence a zombie's offsets.
+                let member = self.members.lock().get(group).cloned();
+                let metadata = match member {
+                    Some(member) => member.group_metadata(),
+                    None => self.group_consumer(group)?.group_metadata(),
+                };
+                let metadata = metadata.ok_or_else(|| Error::Kafka {
+                    operation: format!("commit transaction {}", txn.0),
+                    topic: None,
+                    partition: None,
+                    reason: format!("no group metadata for group {group}"),
+                    retriable: false,
+                })?;
                 producer
                     .producer
                     .send_offsets_to_transaction(&list, &metadata, timeout)
@@ -1094,6 +1088,57 @@ impl Log for KafkaLog {
         self.producer
             .flush(self.config.timeout)
             .map_err(|e| kafka_error("flush the producer", None, &e))
+    }
+
+    fn join_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<Option<Box<dyn GroupMembership>>> {
+        if self.members.lock().contains_key(group) {
+            return Err(Error::InvalidState {
+                operation: format!("join group {group}"),
+                state: "this log already has a member in the group".into(),
+            });
+        }
+        let session = self.config.session_timeout.as_millis().to_string();
+        let mut defaults: Vec<(&str, &str)> = vec![
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            // Partition p of every anchor topic goes to the same member, whatever the
+            // topics' names (see the runtime's notes on assignment).
+            ("partition.assignment.strategy", "range"),
+            ("session.timeout.ms", &session),
+        ];
+        let instance;
+        if let Some(id) = &self.config.group_instance_id {
+            instance = id.clone();
+            defaults.push(("group.instance.id", &instance));
+        }
+        let consumer = member::create(
+            self.config.client_config(&defaults),
+            group,
+            topics,
+            listener.clone(),
+        )?;
+        self.members
+            .lock()
+            .insert(group.to_string(), consumer.clone());
+        let members = self.members.clone();
+        let name = group.to_string();
+        let on_leave = Box::new(move || {
+            members.lock().remove(&name);
+        });
+        let started =
+            member::Member::start(group, consumer, listener, self.config.timeout, on_leave);
+        match started {
+            Ok(m) => Ok(Some(Box::new(m))),
+            Err(e) => {
+                self.members.lock().remove(group);
+                Err(e)
+            }
+        }
     }
 }
 
