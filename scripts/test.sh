@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs missing system packages first (as root, or with sudo).
+# Runs the whole test suite. Installs missing system packages first (as root, or with sudo),
+# and the Kafka-protocol test broker (Tansu, with cargo: about 15 minutes) when it is missing.
 # The first build compiles RocksDB and takes about 20 minutes on 2 cores.
+#
+# The Kafka tests (feature `streams-dsl/kafka`) start their own broker on a free port, one
+# per test binary, or use KAFKA_BOOTSTRAP_SERVERS when it is set. A broker that cannot be
+# started fails them.
 source "$(dirname "$0")/env.sh"
 cd "$(dirname "$0")/.."
+bash scripts/kafka-broker.sh install
 echo "==> cargo test (target dir: $CARGO_TARGET_DIR)" >&2
-cargo test --workspace --all-targets --locked
-cargo test --workspace --doc --locked
+cargo test --workspace --all-targets --locked --features "$KSTREAMS_TEST_FEATURES"
+cargo test --workspace --doc --locked --features "$KSTREAMS_TEST_FEATURES"
