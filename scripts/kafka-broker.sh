@@ -81,6 +81,9 @@ running_pid() {
 start() {
     install
     mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    pidfile="$dir/broker.pid"
+    logfile="$dir/broker.log"
     if pid="$(running_pid)"; then
         die "a broker started from $dir is already running (pid $pid); stop it first"
     fi
@@ -90,12 +93,14 @@ start() {
     local engine
     case "$storage" in
         memory) engine="memory://tansu/" ;;
-        sqlite) engine="sqlite://$dir/tansu.db" ;;
+        # Tansu opens the database relative to its working directory (see below).
+        sqlite) engine="sqlite://tansu.db" ;;
         *) die "unknown storage \`$storage\` (memory or sqlite)" ;;
     esac
     local url="tcp://127.0.0.1:$port"
     echo "==> starting Tansu on $url ($storage storage, log $logfile)" >&2
     # setsid: the broker must not get the terminal's signals meant for the caller.
+    cd "$dir"
     setsid tansu broker --listener-url "$url" --advertised-listener-url "$url" \
         --storage-engine "$engine" >> "$logfile" 2>&1 < /dev/null &
     local pid=$!

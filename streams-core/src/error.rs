@@ -287,6 +287,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Kafka { retriable, .. } => *retriable,
+            Error::Store { source, .. } => source.is_retriable(),
             _ => matches!(
                 self,
                 Error::Locked { .. }

@@ -195,6 +195,16 @@ fn kafka_appends_read_back_with_offsets_headers_and_timestamps() {
     assert_eq!(log.offset_for_timestamp(&p0, 0).unwrap(), Some(0));
     let at_35 = log.offset_for_timestamp(&p0, 35).unwrap();
     assert!(matches!(at_35, Some(o) if o <= 3), "{at_35:?}");
+
+    // librdkafka would send time 0 as "now": refused, and nothing is appended.
+    for ts in [0, -1] {
+        let refused = log.append(&p0, &[Record::new("k", "v", ts)]);
+        assert!(
+            matches!(&refused, Err(Error::InvalidRecord { reason, .. }) if reason.contains("timestamp")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(log.end_offset(&p0, RU).unwrap(), 4);
 }
 
 #[test]

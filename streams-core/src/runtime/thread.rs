@@ -609,8 +609,17 @@ impl StreamThread {
             if !matches!(closed, Ok(Ok(()))) {
                 tracing::warn!(thread = %self.name, task = %id, "closing a failed task did not finish cleanly");
             }
+        }
+        // Including a task whose opening failed: claimed, but never in `tasks`.
+        {
             let mut group = self.shared.group.lock();
-            if group.holders.get(&id) == Some(&self.index) {
+            let held: Vec<TaskId> = group
+                .holders
+                .iter()
+                .filter(|(_, &h)| h == self.index)
+                .map(|(t, _)| *t)
+                .collect();
+            for id in held {
                 group.holders.remove(&id);
                 group.ready.remove(&id);
             }

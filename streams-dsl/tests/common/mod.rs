@@ -37,7 +37,8 @@ pub(crate) fn write_input(
         by_partition
             .entry(p)
             .or_default()
-            .push(Record::new(key.clone(), value.clone(), i as i64));
+            // From 1: Kafka cannot carry time 0 (librdkafka sends it as "now").
+            .push(Record::new(key.clone(), value.clone(), i as i64 + 1));
         all.push((key, value));
     }
     for (p, records) in by_partition {

@@ -411,12 +411,15 @@ impl KafkaLog {
                     reason: "a compacted topic needs keyed records".into(),
                 });
             }
-            if record.timestamp < 0 {
+            if record.timestamp <= 0 {
+                // librdkafka reads a timestamp of 0 as "now": the record would silently get
+                // another time.
                 return Err(Error::InvalidRecord {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     reason: format!(
-                        "timestamp {} is negative; Kafka stores only times since the epoch",
+                        "timestamp {} cannot be sent to Kafka: negative times do not exist \
+                         there, and librdkafka replaces 0 with the current time",
                         record.timestamp
                     ),
                 });
