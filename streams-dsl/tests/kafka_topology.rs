@@ -1,6 +1,7 @@
-//! The embedded runtime over a real Kafka-protocol broker (feature `kafka`): a counting
-//! topology gives the same output on Kafka as on the embedded log, and exactly-once, which the
-//! test broker cannot commit, stops the application with an error that says why.
+//! The embedded runtime over a real Kafka-protocol broker (feature `kafka`): a topology that
+//! counts by key and joins a stream with a table gives the same output on Kafka as on the
+//! embedded log, and exactly-once, which the test broker cannot commit, stops the application
+//! with an error that says why.
 #![cfg(feature = "kafka")]
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +27,8 @@ struct Names {
     input: String,
     echo: String,
     counts: String,
+    rates: String,
+    joined: String,
 }
 
 impl Names {
@@ -35,16 +38,29 @@ impl Names {
             input: format!("{base}-input"),
             echo: format!("{base}-echo"),
             counts: format!("{base}-counts-out"),
+            rates: format!("{base}-rates"),
+            joined: format!("{base}-joined"),
         }
     }
 }
 
 /// The runtime tests' counting topology with these names: `input` → `echo` unchanged, and
-/// `input` → count per key (store `counts`) → `counts-out`.
-fn counting_topology(names: &Names) -> Topology {
+/// `input` → count per key (store `counts`) → `counts-out`; with `join`, also `input` joined
+/// with the table `rates` → `joined`.
+fn counting_topology(names: &Names, join: bool) -> Topology {
     let b = StreamsBuilder::new();
     let input = b.stream::<String, String>(names.input.as_str(), Consumed::default());
     input.to(names.echo.as_str(), Produced::default());
+    if join {
+        let rates = b.table::<String, String>(
+            &names.rates,
+            Consumed::default(),
+            Materialized::named("rates"),
+        );
+        input
+            .join(&rates, |v, r| format!("{v}@{r}"))
+            .to(names.joined.as_str(), Produced::default());
+    }
     input
         .group_by_key(Grouped::inferred())
         .count(Materialized::named("counts"))
@@ -58,32 +74,61 @@ fn counting_topology(names: &Names) -> Topology {
 
 /// Runs the topology over `log` until it has processed everything; returns (echo by key,
 /// final counts).
-fn run(
-    log: Arc<dyn Log>,
-    names: &Names,
-    app: &str,
-    state: &std::path::Path,
-) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, i64>) {
+type Outputs = (
+    BTreeMap<String, Vec<String>>,
+    BTreeMap<String, i64>,
+    BTreeMap<String, Vec<String>>,
+);
+
+/// Runs the topology over `log` until it has processed everything; returns (echo by key,
+/// final counts, join outputs by key).
+fn run(log: Arc<dyn Log>, names: &Names, app: &str, state: &std::path::Path) -> Outputs {
     let config = StreamsConfig::new(app, state)
         .with_threads(2)
         .with_commit_interval(Duration::from_millis(100));
-    let streams = Streams::new(counting_topology(names), config, log.clone()).unwrap();
+    let streams = Streams::new(counting_topology(names, true), config, log.clone()).unwrap();
     streams.start().unwrap();
     streams.wait_until_caught_up(WAIT).unwrap();
     streams.close().unwrap();
-    let mut echo: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for part in read_topic(&*log, &names.echo) {
-        for (k, v) in decode(&part, &StringSerde) {
-            echo.entry(k).or_default().push(v);
+    let by_key = |topic: &str| {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for part in read_topic(&*log, topic) {
+            for (k, v) in decode(&part, &StringSerde) {
+                out.entry(k).or_default().push(v);
+            }
         }
-    }
+        out
+    };
+    let echo = by_key(&names.echo);
     let mut counts = BTreeMap::new();
     for part in read_topic(&*log, &names.counts) {
         for (k, v) in decode(&part, &I64Serde) {
             counts.insert(k, v);
         }
     }
-    (echo, counts)
+    (echo, counts, by_key(&names.joined))
+}
+
+/// Rates for the first 30 of the 40 keys, at time 1 (before all but the first input record).
+fn write_rates(log: &dyn Log, topic: &str, partitions: u32) -> BTreeMap<String, String> {
+    log.create_topic(topic, streams_core::TopicConfig::new(partitions))
+        .unwrap();
+    let mut rates = BTreeMap::new();
+    for k in 0..30 {
+        let key = format!("k{k}");
+        let rate = format!("rate{k}");
+        let tp = streams_core::TopicPartition::new(
+            topic,
+            streams_core::partition_for_key(key.as_bytes(), partitions),
+        );
+        log.append(
+            &tp,
+            &[streams_core::Record::new(key.clone(), rate.clone(), 1)],
+        )
+        .unwrap();
+        rates.insert(key, rate);
+    }
+    rates
 }
 
 #[test]
@@ -93,10 +138,12 @@ fn kafka_counting_topology_matches_the_embedded_log() {
 
     let dir = tempfile::tempdir().unwrap();
     let embedded = open_log(dir.path());
+    let rates = write_rates(&*embedded, &names.rates, partitions);
     let input = write_input(&*embedded, &names.input, partitions, n, keys);
     let on_embedded = run(embedded, &names, "count-embedded", &dir.path().join("a"));
 
     let kafka: Arc<dyn Log> = Arc::new(kafka_broker::connect());
+    write_rates(&*kafka, &names.rates, partitions);
     let same_input = write_input(&*kafka, &names.input, partitions, n, keys);
     assert_eq!(input, same_input);
     let started = Instant::now();
@@ -105,6 +152,24 @@ fn kafka_counting_topology_matches_the_embedded_log() {
     eprintln!("{n} records through Kafka in {:?}", started.elapsed());
 
     assert_eq!(on_kafka.1, reference_counts(&input));
+    // Every input record whose key has a rate is joined with it, in order (the first record
+    // ties with the rates' time 1, and both logs break the tie the same way).
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &input[1..] {
+        if let Some(r) = rates.get(k) {
+            expected
+                .entry(k.clone())
+                .or_default()
+                .push(format!("{v}@{r}"));
+        }
+    }
+    let mut joined = on_kafka.2.clone();
+    let (k0, v0) = &input[0];
+    if let Some(first) = joined.get_mut(k0) {
+        first.retain(|j| !j.starts_with(&format!("{v0}@")));
+    }
+    joined.retain(|_, v| !v.is_empty());
+    assert_eq!(joined, expected, "join outputs");
     assert_eq!(on_kafka, on_embedded);
     // The changelog is a compacted topic on the broker.
     let changelog = kafka
@@ -132,7 +197,7 @@ fn kafka_exactly_once_stops_with_the_brokers_missing_support() {
     let config = StreamsConfig::new(kafka_broker::unique("eos-app"), dir.path())
         .with_commit_interval(Duration::from_millis(100))
         .with_guarantee(ProcessingGuarantee::ExactlyOnce);
-    let streams = Streams::new(counting_topology(&names), config, log).unwrap();
+    let streams = Streams::new(counting_topology(&names, false), config, log).unwrap();
     streams.start().unwrap();
     let started = Instant::now();
     while !matches!(streams.state(), StreamsState::Error) {
