@@ -1,5 +1,6 @@
 //! The scenarios: each writes its input, runs the engine, then the baseline, and returns both
-//! times and both result digests.
+//! times and both result digests. S1–S7 run on the embedded log; K1 runs through a Kafka
+//! broker and is chosen explicitly, with the broker's address.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 use state_store::RocksDbMemory;
 use streams_core::runtime::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
 use streams_core::{
-    EmbeddedLog, I64Serde, Log, Record, Serde, StringSerde, TopicConfig, TopicPartition, Topology,
+    EmbeddedLog, I64Serde, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Record, Serde,
+    StringSerde, TopicConfig, TopicPartition, Topology,
 };
 use streams_dsl::prelude::*;
 
@@ -39,10 +41,13 @@ pub enum Scenario {
     S6,
     /// S2 over distinct keys within an application-wide memory bound: peak RSS.
     S7,
+    /// S1's topology end to end through a Kafka broker, against a plain librdkafka consumer
+    /// reading the same records from the broker.
+    K1,
 }
 
 impl Scenario {
-    /// Every scenario, in report order.
+    /// The scenarios on the embedded log, in report order: a run without a broker runs these.
     pub const ALL: [Scenario; 9] = [
         Scenario::S1,
         Scenario::S2,
@@ -54,6 +59,14 @@ impl Scenario {
         Scenario::S6,
         Scenario::S7,
     ];
+
+    /// Scenarios that need a Kafka broker (`Params::bootstrap_servers`): run only when asked.
+    pub const WITH_BROKER: [Scenario; 1] = [Scenario::K1];
+
+    /// Whether the scenario needs a Kafka broker.
+    pub fn needs_broker(self) -> bool {
+        Scenario::WITH_BROKER.contains(&self)
+    }
 
     /// The scenario's name as the command line and the report spell it.
     pub fn name(self) -> &'static str {
@@ -67,6 +80,7 @@ impl Scenario {
             Scenario::S5 => "S5",
             Scenario::S6 => "S6",
             Scenario::S7 => "S7",
+            Scenario::K1 => "K1",
         }
     }
 
@@ -84,6 +98,7 @@ impl Scenario {
             Scenario::S5 => "restore a store from its changelog vs raw read of the changelog",
             Scenario::S6 => "S2 over 4 partitions: 2 threads (engine) vs 1 thread (baseline)",
             Scenario::S7 => "S2 over distinct keys, memory-bounded; RSS vs the bound",
+            Scenario::K1 => "S1 through a Kafka broker vs a plain librdkafka consumer's read",
         }
     }
 }
@@ -100,6 +115,7 @@ impl std::str::FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, BenchError> {
         Scenario::ALL
             .into_iter()
+            .chain(Scenario::WITH_BROKER)
             .find(|sc| sc.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| BenchError::Harness(format!("unknown scenario `{s}`")))
     }
@@ -132,11 +148,19 @@ pub struct Params {
     /// Whether the embedded log's background cleaner (retention, compaction) runs, as it
     /// does by default in an application. Off only to measure what it costs.
     pub log_cleaner: bool,
+    /// `host:port` of the Kafka broker K1 runs through.
+    pub bootstrap_servers: Option<String>,
+    /// librdkafka properties of K1's clients (engine and baseline), after its defaults.
+    pub kafka_properties: Vec<(String, String)>,
+    /// Events of K1.
+    pub kafka_events: u64,
+    /// Partitions of K1's input topic.
+    pub kafka_partitions: u32,
 }
 
 impl Default for Params {
     /// The standard sizes: 2M events over 10k keys, a 10k-row table, a 1M-key restore,
-    /// 10M keys in 256 MiB.
+    /// 10M keys in 256 MiB; K1 (when a broker is given) 200k events over 4 partitions.
     fn default() -> Self {
         Params {
             events: 2_000_000,
@@ -150,6 +174,10 @@ impl Default for Params {
             commit_interval: None,
             timeout: Duration::from_secs(3_600),
             log_cleaner: true,
+            bootstrap_servers: None,
+            kafka_properties: Vec::new(),
+            kafka_events: 200_000,
+            kafka_partitions: 4,
         }
     }
 }
@@ -164,6 +192,7 @@ impl Params {
             restore_keys: 20_000,
             memory_keys: 20_000,
             memory_bound_bytes: 16 << 20,
+            kafka_events: 5_000,
             timeout: Duration::from_secs(120),
             ..Params::default()
         }
@@ -256,6 +285,7 @@ pub fn run_scenario(
         Scenario::S5 => h.s5(),
         Scenario::S6 => h.s6(),
         Scenario::S7 => h.s7(),
+        Scenario::K1 => h.k1(),
     }
 }
 
@@ -306,21 +336,24 @@ impl<'a> Harness<'a> {
 
     /// Starts the engine and waits until every input offset is committed: the timed phase.
     fn run(&self, topology: Topology, config: StreamsConfig) -> Result<Ran, BenchError> {
-        let log: Arc<dyn Log> = self.log.clone();
-        let streams = Streams::new(topology, config, log)?;
+        let streams = Streams::new(topology, config, self.log.clone())?;
         let start = Instant::now();
         streams.start()?;
-        if let Err(e) = streams.wait_until_caught_up(self.params.timeout) {
-            // Say why the application stopped, not only that it did.
-            return Err(match streams.error() {
-                Some(cause) => BenchError::Harness(format!("{e}: {cause}")),
-                None => e.into(),
-            });
-        }
+        self.wait_until_caught_up(&streams)?;
         Ok(Ran {
             elapsed: start.elapsed(),
             streams,
         })
+    }
+
+    fn wait_until_caught_up(&self, streams: &Streams) -> Result<(), BenchError> {
+        streams
+            .wait_until_caught_up(self.params.timeout)
+            .map_err(|e| match streams.error() {
+                // Say why the application stopped, not only that it did.
+                Some(cause) => BenchError::Harness(format!("{e}: {cause}")),
+                None => e.into(),
+            })
     }
 
     fn outcome(
@@ -563,6 +596,121 @@ impl<'a> Harness<'a> {
         );
         Ok(outcome)
     }
+}
+
+impl Harness<'_> {
+    /// K1: the workload is loaded into a topic on the broker (untimed); then, timed, S1's
+    /// topology runs on it through a [`KafkaLog`] from `start()` until caught up, writing its
+    /// output to the broker; then a plain librdkafka consumer reads the same topic. The
+    /// engine's output, read back, and the consumer's records, filtered and mapped as S1
+    /// does, must digest alike.
+    fn k1(&self) -> Result<Outcome, BenchError> {
+        let servers = self.params.bootstrap_servers.as_deref().ok_or_else(|| {
+            BenchError::Harness("K1 needs a Kafka broker: --bootstrap-servers HOST:PORT".into())
+        })?;
+        let run = unique_name("k1");
+        let (input, output) = (format!("{run}-in"), format!("{run}-out"));
+        let partitions = self.params.kafka_partitions;
+        let workload = Workload {
+            events: self.params.kafka_events,
+            keys: Keys::Uniform(self.params.keys),
+            seed: self.params.seed,
+        };
+        {
+            // One record per produce batch whatever the properties say: loading is not timed,
+            // and the test broker (Tansu 0.6) keeps a batch of several records as one.
+            let mut config = self.kafka_config(servers);
+            config
+                .properties
+                .insert("batch.num.messages".into(), "1".into());
+            let loader = KafkaLog::connect(config)?;
+            workload.write(&loader, &input, partitions)?;
+            check_loaded(&loader, &input, partitions, workload.events)?;
+        }
+
+        let log: Arc<dyn Log> = Arc::new(KafkaLog::connect(self.kafka_config(servers))?);
+        let b = StreamsBuilder::new();
+        b.stream::<String, i64>(input.as_str(), Consumed::default())
+            .filter(|_, v| s1_keep(*v))
+            .map_values(s1_map)
+            .to(output.as_str(), Produced::default());
+        let streams = Streams::new(b.build()?, self.config(&run), log.clone())?;
+        let start = Instant::now();
+        streams.start()?;
+        streams.wait_for_state(StreamsState::Running, self.params.timeout)?;
+        let running = start.elapsed();
+        // On the application's own counters first: `wait_until_caught_up` asks the broker
+        // for every partition's end and the group's offsets every 10 ms, which would load
+        // the broker the engine reads from.
+        while streams.metrics().processed() < workload.events {
+            if matches!(
+                streams.state(),
+                StreamsState::Error | StreamsState::NotRunning
+            ) || start.elapsed() > self.params.timeout
+            {
+                break; // `wait_until_caught_up` says why
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.wait_until_caught_up(&streams)?;
+        let elapsed = start.elapsed();
+        let rss = peak_rss_mib();
+        streams.close()?;
+        let engine = (elapsed, crate::workload::topic_digest(&*log, &output)?);
+
+        let base = baseline::kafka_consume(
+            servers,
+            &self.params.kafka_properties,
+            &input,
+            partitions,
+            workload.events,
+            self.params.timeout,
+        )?;
+        let mut outcome = self.outcome(Scenario::K1, workload.events, engine, base, rss);
+        outcome.note = format!(
+            "{partitions} partitions, 1 stream thread; the engine was running {:.1} s after start()",
+            running.as_secs_f64()
+        );
+        Ok(outcome)
+    }
+
+    /// The engine's Kafka log: one record per produce batch (for the test broker), then the
+    /// properties given.
+    fn kafka_config(&self, servers: &str) -> KafkaLogConfig {
+        let mut config = KafkaLogConfig::new(servers).with_property("batch.num.messages", "1");
+        for (k, v) in &self.params.kafka_properties {
+            config = config.with_property(k.as_str(), v.as_str());
+        }
+        config
+    }
+}
+
+/// `<prefix>-<pid>-<nanoseconds>`: a name no earlier run on the same broker used.
+fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Checks that the broker kept every record loaded into `topic`.
+fn check_loaded(
+    log: &dyn Log,
+    topic: &str,
+    partitions: u32,
+    events: u64,
+) -> Result<(), BenchError> {
+    let mut kept = 0;
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic, p);
+        kept += log.end_offset(&tp, IsolationLevel::ReadCommitted)? - log.start_offset(&tp)?;
+    }
+    if kept != events {
+        return Err(BenchError::Harness(format!(
+            "the broker kept {kept} of the {events} records loaded into {topic}"
+        )));
+    }
+    Ok(())
 }
 
 /// `input` grouped by key and counted into the store `counts`.

@@ -1,14 +1,22 @@
 #![allow(clippy::unwrap_used)]
 //! Every scenario of the throughput harness at a tiny size: engine and baseline must produce
 //! the same results (same final counts, same output records). No timing is asserted; this is
-//! what keeps the harness from rotting.
+//! what keeps the harness from rotting. K1 runs through the Kafka test broker
+//! (`KAFKA_BOOTSTRAP_SERVERS`, or one started for this test binary; none fails the test).
+
+#[path = "../../streams-core/tests/support/kafka_broker.rs"]
+mod kafka_broker;
 
 use streams_benches::{run_scenario, Params, Scenario, Summary};
 
 fn check(scenario: Scenario) {
+    check_with(scenario, &Params::tiny());
+}
+
+fn check_with(scenario: Scenario, params: &Params) {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = run_scenario(scenario, &Params::tiny(), dir.path())
-        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let outcome =
+        run_scenario(scenario, params, dir.path()).unwrap_or_else(|e| panic!("{scenario}: {e}"));
     assert!(outcome.records > 0, "{scenario}: no records");
     assert!(
         outcome.engine_digest.entries > 0,
@@ -67,4 +75,20 @@ fn s6_scaling() {
 #[test]
 fn s7_memory_bound() {
     check(Scenario::S7);
+}
+
+#[test]
+fn k1_through_a_kafka_broker() {
+    let params = Params {
+        bootstrap_servers: Some(kafka_broker::bootstrap_servers().to_string()),
+        ..Params::tiny()
+    };
+    check_with(Scenario::K1, &params);
+}
+
+#[test]
+fn k1_without_a_broker_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = run_scenario(Scenario::K1, &Params::tiny(), dir.path()).unwrap_err();
+    assert!(error.to_string().contains("--bootstrap-servers"), "{error}");
 }

@@ -1,8 +1,16 @@
 //! What the example programs share: the common command-line options (state directory,
-//! threads, guarantee, `--describe`), reading CSV input with line-numbered error reports,
-//! logging setup, and waiting for SIGINT/SIGTERM.
+//! threads, guarantee, `--describe`, and a Kafka cluster to run on instead of the embedded
+//! log), reading CSV input with line-numbered error reports, logging setup, and waiting for
+//! SIGINT/SIGTERM.
 //!
 //! The examples use only the public API of the library, as a user's service would.
+//!
+//! A batch example (one that loads its input, runs once and prints) starts from empty topics.
+//! On the embedded log a state directory made for the run sees to that. A Kafka cluster
+//! outlives runs, so there each batch run is an application of its own (its consumer group
+//! and internal topics are named after an application id unique to the run, unless
+//! `--application-id` is given), and a run refuses input, output or internal topics that
+//! already hold records: they would mix an earlier run's records with its own.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,13 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::runtime::{ExceptionResponse, ProcessingGuarantee, StreamsConfig};
-use streams_core::{EmbeddedLog, Log, Streams, Topology};
-
+use streams_core::topology::TopicName;
+use streams_core::{
+    EmbeddedLog, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Streams, TopicPartition, Topology,
+};
 /// Options every example takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Where local state and the embedded log live (default: a directory under the system
-    /// temp dir named after the example).
+    /// temp dir named after the example). On Kafka it holds the stores only.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Stream threads.
@@ -33,6 +43,34 @@ pub struct CommonArgs {
         default_missing_value = "text"
     )]
     pub describe: Option<DescribeFormat>,
+    /// Run on the Kafka cluster at HOST:PORT[,HOST:PORT...] instead of the embedded log.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap_servers: Option<String>,
+    /// A librdkafka property for every Kafka client; repeatable. The test broker, Tansu 0.6,
+    /// needs `batch.num.messages=1`: it keeps a batch of several records as one record.
+    #[arg(
+        long = "kafka-property",
+        value_name = "KEY=VALUE",
+        value_parser = parse_property,
+        requires = "bootstrap_servers"
+    )]
+    pub kafka_properties: Vec<(String, String)>,
+    /// Names the consumer group and prefixes internal topics. Default: the example's name;
+    /// on Kafka, a batch example adds a suffix of its own for each run.
+    #[arg(long, value_name = "ID")]
+    pub application_id: Option<String>,
+    /// Prefix of the example's input and output topic names, to keep runs on a shared Kafka
+    /// cluster apart.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub topic_prefix: String,
+}
+
+/// `KEY=VALUE` → (key, value).
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }
 
 /// How `--describe` prints the topology.
@@ -67,33 +105,67 @@ impl CommonArgs {
         true
     }
 
-    /// The application's configuration from these options.
-    pub fn config(&self, application_id: &str) -> StreamsConfig {
-        self.config_in(application_id, self.state_dir(application_id))
+    /// The name of the example's topic `name`: `--topic-prefix`, then `name`.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
     }
 
-    /// For examples that load their input and run once: the state directory given, or a new
-    /// one for this run that is removed when the returned guard drops.
-    pub fn batch_config(&self, application_id: &str) -> (StreamsConfig, ScratchDir) {
-        match &self.state_dir {
-            Some(dir) => (
-                self.config_in(application_id, dir.clone()),
-                ScratchDir(None),
-            ),
+    /// The configuration of a long-running example: the application id given or the
+    /// example's name, the state directory given or `<temp>/streams-<example>`.
+    pub fn config(&self, example: &str) -> StreamsConfig {
+        let id = self.application_id.as_deref().unwrap_or(example);
+        self.config_in(id, self.state_dir(example))
+    }
+
+    /// For examples that load their input and run once: the configuration, the log, and
+    /// (without `--state-dir`) a state directory made for this run. Fails when a topic that
+    /// `topology` writes already holds records (see [`Run`]).
+    pub fn batch_run(
+        &self,
+        example: &str,
+        topology: &Topology,
+    ) -> Result<Run, Box<dyn std::error::Error>> {
+        let stamp = run_stamp();
+        let id = match (&self.application_id, &self.bootstrap_servers) {
+            (Some(id), _) => id.clone(),
+            (None, Some(_)) => format!("{example}-{stamp}"),
+            (None, None) => example.to_string(),
+        };
+        let (dir, scratch) = match &self.state_dir {
+            Some(dir) => (dir.clone(), ScratchDir(None)),
             None => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let dir = std::env::temp_dir().join(format!(
-                    "streams-{application_id}-{}-{nanos}",
-                    std::process::id()
-                ));
-                (
-                    self.config_in(application_id, dir.clone()),
-                    ScratchDir(Some(dir)),
-                )
+                let dir = std::env::temp_dir().join(format!("streams-{example}-{stamp}"));
+                (dir.clone(), ScratchDir(Some(dir)))
             }
+        };
+        let config = self.config_in(&id, dir);
+        let log = self.open_log(&config)?;
+        tracing::info!(application_id = %id, "batch run");
+        let run = Run {
+            config,
+            log,
+            cluster: self.bootstrap_servers.clone(),
+            _scratch: scratch,
+        };
+        run.check_written_topics(topology)?;
+        Ok(run)
+    }
+
+    /// The log to run on: the Kafka cluster of `--bootstrap-servers` (with the
+    /// `--kafka-property`s), or the embedded log of the configured state directory.
+    pub fn open_log(&self, config: &StreamsConfig) -> streams_core::Result<Arc<dyn Log>> {
+        let Some(servers) = &self.bootstrap_servers else {
+            return Ok(Arc::new(EmbeddedLog::open(config.embedded_log_dir())?));
+        };
+        // Transactional ids of the application's own, so that a restarted instance fences
+        // the transactions its predecessor left open.
+        let mut kafka = KafkaLogConfig::new(servers.as_str())
+            .with_property("client.id", config.application_id.as_str())
+            .with_transactional_id_prefix(config.application_id.as_str());
+        for (key, value) in &self.kafka_properties {
+            kafka = kafka.with_property(key.as_str(), value.as_str());
         }
+        Ok(Arc::new(KafkaLog::connect(kafka)?))
     }
 
     fn config_in(&self, application_id: &str, dir: PathBuf) -> StreamsConfig {
@@ -104,8 +176,99 @@ impl CommonArgs {
     }
 }
 
+/// `<pid>-<nanoseconds>`: tells this run's names from other runs'.
+fn run_stamp() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// A batch example's run: its configuration and log, and the state directory made for it
+/// (removed when the run drops).
+pub struct Run {
+    /// The application's configuration.
+    pub config: StreamsConfig,
+    /// The log it runs on.
+    pub log: Arc<dyn Log>,
+    /// The Kafka cluster's bootstrap servers, when it runs on one.
+    cluster: Option<String>,
+    _scratch: ScratchDir,
+}
+
+impl Run {
+    /// Creates `topic` for input that is about to be loaded; a topic that already holds
+    /// records (an earlier run's) is an error, as loading again would process the old records
+    /// with the new.
+    pub fn create_input_topic(&self, topic: &str, partitions: u32) -> Result<(), String> {
+        self.log
+            .create_topic(topic, streams_core::TopicConfig::new(partitions))
+            .map_err(|e| e.to_string())?;
+        if self.holds_records(topic)? {
+            return Err(self.refusal(topic, &TopicName::User(topic.to_string())));
+        }
+        Ok(())
+    }
+
+    /// Checks that no topic `topology` writes (output, repartition, changelog) holds records.
+    fn check_written_topics(&self, topology: &Topology) -> Result<(), String> {
+        let sinks = topology
+            .subtopologies()
+            .iter()
+            .flat_map(|s| s.sink_topics.iter().cloned());
+        let changelogs = topology.stores().values().filter_map(|s| s.changelog());
+        for name in sinks.chain(changelogs) {
+            let topic = name.resolve(&self.config.application_id);
+            if self.holds_records(&topic)? {
+                return Err(self.refusal(&topic, &name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Why `topic` (named `name` in the topology) cannot be used, and what to do instead.
+    fn refusal(&self, topic: &str, name: &TopicName) -> String {
+        let Some(servers) = &self.cluster else {
+            return format!(
+                "topic `{topic}` of this state directory already holds records; use a fresh --state-dir"
+            );
+        };
+        let fix = match name {
+            TopicName::User(_) => {
+                "give this run's topics another --topic-prefix, or delete the topic".to_string()
+            }
+            TopicName::Internal(_) => format!(
+                "application `{}` ran before and its state would mix with this run's; \
+                 give another --application-id (without one, each run has its own)",
+                self.config.application_id
+            ),
+        };
+        format!("topic `{topic}` on {servers} already holds records; {fix}")
+    }
+
+    /// Whether `topic` exists and holds records.
+    fn holds_records(&self, topic: &str) -> Result<bool, String> {
+        let partitions = match self.log.describe_topic(topic) {
+            Ok(c) => c.partitions,
+            Err(streams_core::Error::UnknownTopic { .. }) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        for p in 0..partitions {
+            let tp = TopicPartition::new(topic, p);
+            let end = self
+                .log
+                .end_offset(&tp, IsolationLevel::ReadUncommitted)
+                .map_err(|e| e.to_string())?;
+            if end > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// A state directory made for one run, removed on drop.
-pub struct ScratchDir(Option<PathBuf>);
+struct ScratchDir(Option<PathBuf>);
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
@@ -113,28 +276,6 @@ impl Drop for ScratchDir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// Creates `topic` for input that is about to be loaded; a topic that already holds records
-/// (a state directory reused from an earlier run) is an error, as loading again would
-/// process the old records twice.
-pub fn create_input_topic(log: &dyn Log, topic: &str, partitions: u32) -> Result<(), String> {
-    log.create_topic(topic, streams_core::TopicConfig::new(partitions))
-        .map_err(|e| e.to_string())?;
-    for p in 0..partitions {
-        let end = log
-            .end_offset(
-                &streams_core::TopicPartition::new(topic, p),
-                streams_core::IsolationLevel::ReadCommitted,
-            )
-            .map_err(|e| e.to_string())?;
-        if end > 0 {
-            return Err(format!(
-                "topic `{topic}` of this state directory already holds records; use a fresh --state-dir"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Appends `(key, value, timestamp)` records to `topic`, each to its key's partition, in
@@ -152,7 +293,7 @@ pub fn load(
     }
     for (p, records) in by_partition.iter().enumerate() {
         for chunk in records.chunks(1000) {
-            log.append(&streams_core::TopicPartition::new(topic, p as u32), chunk)?;
+            log.append(&TopicPartition::new(topic, p as u32), chunk)?;
         }
     }
     Ok(())
@@ -197,11 +338,6 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Opens the embedded log of the configured state directory.
-pub fn open_log(config: &StreamsConfig) -> streams_core::Result<Arc<EmbeddedLog>> {
-    Ok(Arc::new(EmbeddedLog::open(config.embedded_log_dir())?))
-}
-
 /// Starts `topology` on `log`, replacing failed threads, and waits until every task is
 /// restored and running.
 pub fn start(
@@ -230,15 +366,10 @@ pub fn read_values(log: &dyn Log, topic: &str) -> streams_core::Result<Vec<(Stri
     };
     let mut out = Vec::new();
     for p in 0..partitions {
-        let tp = streams_core::TopicPartition::new(topic, p);
+        let tp = TopicPartition::new(topic, p);
         let mut offset = log.start_offset(&tp)?;
         loop {
-            let fetch = log.read(
-                &tp,
-                offset,
-                10_000,
-                streams_core::IsolationLevel::ReadCommitted,
-            )?;
+            let fetch = log.read(&tp, offset, 10_000, IsolationLevel::ReadCommitted)?;
             if fetch.next_offset == offset {
                 break;
             }

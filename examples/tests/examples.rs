@@ -11,75 +11,20 @@ use std::fmt::Write as _;
 use common::*;
 use streams_core::partition_for_key;
 
-/// A fixed LCG: the same fixtures on every run, without another dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
-fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 #[test]
 fn lunch_abroad_prices_each_payment_with_the_latest_earlier_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(7);
-    let currencies = ["EUR", "USD", "JPY", "CHF", "SEK"];
-    let (mut rates, mut payments) = (String::new(), String::new());
-    let mut rate_rows = Vec::new();
-    for i in 0..300 {
-        let ts = rng.below(10_000) as i64;
-        // SEK never gets a rate.
-        let c = currencies[rng.below(4) as usize];
-        let rate = format!("{}.{:03}", rng.below(3), rng.below(1000));
-        writeln!(rates, "{ts},{c},{rate}").unwrap();
-        rate_rows.push((ts, i, c, rate));
-        if i == 150 {
-            rates.push_str("not,a,rate\n");
-        }
-    }
-    let mut expected = Vec::new();
-    for i in 0..500 {
-        let ts = rng.below(10_000) as i64;
-        let c = currencies[rng.below(5) as usize];
-        let amount = rng.below(100_000) as i64;
-        writeln!(payments, "{ts},p{i},{c},{amount}").unwrap();
-        // The latest rate strictly before the payment; among equal times, the later line.
-        let rate = rate_rows
-            .iter()
-            .filter(|(t, _, rc, _)| *rc == c && *t < ts)
-            .max_by_key(|(t, line, _, _)| (*t, *line));
-        expected.push(match rate {
-            Some((_, _, _, r)) => format!(
-                "p{i},{c},{amount},{r},{}",
-                (amount as f64 * r.parse::<f64>().unwrap()).round() as i64
-            ),
-            None => format!("p{i},{c},{amount},,"),
-        });
-    }
-    payments.push_str("12,p-bad,EUR\n");
-    let rates = write(dir.path(), "rates.csv", &rates);
-    let payments = write(dir.path(), "payments.csv", &payments);
-    expected.sort();
+    let fixture = LunchFixture::write(dir.path(), 300, 500);
+    let (rates, payments, expected) = (&fixture.rates, &fixture.payments, &fixture.expected);
     for guarantee in ["at-least-once", "exactly-once"] {
         let state = dir.path().join(guarantee);
         let (ok, out, err) = run(
             env!("CARGO_BIN_EXE_lunch-abroad"),
             &[
                 "--rates",
-                &rates,
+                rates,
                 "--payments",
-                &payments,
+                payments,
                 "--partitions",
                 "3",
                 "--threads",
@@ -92,7 +37,7 @@ fn lunch_abroad_prices_each_payment_with_the_latest_earlier_rate() {
             "",
         );
         assert!(ok, "{err}");
-        assert_eq!(sorted_lines(&out), expected);
+        assert_eq!(&sorted_lines(&out), expected);
         assert!(err.contains("rates:152: TS_MS `not` is not valid"), "{err}");
         assert!(err.contains("payments:501: expected 4 fields"), "{err}");
     }
@@ -101,14 +46,7 @@ fn lunch_abroad_prices_each_payment_with_the_latest_earlier_rate() {
 #[test]
 fn word_count_counts_lower_cased_words() {
     let text = "The cat sat.\nthe CAT, the mat!\n\nnaïve café-au-lait 42 42\n";
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for w in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        *counts.entry(w.to_lowercase()).or_default() += 1;
-    }
-    let expected: Vec<String> = counts.iter().map(|(w, n)| format!("{w},{n}")).collect();
+    let expected = word_counts(text);
     let (ok, out, err) = run(
         env!("CARGO_BIN_EXE_word-count"),
         &["--partitions", "3"],
@@ -335,7 +273,16 @@ fn every_example_has_help() {
     ] {
         let (ok, out, _) = run(bin, &["--help"], "");
         assert!(ok);
-        for option in ["--state-dir", "--threads", "--guarantee", "--describe"] {
+        for option in [
+            "--state-dir",
+            "--threads",
+            "--guarantee",
+            "--describe",
+            "--bootstrap-servers",
+            "--kafka-property",
+            "--application-id",
+            "--topic-prefix",
+        ] {
             assert!(out.contains(option), "{bin} --help lacks {option}");
         }
     }

@@ -1,8 +1,10 @@
-//! The throughput harness: runs scenarios S1–S7, each beside its baseline, and prints
-//! records/s of both, their ratio and the peak RSS.
+//! The throughput harness: runs scenarios S1–S7 (and K1, through a Kafka broker, when given
+//! one), each beside its baseline, and prints records/s of both, their ratio and the peak RSS.
 //!
 //! ```sh
 //! CARGO_TARGET_DIR=... cargo run --release -p streams-benches --bin throughput -- --runs 3
+//! CARGO_TARGET_DIR=... cargo run --release -p streams-benches --bin throughput -- \
+//!     --scenarios K1 --bootstrap-servers 127.0.0.1:9092 --runs 3
 //! ```
 //!
 //! Each (scenario, run) is a child process of this binary (`--child <scenario>`), so that
@@ -17,7 +19,8 @@ use streams_benches::{run_scenario, BenchError, Format, Params, Row, Scenario, S
 #[derive(Debug, Parser)]
 #[command(about = "Throughput and memory of the engine beside hand-written baselines")]
 struct Args {
-    /// Scenarios to run, comma-separated (S1,S2,S2e,S2m,S3,S4,S5,S6,S7); all by default.
+    /// Scenarios to run, comma-separated (S1,S2,S2e,S2m,S3,S4,S5,S6,S7,K1); by default all
+    /// of S1–S7, and K1 too with --bootstrap-servers.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Runs of each scenario; the table shows medians and the spread of the ratio.
@@ -57,6 +60,19 @@ struct Args {
     /// Turns the embedded log's background cleaner off (to measure what it costs).
     #[arg(long)]
     no_log_cleaner: bool,
+    /// The Kafka broker K1 runs through (`host:port`); K1 cannot run without one.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_servers: Option<String>,
+    /// A librdkafka property of K1's clients (repeatable), after K1's own
+    /// `batch.num.messages=1` (which the test broker, Tansu 0.6, needs).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
+    /// Events of K1 (default 200,000; 5,000 with --tiny).
+    #[arg(long)]
+    kafka_events: Option<u64>,
+    /// Partitions of K1's input topic (default 4).
+    #[arg(long)]
+    kafka_partitions: Option<u32>,
     /// Where scenarios put their state and logs (a temporary directory inside it).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -97,11 +113,27 @@ impl Args {
             p.commit_interval = Some(Duration::from_millis(v));
         }
         p.log_cleaner = !self.no_log_cleaner;
+        p.bootstrap_servers = self.bootstrap_servers.clone();
+        p.kafka_properties = self.kafka_properties.clone();
+        if let Some(v) = self.kafka_events {
+            p.kafka_events = v;
+        }
+        if let Some(v) = self.kafka_partitions {
+            p.kafka_partitions = v;
+        }
         p
     }
 
     fn base_dir(&self) -> std::path::PathBuf {
         self.dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// `KEY=VALUE` → (key, value).
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
     }
 }
 
@@ -124,13 +156,24 @@ fn child(args: &Args, scenario: &str) -> Result<(), BenchError> {
 fn parent(args: &Args) -> Result<bool, BenchError> {
     let format: Format = args.format.parse()?;
     let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
-        Scenario::ALL.to_vec()
+        let mut all = Scenario::ALL.to_vec();
+        if args.bootstrap_servers.is_some() {
+            all.extend(Scenario::WITH_BROKER);
+        }
+        all
     } else {
         args.scenarios
             .iter()
             .map(|s| s.parse())
             .collect::<Result<_, _>>()?
     };
+    if let Some(sc) = scenarios.iter().find(|sc| sc.needs_broker()) {
+        if args.bootstrap_servers.is_none() {
+            return Err(BenchError::Harness(format!(
+                "{sc} runs through a Kafka broker: give one with --bootstrap-servers HOST:PORT"
+            )));
+        }
+    }
     let exe = std::env::current_exe()?;
     // The child gets the same arguments, minus the ones only the parent uses.
     let passthrough: Vec<String> = {

@@ -1,8 +1,9 @@
 //! `exchange-rates`: accumulate exchange rates in a compacted stream and answer queries.
 //!
 //! Rate updates `PAIR,RATE` (`USD/GBP,0.71`; `PAIR,` deletes the pair) are read from
-//! `--updates FILE` or stdin and published to the compacted topic `rates`. The application
-//! materializes the topic into a `KTable` store and serves it over HTTP:
+//! `--updates FILE` or stdin and published to the compacted topic `rates` (after
+//! `--topic-prefix`). The application materializes the topic into a `KTable` store and serves
+//! it over HTTP:
 //!
 //! - `GET /rates/{BASE}/{QUOTE}` → `{"pair":"USD/GBP","rate":0.71}`, or 404 with a JSON error;
 //! - `GET /rates` → every pair;
@@ -40,7 +41,7 @@ struct Args {
     /// Address to serve HTTP on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
-    /// Partitions of the `rates` topic when it is created.
+    /// Partitions of the `rates` topic when it is created (an existing topic keeps its own).
     #[arg(long, default_value_t = 4)]
     partitions: u32,
     #[command(flatten)]
@@ -49,12 +50,11 @@ struct Args {
 
 const APP: &str = "exchange-rates";
 const STORE: &str = "rates-store";
-const TOPIC: &str = "rates";
 
-fn topology() -> streams_core::Result<streams_core::Topology> {
+fn topology(topic: &str) -> streams_core::Result<streams_core::Topology> {
     let builder = StreamsBuilder::new();
     builder.table::<String, f64>(
-        TOPIC,
+        topic,
         Consumed::with(StringSerde, JsonSerde::<f64>::new()),
         Materialized::named(STORE),
     );
@@ -86,8 +86,13 @@ fn parse_update(fields: &[&str]) -> Result<(String, Option<f64>), String> {
     Ok((pair.to_string(), Some(rate)))
 }
 
-/// Reads updates and appends each to the `rates` topic as it arrives.
-fn publish(log: Arc<dyn Log>, updates: Option<PathBuf>, partitions: u32) -> std::io::Result<()> {
+/// Reads updates and appends each to `topic`, of `partitions` partitions, as it arrives.
+fn publish(
+    log: Arc<dyn Log>,
+    topic: &str,
+    updates: Option<PathBuf>,
+    partitions: u32,
+) -> std::io::Result<()> {
     let source = input(updates.as_deref())?;
     let now = || {
         std::time::SystemTime::now()
@@ -95,7 +100,7 @@ fn publish(log: Arc<dyn Log>, updates: Option<PathBuf>, partitions: u32) -> std:
             .map_or(0, |d| d.as_millis() as i64)
     };
     let counts = read_csv(source, "updates", parse_update, |(pair, rate)| {
-        let tp = TopicPartition::new(TOPIC, partition_for_key(pair.as_bytes(), partitions));
+        let tp = TopicPartition::new(topic, partition_for_key(pair.as_bytes(), partitions));
         let record = Record {
             key: Some(pair.clone().into_bytes()),
             value: rate.map(|r| r.to_string().into_bytes()),
@@ -141,19 +146,23 @@ async fn all_rates(State(rates): State<Rates>) -> Result<Json<Value>, HttpError>
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let topology = topology()?;
+    let topic = args.common.topic("rates");
+    let topology = topology(&topic)?;
     if args.common.print_description(&topology) {
         return Ok(());
     }
     let config = args.common.config(APP);
-    let log = streams_examples::open_log(&config)?;
-    match log.describe_topic(TOPIC) {
-        Ok(_) => {}
+    let log = args.common.open_log(&config)?;
+    // Updates go to the partition of their key among the topic's partitions, which an
+    // existing topic (an earlier run's) may have another number of.
+    let partitions = match log.describe_topic(&topic) {
+        Ok(existing) => existing.partitions,
         Err(streams_core::Error::UnknownTopic { .. }) => {
-            log.create_topic(TOPIC, TopicConfig::compacted(args.partitions))?
+            log.create_topic(&topic, TopicConfig::compacted(args.partitions))?;
+            args.partitions
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     let streams = streams_examples::start(topology, config, log.clone())?;
     let rates: Rates = Arc::new(streams.key_value_store(
         STORE,
@@ -179,9 +188,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind(args.http).await?;
         eprintln!("serving {} on http://{}", STORE, listener.local_addr()?);
         let publisher = {
-            let log: Arc<dyn Log> = log.clone();
-            let (updates, partitions) = (args.updates.clone(), args.partitions);
-            tokio::task::spawn_blocking(move || publish(log, updates, partitions))
+            let (log, updates) = (log.clone(), args.updates.clone());
+            tokio::task::spawn_blocking(move || publish(log, &topic, updates, partitions))
         };
         axum::serve(listener, app)
             .with_graceful_shutdown(streams_examples::shutdown_signal())

@@ -1,6 +1,7 @@
 //! `lunch-abroad`: price payments made in foreign currencies in GBP, by joining the stream of
 //! payments with the table of exchange rates (a stream–table left join, both topics keyed and
-//! so co-partitioned by currency).
+//! so co-partitioned by currency). Its topics are `rates`, `payments` and `priced-payments`,
+//! after `--topic-prefix`.
 //!
 //! `--rates FILE` holds `TS_MS,CURRENCY,RATE_TO_GBP` lines and `--payments FILE` holds
 //! `TS_MS,PAYMENT_ID,CURRENCY,AMOUNT` lines (AMOUNT in integer minor units). Both are loaded
@@ -15,16 +16,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use streams_core::{JsonSerde, Log, StringSerde};
+use streams_core::{JsonSerde, StringSerde};
 use streams_dsl::prelude::*;
-use streams_examples::{
-    create_input_topic, expect_fields, field, input, load, read_csv, CommonArgs,
-};
+use streams_examples::{expect_fields, field, input, load, read_csv, CommonArgs};
 
 /// Join payments with exchange rates and print each payment's amount in GBP.
 #[derive(Parser, Debug)]
@@ -51,15 +49,25 @@ struct Payment {
     amount: i64,
 }
 
-fn topology() -> streams_core::Result<streams_core::Topology> {
+/// The example's topics, after `--topic-prefix`.
+struct Topics {
+    rates: String,
+    payments: String,
+    priced: String,
+}
+
+fn topology(topics: &Topics) -> streams_core::Result<streams_core::Topology> {
     let builder = StreamsBuilder::new();
     let rates = builder.table::<String, String>(
-        "rates",
+        topics.rates.as_str(),
         Consumed::with(StringSerde, StringSerde),
         Materialized::named("rates-by-currency"),
     );
     builder
-        .stream::<String, Payment>("payments", Consumed::with(StringSerde, JsonSerde::new()))
+        .stream::<String, Payment>(
+            topics.payments.as_str(),
+            Consumed::with(StringSerde, JsonSerde::new()),
+        )
         .left_join(&rates, |payment: &Payment, rate: Option<&String>| {
             // Rates were checked to parse when they were loaded.
             let priced = rate.and_then(|r| r.parse::<f64>().ok().map(|x| (r, x)));
@@ -73,19 +81,26 @@ fn topology() -> streams_core::Result<streams_core::Topology> {
                 None => format!("{},{},,", payment.id, payment.amount),
             }
         })
-        .to("priced-payments", Produced::with(StringSerde, StringSerde));
+        .to(
+            topics.priced.as_str(),
+            Produced::with(StringSerde, StringSerde),
+        );
     builder.build()
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let topology = topology()?;
+    let topics = Topics {
+        rates: args.common.topic("rates"),
+        payments: args.common.topic("payments"),
+        priced: args.common.topic("priced-payments"),
+    };
+    let topology = topology(&topics)?;
     if args.common.print_description(&topology) {
         return Ok(());
     }
-    let (config, _scratch) = args.common.batch_config(APP);
-    let log = streams_examples::open_log(&config)?;
-    create_input_topic(&*log, "rates", args.partitions)?;
-    create_input_topic(&*log, "payments", args.partitions)?;
+    let run = args.common.batch_run(APP, &topology)?;
+    run.create_input_topic(&topics.rates, args.partitions)?;
+    run.create_input_topic(&topics.payments, args.partitions)?;
 
     let mut rates = Vec::new();
     read_csv(
@@ -125,15 +140,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // In timestamp order (stable): "the latest rate before the payment" is by time.
     rates.sort_by_key(|r| r.2);
     payments.sort_by_key(|p| p.2);
-    load(&*log, "rates", args.partitions, rates)?;
-    load(&*log, "payments", args.partitions, payments)?;
+    load(&*run.log, &topics.rates, args.partitions, rates)?;
+    load(&*run.log, &topics.payments, args.partitions, payments)?;
 
-    let streams = streams_examples::start(topology, config, log.clone())?;
+    let streams = streams_examples::start(topology, run.config.clone(), run.log.clone())?;
     streams.wait_until_caught_up(Duration::from_secs(3600))?;
     streams.close()?;
 
-    let out: Arc<dyn Log> = log;
-    let lines = streams_examples::read_values(&*out, "priced-payments")?;
+    let lines = streams_examples::read_values(&*run.log, &topics.priced)?;
     // `ID,AMOUNT,RATE,GBP` → `ID,CURRENCY,AMOUNT,RATE,GBP`.
     streams_examples::print_lines(lines.iter().map(|(currency, line)| {
         let (id, rest) = line.split_once(',').unwrap_or((line, ""));

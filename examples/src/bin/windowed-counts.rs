@@ -1,7 +1,7 @@
 //! `windowed-counts`: count and sum per key and window, printing only final results.
 //!
 //! `--input FILE|-` holds `TS_MS,KEY,VALUE` lines (VALUE an integer). They are written to the
-//! topic `events` in file order (key → partition by Kafka's murmur2 partitioner over the key's
+//! topic `events` (after `--topic-prefix`; results go to `window-results`) in file order (key → partition by Kafka's murmur2 partitioner over the key's
 //! UTF-8 bytes), then processed with tumbling, hopping or session windows and a grace period.
 //! Results are suppressed until their window closes, so each window prints once:
 //! `WINDOW_START_MS,WINDOW_END_MS,KEY,COUNT,SUM` (sessions print their first and last
@@ -18,12 +18,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use streams_core::{partition_for_key, JsonSerde, Log, Record, StringSerde, TopicPartition};
+use streams_core::{partition_for_key, JsonSerde, Record, StringSerde, TopicPartition};
 use streams_dsl::prelude::*;
 use streams_dsl::BufferConfig;
-use streams_examples::{
-    create_input_topic, expect_fields, field, input, load, read_csv, CommonArgs,
-};
+use streams_examples::{expect_fields, field, input, load, read_csv, CommonArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kind {
@@ -67,11 +65,11 @@ const MARKER: &str = "\u{0}end-of-input";
 
 type CountSum = (i64, i64);
 
-fn topology(args: &Args) -> Result<streams_core::Topology, String> {
+fn topology(args: &Args, events: &str, results: &str) -> Result<streams_core::Topology, String> {
     let ms = Duration::from_millis;
     let builder = StreamsBuilder::new();
     let grouped = builder
-        .stream::<String, i64>("events", Consumed::with(StringSerde, JsonSerde::new()))
+        .stream::<String, i64>(events, Consumed::with(StringSerde, JsonSerde::new()))
         .group_by_key(Grouped::with(StringSerde, JsonSerde::new()));
     let materialized = || {
         Materialized::<String, CountSum>::named("window-counts")
@@ -122,7 +120,7 @@ fn topology(args: &Args) -> Result<streams_core::Topology, String> {
                 format!("{},{end},{key},{count},{sum}", window.start),
             )]
         })
-        .to("window-results", Produced::with(StringSerde, StringSerde));
+        .to(results, Produced::with(StringSerde, StringSerde));
     builder.build().map_err(|e| e.to_string())
 }
 
@@ -135,13 +133,16 @@ fn marker_key(p: u32, partitions: u32) -> String {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let topology = topology(&args)?;
+    let (events_topic, results_topic) = (
+        args.common.topic("events"),
+        args.common.topic("window-results"),
+    );
+    let topology = topology(&args, &events_topic, &results_topic)?;
     if args.common.print_description(&topology) {
         return Ok(());
     }
-    let (config, _scratch) = args.common.batch_config(APP);
-    let log = streams_examples::open_log(&config)?;
-    create_input_topic(&*log, "events", args.partitions)?;
+    let run = args.common.batch_run(APP, &topology)?;
+    run.create_input_topic(&events_topic, args.partitions)?;
     let mut events = Vec::new();
     read_csv(
         input(Some(&args.input))?,
@@ -158,19 +159,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         |e| events.push(e),
     )?;
     let last = events.iter().map(|e| e.2).max().unwrap_or(0);
-    load(&*log, "events", args.partitions, events)?;
+    load(&*run.log, &events_topic, args.partitions, events)?;
     let span = args.size_ms.max(args.gap_ms) + args.advance_ms.unwrap_or(0) + args.grace_ms + 2;
     let close_all = last.saturating_add(span as i64);
     for p in 0..args.partitions {
         let marker = Record::new(marker_key(p, args.partitions), "0", close_all);
-        log.append(&TopicPartition::new("events", p), &[marker])?;
+        run.log
+            .append(&TopicPartition::new(events_topic.as_str(), p), &[marker])?;
     }
 
-    let streams =
-        streams_examples::start(topology, config, log.clone() as std::sync::Arc<dyn Log>)?;
+    let streams = streams_examples::start(topology, run.config.clone(), run.log.clone())?;
     streams.wait_until_caught_up(Duration::from_secs(3600))?;
     streams.close()?;
-    let lines = streams_examples::read_values(&*log, "window-results")?;
+    let lines = streams_examples::read_values(&*run.log, &results_topic)?;
     streams_examples::print_lines(lines.into_iter().map(|(_, line)| line))?;
     Ok(())
 }

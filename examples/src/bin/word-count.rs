@@ -1,7 +1,7 @@
-//! `word-count`: the classic. Lines from stdin go to the topic `lines`; the application splits
-//! them into lower-cased words (on anything not alphanumeric), re-keys by word (through a
-//! repartition topic), counts per word, and prints the final table as `WORD,COUNT`, read from
-//! the count store with an interactive query.
+//! `word-count`: the classic. Lines from stdin go to the topic `lines` (after
+//! `--topic-prefix`); the application splits them into lower-cased words (on anything not
+//! alphanumeric), re-keys by word (through a repartition topic), counts per word, and prints
+//! the final table as `WORD,COUNT`, read from the count store with an interactive query.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use streams_core::{I64Serde, Log, StringSerde};
+use streams_core::{I64Serde, StringSerde};
 use streams_dsl::prelude::*;
-use streams_examples::{create_input_topic, load, CommonArgs};
+use streams_examples::{load, CommonArgs};
 
 /// Count the words of stdin and print `WORD,COUNT` lines.
 #[derive(Parser, Debug)]
@@ -27,10 +27,10 @@ struct Args {
 const APP: &str = "word-count";
 const STORE: &str = "word-counts";
 
-fn topology() -> streams_core::Result<streams_core::Topology> {
+fn topology(lines: &str) -> streams_core::Result<streams_core::Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream::<String, String>("lines", Consumed::with(StringSerde, StringSerde))
+        .stream::<String, String>(lines, Consumed::with(StringSerde, StringSerde))
         .flat_map_values(|line: String| {
             line.split(|c: char| !c.is_alphanumeric())
                 .filter(|w| !w.is_empty())
@@ -46,13 +46,13 @@ fn topology() -> streams_core::Result<streams_core::Topology> {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let topology = topology()?;
+    let lines_topic = args.common.topic("lines");
+    let topology = topology(&lines_topic)?;
     if args.common.print_description(&topology) {
         return Ok(());
     }
-    let (config, _scratch) = args.common.batch_config(APP);
-    let log = streams_examples::open_log(&config)?;
-    create_input_topic(&*log, "lines", args.partitions)?;
+    let run = args.common.batch_run(APP, &topology)?;
+    run.create_input_topic(&lines_topic, args.partitions)?;
     // Lines are keyed by their number, so they spread over the partitions.
     let mut lines = Vec::new();
     for (i, line) in std::io::stdin().lock().split(b'\n').enumerate() {
@@ -65,8 +65,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Err(_) => eprintln!("stdin:{}: not UTF-8, skipped", i + 1),
         }
     }
-    load(&*log, "lines", args.partitions, lines)?;
-    let streams = streams_examples::start(topology, config, log.clone() as Arc<dyn Log>)?;
+    load(&*run.log, &lines_topic, args.partitions, lines)?;
+    let streams = streams_examples::start(topology, run.config.clone(), run.log.clone())?;
     streams.wait_until_caught_up(Duration::from_secs(3600))?;
     let counts = streams.key_value_store(STORE, Arc::new(StringSerde), Arc::new(I64Serde))?;
     let all = counts.all()?;

@@ -146,3 +146,92 @@ pub(crate) fn sorted_lines(text: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// A fixed LCG: the same fixtures on every run, without another dependency.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub(crate) fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// `lunch-abroad` input files and the lines it must print (sorted).
+pub(crate) struct LunchFixture {
+    pub(crate) rates: String,
+    pub(crate) payments: String,
+    pub(crate) expected: Vec<String>,
+}
+
+impl LunchFixture {
+    /// `n_rates` rates of four currencies and `n_payments` payments in five (one never has a
+    /// rate), at random times; the rates file has a malformed line after its
+    /// `n_rates / 2 + 1`th, the payments file one at its end.
+    pub(crate) fn write(dir: &std::path::Path, n_rates: usize, n_payments: usize) -> Self {
+        use std::fmt::Write as _;
+        let mut rng = Rng(7);
+        let currencies = ["EUR", "USD", "JPY", "CHF", "SEK"];
+        let (mut rates, mut payments) = (String::new(), String::new());
+        let mut rate_rows = Vec::new();
+        for i in 0..n_rates {
+            let ts = rng.below(10_000) as i64;
+            // SEK never gets a rate.
+            let c = currencies[rng.below(4) as usize];
+            let rate = format!("{}.{:03}", rng.below(3), rng.below(1000));
+            writeln!(rates, "{ts},{c},{rate}").unwrap();
+            rate_rows.push((ts, i, c, rate));
+            if i == n_rates / 2 {
+                rates.push_str("not,a,rate\n");
+            }
+        }
+        let mut expected = Vec::new();
+        for i in 0..n_payments {
+            let ts = rng.below(10_000) as i64;
+            let c = currencies[rng.below(5) as usize];
+            let amount = rng.below(100_000) as i64;
+            writeln!(payments, "{ts},p{i},{c},{amount}").unwrap();
+            // The latest rate strictly before the payment; among equal times, the later line.
+            let rate = rate_rows
+                .iter()
+                .filter(|(t, _, rc, _)| *rc == c && *t < ts)
+                .max_by_key(|(t, line, _, _)| (*t, *line));
+            expected.push(match rate {
+                Some((_, _, _, r)) => format!(
+                    "p{i},{c},{amount},{r},{}",
+                    (amount as f64 * r.parse::<f64>().unwrap()).round() as i64
+                ),
+                None => format!("p{i},{c},{amount},,"),
+            });
+        }
+        payments.push_str("12,p-bad,EUR\n");
+        expected.sort();
+        LunchFixture {
+            rates: write(dir, "rates.csv", &rates),
+            payments: write(dir, "payments.csv", &payments),
+            expected,
+        }
+    }
+}
+
+/// What `word-count` must print for `text`: `WORD,COUNT` lines, sorted.
+pub(crate) fn word_counts(text: &str) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        *counts.entry(w.to_lowercase()).or_default() += 1;
+    }
+    counts.iter().map(|(w, n)| format!("{w},{n}")).collect()
+}

@@ -1,0 +1,149 @@
+#![allow(clippy::unwrap_used)]
+//! The batch examples as processes on a Kafka-protocol broker (`--bootstrap-servers`): the
+//! same input gives the same output as on the embedded log, and a run refuses topics an
+//! earlier run filled. The broker is `KAFKA_BOOTSTRAP_SERVERS`, or one started for this test
+//! binary; when none can be started the tests fail.
+
+mod common;
+#[path = "../../streams-core/tests/support/kafka_broker.rs"]
+mod kafka_broker;
+
+use std::fmt::Write as _;
+
+use common::*;
+
+/// The flags that put a run on the test broker, its topics behind a prefix no other run
+/// uses. Tansu 0.6 keeps a batch of several records as one: one record per batch.
+fn on_kafka(prefix: &str) -> Vec<String> {
+    vec![
+        "--bootstrap-servers".into(),
+        kafka_broker::bootstrap_servers().into(),
+        "--kafka-property".into(),
+        "batch.num.messages=1".into(),
+        "--topic-prefix".into(),
+        format!("{}-", kafka_broker::unique(prefix)),
+    ]
+}
+
+/// Runs `bin` with `args`, then again with `args` and `kafka`; both must succeed and print
+/// the same lines (in any order). Returns them, sorted.
+fn same_on_both(bin: &str, args: &[&str], kafka: &[String], stdin: &str) -> Vec<String> {
+    let (ok, embedded, err) = run(bin, args, stdin);
+    assert!(ok, "embedded: {err}");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(kafka.iter().map(String::as_str));
+    let (ok, on_kafka, err) = run(bin, &all, stdin);
+    assert!(ok, "kafka: {err}");
+    let lines = sorted_lines(&on_kafka);
+    assert_eq!(lines, sorted_lines(&embedded), "kafka and embedded differ");
+    lines
+}
+
+#[test]
+fn kafka_lunch_abroad_prints_what_it_prints_on_the_embedded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = LunchFixture::write(dir.path(), 120, 200);
+    let args = [
+        "--rates",
+        &fixture.rates,
+        "--payments",
+        &fixture.payments,
+        "--partitions",
+        "3",
+    ];
+    let lines = same_on_both(
+        env!("CARGO_BIN_EXE_lunch-abroad"),
+        &args,
+        &on_kafka("lunch"),
+        "",
+    );
+    assert_eq!(lines, fixture.expected);
+}
+
+#[test]
+fn kafka_word_count_prints_what_it_prints_on_the_embedded_log() {
+    let mut rng = Rng(3);
+    let words = ["alpha", "Beta", "GAMMA", "delta", "épée", "42"];
+    let mut text = String::new();
+    for _ in 0..200 {
+        for _ in 0..rng.below(8) {
+            write!(text, "{}, ", words[rng.below(words.len() as u64) as usize]).unwrap();
+        }
+        text.push('\n');
+    }
+    let lines = same_on_both(
+        env!("CARGO_BIN_EXE_word-count"),
+        &["--partitions", "3"],
+        &on_kafka("words"),
+        &text,
+    );
+    assert_eq!(lines, word_counts(&text));
+}
+
+#[test]
+fn kafka_windowed_counts_prints_what_it_prints_on_the_embedded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(11);
+    let mut events = String::new();
+    for i in 0..300 {
+        let ts = i * 37 + rng.below(1500) as i64;
+        writeln!(events, "{ts},k{},{}", rng.below(6), rng.below(100)).unwrap();
+    }
+    let input = write(dir.path(), "events.csv", &events);
+    let lines = same_on_both(
+        env!("CARGO_BIN_EXE_windowed-counts"),
+        &["--input", &input, "--partitions", "2", "--grace-ms", "500"],
+        &on_kafka("windows"),
+        "",
+    );
+    assert!(lines.len() > 10, "{lines:?}");
+}
+
+#[test]
+fn kafka_runs_refuse_topics_an_earlier_run_filled() {
+    let bin = env!("CARGO_BIN_EXE_word-count");
+    let text = "one two\nthree one\n";
+    let kafka = on_kafka("again");
+    let app = kafka_broker::unique("word-count-app");
+    let with = |kafka: &[String], app: &str| {
+        let mut args: Vec<String> = vec!["--partitions".into(), "2".into()];
+        args.extend_from_slice(kafka);
+        args.extend(["--application-id".into(), app.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(bin, &args, text)
+    };
+    let (ok, out, err) = with(&kafka, &app);
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), word_counts(text));
+
+    // The same input topic: its records are the first run's.
+    let (ok, _, err) = with(&kafka, &kafka_broker::unique("word-count-app"));
+    assert!(!ok);
+    assert!(
+        err.contains("lines` on ") && err.contains("already holds records"),
+        "{err}"
+    );
+    assert!(err.contains("--topic-prefix"), "{err}");
+
+    // New topics, but the first run's application id: its repartition topic and changelog
+    // hold the first run's records.
+    let (ok, _, err) = with(&on_kafka("again"), &app);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("application `{app}` ran before")),
+        "{err}"
+    );
+    assert!(err.contains("--application-id"), "{err}");
+
+    // New topics and no application id: a run of its own.
+    let (ok, out, err) = run(
+        bin,
+        &on_kafka("again")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        text,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), word_counts(text));
+}
