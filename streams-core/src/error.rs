@@ -183,6 +183,17 @@ pub enum Error {
         /// What the lock file says about its holder.
         holder: String,
     },
+    /// The log no longer holds what this application committed to it: a committed offset
+    /// went back or vanished (a broker that restarted without its data, say).
+    #[error("the log lost data of {topic}-{partition}: {reason}")]
+    LostData {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// What was found missing.
+        reason: String,
+    },
     /// Data on disk is damaged somewhere other than a torn tail.
     #[error("corrupt log data in {} at byte {position}: {reason}", path.display())]
     Corrupt {
@@ -274,7 +285,7 @@ impl Error {
             | Error::StoreUnavailable { .. }
             | Error::Timeout { .. }
             | Error::Kafka { .. } => ErrorClass::External,
-            Error::Corrupt { .. } => ErrorClass::Internal,
+            Error::Corrupt { .. } | Error::LostData { .. } => ErrorClass::Internal,
             Error::Store { source, .. } => match source.class() {
                 state_store::ErrorClass::User => ErrorClass::User,
                 state_store::ErrorClass::External => ErrorClass::External,

@@ -326,3 +326,41 @@ fn kafka_transaction_fails_with_a_clear_error_in_time() {
     }
     assert_eq!(log.committed_offset(&group, &tp).unwrap(), None);
 }
+
+/// Reads that go on from where the last one stopped (served by a reader left assigned there)
+/// see every record appended in between, in order; a read elsewhere starts over.
+#[test]
+fn kafka_consecutive_reads_see_records_appended_between_them() {
+    let log = connect();
+    let topic = unique("cursor");
+    log.create_topic(&topic, TopicConfig::new(1)).unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    let mut expected = Vec::new();
+    let mut got = Vec::new();
+    let mut at = 0;
+    for round in 0..5u64 {
+        let batch: Vec<Record> = (0..20)
+            .map(|i| Record::new(format!("k{i}"), format!("{round}-{i}"), 1 + i))
+            .collect();
+        log.append(&tp, &batch).unwrap();
+        expected.extend((0..20).map(|i| (round * 20 + i, format!("{round}-{i}"))));
+        // Small reads, so that most stop short of the end.
+        let end = log.end_offset(&tp, RC).unwrap();
+        let started = Instant::now();
+        while at < end {
+            assert!(started.elapsed() < Duration::from_secs(30), "stuck at {at}");
+            let fetch = log.read(&tp, at, 7, RC).unwrap();
+            assert!(fetch.records.len() <= 7);
+            got.extend(values(&fetch.records));
+            at = fetch.next_offset;
+        }
+    }
+    assert_eq!(got, expected);
+    // Back to an earlier offset, and to one past the end.
+    assert_eq!(values(&log.read(&tp, 42, 3, RC).unwrap().records).len(), 3);
+    assert_eq!(log.read(&tp, 42, 1, RC).unwrap().records[0].offset, 42);
+    assert!(matches!(
+        log.read(&tp, 101, 1, RC),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+}

@@ -60,7 +60,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Ok(text) => lines.push((
                 (i + 1).to_string(),
                 text.trim_end_matches('\r').as_bytes().to_vec(),
-                i as i64,
+                // The line number: Kafka cannot carry time 0.
+                i as i64 + 1,
             )),
             Err(_) => eprintln!("stdin:{}: not UTF-8, skipped", i + 1),
         }

@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     /// This process's membership in the application's consumer group, if the log has one.
     membership: Mutex<Option<Box<dyn crate::log::GroupMembership>>>,
     group: Mutex<Group>,
+    /// The highest offset this process has committed per input partition: a task opened
+    /// later must find the group's commit at least there, or the log lost data.
+    committed_high: Mutex<HashMap<TopicPartition, u64>>,
     state: Mutex<StreamsState>,
     state_changed: Condvar,
     listener: Mutex<Option<StateListener>>,
@@ -211,6 +214,7 @@ impl Streams {
                 anchors: layout.anchors,
                 membership: Mutex::new(None),
                 group: Mutex::new(Group::default()),
+                committed_high: Mutex::new(HashMap::new()),
                 state: Mutex::new(StreamsState::Created),
                 state_changed: Condvar::new(),
                 listener: Mutex::new(None),

@@ -342,7 +342,22 @@ impl StreamThread {
         for topic in topics {
             let tp = TopicPartition::new(topic.clone(), id.partition);
             let start = log.start_offset(&tp)?;
-            let position = match log.committed_offset(app, &tp)? {
+            let found = log.committed_offset(app, &tp)?;
+            let known = self.shared.committed_high.lock().get(&tp).copied();
+            if let Some(known) = known {
+                if found.is_none_or(|c| c < known) {
+                    return Err(Error::LostData {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        reason: format!(
+                            "this application committed offset {known}, and the group's \
+                             commit is now {}",
+                            found.map_or_else(|| "missing".to_string(), |c| c.to_string())
+                        ),
+                    });
+                }
+            }
+            let position = match found {
                 Some(c) => {
                     let p = c.max(start);
                     task.set_consumed(&topic, p)?;
@@ -551,6 +566,13 @@ impl StreamThread {
             Some(txn) => log.commit_transaction(txn, Some((&app, &offsets)))?,
             None if !offsets.is_empty() => log.commit_offsets(&app, &offsets)?,
             None => {}
+        }
+        {
+            let mut high = self.shared.committed_high.lock();
+            for (tp, offset) in &offsets {
+                let known = high.entry(tp.clone()).or_insert(0);
+                *known = (*known).max(*offset);
+            }
         }
         for active in self.tasks.0.values_mut() {
             active.dirty = false;

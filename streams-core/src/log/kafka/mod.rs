@@ -193,6 +193,29 @@ struct Transactions {
     idle: Vec<TxnProducer>,
 }
 
+/// A reader left assigned to one partition after a read that stopped short of its end,
+/// positioned where that read stopped. The next read from that offset goes on from what
+/// librdkafka fetched ahead instead of asking for the partition's offsets and assigning
+/// again (each a round trip to the broker).
+struct Cursor {
+    reader: Reader,
+    next: u64,
+    used: Instant,
+    /// When a read from it last returned records.
+    fed: Instant,
+}
+
+/// A cursor unused for this long is released (its partition's task has likely moved).
+const CURSOR_IDLE: Duration = Duration::from_secs(30);
+
+/// A cursor that has returned nothing for this long is released: the next read starts over
+/// and checks the offset against the partition's range (a broker that lost the partition's
+/// records may answer a fetch past its end with nothing rather than an error).
+const CURSOR_DRY: Duration = Duration::from_secs(1);
+
+/// How long a read from a cursor waits for records when none are queued.
+const CURSOR_WAIT: Duration = Duration::from_millis(10);
+
 /// The [`Log`] over a Kafka cluster: an admin client for topics and groups, a producer that
 /// waits for delivery reports, pooled consumers assigned per read, a consumer per group for
 /// offsets, and a transactional producer per open transaction. Every call is bounded by
@@ -203,6 +226,8 @@ pub struct KafkaLog {
     producer: DeliveryProducer,
     /// Idle readers: `[read uncommitted, read committed]`.
     readers: [Mutex<Vec<Reader>>; 2],
+    /// Readers left assigned where a read stopped, per partition (same order).
+    cursors: [Mutex<HashMap<TopicPartition, Cursor>>; 2],
     groups: Mutex<HashMap<String, Arc<GroupConsumer>>>,
     /// Topic configurations seen (partition counts do not shrink in Kafka).
     topics: Mutex<HashMap<String, TopicConfig>>,
@@ -245,6 +270,7 @@ impl KafkaLog {
             admin,
             producer,
             readers: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+            cursors: [Mutex::new(HashMap::new()), Mutex::new(HashMap::new())],
             groups: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
             txns: Mutex::new(Transactions::default()),
@@ -290,6 +316,8 @@ impl KafkaLog {
                 ("auto.offset.reset", "error"),
                 ("isolation.level", level),
                 ("fetch.wait.max.ms", "100"),
+                // A cursor fetches ahead while it waits for the next read: keep that bounded.
+                ("queued.max.messages.kbytes", "8192"),
             ])
             .create()
             .map_err(|e| kafka_error("create a reader", None, &e))
@@ -517,7 +545,8 @@ impl KafkaLog {
     }
 
     /// Reads from `offset`, fetching from `from` (at most `offset`) and dropping what lies
-    /// before `offset`.
+    /// before `offset`. Also says whether the reader is left assigned short of the
+    /// partition's end, so that the next read can go on from it (see [`Cursor`]).
     fn read_with(
         &self,
         reader: &Reader,
@@ -525,7 +554,7 @@ impl KafkaLog {
         from: u64,
         offset: u64,
         max_records: usize,
-    ) -> Result<Fetch> {
+    ) -> Result<(Fetch, bool)> {
         let (start, end) = self.watermarks_with(reader, tp)?;
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange {
@@ -541,7 +570,7 @@ impl KafkaLog {
             next_offset: offset,
         };
         if offset == end || max_records == 0 {
-            return Ok(empty);
+            return Ok((empty, false));
         }
         let partition = partition_i32(tp.partition);
         let assign_error = |e: KafkaError| kafka_error(format!("read {tp}@{offset}"), Some(tp), &e);
@@ -584,6 +613,9 @@ impl KafkaLog {
                     at_end = true;
                     break Ok(());
                 }
+                // Connection trouble the client retries itself, possibly left queued on this
+                // pooled reader from an earlier outage: the deadline bounds the wait.
+                Some(Err(e)) if transport_trouble(&e) => {}
                 Some(Err(e)) => {
                     break Err(match code(&e) {
                         Some(
@@ -600,8 +632,9 @@ impl KafkaLog {
                 }
             }
         };
-        // Stop fetching in the background; the next read assigns what it needs.
-        let _ = reader.unassign();
+        if outcome.is_err() {
+            let _ = reader.unassign();
+        }
         outcome?;
         if at_end {
             // The fetcher reached the end as it was then, at least `end`: whatever lies
@@ -609,10 +642,135 @@ impl KafkaLog {
             // transactions) was skipped.
             next = next.max(end);
         }
-        Ok(Fetch {
-            records,
-            next_offset: next,
-        })
+        Ok((
+            Fetch {
+                records,
+                next_offset: next,
+            },
+            !at_end,
+        ))
+    }
+
+    /// A read that starts with an assignment: checks the offset against the partition's
+    /// range and assigns the reader there.
+    fn first_read(
+        &self,
+        reader: &Reader,
+        tp: &TopicPartition,
+        offset: u64,
+        max_records: usize,
+    ) -> Result<(Fetch, bool)> {
+        let mut fetch = self.read_with(reader, tp, offset, offset, max_records)?;
+        // A broker that answers a fetch from the middle of a record batch with the batches
+        // after it (Tansu 0.6 does) skips the rest of that batch. Asking again from further
+        // back finds the batch; with Kafka's own answer (the whole batch, trimmed by the
+        // client) a gap here is real and reading further back finds the same gap, so the
+        // search ends at the log start.
+        if !skipped_ahead(&fetch.0, offset) {
+            return Ok(fetch);
+        }
+        let start = self.watermarks_with(reader, tp)?.0;
+        let mut back = 1;
+        let mut from = offset;
+        while from > start {
+            from = offset.saturating_sub(back).max(start);
+            let again = self.read_with(reader, tp, from, offset, max_records)?;
+            if !skipped_ahead(&again.0, offset) || from == start {
+                fetch = again;
+                break;
+            }
+            back *= 2;
+        }
+        Ok(fetch)
+    }
+
+    /// Goes on reading from where the cursor's last read stopped: what librdkafka fetched
+    /// ahead is already queued, so no offsets are asked for and nothing is assigned. Returns
+    /// what is queued (waiting briefly when nothing is). The cursor is kept for the next read
+    /// unless the partition's end was reached: a read at the end starts over, so that it
+    /// checks the end offset (past control records) again.
+    fn continue_read(
+        &self,
+        mut cursor: Cursor,
+        tp: &TopicPartition,
+        max_records: usize,
+        isolation: IsolationLevel,
+    ) -> Result<Fetch> {
+        let partition = partition_i32(tp.partition);
+        let mut records = Vec::with_capacity(max_records.min(4096));
+        let mut next = cursor.next;
+        let outcome = loop {
+            if records.len() >= max_records {
+                break Ok(true);
+            }
+            let wait = if records.is_empty() {
+                CURSOR_WAIT
+            } else {
+                Duration::ZERO
+            };
+            match cursor.reader.poll(wait) {
+                None => break Ok(true),
+                Some(Ok(message)) => {
+                    if message.topic() != tp.topic
+                        || message.partition() != partition
+                        || (message.offset() as u64) < next
+                    {
+                        continue;
+                    }
+                    next = message.offset() as u64 + 1;
+                    records.push(stored(&message));
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(false),
+                Some(Err(e)) if transport_trouble(&e) => break Ok(true),
+                Some(Err(e)) => {
+                    break Err(match code(&e) {
+                        Some(
+                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
+                        ) => {
+                            let (start, end) = self.watermarks_with(&cursor.reader, tp)?;
+                            Error::OffsetOutOfRange {
+                                topic: tp.topic.clone(),
+                                partition: tp.partition,
+                                offset: next,
+                                start,
+                                end,
+                            }
+                        }
+                        _ => kafka_error(format!("read {tp}@{next}"), Some(tp), &e),
+                    })
+                }
+            }
+        };
+        match outcome {
+            Ok(keep) => {
+                if !records.is_empty() {
+                    cursor.fed = Instant::now();
+                }
+                if keep && cursor.fed.elapsed() < CURSOR_DRY {
+                    cursor.next = next;
+                    cursor.used = Instant::now();
+                    self.cursors[isolation as usize]
+                        .lock()
+                        .insert(tp.clone(), cursor);
+                } else {
+                    self.release(cursor.reader, isolation);
+                }
+                Ok(Fetch {
+                    records,
+                    next_offset: next,
+                })
+            }
+            Err(e) => {
+                self.release(cursor.reader, isolation);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a reader's fetching and returns it to the pool.
+    fn release(&self, reader: Reader, isolation: IsolationLevel) {
+        let _ = reader.unassign();
+        self.readers[isolation as usize].lock().push(reader);
     }
 
     /// Opens a transactional producer (or takes an idle one) and begins a transaction on it.
@@ -693,6 +851,15 @@ fn txn_error(operation: &str, transactional_id: &str, e: &KafkaError) -> Error {
 
 /// Whether a read from `offset` began past it: the first record returned is later, or
 /// nothing came back yet the position moved.
+/// Whether a consumer error only says that connections are down (librdkafka reconnects by
+/// itself).
+fn transport_trouble(error: &KafkaError) -> bool {
+    matches!(
+        code(error),
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+    )
+}
+
 fn skipped_ahead(fetch: &Fetch, offset: u64) -> bool {
     match fetch.records.first() {
         Some(first) => first.offset > offset,
@@ -885,27 +1052,48 @@ impl Log for KafkaLog {
         isolation: IsolationLevel,
     ) -> Result<Fetch> {
         self.check_partition(tp)?;
-        self.with_reader(isolation, |reader| {
-            let mut fetch = self.read_with(reader, tp, offset, offset, max_records)?;
-            // A broker that answers a fetch from the middle of a record batch with the
-            // batches after it (Tansu 0.6 does) skips the rest of that batch. Asking again
-            // from further back finds the batch; with Kafka's own answer (the whole batch,
-            // trimmed by the client) a gap here is real and reading further back finds the
-            // same gap, so the search ends at the log start.
-            let mut back = 1;
-            let start = self.watermarks_with(reader, tp)?.0;
-            let mut from = offset;
-            while skipped_ahead(&fetch, offset) && from > start {
-                from = offset.saturating_sub(back).max(start);
-                let again = self.read_with(reader, tp, from, offset, max_records)?;
-                if !skipped_ahead(&again, offset) || from == start {
-                    fetch = again;
-                    break;
+        let cursors = &self.cursors[isolation as usize];
+        let cursor = {
+            let mut cursors = cursors.lock();
+            // A partition nobody read for a while (its task moved): stop fetching it.
+            let stale: Vec<TopicPartition> = cursors
+                .iter()
+                .filter(|(_, c)| c.used.elapsed() > CURSOR_IDLE)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for stale in stale {
+                if let Some(c) = cursors.remove(&stale) {
+                    self.release(c.reader, isolation);
                 }
-                back *= 2;
             }
-            Ok(fetch)
-        })
+            cursors.remove(tp)
+        };
+        if let Some(cursor) = cursor {
+            if cursor.next == offset {
+                return self.continue_read(cursor, tp, max_records, isolation);
+            }
+            self.release(cursor.reader, isolation);
+        }
+        let reader = match self.readers[isolation as usize].lock().pop() {
+            Some(r) => r,
+            None => self.new_reader(isolation)?,
+        };
+        match self.first_read(&reader, tp, offset, max_records) {
+            Ok((fetch, true)) => {
+                let cursor = Cursor {
+                    reader,
+                    next: fetch.next_offset,
+                    used: Instant::now(),
+                    fed: Instant::now(),
+                };
+                cursors.lock().insert(tp.clone(), cursor);
+                Ok(fetch)
+            }
+            other => {
+                self.release(reader, isolation);
+                other.map(|(fetch, _)| fetch)
+            }
+        }
     }
 
     fn start_offset(&self, tp: &TopicPartition) -> Result<u64> {
