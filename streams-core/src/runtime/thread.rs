@@ -406,8 +406,10 @@ impl StreamThread {
                 polled += fetch.records.len();
                 *position = fetch.next_offset;
                 // While the log holds more of this partition, the task waits for it rather
-                // than running ahead on its other inputs.
-                let pending = fetch.records.len() == max_poll
+                // than running ahead on its other inputs. A read that returned records may
+                // have more behind it: the task waits for the next read, which asks for the
+                // end offset only if it comes back empty (on Kafka a round trip per read).
+                let pending = !fetch.records.is_empty()
                     || fetch.next_offset < log.end_offset(tp, isolation)?;
                 active.task.set_fetch_pending(index, pending);
                 if !fetch.records.is_empty() {
