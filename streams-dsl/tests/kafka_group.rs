@@ -443,6 +443,24 @@ impl Scenario {
         }
     }
 
+    /// Starts instances `a` and `b` (static members with these ids, if given) and waits
+    /// until they split the tasks.
+    fn two_members(&self, ids: Option<[&str; 2]>) -> (Instance, Instance) {
+        let a = self.spawn("a", ids.map(|i| i[0]));
+        let b = self.spawn("b", ids.map(|i| i[1]));
+        self.wait_for("two members splitting the tasks", &[&a, &b], || {
+            split_among(&[&a, &b])
+        });
+        (a, b)
+    }
+
+    /// Waits until the group has committed more than the first phase.
+    fn wait_part_committed(&self, instances: &[&Instance]) {
+        self.wait_for("part of the input committed", instances, || {
+            self.committed() > PER_PHASE
+        });
+    }
+
     fn wait_caught_up(&self, instances: &[&Instance]) {
         self.wait_for("the group to commit every payment", instances, || {
             self.committed() == self.written
@@ -551,15 +569,9 @@ fn split_among(instances: &[&Instance]) -> bool {
 fn sigterm_handover(servers: &str) {
     let mut s = Scenario::new(servers, "handover");
     s.phase();
-    let a = s.spawn("a", None);
-    let b = s.spawn("b", None);
-    s.wait_for("two members splitting the tasks", &[&a, &b], || {
-        split_among(&[&a, &b])
-    });
+    let (a, b) = s.two_members(None);
     s.phase();
-    s.wait_for("part of the input committed", &[&a, &b], || {
-        s.committed() > PER_PHASE
-    });
+    s.wait_part_committed(&[&a, &b]);
     let before = a.status().tasks;
     let stopped = a.terminate();
     assert!(
@@ -589,15 +601,9 @@ fn sigterm_handover(servers: &str) {
 fn static_member_restart(servers: &str) {
     let mut s = Scenario::new(servers, "static");
     s.phase();
-    let a = s.spawn("a", Some("member-a"));
-    let b = s.spawn("b", Some("member-b"));
-    s.wait_for("two members splitting the tasks", &[&a, &b], || {
-        split_among(&[&a, &b])
-    });
+    let (a, b) = s.two_members(Some(["member-a", "member-b"]));
     s.phase();
-    s.wait_for("part of the input committed", &[&a, &b], || {
-        s.committed() > PER_PHASE
-    });
+    s.wait_part_committed(&[&a, &b]);
     let a_tasks = a.status().tasks;
     let b_tasks = b.status().tasks;
     let (state, instance) = a.kill();
@@ -624,11 +630,7 @@ fn static_member_restart(servers: &str) {
 fn third_member_joins(servers: &str) {
     let mut s = Scenario::new(servers, "third");
     s.phase();
-    let a = s.spawn("a", None);
-    let b = s.spawn("b", None);
-    s.wait_for("two members splitting the tasks", &[&a, &b], || {
-        split_among(&[&a, &b])
-    });
+    let (a, b) = s.two_members(None);
     s.phase();
     let c = s.spawn("c", None);
     s.wait_for("three members splitting the tasks", &[&a, &b, &c], || {
@@ -661,15 +663,9 @@ fn single_debug(servers: &str) {
 fn sigkill_eviction(servers: &str) {
     let mut s = Scenario::new(servers, "evict");
     s.phase();
-    let a = s.spawn("a", None);
-    let b = s.spawn("b", None);
-    s.wait_for("two members splitting the tasks", &[&a, &b], || {
-        split_among(&[&a, &b])
-    });
+    let (a, b) = s.two_members(None);
     s.phase();
-    s.wait_for("part of the input committed", &[&a, &b], || {
-        s.committed() > PER_PHASE
-    });
+    s.wait_part_committed(&[&a, &b]);
     a.kill();
     s.phase();
     s.wait_for("the survivor holding every task", &[&b], || {

@@ -597,39 +597,17 @@ impl KafkaLog {
                     Ok(())
                 };
             }
-            match reader.poll(left.min(Duration::from_millis(100))) {
-                None => {}
-                Some(Ok(message)) => {
-                    if message.topic() != tp.topic
-                        || message.partition() != partition
-                        || (message.offset() as u64) < next
-                    {
-                        continue; // left over from an earlier assignment
-                    }
-                    next = message.offset() as u64 + 1;
-                    records.push(stored(&message));
+            match polled(reader.poll(left.min(Duration::from_millis(100))), tp, next) {
+                Polled::Record(record) => {
+                    next = record.offset + 1;
+                    records.push(record);
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => {
+                Polled::Nothing | Polled::Skipped | Polled::Transport => {}
+                Polled::End => {
                     at_end = true;
                     break Ok(());
                 }
-                // Connection trouble the client retries itself, possibly left queued on this
-                // pooled reader from an earlier outage: the deadline bounds the wait.
-                Some(Err(e)) if transport_trouble(&e) => {}
-                Some(Err(e)) => {
-                    break Err(match code(&e) {
-                        Some(
-                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
-                        ) => Error::OffsetOutOfRange {
-                            topic: tp.topic.clone(),
-                            partition: tp.partition,
-                            offset: next,
-                            start,
-                            end,
-                        },
-                        _ => kafka_error(format!("read {tp}@{next}"), Some(tp), &e),
-                    })
-                }
+                Polled::Failed(e) => break Err(read_error(tp, next, &e, || Ok((start, end)))),
             }
         };
         if outcome.is_err() {
@@ -696,7 +674,6 @@ impl KafkaLog {
         max_records: usize,
         isolation: IsolationLevel,
     ) -> Result<Fetch> {
-        let partition = partition_i32(tp.partition);
         let mut records = Vec::with_capacity(max_records.min(4096));
         let mut next = cursor.next;
         let outcome = loop {
@@ -708,36 +685,17 @@ impl KafkaLog {
             } else {
                 Duration::ZERO
             };
-            match cursor.reader.poll(wait) {
-                None => break Ok(true),
-                Some(Ok(message)) => {
-                    if message.topic() != tp.topic
-                        || message.partition() != partition
-                        || (message.offset() as u64) < next
-                    {
-                        continue;
-                    }
-                    next = message.offset() as u64 + 1;
-                    records.push(stored(&message));
+            match polled(cursor.reader.poll(wait), tp, next) {
+                Polled::Record(record) => {
+                    next = record.offset + 1;
+                    records.push(record);
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(false),
-                Some(Err(e)) if transport_trouble(&e) => break Ok(true),
-                Some(Err(e)) => {
-                    break Err(match code(&e) {
-                        Some(
-                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
-                        ) => {
-                            let (start, end) = self.watermarks_with(&cursor.reader, tp)?;
-                            Error::OffsetOutOfRange {
-                                topic: tp.topic.clone(),
-                                partition: tp.partition,
-                                offset: next,
-                                start,
-                                end,
-                            }
-                        }
-                        _ => kafka_error(format!("read {tp}@{next}"), Some(tp), &e),
-                    })
+                Polled::Skipped => {}
+                Polled::Nothing | Polled::Transport => break Ok(true),
+                Polled::End => break Ok(false),
+                Polled::Failed(e) => {
+                    let range = || self.watermarks_with(&cursor.reader, tp);
+                    break Err(read_error(tp, next, &e, range));
                 }
             }
         };
@@ -851,13 +809,77 @@ fn txn_error(operation: &str, transactional_id: &str, e: &KafkaError) -> Error {
 
 /// Whether a read from `offset` began past it: the first record returned is later, or
 /// nothing came back yet the position moved.
-/// Whether a consumer error only says that connections are down (librdkafka reconnects by
-/// itself).
-fn transport_trouble(error: &KafkaError) -> bool {
-    matches!(
-        code(error),
-        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
-    )
+/// What one poll of a reader gave, for a read of `tp` that expects offset `next`.
+enum Polled {
+    /// The next record.
+    Record(StoredRecord),
+    /// Nothing yet.
+    Nothing,
+    /// A record left over from an earlier assignment.
+    Skipped,
+    /// The partition's end as the fetcher saw it.
+    End,
+    /// Connections are down (librdkafka reconnects by itself); possibly queued on a pooled
+    /// reader since an earlier outage.
+    Transport,
+    /// Any other error.
+    Failed(KafkaError),
+}
+
+fn polled(
+    item: Option<KafkaResult<BorrowedMessage<'_>>>,
+    tp: &TopicPartition,
+    next: u64,
+) -> Polled {
+    let partition = partition_i32(tp.partition);
+    match item {
+        None => Polled::Nothing,
+        Some(Ok(message)) => {
+            if message.topic() != tp.topic
+                || message.partition() != partition
+                || (message.offset() as u64) < next
+            {
+                Polled::Skipped
+            } else {
+                Polled::Record(stored(&message))
+            }
+        }
+        Some(Err(KafkaError::PartitionEOF(p))) if p == partition => Polled::End,
+        Some(Err(e))
+            if matches!(
+                code(&e),
+                Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+            ) =>
+        {
+            Polled::Transport
+        }
+        Some(Err(e)) => Polled::Failed(e),
+    }
+}
+
+/// The error of a read of `tp` that failed at `next`; `range` gives the partition's
+/// (start, end) when the offset turned out to be out of range.
+fn read_error(
+    tp: &TopicPartition,
+    next: u64,
+    error: &KafkaError,
+    range: impl FnOnce() -> Result<(u64, u64)>,
+) -> Error {
+    match code(error) {
+        Some(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) => {
+            match range() {
+                Ok((start, end)) => Error::OffsetOutOfRange {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: next,
+                    start,
+                    end,
+                },
+                Err(e) => e,
+            }
+        }
+        _ => kafka_error(format!("read {tp}@{next}"), Some(tp), error),
+    }
 }
 
 fn skipped_ahead(fetch: &Fetch, offset: u64) -> bool {
