@@ -194,7 +194,9 @@ pub struct TxnId(pub u64);
 /// for `revoked` to return before it hands the partitions to another member.
 pub trait RebalanceListener: Send + Sync {
     /// The partitions go elsewhere: returns once the work reading them committed and stopped.
-    fn revoked(&self, partitions: &[TopicPartition]);
+    /// `lost`: the member lost its place in the group (its session timed out, or the
+    /// coordinator forgot it), so the partitions may already be someone else's.
+    fn revoked(&self, partitions: &[TopicPartition], lost: bool);
 
     /// The partitions are this process's until they are revoked.
     fn assigned(&self, partitions: &[TopicPartition]);

@@ -101,6 +101,8 @@ struct Group {
     owned: Option<BTreeSet<TaskId>>,
     /// Whether the group has given this process its first assignment.
     joined: bool,
+    /// When this process lost its place in the group, until the group assigns it again.
+    lost_at: Option<Instant>,
 }
 
 /// What every thread of the application shares.
@@ -778,13 +780,16 @@ impl GroupListener {
 }
 
 impl crate::log::RebalanceListener for GroupListener {
-    fn revoked(&self, partitions: &[TopicPartition]) {
+    fn revoked(&self, partitions: &[TopicPartition], lost: bool) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
         let tasks = Self::tasks(&shared, partitions);
         {
             let mut group = shared.group.lock();
+            if lost {
+                group.lost_at.get_or_insert_with(Instant::now);
+            }
             if let Some(owned) = &mut group.owned {
                 for t in &tasks {
                     owned.remove(t);
@@ -824,6 +829,9 @@ impl crate::log::RebalanceListener for GroupListener {
         let tasks = Self::tasks(&shared, partitions);
         {
             let mut group = shared.group.lock();
+            if !tasks.is_empty() {
+                group.lost_at = None;
+            }
             group.owned.get_or_insert_with(BTreeSet::new).extend(tasks);
             group.joined = true;
             shared.rebalance(&mut group);

@@ -263,6 +263,23 @@ impl StreamThread {
     fn sync_assignment(&mut self) -> Result<()> {
         let (generation, mine) = {
             let group = self.shared.group.lock();
+            // A member that lost its place is normally given partitions again within a
+            // rebalance; a coordinator that forgot the group (a broker restarted without its
+            // data) may never do so, and the application would sit idle.
+            let timeout = self.shared.config.task_timeout;
+            if let Some(lost) = group.lost_at.filter(|l| l.elapsed() >= timeout) {
+                return Err(Error::Kafka {
+                    operation: format!("rejoin group {}", self.shared.config.application_id),
+                    topic: None,
+                    partition: None,
+                    reason: format!(
+                        "no partitions assigned in the {:?} since this member lost its \
+                         assignment; the broker may have lost the group",
+                        lost.elapsed()
+                    ),
+                    retriable: false,
+                });
+            }
             let mine: Vec<TaskId> = group
                 .assignment
                 .iter()

@@ -37,11 +37,11 @@ impl ConsumerContext for MemberContext {
         match rebalance {
             Rebalance::Revoke(list) => {
                 let partitions = partitions(list);
+                let lost = consumer.assignment_lost();
                 tracing::info!(
-                    group = %self.group, partitions = partitions.len(),
-                    lost = consumer.assignment_lost(), "partitions revoked"
+                    group = %self.group, partitions = partitions.len(), lost, "partitions revoked"
                 );
-                self.listener.revoked(&partitions);
+                self.listener.revoked(&partitions, lost);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
