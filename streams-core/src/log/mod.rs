@@ -256,10 +256,23 @@ pub trait Log: Send + Sync {
     /// All positions committed by a group.
     fn committed_offsets(&self, group: &str) -> Result<GroupOffsets>;
 
+    /// The group's committed positions for these partitions (those it committed), sorted.
+    fn committed_offsets_of(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<GroupOffsets> {
+        Ok(self
+            .committed_offsets(group)?
+            .into_iter()
+            .filter(|(p, _)| partitions.contains(p))
+            .collect())
+    }
+
     /// The group's committed position for one partition.
     fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>> {
         Ok(self
-            .committed_offsets(group)?
+            .committed_offsets_of(group, std::slice::from_ref(tp))?
             .into_iter()
             .find(|(p, _)| p == tp)
             .map(|(_, o)| o))

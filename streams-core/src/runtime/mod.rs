@@ -449,7 +449,7 @@ impl Streams {
         // Ends read before and after the committed offsets: if they did not move, the
         // comparison saw one consistent moment.
         let before = ends(log)?;
-        let committed = log.committed_offsets(app)?;
+        let committed = log.committed_offsets_of(app, inputs)?;
         let after = ends(log)?;
         if before != after {
             return Ok(false);
@@ -562,15 +562,34 @@ impl Shared {
             .spawn(move || {
                 let log = worker.log.clone();
                 let mut last_checkpoint = Instant::now();
+                // Transient log errors are retried, as the stream threads do, until they have
+                // lasted `task_timeout`.
+                let mut failing_since: Option<Instant> = None;
                 let outcome = (|| -> Result<()> {
                     while !worker.stopping() {
-                        let applied = updater.poll(&*log)?;
-                        if last_checkpoint.elapsed() >= worker.config.commit_interval {
-                            updater.checkpoint(&*log)?;
-                            last_checkpoint = Instant::now();
-                        }
-                        if applied == 0 {
-                            std::thread::sleep(worker.config.poll_idle);
+                        let step = updater.poll(&*log).and_then(|applied| {
+                            if last_checkpoint.elapsed() >= worker.config.commit_interval {
+                                updater.checkpoint(&*log)?;
+                                last_checkpoint = Instant::now();
+                            }
+                            Ok(applied)
+                        });
+                        match step {
+                            Ok(applied) => {
+                                failing_since = None;
+                                if applied == 0 {
+                                    std::thread::sleep(worker.config.poll_idle);
+                                }
+                            }
+                            Err(e) if e.is_retriable() => {
+                                let since = *failing_since.get_or_insert_with(Instant::now);
+                                if since.elapsed() >= worker.config.task_timeout {
+                                    return Err(e);
+                                }
+                                tracing::warn!(error = %e, "global stores: transient error, retrying");
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                            Err(e) => return Err(e),
                         }
                     }
                     updater.close(&*log)

@@ -1166,15 +1166,27 @@ impl Log for KafkaLog {
     }
 
     fn committed_offsets(&self, group: &str) -> Result<GroupOffsets> {
-        let operation = || format!("fetch the committed offsets of group {group}");
-        let mut list = TopicPartitionList::new();
+        let mut partitions = Vec::new();
         for (topic, n) in self.partition_counts()? {
             if topic.starts_with("__") {
                 continue; // the broker's own topics
             }
-            for p in 0..n {
-                list.add_partition(&topic, partition_i32(p));
-            }
+            partitions.extend((0..n).map(|p| TopicPartition::new(topic.clone(), p)));
+        }
+        self.committed_offsets_of(group, &partitions)
+    }
+
+    /// One OffsetFetch for just these partitions (the default asks for every partition of
+    /// every topic on the cluster).
+    fn committed_offsets_of(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<GroupOffsets> {
+        let operation = || format!("fetch the committed offsets of group {group}");
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for tp in partitions {
+            list.add_partition(&tp.topic, partition_i32(tp.partition));
         }
         if list.count() == 0 {
             return Ok(Vec::new());
