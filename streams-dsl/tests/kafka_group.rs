@@ -113,7 +113,7 @@ fn kafka_config(servers: &str, instance: Option<&str>) -> KafkaLogConfig {
     let mut config = KafkaLogConfig::new(servers)
         .with_timeout(Duration::from_secs(10))
         // Tansu 0.6 keeps a batch of several records as one offset.
-        .with_property("batch.num.messages", "1")
+        .with_producer_property("batch.num.messages", "1")
         .with_session_timeout(Duration::from_secs(10));
     if let Some(id) = instance {
         config = config

@@ -50,7 +50,7 @@ pub(crate) fn bootstrap_servers() -> &'static str {
 pub(crate) fn config() -> KafkaLogConfig {
     KafkaLogConfig::new(bootstrap_servers())
         .with_timeout(Duration::from_secs(15))
-        .with_property("batch.num.messages", "1")
+        .with_producer_property("batch.num.messages", "1")
 }
 
 /// A connected log.

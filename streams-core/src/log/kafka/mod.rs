@@ -53,8 +53,10 @@ use crate::record::{Header, Record, StoredRecord, TopicPartition};
 ///
 /// let config = KafkaLogConfig::new("127.0.0.1:9092")
 ///     .with_property("client.id", "word-count")
+///     .with_producer_property("linger.ms", "5")
 ///     .with_timeout(Duration::from_secs(10));
 /// assert_eq!(config.properties["client.id"], "word-count");
+/// assert_eq!(config.producer_properties["linger.ms"], "5");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaLogConfig {
@@ -64,6 +66,10 @@ pub struct KafkaLogConfig {
     /// log's own defaults, so they override them. Properties meant for another kind of client
     /// are ignored by librdkafka with a warning.
     pub properties: BTreeMap<String, String>,
+    /// Properties for producers only, applied after `properties`.
+    pub producer_properties: BTreeMap<String, String>,
+    /// Properties for consumers only, applied after `properties`.
+    pub consumer_properties: BTreeMap<String, String>,
     /// The longest any one call may take.
     pub timeout: Duration,
     /// Replication factor of topics the log creates; `-1` leaves it to the broker's default.
@@ -86,6 +92,8 @@ impl KafkaLogConfig {
         KafkaLogConfig {
             bootstrap_servers: bootstrap_servers.into(),
             properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
             timeout: Duration::from_secs(30),
             replication_factor: -1,
             transactional_id_prefix: format!("kstreams-{}", std::process::id()),
@@ -131,8 +139,30 @@ impl KafkaLogConfig {
         self
     }
 
-    /// A librdkafka configuration: the log's defaults, then the user's properties.
-    fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    /// Sets a librdkafka property for producers only (`batch.num.messages`, `linger.ms`...),
+    /// so that consumers do not warn about a property they ignore.
+    pub fn with_producer_property(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.producer_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a librdkafka property for consumers only (the readers, the group member).
+    pub fn with_consumer_property(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.consumer_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// A librdkafka configuration for a client of `kind`: the log's defaults, then the
+    /// user's properties for every client, then those for that kind.
+    fn client_config(&self, kind: ClientKind, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         let ms = self.timeout.as_millis().to_string();
@@ -140,11 +170,24 @@ impl KafkaLogConfig {
         for (k, v) in defaults {
             config.set(*k, *v);
         }
-        for (k, v) in &self.properties {
+        let own = match kind {
+            ClientKind::Admin => None,
+            ClientKind::Producer => Some(&self.producer_properties),
+            ClientKind::Consumer => Some(&self.consumer_properties),
+        };
+        for (k, v) in self.properties.iter().chain(own.into_iter().flatten()) {
             config.set(k, v);
         }
         config
     }
+}
+
+/// The kinds of librdkafka client the log makes.
+#[derive(Clone, Copy)]
+enum ClientKind {
+    Admin,
+    Producer,
+    Consumer,
 }
 
 /// Where a delivery report goes: the call that sent the record, and the record's index.
@@ -261,7 +304,7 @@ impl KafkaLog {
             retriable: false,
         };
         let admin: AdminClient<DefaultClientContext> = config
-            .client_config(&[])
+            .client_config(ClientKind::Admin, &[])
             .create()
             .map_err(|e| client_error("admin client", e))?;
         let producer = Self::new_producer(&config, &[]).map_err(|e| client_error("producer", e))?;
@@ -298,7 +341,7 @@ impl KafkaLog {
         ];
         defaults.extend_from_slice(extra);
         config
-            .client_config(&defaults)
+            .client_config(ClientKind::Producer, &defaults)
             .create_with_context(DeliveryContext)
     }
 
@@ -308,17 +351,20 @@ impl KafkaLog {
             IsolationLevel::ReadCommitted => "read_committed",
         };
         self.config
-            .client_config(&[
-                ("group.id", READER_GROUP),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("enable.partition.eof", "true"),
-                ("auto.offset.reset", "error"),
-                ("isolation.level", level),
-                ("fetch.wait.max.ms", "100"),
-                // A cursor fetches ahead while it waits for the next read: keep that bounded.
-                ("queued.max.messages.kbytes", "8192"),
-            ])
+            .client_config(
+                ClientKind::Consumer,
+                &[
+                    ("group.id", READER_GROUP),
+                    ("enable.auto.commit", "false"),
+                    ("enable.auto.offset.store", "false"),
+                    ("enable.partition.eof", "true"),
+                    ("auto.offset.reset", "error"),
+                    ("isolation.level", level),
+                    ("fetch.wait.max.ms", "100"),
+                    // A cursor fetches ahead while it waits for the next read: keep that bounded.
+                    ("queued.max.messages.kbytes", "8192"),
+                ],
+            )
             .create()
             .map_err(|e| kafka_error("create a reader", None, &e))
     }
@@ -345,11 +391,14 @@ impl KafkaLog {
         }
         let consumer: GroupConsumer = self
             .config
-            .client_config(&[
-                ("group.id", group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-            ])
+            .client_config(
+                ClientKind::Consumer,
+                &[
+                    ("group.id", group),
+                    ("enable.auto.commit", "false"),
+                    ("enable.auto.offset.store", "false"),
+                ],
+            )
             .create()
             .map_err(|e| kafka_error(format!("create a consumer for group {group}"), None, &e))?;
         let consumer = Arc::new(consumer);
@@ -1342,7 +1391,7 @@ impl Log for KafkaLog {
             defaults.push(("group.instance.id", &instance));
         }
         let consumer = member::create(
-            self.config.client_config(&defaults),
+            self.config.client_config(ClientKind::Consumer, &defaults),
             group,
             topics,
             listener.clone(),
