@@ -6,50 +6,22 @@
 
 #[path = "support/kafka_broker.rs"]
 mod kafka_broker;
+#[path = "support/read.rs"]
+mod read;
 
 use std::time::{Duration, Instant};
 
 use kafka_broker::{bootstrap_servers, connect, unique};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use read::values;
 use streams_core::{
     partition_for_key, CleanupPolicy, Error, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Record,
-    StoredRecord, TopicConfig, TopicPartition,
+    TopicConfig, TopicPartition,
 };
 
 const RU: IsolationLevel = IsolationLevel::ReadUncommitted;
 const RC: IsolationLevel = IsolationLevel::ReadCommitted;
-
-fn values(records: &[StoredRecord]) -> Vec<(u64, String)> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.offset,
-                String::from_utf8(r.record.value.clone().unwrap_or_default()).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Every record from `from` to the end, `chunk` at a time, following `next_offset`.
-fn read_all(log: &dyn Log, tp: &TopicPartition, from: u64, chunk: usize) -> Vec<(u64, String)> {
-    let end = log.end_offset(tp, RU).unwrap();
-    let mut at = from;
-    let mut out = Vec::new();
-    while at < end {
-        let fetch = log.read(tp, at, chunk, RU).unwrap();
-        assert!(fetch.next_offset > at, "no progress at {at}");
-        assert!(fetch.records.len() <= chunk);
-        out.extend(values(&fetch.records));
-        at = fetch.next_offset;
-    }
-    assert_eq!(at, end);
-    let fetch = log.read(tp, at, chunk, RU).unwrap();
-    assert!(fetch.records.is_empty());
-    assert_eq!(fetch.next_offset, at);
-    out
-}
 
 #[test]
 fn kafka_topics_are_created_described_and_listed() {
@@ -163,7 +135,7 @@ fn kafka_appends_read_back_with_offsets_headers_and_timestamps() {
     assert_eq!(back.records[0].record, odd_with_null);
     assert_eq!(back.next_offset, 1);
 
-    let all = read_all(&log, &p0, 0, 2);
+    let all = read::read_all(&log, &p0, 0, 2, RU);
     assert_eq!(
         all,
         vec![
@@ -173,7 +145,7 @@ fn kafka_appends_read_back_with_offsets_headers_and_timestamps() {
             (3, "r3".to_string())
         ]
     );
-    assert_eq!(read_all(&log, &p0, 2, 10).len(), 2);
+    assert_eq!(read::read_all(&log, &p0, 2, 10, RU).len(), 2);
     let first = log.read(&p0, 1, 1, RC).unwrap();
     assert_eq!(values(&first.records), vec![(1, "r1".to_string())]);
     assert_eq!(first.records[0].record.timestamp, 10);

@@ -14,6 +14,9 @@
 //! This binary is its own child (`harness = false`): with `KAFKA_GROUP_CHILD` set it runs one
 //! application instance, writes its tasks to a status file, and closes on SIGTERM.
 //!
+//! A child logs to `<name>.log` beside its status file; a failed wait shows the log's tail.
+//! `KAFKA_GROUP_DEBUG=cgrp` (any librdkafka `debug` value) adds librdkafka's own logging.
+//!
 //! `cargo test --features streams-dsl/kafka --test kafka_group` runs the scenarios that the
 //! test broker supports. `-- sigkill_eviction` runs the one that needs a broker evicting a
 //! dead member after its session timeout (Tansu 0.6 does not): set KAFKA_BOOTSTRAP_SERVERS
@@ -649,15 +652,6 @@ fn third_member_joins(servers: &str) {
     println!("third_member_joins: tasks per member after the join {shares:?}");
 }
 
-fn single_debug(servers: &str) {
-    let mut s = Scenario::new(servers, "single");
-    s.phase();
-    let a = s.spawn("a", None);
-    s.wait_caught_up(&[&a]);
-    a.terminate();
-    s.verify(true);
-}
-
 /// One of two members is killed and not restarted: the broker must evict it after its
 /// session timeout, and the survivor takes its tasks over.
 fn sigkill_eviction(servers: &str) {
@@ -839,8 +833,7 @@ fn main() {
     }
     type Run = fn(&str);
     // (name, runs by default)
-    let scenarios: [(&str, Run, bool); 8] = [
-        ("single_debug", single_debug, false),
+    let scenarios: [(&str, Run, bool); 7] = [
         ("sigterm_handover", sigterm_handover, true),
         ("static_member_restart", static_member_restart, true),
         ("third_member_joins", third_member_joins, true),

@@ -105,6 +105,20 @@ struct Group {
     lost_at: Option<Instant>,
 }
 
+impl Group {
+    /// The thread lets go of every task it holds (or claimed and never opened).
+    fn release_all(&mut self, thread: usize) {
+        let Group { holders, ready, .. } = self;
+        holders.retain(|t, h| {
+            let keep = *h != thread;
+            if !keep {
+                ready.remove(t);
+            }
+            keep
+        });
+    }
+}
+
 /// What every thread of the application shares.
 pub(crate) struct Shared {
     config: StreamsConfig,
@@ -639,16 +653,7 @@ impl Shared {
         {
             let mut group = self.group.lock();
             group.members.remove(&index);
-            let held: Vec<TaskId> = group
-                .holders
-                .iter()
-                .filter(|(_, &h)| h == index)
-                .map(|(t, _)| *t)
-                .collect();
-            for t in held {
-                group.holders.remove(&t);
-                group.ready.remove(&t);
-            }
+            group.release_all(index);
         }
         if let Some(m) = self.metrics.lock().threads.get_mut(&index) {
             m.alive = false;

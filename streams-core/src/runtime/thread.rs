@@ -652,19 +652,7 @@ impl StreamThread {
             }
         }
         // Including a task whose opening failed: claimed, but never in `tasks`.
-        {
-            let mut group = self.shared.group.lock();
-            let held: Vec<TaskId> = group
-                .holders
-                .iter()
-                .filter(|(_, &h)| h == self.index)
-                .map(|(t, _)| *t)
-                .collect();
-            for id in held {
-                group.holders.remove(&id);
-                group.ready.remove(&id);
-            }
-        }
+        self.shared.group.lock().release_all(self.index);
         // Whatever the thread held is reopened on its next assignment check.
         self.generation = 0;
         self.publish_metrics();
