@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use state_store::RocksDbMemory;
-use streams_core::runtime::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
 use streams_core::{
     EmbeddedLog, I64Serde, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Record, Serde,
     StringSerde, TopicConfig, TopicPartition, Topology,
 };
+use streams_core::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
 use crate::baseline::{self, CountOptions};

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streams_core::runtime::{ExceptionResponse, ProcessingGuarantee, StreamsConfig};
-use streams_core::topology::TopicName;
+use streams_core::TopicName;
 use streams_core::{
     EmbeddedLog, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Streams, TopicPartition, Topology,
 };
+use streams_core::{ExceptionResponse, ProcessingGuarantee, StreamsConfig};
 /// Options every example takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {

@@ -17,14 +17,14 @@ use hashbrown::HashMap;
 use state_store::{RecordCache, RocksDbMemory};
 
 use crate::error::{Error, RecordPart, Result, SerdeError};
-use crate::global::{GlobalStores, GlobalUpdater};
+use crate::handler::RecordErrorHandler;
+use crate::ids::{TaskId, TopicName};
 use crate::log::{Log, MemoryLog, TopicConfig};
+use crate::processor::{GlobalStoreRef, KvStoreRef, SessionStoreRef, TaskMetrics, WindowStoreRef};
 use crate::record::{Record, StoredRecord};
 use crate::serdes::Serde;
-use crate::task::metrics::TaskMetrics;
-use crate::task::stores::{KvStoreRef, SessionStoreRef, StoreResources, WindowStoreRef};
-use crate::task::{DeserializationHandler, ProductionHandler, Task, TaskEnv, TaskId};
-use crate::topology::{TopicName, Topology};
+use crate::task::{apply_global, GlobalStores, GlobalUpdater, StoreResources, Task, TaskEnv};
+use crate::topology::Topology;
 
 /// Settings of a [`TestDriver`].
 #[derive(Debug, Clone)]
@@ -36,9 +36,9 @@ pub struct DriverConfig {
     /// Bytes of the record cache shared by all tasks.
     pub cache_bytes: usize,
     /// Handler for undecodable records.
-    pub deserialization: DeserializationHandler,
+    pub deserialization: RecordErrorHandler,
     /// Handler for records a sink cannot encode.
-    pub production: ProductionHandler,
+    pub production: RecordErrorHandler,
     /// Wall-clock time at start, in ms.
     pub initial_wall_clock: i64,
 }
@@ -49,8 +49,8 @@ impl Default for DriverConfig {
             application_id: "test-app".into(),
             commit_every_record: true,
             cache_bytes: 10 << 20,
-            deserialization: DeserializationHandler::Fail,
-            production: ProductionHandler::Fail,
+            deserialization: RecordErrorHandler::Fail,
+            production: RecordErrorHandler::Fail,
             initial_wall_clock: 0,
         }
     }
@@ -113,10 +113,10 @@ impl TestDriver {
                 partitions.insert(name, 1);
             }
         }
-        if let DeserializationHandler::DeadLetter(t) = &config.deserialization {
+        if let RecordErrorHandler::DeadLetter(t) = &config.deserialization {
             partitions.insert(t.clone(), 1);
         }
-        if let ProductionHandler::DeadLetter(t) = &config.production {
+        if let RecordErrorHandler::DeadLetter(t) = &config.production {
             partitions.insert(t.clone(), 1);
         }
         let rocksdb = RocksDbMemory::new(32 << 20, 8 << 20);
@@ -170,9 +170,8 @@ impl TestDriver {
             if t == topic {
                 let store = self.globals.get(name)?;
                 let mut store = store.lock();
-                crate::global::apply(
+                apply_global(
                     store.as_mut(),
-                    name,
                     record.key.as_deref(),
                     record.value.as_deref(),
                 )?;
@@ -357,7 +356,7 @@ impl TestDriver {
     }
 
     /// A global store, for reading its contents.
-    pub fn global_store(&self, name: &str) -> Result<crate::global::GlobalStoreRef> {
+    pub fn global_store(&self, name: &str) -> Result<GlobalStoreRef> {
         self.globals.get(name)
     }
 

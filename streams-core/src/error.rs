@@ -1,21 +1,16 @@
 //! The crate's one error type.
 //!
 //! Every variant carries the context a reader needs to find the problem (topic, partition,
-//! offset, file) and maps to an [`ErrorClass`] that says whose fault it is and whether trying
-//! again can help.
+//! offset, file) and maps to an [`ErrorClass`] (the one class of the whole engine, shared with
+//! `state-store`) that says whose fault it is; [`Error::is_retriable`] says whether trying
+//! again can help. Errors raised inside a task name it: the task fills in
+//! [`Error::task`] as the error leaves it.
 
 use std::path::PathBuf;
 
-/// Whose fault an error is, and whether a retry can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The caller asked for something invalid (unknown topic, bad config, bad record).
-    User,
-    /// The environment failed (disk, another process, the network); a retry may help.
-    External,
-    /// Data on disk is damaged, or an invariant of this crate broke; a retry will not help.
-    Internal,
-}
+use crate::ids::TaskId;
+
+pub use state_store::ErrorClass;
 
 /// A failure to encode a value or decode bytes, without the record's coordinates.
 ///
@@ -71,6 +66,7 @@ impl std::fmt::Display for RecordPart {
 
 /// Errors of `streams-core`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A record's key or value could not be decoded.
     #[error("cannot decode the {part} of {topic}-{partition}@{offset}: {source}")]
@@ -99,19 +95,19 @@ pub enum Error {
         source: SerdeError,
     },
     /// A state store failed.
-    #[error("state store failed in task {task}: {source}")]
+    #[error("state store failed{}: {source}", in_task(.task))]
     Store {
-        /// The task.
-        task: String,
+        /// The task whose store failed; `None` outside a task (a query, a global store).
+        task: Option<TaskId>,
         /// The store's error.
         #[source]
         source: state_store::StoreError,
     },
     /// A processor failed (user code returned an error or panicked).
-    #[error("processor `{processor}` in task {task} failed: {reason}")]
+    #[error("processor `{processor}`{} failed: {reason}", in_task(.task))]
     Processing {
-        /// The task.
-        task: String,
+        /// The task the processor ran in, filled in by the task; `None` outside a task.
+        task: Option<TaskId>,
         /// The processor.
         processor: String,
         /// What happened.
@@ -286,11 +282,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Kafka { .. } => ErrorClass::External,
             Error::Corrupt { .. } | Error::LostData { .. } => ErrorClass::Internal,
-            Error::Store { source, .. } => match source.class() {
-                state_store::ErrorClass::User => ErrorClass::User,
-                state_store::ErrorClass::External => ErrorClass::External,
-                state_store::ErrorClass::Internal => ErrorClass::Internal,
-            },
+            Error::Store { source, .. } => source.class(),
         }
     }
 
@@ -309,6 +301,23 @@ impl Error {
         }
     }
 
+    /// The task the error happened in, where the error names one.
+    pub fn task(&self) -> Option<TaskId> {
+        match self {
+            Error::Store { task, .. } | Error::Processing { task, .. } => *task,
+            _ => None,
+        }
+    }
+
+    /// The same error, naming `task` if it does not name a task yet. A task calls this on
+    /// every error that leaves it, so operators need not know which task runs them.
+    pub(crate) fn in_task(mut self, id: TaskId) -> Self {
+        if let Error::Store { task, .. } | Error::Processing { task, .. } = &mut self {
+            task.get_or_insert(id);
+        }
+        self
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,
@@ -318,5 +327,18 @@ impl Error {
     }
 }
 
+/// ` in task <id>`, or nothing when the error happened outside a task.
+fn in_task(task: &Option<TaskId>) -> String {
+    task.map(|t| format!(" in task {t}")).unwrap_or_default()
+}
+
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A store's error as the engine's: raised inside a processor, it keeps its class and
+/// retriability, and the task it happened in is filled in as it leaves the task.
+impl From<state_store::StoreError> for Error {
+    fn from(source: state_store::StoreError) -> Self {
+        Error::Store { task: None, source }
+    }
+}

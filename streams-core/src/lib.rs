@@ -1,8 +1,32 @@
-//! The core of the stream-processing engine: records and serdes, Kafka's partitioner, and the
-//! [`Log`] that topics live in.
+//! The core of the stream-processing engine: records and serdes, the [`Log`] that topics live
+//! in, the [`Topology`] of processors, the tasks that run it and the [`Streams`] runtime.
 //!
-//! The layers above (`state-store` for local state, `streams-dsl` for the typed DSL) build on
-//! these types. Start with [`EmbeddedLog`], the on-disk log that needs no server:
+//! The modules are layers; each imports only from its own layer or those below it:
+//!
+//! | layer | modules | holds |
+//! |---|---|---|
+//! | top | `http`, `driver` | the HTTP query server (feature `http`); the [`TestDriver`] |
+//! | runtime | `runtime/` | [`Streams`], stream threads, the group of threads, the assignor, the global thread, queries, [`StreamsConfig`], metrics |
+//! | task | `task/` | one sub-topology × one partition: input buffers, its stores and their restore, global stores |
+//! | topology | `topology/` | [`TopologyBuilder`], node definitions and factories ([`Instantiation`]), store specs, `describe` |
+//! | processor | `processor/` | the [`Processor`] trait, its context, source and sink nodes, the record collector, [`TaskMetrics`], store handles |
+//! | log | `log/` | the [`Log`] trait and its backends: memory, embedded (on-disk), Kafka (feature `kafka`) |
+//! | bottom | `ids`, `record`, `serdes`, `partitioner`, `handler`, `error` | [`TaskId`], [`TopicName`], [`Record`], serdes, Kafka's partitioner, the bad-record policy, [`Error`] |
+//!
+//! Everything public is re-exported here, flat; modules are private.
+//!
+//! # Threading
+//!
+//! A task is owned by one stream thread at a time and runs there: its processors and stores
+//! are reached through `Rc<RefCell<_>>` and are neither shared nor sent while it runs. A task
+//! that moves to another thread is closed on the first (after a commit) and rebuilt on the
+//! second from the immutable [`Topology`], its stores reopened from disk or restored from
+//! their changelogs. Only application-wide things cross threads: the log, the global stores
+//! (behind a mutex), the thread caches' shared memory budget and metrics.
+//!
+//! # The embedded log
+//!
+//! Start with [`EmbeddedLog`], the on-disk log that needs no server:
 //!
 //! ```
 //! use streams_core::{EmbeddedLog, IsolationLevel, Log, Record, TopicConfig, TopicPartition};
@@ -21,19 +45,23 @@
 
 mod driver;
 mod error;
-pub mod global;
-pub mod log;
+mod handler;
+#[cfg(feature = "http")]
+pub mod http;
+mod ids;
+mod log;
 mod partitioner;
 mod processor;
 mod record;
-pub mod runtime;
+mod runtime;
 mod serdes;
-pub mod task;
-pub mod topology;
+mod task;
+mod topology;
 
 pub use driver::{DriverConfig, TestDriver};
 pub use error::{Error, ErrorClass, RecordPart, Result, SerdeError};
-pub use global::{GlobalStoreRef, GlobalStoreSpec, GlobalStores, GlobalUpdater};
+pub use handler::{dead_letter_headers, RecordErrorHandler};
+pub use ids::{TaskId, TopicName};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
     FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog,
@@ -43,23 +71,20 @@ pub use log::{
 pub use log::{KafkaLog, KafkaLogConfig};
 pub use partitioner::{murmur2, partition_for_key, to_positive};
 pub use processor::{
-    Change, Downstream, Processor, ProcessorContext, ProcessorRef, PunctuationType, Rec, RecordMeta,
+    Change, Downstream, FlushQueue, FlushedChange, GlobalStoreRef, KvStoreRef, Processor,
+    ProcessorContext, PunctuationType, Rec, RecordMeta, SessionStoreRef, SinkPartitioner,
+    TaskMetrics, WindowStoreRef,
 };
 pub use record::{Header, Record, StoredRecord, TopicPartition};
-pub use runtime::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
+pub use runtime::{
+    ExceptionHandler, ExceptionResponse, KeyValueQuery, ProcessingGuarantee, Streams,
+    StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
+};
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,
     StringSerde, U32Serde, U64Serde, UnitSerde,
 };
-pub use task::collector::RecordCollector;
-pub use task::instantiate::{Instantiated, Instantiation, SinkPartitioner};
-pub use task::metrics::TaskMetrics;
-pub use task::stores::{
-    FlushQueue, FlushedChange, KvStoreRef, SessionStoreRef, StoreResources, TaskStores,
-    WindowStoreRef,
-};
-pub use task::{DeserializationHandler, ProductionHandler, Task, TaskEnv, TaskId};
 pub use topology::{
-    InternalTopicKind, NodeId, NodeRef, StoreKind, StoreSpec, SubTopology, TopicName, Topology,
-    TopologyBuilder,
+    GlobalStoreSpec, Instantiation, InternalTopicKind, NodeId, NodeRef, StoreKind, StoreSpec,
+    SubTopology, Topology, TopologyBuilder,
 };

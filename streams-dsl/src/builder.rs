@@ -1,85 +1,15 @@
-//! The entry point of the DSL: [`StreamsBuilder`] collects operators into a logical graph
-//! and `build()` turns it into a [`Topology`].
+//! The entry point of the DSL: [`StreamsBuilder`] starts streams and tables on a shared
+//! build graph (see `graph.rs`) and `build()` turns it into a [`Topology`].
 //!
 //! DSL calls cannot fail one by one: the first error (a bad name, a missing serde) is kept and
 //! returned by `build()`, so a pipeline reads as one expression.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use streams_core::{Result, TopicName, Topology};
 
-use streams_core::{
-    Downstream, Error, Instantiation, NodeRef, Processor, Result, TopicName, Topology,
-    TopologyBuilder,
-};
-
+use crate::graph::{Graph, GraphRef};
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Consumed, Materialized};
-
-pub(crate) struct State {
-    pub(crate) topo: TopologyBuilder,
-    index: usize,
-    pub(crate) error: Option<Error>,
-}
-
-impl State {
-    /// A node name: the user's, or `<PREFIX>-<10-digit index>` as Kafka Streams names them.
-    pub(crate) fn name(&mut self, prefix: &str, given: Option<&str>) -> String {
-        match given {
-            Some(n) => n.to_string(),
-            None => {
-                let n = format!("{prefix}-{:010}", self.index);
-                self.index += 1;
-                n
-            }
-        }
-    }
-
-    /// Keeps the first error.
-    pub(crate) fn fail(&mut self, e: Error) {
-        if self.error.is_none() {
-            self.error = Some(e);
-        }
-    }
-
-    /// Adds a processor under `parents`, named by the user or after `prefix`. On error, keeps
-    /// it and returns a dangling node, so the pipeline can go on until `build()` reports it.
-    pub(crate) fn add_processor<K, V, K2, V2, P, F>(
-        &mut self,
-        prefix: &str,
-        name: Option<&str>,
-        parents: &[NodeRef<K, V>],
-        make: F,
-    ) -> NodeRef<K2, V2>
-    where
-        K: 'static,
-        V: 'static,
-        K2: Clone + 'static,
-        V2: Clone + 'static,
-        P: Processor<K, V> + 'static,
-        F: Fn(&mut Instantiation<'_>, Downstream<K2, V2>) -> Result<P> + Send + Sync + 'static,
-    {
-        let name = self.name(prefix, name);
-        match self.topo.add_processor(name, parents, make) {
-            Ok(n) => n,
-            Err(e) => {
-                self.fail(e);
-                NodeRef::dangling()
-            }
-        }
-    }
-
-    pub(crate) fn missing_serde(&mut self, operator: &str, what: &str) {
-        self.fail(Error::Config {
-            key: format!("operator `{operator}`"),
-            reason: format!(
-                "needs a {what} serde: pass one in its options or earlier in the pipeline"
-            ),
-        });
-    }
-}
-
-pub(crate) type Shared = Rc<RefCell<State>>;
 
 /// Builds a topology with the typed DSL.
 ///
@@ -96,7 +26,7 @@ pub(crate) type Shared = Rc<RefCell<State>>;
 /// # Ok::<(), streams_core::Error>(())
 /// ```
 pub struct StreamsBuilder {
-    pub(crate) state: Shared,
+    pub(crate) graph: GraphRef,
 }
 
 impl Default for StreamsBuilder {
@@ -109,11 +39,7 @@ impl StreamsBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         StreamsBuilder {
-            state: Rc::new(RefCell::new(State {
-                topo: TopologyBuilder::new(),
-                index: 0,
-                error: None,
-            })),
+            graph: Graph::new_ref(),
         }
     }
 
@@ -148,7 +74,7 @@ impl StreamsBuilder {
         K: Clone + 'static,
         V: Clone + 'static,
     {
-        KStream::source(&self.state, topics, consumed)
+        KStream::source(&self.graph, topics, consumed)
     }
 
     /// A table of the latest value per key of the (compacted) topic `topic`, materialized in a
@@ -164,7 +90,7 @@ impl StreamsBuilder {
         V: Clone + 'static,
     {
         KTable::source(
-            &self.state,
+            &self.graph,
             TopicName::User(topic.to_string()),
             consumed,
             materialized,
@@ -173,20 +99,6 @@ impl StreamsBuilder {
 
     /// Freezes the graph into a topology, or returns the first error any operator hit.
     pub fn build(self) -> Result<Topology> {
-        let state = Rc::try_unwrap(self.state)
-            .map(RefCell::into_inner)
-            .unwrap_or_else(|shared| {
-                // Streams and tables still hold the builder: take the graph out of it.
-                let mut s = shared.borrow_mut();
-                State {
-                    topo: std::mem::take(&mut s.topo),
-                    index: s.index,
-                    error: s.error.take(),
-                }
-            });
-        if let Some(e) = state.error {
-            return Err(e);
-        }
-        state.topo.build()
+        Graph::build(self.graph)
     }
 }

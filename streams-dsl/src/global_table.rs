@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use streams_core::{
-    Downstream, GlobalStoreRef, GlobalStoreSpec, Processor, ProcessorContext, Rec, Result, Serde,
+    Downstream, GlobalStoreRef, GlobalStoreSpec, NodeRef, Processor, ProcessorContext, Rec, Result,
+    Serde,
 };
 
 use crate::builder::StreamsBuilder;
-use crate::kstream::{dead, KStream};
-use crate::ops::{decode, encode, store_error};
+use crate::kstream::KStream;
+use crate::ops::{decode, encode};
 use crate::options::{Consumed, Materialized, Serdes};
 
 /// A table of every partition of a topic, read by key from any task.
@@ -61,7 +62,7 @@ impl StreamsBuilder {
         materialized: Materialized<K, V>,
     ) -> GlobalKTable<K, V> {
         let serdes = materialized.serdes.clone().or(&consumed.serdes);
-        let mut s = self.state.borrow_mut();
+        let mut s = self.graph.borrow_mut();
         let name = s.name(
             "GLOBAL-STORE",
             materialized
@@ -81,9 +82,7 @@ impl StreamsBuilder {
             topic: topic.to_string(),
             persistent: !materialized.in_memory,
         };
-        if let Err(e) = s.topo.add_global_store(spec) {
-            s.fail(e);
-        }
+        s.add_global_store(spec);
         GlobalKTable {
             store: Some(name),
             serdes,
@@ -113,11 +112,7 @@ impl<K: Clone + 'static, V: 'static, GK: 'static, T: 'static, R: Clone + 'static
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
         let foreign = (self.selector)(&rec.key, &rec.value);
         let kb = encode(self.key_serde.as_ref(), &foreign, &self.name)?;
-        let found = self
-            .store
-            .lock()
-            .get(&kb)
-            .map_err(|e| store_error(&self.name, e))?;
+        let found = self.store.lock().get(&kb)?;
         let table = found
             .map(|b| decode(self.table_serde.as_ref(), &b, &self.name))
             .transpose()?;
@@ -173,7 +168,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             table.serdes.value.clone(),
         ) else {
             // The global table already reported what it lacks.
-            return self.derive_unkeyed(dead());
+            return self.derive_unkeyed(NodeRef::dangling());
         };
         let node = self.add("KSTREAM-GLOBALJOIN", None, move |inst, down| {
             Ok(GlobalJoin {

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use streams_core::{Change, Downstream, Instantiation, NodeRef, Processor, Serde, StoreSpec};
 
-use crate::kstream::{dead, KStream};
+use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::kwindowed::{SessionWindowedKStream, TimeWindowedKStream, WindowKind};
-use crate::ops::aggregate::{Aggregate, AggregateFn};
+use crate::ops::aggregate::{aggregate_fn, count_fn, reduce_fn, Aggregate, AggregateFn};
 use crate::ops::cache_queue;
-use crate::options::{Grouped, Materialized, Serdes};
+use crate::options::{count_materialized, Grouped, Materialized, Serdes};
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 /// A stream grouped by key. Aggregations produce a table with one row per key, updated for
@@ -115,8 +115,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         SessionWindowedKStream::new(self, windows)
     }
 
-    pub(crate) fn state(&self) -> &crate::builder::Shared {
-        &self.stream.state
+    pub(crate) fn graph(&self) -> &crate::graph::GraphRef {
+        &self.stream.graph
     }
 
     /// `materialized` with the value serde a reduce uses when none is given.
@@ -158,8 +158,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             + Sync
             + 'static,
     {
-        let state = self.stream.state.clone();
-        let store = state.borrow_mut().name(
+        let graph = self.stream.graph.clone();
+        let store = graph.borrow_mut().name(
             &format!("{prefix}-STATE-STORE"),
             materialized.store_name.as_deref(),
         );
@@ -179,7 +179,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             .or_else(|| stream.serdes.key.clone());
         let (Some(key_serde), Some(agg_serde)) = (key_serde, materialized.serdes.value.clone())
         else {
-            state
+            graph
                 .borrow_mut()
                 .missing_serde(&store, "key and aggregate");
             return None;
@@ -187,22 +187,15 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         let spec = match spec(&store) {
             Ok(spec) => spec,
             Err(reason) => {
-                state.borrow_mut().fail(streams_core::Error::Config {
-                    key: format!("store `{store}`"),
-                    reason,
-                });
+                graph
+                    .borrow_mut()
+                    .invalid(format!("store `{store}`"), reason);
                 return None;
             }
         };
-        if let Err(e) = state.borrow_mut().topo.add_store(spec) {
-            state.borrow_mut().fail(e);
-        }
         let make = make(store.clone(), key_serde.clone(), agg_serde.clone());
         let node = stream.add(prefix, None, make);
-        let mut s = state.borrow_mut();
-        if let Err(e) = s.topo.connect_store(node.id, &store) {
-            s.fail(e);
-        }
+        graph.borrow_mut().add_store_for(node.id, spec);
         Some(Aggregation {
             node,
             key_serde,
@@ -236,10 +229,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
                 }
             },
         );
-        let state = self.stream.state.clone();
+        let graph = self.stream.graph.clone();
         match added {
             Some(a) => KTable::from_node(
-                &state,
+                &graph,
                 a.node,
                 Serdes {
                     key: Some(a.key_serde),
@@ -247,7 +240,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
                 },
                 Some(a.store),
             ),
-            None => KTable::from_node(&state, dead(), Serdes::none(), None),
+            None => KTable::from_node(&graph, NodeRef::dangling(), Serdes::none(), None),
         }
     }
 }
@@ -258,43 +251,4 @@ pub(crate) struct Aggregation<K, KO, A> {
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) agg_serde: Arc<dyn Serde<A>>,
     pub(crate) store: String,
-}
-
-/// `materialized` with the `i64` serde a count uses when none is given.
-pub(crate) fn count_materialized<K: 'static>(
-    materialized: Materialized<K, i64>,
-) -> Materialized<K, i64> {
-    Materialized {
-        serdes: Serdes {
-            key: materialized.serdes.key,
-            value: materialized
-                .serdes
-                .value
-                .or_else(|| Some(Arc::new(streams_core::I64Serde))),
-        },
-        ..materialized
-    }
-}
-
-/// The aggregate function of a count.
-pub(crate) fn count_fn<K, V>() -> AggregateFn<K, V, i64> {
-    Arc::new(|_, _, old: Option<i64>| old.unwrap_or(0) + 1)
-}
-
-/// The aggregate function of a reduce: the first value as is, then `reducer(aggregate, value)`.
-pub(crate) fn reduce_fn<K, V: 'static>(
-    reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
-) -> AggregateFn<K, V, V> {
-    Arc::new(move |_, v, old: Option<V>| match old {
-        Some(agg) => reducer(agg, v),
-        None => v,
-    })
-}
-
-/// The aggregate function of an aggregate: `aggregator(key, value, aggregate or initializer())`.
-pub(crate) fn aggregate_fn<K, V, A: 'static>(
-    initializer: impl Fn() -> A + Send + Sync + 'static,
-    aggregator: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
-) -> AggregateFn<K, V, A> {
-    Arc::new(move |k, v, old: Option<A>| aggregator(k, v, old.unwrap_or_else(&initializer)))
 }

@@ -21,11 +21,11 @@ pub(crate) enum Half<V> {
     Add(V),
 }
 
-use crate::kgrouped::{count_materialized, KGroupedStream};
+use crate::kgrouped::KGroupedStream;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::ops::aggregate::AggregateFn;
-use crate::options::{Grouped, Materialized, Serdes};
+use crate::options::{count_materialized, Grouped, Materialized, Serdes};
 
 /// A table grouped by a new key. See the module docs for the add/subtract semantics.
 ///
@@ -109,7 +109,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     out.push((k2, Half::Add(v2)));
                 }
             });
-        let node = self.state.borrow_mut().add_processor(
+        let node = self.graph.borrow_mut().add_processor(
             "KTABLE-SELECT",
             grouped.name.as_deref(),
             &[self.node],
@@ -130,7 +130,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             value,
         };
         let stream = KStream {
-            state: self.state.clone(),
+            graph: self.graph.clone(),
             node,
             serdes: serdes.clone(),
             needs_repartition: true,

@@ -3,9 +3,9 @@
 use crate::ops::{BranchPredicate, Inspector, Predicate};
 use std::sync::Arc;
 
-use streams_core::{Downstream, InternalTopicKind, NodeRef, StoreKind, StoreSpec, TopicName};
+use streams_core::{Downstream, NodeRef, TopicName};
 
-use crate::builder::Shared;
+use crate::graph::GraphRef;
 use crate::kgrouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::ops::filter::Filter;
@@ -13,7 +13,6 @@ use crate::ops::join::StreamTableJoin;
 use crate::ops::map::{FlatMap, Map};
 use crate::ops::passthrough::{Passthrough, Split};
 use crate::ops::peek::Peek;
-use crate::ops::stream_join::{SideJoiner, StreamJoinSide, LEFT, RIGHT};
 use crate::options::{Consumed, Grouped, Produced, Repartitioned, Serdes, StreamJoined};
 use crate::windows::JoinWindows;
 
@@ -44,7 +43,7 @@ use crate::windows::JoinWindows;
 /// # Ok::<(), streams_core::Error>(())
 /// ```
 pub struct KStream<K, V> {
-    pub(crate) state: Shared,
+    pub(crate) graph: GraphRef,
     pub(crate) node: NodeRef<K, V>,
     pub(crate) serdes: Serdes<K, V>,
     pub(crate) needs_repartition: bool,
@@ -53,7 +52,7 @@ pub struct KStream<K, V> {
 impl<K, V> Clone for KStream<K, V> {
     fn clone(&self) -> Self {
         KStream {
-            state: self.state.clone(),
+            graph: self.graph.clone(),
             node: self.node,
             serdes: self.serdes.clone(),
             needs_repartition: self.needs_repartition,
@@ -61,35 +60,28 @@ impl<K, V> Clone for KStream<K, V> {
     }
 }
 
-/// A node reference that points nowhere: returned after an error, which `build()` reports.
-pub(crate) fn dead<K, V>() -> NodeRef<K, V> {
-    NodeRef::dangling()
-}
-
 impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
-    pub(crate) fn source(state: &Shared, topics: Vec<TopicName>, consumed: Consumed<K, V>) -> Self {
-        let mut s = state.borrow_mut();
+    pub(crate) fn source(
+        graph: &GraphRef,
+        topics: Vec<TopicName>,
+        consumed: Consumed<K, V>,
+    ) -> Self {
+        let mut s = graph.borrow_mut();
         let name = s.name("KSTREAM-SOURCE", consumed.name.as_deref());
         let (Some(ks), Some(vs)) = (consumed.serdes.key.clone(), consumed.serdes.value.clone())
         else {
             s.missing_serde(&name, "key and value");
             return KStream {
-                state: state.clone(),
-                node: dead(),
+                graph: graph.clone(),
+                node: NodeRef::dangling(),
                 serdes: Serdes::none(),
                 needs_repartition: false,
             };
         };
-        let node = match s.topo.add_source(name, topics, ks, vs) {
-            Ok(n) => n,
-            Err(e) => {
-                s.fail(e);
-                dead()
-            }
-        };
+        let node = s.add_source(name, topics, ks, vs);
         drop(s);
         KStream {
-            state: state.clone(),
+            graph: graph.clone(),
             node,
             serdes: consumed.serdes,
             needs_repartition: false,
@@ -112,19 +104,19 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             + Sync
             + 'static,
     {
-        self.state
+        self.graph
             .borrow_mut()
             .add_processor(prefix, name, &[self.node], make)
     }
 
-    fn derive<K2, V2>(
+    pub(crate) fn derive<K2, V2>(
         &self,
         node: NodeRef<K2, V2>,
         serdes: Serdes<K2, V2>,
         rekeyed: bool,
     ) -> KStream<K2, V2> {
         KStream {
-            state: self.state.clone(),
+            graph: self.graph.clone(),
             node,
             serdes,
             needs_repartition: self.needs_repartition || rekeyed,
@@ -326,16 +318,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
 
     /// Interleaves this stream with `other`.
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
-        let mut s = self.state.borrow_mut();
-        let node = s.add_processor(
-            "KSTREAM-MERGE",
-            None,
-            &[self.node, other.node],
-            |_, down| Ok(Passthrough { down }),
-        );
-        drop(s);
+        let node = self
+            .graph
+            .borrow_mut()
+            .merge("KSTREAM-MERGE", None, &[self.node, other.node]);
         KStream {
-            state: self.state.clone(),
+            graph: self.graph.clone(),
             node,
             serdes: self.serdes.clone().or(&other.serdes),
             needs_repartition: self.needs_repartition || other.needs_repartition,
@@ -360,15 +348,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         prefix: &str,
     ) {
         let serdes = serdes.or(&self.serdes);
-        let mut s = self.state.borrow_mut();
+        let mut s = self.graph.borrow_mut();
         let name = s.name(prefix, name);
         let (Some(ks), Some(vs)) = (serdes.key, serdes.value) else {
             s.missing_serde(&name, "key and value");
             return;
         };
-        if let Err(e) = s.topo.add_sink(name, topic, &[self.node], ks, vs, None) {
-            s.fail(e);
-        }
+        s.add_sink(name, topic, self.node, ks, vs);
     }
 
     /// Writes the stream through an internal repartition topic and reads it back, so records
@@ -383,12 +369,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         name: Option<&str>,
     ) -> KStream<K, V> {
         let serdes = serdes.or(&self.serdes);
-        let base = self.state.borrow_mut().name("KSTREAM-REPARTITION", name);
-        let topic = format!("{base}-repartition");
-        self.state
-            .borrow_mut()
-            .topo
-            .add_internal_topic(topic.clone(), InternalTopicKind::Repartition);
+        let base = self.graph.borrow_mut().name("KSTREAM-REPARTITION", name);
+        let topic = self.graph.borrow_mut().repartition_topic(&base);
         self.sink(
             TopicName::Internal(topic.clone()),
             serdes.clone(),
@@ -399,7 +381,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             serdes,
             name: Some(format!("{base}-source")),
         };
-        KStream::source(&self.state, vec![TopicName::Internal(topic)], consumed)
+        KStream::source(&self.graph, vec![TopicName::Internal(topic)], consumed)
     }
 
     /// Runs a processor of your own on each record. `make` builds one instance per task; it
@@ -444,16 +426,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             + 'static,
     {
         let node = self.add("KSTREAM-PROCESSOR", None, make);
-        let mut s = self.state.borrow_mut();
+        let mut s = self.graph.borrow_mut();
         for spec in stores {
-            let name = spec.name.clone();
-            if let Err(e) = s
-                .topo
-                .add_store(spec)
-                .and_then(|()| s.topo.connect_store(node.id, &name))
-            {
-                s.fail(e);
-            }
+            s.add_store_for(node.id, spec);
         }
         drop(s);
         self.derive(node, Serdes::none(), true)
@@ -584,181 +559,6 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         )
     }
 
-    fn stream_join<VO: Clone + 'static, R: Clone + 'static>(
-        &self,
-        other: &KStream<K, VO>,
-        windows: JoinWindows,
-        joined: StreamJoined<K, V, VO>,
-        (emit_left, emit_right): (bool, bool),
-        joiner: SideJoiner<V, VO, R>,
-    ) -> KStream<K, R> {
-        let this = if self.needs_repartition {
-            self.through_repartition(Serdes::none(), None)
-        } else {
-            self.clone()
-        };
-        let that = if other.needs_repartition {
-            other.through_repartition(Serdes::none(), None)
-        } else {
-            other.clone()
-        };
-        let key = joined
-            .key
-            .clone()
-            .or_else(|| this.serdes.key.clone())
-            .or_else(|| that.serdes.key.clone());
-        let value = joined.value.clone().or_else(|| this.serdes.value.clone());
-        let other_value = joined
-            .other_value
-            .clone()
-            .or_else(|| that.serdes.value.clone());
-        let (Some(ks), Some(vs), Some(vos)) = (key, value, other_value) else {
-            self.state
-                .borrow_mut()
-                .missing_serde("stream-stream join", "key and both values");
-            return this.derive(dead(), Serdes::none(), false);
-        };
-        let (before, after, grace) = (windows.before_ms(), windows.after_ms(), windows.grace_ms());
-        if before.saturating_add(after) < 0 {
-            self.state.borrow_mut().fail(streams_core::Error::Config {
-                key: "JoinWindows".into(),
-                reason: format!("before + after must not be negative, got {before} + {after} ms"),
-            });
-            return this.derive(dead(), Serdes::none(), false);
-        }
-        let base = self
-            .state
-            .borrow_mut()
-            .name("KSTREAM-JOIN", joined.name.as_deref());
-        let this_store = format!("{base}-this-store");
-        let other_store = format!("{base}-other-store");
-        let unmatched_store = (emit_left || emit_right).then(|| format!("{base}-unmatched-store"));
-        let buffer = |name: &str| StoreSpec {
-            name: name.to_string(),
-            kind: StoreKind::Window {
-                retention_ms: before
-                    .saturating_add(after)
-                    .saturating_add(grace)
-                    .saturating_add(1),
-                window_size_ms: before.saturating_add(after).saturating_add(1),
-                retain_duplicates: true,
-                timestamped: false,
-            },
-            persistent: !joined.in_memory,
-            logged: joined.logging,
-            cached: false,
-        };
-        let mut specs = vec![buffer(&this_store), buffer(&other_store)];
-        if let Some(name) = &unmatched_store {
-            specs.push(StoreSpec {
-                kind: StoreKind::KeyValue,
-                ..buffer(name)
-            });
-        }
-        let side = {
-            let (ks, unmatched_store) = (ks.clone(), unmatched_store.clone());
-            move |side: u8, this_store: String, other_store: String| {
-                let (ks, unmatched_store) = (ks.clone(), unmatched_store.clone());
-                move |inst: &mut streams_core::Instantiation<'_>| {
-                    Ok((
-                        inst.node_name().to_string(),
-                        inst.window_store(&this_store)?,
-                        inst.window_store(&other_store)?,
-                        unmatched_store
-                            .as_deref()
-                            .map(|s| inst.kv_store(s))
-                            .transpose()?,
-                        ks.clone(),
-                        side,
-                    ))
-                }
-            }
-        };
-        let left_open = side(LEFT, this_store.clone(), other_store.clone());
-        let (lvs, lvos, left_joiner) = (vs.clone(), vos.clone(), joiner.clone());
-        let left = this.add(
-            "KSTREAM-JOINTHIS",
-            Some(&format!("{base}-this")),
-            move |inst, down| {
-                let (name, this_store, other_store, unmatched, key_serde, side) = left_open(inst)?;
-                Ok(StreamJoinSide {
-                    name,
-                    side,
-                    this_store,
-                    other_store,
-                    unmatched,
-                    emit_unmatched: emit_left,
-                    key_serde,
-                    this_serde: lvs.clone(),
-                    other_serde: lvos.clone(),
-                    before_ms: before,
-                    after_ms: after,
-                    grace_ms: grace,
-                    joiner: left_joiner.clone(),
-                    down,
-                })
-            },
-        );
-        let right_open = side(RIGHT, other_store.clone(), this_store.clone());
-        let right = that.add(
-            "KSTREAM-JOINOTHER",
-            Some(&format!("{base}-other")),
-            move |inst, down| {
-                let (name, this_store, other_store, unmatched, key_serde, side) = right_open(inst)?;
-                let joiner = joiner.clone();
-                Ok(StreamJoinSide {
-                    name,
-                    side,
-                    this_store,
-                    other_store,
-                    unmatched,
-                    emit_unmatched: emit_right,
-                    key_serde,
-                    this_serde: vos.clone(),
-                    other_serde: vs.clone(),
-                    before_ms: after,
-                    after_ms: before,
-                    grace_ms: grace,
-                    joiner: Arc::new(move |r: Option<&VO>, l: Option<&V>| joiner(l, r)),
-                    down,
-                })
-            },
-        );
-        let mut s = self.state.borrow_mut();
-        let store_names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
-        for spec in specs {
-            if let Err(e) = s.topo.add_store(spec) {
-                s.fail(e);
-            }
-        }
-        for name in &store_names {
-            for node in [left.id, right.id] {
-                if let Err(e) = s.topo.connect_store(node, name) {
-                    s.fail(e);
-                }
-            }
-        }
-        let mut topics = s.topo.source_topics_of(this.node.id);
-        topics.extend(s.topo.source_topics_of(that.node.id));
-        s.topo.copartition(topics);
-        let merged = s.add_processor(
-            "KSTREAM-MERGE",
-            Some(&format!("{base}-merge")),
-            &[left, right],
-            |_, down| Ok(Passthrough { down }),
-        );
-        drop(s);
-        KStream {
-            state: self.state.clone(),
-            node: merged,
-            serdes: Serdes {
-                key: Some(ks),
-                value: None,
-            },
-            needs_repartition: false,
-        }
-    }
-
     fn table_join<T: Clone + 'static, R: Clone + 'static>(
         &self,
         table: &KTable<K, T>,
@@ -776,12 +576,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             .clone()
             .or_else(|| table.serdes.key.clone());
         let (Some(key_serde), Some(table_serde)) = (key_serde, table.serdes.value.clone()) else {
-            self.state
+            self.graph
                 .borrow_mut()
                 .missing_serde("stream-table join", "key and table value");
-            return stream.derive(dead(), Serdes::none(), false);
+            return stream.derive(NodeRef::dangling(), Serdes::none(), false);
         };
-        let name = self.state.borrow_mut().name("KSTREAM-JOIN", None);
+        let name = self.graph.borrow_mut().name("KSTREAM-JOIN", None);
         let store_name = store.clone();
         let node = stream.add("KSTREAM-JOIN", Some(&name), move |inst, down| {
             Ok(StreamTableJoin {
@@ -794,13 +594,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             })
         });
         {
-            let mut s = self.state.borrow_mut();
-            if let Err(e) = s.topo.connect_store(node.id, &store) {
-                s.fail(e);
-            }
-            let mut topics = s.topo.source_topics_of(stream.node.id);
-            topics.extend(s.topo.source_topics_of(table.node.id));
-            s.topo.copartition(topics);
+            let mut s = self.graph.borrow_mut();
+            s.connect_store(node.id, &store);
+            s.copartition(stream.node.id, table.node.id);
         }
         stream.derive(node, stream.same_key_serde(), false)
     }

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use streams_core::{Change, NodeRef, OptionSerde, Serde, TopicName};
 
-use crate::builder::Shared;
-use crate::kstream::{dead, KStream};
+use crate::graph::GraphRef;
+use crate::kstream::KStream;
 use crate::ops::cache_queue;
 use crate::ops::join::{TableJoiner, TableTableJoin};
-use crate::ops::passthrough::Passthrough;
 use crate::ops::suppress::Suppress;
 use crate::ops::table::{FilterChanges, MapChanges, Materialize, MaterializeChanges, ToStream};
 use crate::options::{Consumed, Materialized, Serdes};
@@ -33,7 +32,7 @@ use crate::suppressed::{BufferFull, Suppressed};
 /// # Ok::<(), streams_core::Error>(())
 /// ```
 pub struct KTable<K, V> {
-    pub(crate) state: Shared,
+    pub(crate) graph: GraphRef,
     pub(crate) node: NodeRef<K, Change<V>>,
     pub(crate) serdes: Serdes<K, V>,
     pub(crate) store: Option<String>,
@@ -45,7 +44,7 @@ pub struct KTable<K, V> {
 impl<K, V> Clone for KTable<K, V> {
     fn clone(&self) -> Self {
         KTable {
-            state: self.state.clone(),
+            graph: self.graph.clone(),
             node: self.node,
             serdes: self.serdes.clone(),
             store: self.store.clone(),
@@ -56,13 +55,13 @@ impl<K, V> Clone for KTable<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     pub(crate) fn from_node(
-        state: &Shared,
+        graph: &GraphRef,
         node: NodeRef<K, Change<V>>,
         serdes: Serdes<K, V>,
         store: Option<String>,
     ) -> Self {
         KTable {
-            state: state.clone(),
+            graph: graph.clone(),
             node,
             serdes,
             store,
@@ -77,21 +76,21 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     pub(crate) fn source(
-        state: &Shared,
+        graph: &GraphRef,
         topic: TopicName,
         consumed: Consumed<K, V>,
         materialized: Materialized<K, V>,
     ) -> Self {
         let serdes = materialized.serdes.clone().or(&consumed.serdes);
         let (Some(ks), Some(vs)) = (serdes.key.clone(), serdes.value.clone()) else {
-            state
+            graph
                 .borrow_mut()
                 .missing_serde("table source", "key and value");
-            return KTable::from_node(state, dead(), Serdes::none(), None);
+            return KTable::from_node(graph, NodeRef::dangling(), Serdes::none(), None);
         };
         let optional: Arc<dyn Serde<Option<V>>> = Arc::new(OptionSerde(vs.clone()));
         let source = KStream::source(
-            state,
+            graph,
             vec![topic],
             Consumed {
                 serdes: Serdes {
@@ -101,12 +100,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 name: consumed.name,
             },
         );
-        let store = state.borrow_mut().name(
+        let store = graph.borrow_mut().name(
             "KTABLE-SOURCE-STATE-STORE",
             materialized.store_name.as_deref(),
         );
         Self::materialize_onto(
-            state,
+            graph,
             &store,
             &materialized,
             ks,
@@ -127,34 +126,24 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     fn materialize_onto(
-        state: &Shared,
+        graph: &GraphRef,
         store: &str,
         materialized: &Materialized<K, V>,
         ks: Arc<dyn Serde<K>>,
         vs: Arc<dyn Serde<V>>,
         add: impl FnOnce(String, Arc<dyn Serde<K>>, Arc<dyn Serde<V>>, bool) -> NodeRef<K, Change<V>>,
     ) -> Self {
-        if let Err(e) = state
-            .borrow_mut()
-            .topo
-            .add_store(materialized.key_value_spec(store))
-        {
-            state.borrow_mut().fail(e);
-        }
         let node = add(
             store.to_string(),
             ks.clone(),
             vs.clone(),
             materialized.caching,
         );
-        {
-            let mut s = state.borrow_mut();
-            if let Err(e) = s.topo.connect_store(node.id, store) {
-                s.fail(e);
-            }
-        }
+        graph
+            .borrow_mut()
+            .add_store_for(node.id, materialized.key_value_spec(store));
         KTable::from_node(
-            state,
+            graph,
             node,
             Serdes {
                 key: Some(ks),
@@ -180,7 +169,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             + Sync
             + 'static,
     {
-        self.state
+        self.graph
             .borrow_mut()
             .add_processor(prefix, None, &[self.node], make)
     }
@@ -209,7 +198,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 down,
             })
         });
-        KTable::from_node(&self.state, node, self.serdes.clone(), None)
+        KTable::from_node(&self.graph, node, self.serdes.clone(), None)
             .with_window_grace(self.window_grace)
     }
 
@@ -223,7 +212,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             Ok(MapChanges { f: f.clone(), down })
         });
         KTable::from_node(
-            &self.state,
+            &self.graph,
             node,
             Serdes {
                 key: self.serdes.key.clone(),
@@ -242,11 +231,16 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             match self.window_grace {
                 Some(grace) => grace,
                 None => {
-                    self.state.borrow_mut().fail(streams_core::Error::Config {
-                        key: "suppress(until_window_closes)".into(),
-                        reason: "needs a table made by a windowed aggregation".into(),
-                    });
-                    return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+                    self.graph.borrow_mut().invalid(
+                        "suppress(until_window_closes)",
+                        "needs a table made by a windowed aggregation",
+                    );
+                    return KTable::from_node(
+                        &self.graph,
+                        NodeRef::dangling(),
+                        Serdes::none(),
+                        None,
+                    );
                 }
             }
         } else {
@@ -255,27 +249,27 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         if suppressed.final_results()
             && suppressed.buffer.when_full() == Some(BufferFull::EmitEarly)
         {
-            self.state.borrow_mut().fail(streams_core::Error::Config {
-                key: "suppress(until_window_closes)".into(),
-                reason: "a final result cannot be emitted early: use fail_when_full()".into(),
-            });
+            self.graph.borrow_mut().invalid(
+                "suppress(until_window_closes)",
+                "a final result cannot be emitted early: use fail_when_full()",
+            );
         }
         let Some(key_serde) = self.serdes.key.clone() else {
-            self.state.borrow_mut().missing_serde("suppress", "key");
-            return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+            self.graph.borrow_mut().missing_serde("suppress", "key");
+            return KTable::from_node(&self.graph, NodeRef::dangling(), Serdes::none(), None);
         };
         let value_serde = self.serdes.value.clone();
         if suppressed.buffer.max_bytes.is_some() && value_serde.is_none() {
-            self.state
+            self.graph
                 .borrow_mut()
                 .missing_serde("suppress with max_bytes", "value");
         }
         let name = self
-            .state
+            .graph
             .borrow_mut()
             .name("KTABLE-SUPPRESS", suppressed.name.as_deref());
         let suppressed = Arc::new(suppressed);
-        let node = self.state.borrow_mut().add_processor(
+        let node = self.graph.borrow_mut().add_processor(
             &name,
             Some(&name),
             &[self.node],
@@ -290,7 +284,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 ))
             },
         );
-        KTable::from_node(&self.state, node, self.serdes.clone(), None)
+        KTable::from_node(&self.graph, node, self.serdes.clone(), None)
             .with_window_grace(self.window_grace)
     }
 
@@ -298,18 +292,18 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     pub fn materialize(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
         let serdes = materialized.serdes.clone().or(&self.serdes);
         let (Some(ks), Some(vs)) = (serdes.key, serdes.value) else {
-            self.state
+            self.graph
                 .borrow_mut()
                 .missing_serde("materialize", "key and value");
-            return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+            return KTable::from_node(&self.graph, NodeRef::dangling(), Serdes::none(), None);
         };
-        let store = self.state.borrow_mut().name(
+        let store = self.graph.borrow_mut().name(
             "KTABLE-MATERIALIZED-STATE-STORE",
             materialized.store_name.as_deref(),
         );
         let this = self.clone();
         Self::materialize_onto(
-            &self.state,
+            &self.graph,
             &store,
             &materialized,
             ks,
@@ -350,7 +344,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             .clone()
             .map(|v| Arc::new(OptionSerde(v)) as Arc<dyn Serde<Option<V>>>);
         KStream {
-            state: self.state.clone(),
+            graph: self.graph.clone(),
             node,
             serdes: Serdes {
                 key: self.serdes.key.clone(),
@@ -361,7 +355,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     fn add_stream(&self) -> NodeRef<K, Option<V>> {
-        let mut s = self.state.borrow_mut();
+        let mut s = self.graph.borrow_mut();
         s.add_processor("KTABLE-TOSTREAM", None, &[self.node], |_, down| {
             Ok(ToStream { down })
         })
@@ -421,10 +415,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let (Some(ks), Some(lvs), Some(rvs)) =
             (key, left.serdes.value.clone(), right.serdes.value.clone())
         else {
-            self.state
+            self.graph
                 .borrow_mut()
                 .missing_serde(prefix, "key and value");
-            return KTable::from_node(&self.state, dead(), Serdes::none(), None);
+            return KTable::from_node(&self.graph, NodeRef::dangling(), Serdes::none(), None);
         };
         let jl = joiner.clone();
         let left_joiner: TableJoiner<K, V, R, O> = Arc::new(move |_, l, r| jl(l, r));
@@ -451,27 +445,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 down,
             })
         });
-        let mut s = self.state.borrow_mut();
-        for r in [
-            s.topo.connect_store(left_node.id, &right_store),
-            s.topo.connect_store(right_node.id, &left_store),
-        ] {
-            if let Err(e) = r {
-                s.fail(e);
-            }
-        }
-        let mut topics = s.topo.source_topics_of(left.node.id);
-        topics.extend(s.topo.source_topics_of(right.node.id));
-        s.topo.copartition(topics);
-        let merged = s.add_processor(
-            &format!("{prefix}-MERGE"),
-            None,
-            &[left_node, right_node],
-            |_, down| Ok(Passthrough { down }),
-        );
+        let mut s = self.graph.borrow_mut();
+        s.connect_store(left_node.id, &right_store);
+        s.connect_store(right_node.id, &left_store);
+        s.copartition(left.node.id, right.node.id);
+        let merged = s.merge(&format!("{prefix}-MERGE"), None, &[left_node, right_node]);
         drop(s);
         KTable::from_node(
-            &self.state,
+            &self.graph,
             merged,
             Serdes {
                 key: Some(ks),

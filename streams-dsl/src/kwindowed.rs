@@ -8,18 +8,15 @@
 
 use std::sync::Arc;
 
-use streams_core::{Downstream, Processor, Serde};
+use streams_core::{Downstream, NodeRef, Processor, Serde};
 
-use crate::kgrouped::{
-    aggregate_fn, count_fn, count_materialized, reduce_fn, Aggregation, KGroupedStream,
-};
-use crate::kstream::dead;
+use crate::kgrouped::{Aggregation, KGroupedStream};
 use crate::ktable::KTable;
-use crate::ops::aggregate::AggregateFn;
+use crate::ops::aggregate::{aggregate_fn, count_fn, reduce_fn, AggregateFn};
 use crate::ops::cache_queue;
 use crate::ops::session_aggregate::{MergerFn, SessionAggregate};
 use crate::ops::window_aggregate::{SlidingWindowAggregate, TimeWindowAggregate, WindowedCore};
-use crate::options::{Materialized, Serdes};
+use crate::options::{count_materialized, Materialized, Serdes};
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows, Windowed, WindowedSerde};
 
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +28,7 @@ pub(crate) enum WindowKind {
 /// The table of an aggregation that was added (or a dead one after an error, which `build()`
 /// reports).
 fn windowed_table<K: Clone + 'static, A: Clone + 'static>(
-    state: &crate::builder::Shared,
+    graph: &crate::graph::GraphRef,
     added: Option<Aggregation<K, Windowed<K>, A>>,
     grace: i64,
 ) -> KTable<Windowed<K>, A> {
@@ -39,7 +36,7 @@ fn windowed_table<K: Clone + 'static, A: Clone + 'static>(
         Some(a) => {
             let key: Arc<dyn Serde<Windowed<K>>> = Arc::new(WindowedSerde::from_arc(a.key_serde));
             KTable::from_node(
-                state,
+                graph,
                 a.node,
                 Serdes {
                     key: Some(key),
@@ -49,7 +46,7 @@ fn windowed_table<K: Clone + 'static, A: Clone + 'static>(
             )
             .with_window_grace(Some(grace))
         }
-        None => KTable::from_node(state, dead(), Serdes::none(), None),
+        None => KTable::from_node(graph, NodeRef::dangling(), Serdes::none(), None),
     }
 }
 
@@ -197,7 +194,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                 }
             },
         );
-        windowed_table(self.grouped.state(), added, grace)
+        windowed_table(self.grouped.graph(), added, grace)
     }
 }
 
@@ -334,7 +331,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             },
         );
         windowed_table(
-            self.grouped.state(),
+            self.grouped.graph(),
             added,
             w.grace_ms().saturating_add(w.gap_ms()),
         )

@@ -39,9 +39,11 @@
 
 mod builder;
 mod global_table;
+mod graph;
 mod kgrouped;
 mod kgrouped_table;
 mod kstream;
+mod kstream_join;
 mod ktable;
 mod kwindowed;
 mod ops;
@@ -71,12 +73,41 @@ pub use windows::{
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-/// Everything a pipeline needs, in one import.
+/// Everything an application needs, in one import: the DSL, the runtime ([`Streams`](streams_core::Streams) and
+/// its configuration), the logs, records and the built-in serdes.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_dsl::prelude::*;
+///
+/// let dir = tempfile::tempdir()?;
+/// let config = StreamsConfig::new("words", dir.path());
+/// let log = std::sync::Arc::new(EmbeddedLog::open(config.embedded_log_dir())?);
+/// log.create_topic("words", TopicConfig::new(1))?;
+/// log.append(&TopicPartition::new("words", 0), &[Record::new("w", "hello", 1)])?;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("words", Consumed::with(StringSerde, StringSerde))
+///     .to("copied", Produced::default());
+/// let streams = Streams::new(builder.build()?, config, log.clone())?;
+/// streams.start()?;
+/// streams.wait_until_caught_up(Duration::from_secs(30))?;
+/// streams.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod prelude {
     pub use crate::{
-        BufferConfig, Consumed, Grouped, JoinWindows, KGroupedStream, KGroupedTable, KStream,
-        KTable, Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows,
+        BufferConfig, Consumed, GlobalKTable, Grouped, JoinWindows, KGroupedStream, KGroupedTable,
+        KStream, KTable, Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows,
         StreamJoined, StreamsBuilder, Suppressed, TimeWindows, Windowed,
     };
-    pub use streams_core::{Change, DefaultSerde, Serde, Topology};
+    pub use streams_core::{
+        BincodeSerde, BytesSerde, Change, DefaultSerde, EmbeddedLog, Error, I32Serde, I64Serde,
+        JsonSerde, Log, MemoryLog, OptionSerde, ProcessingGuarantee, Record, RecordErrorHandler,
+        Serde, Streams, StreamsConfig, StreamsState, StringSerde, TestDriver, TopicConfig,
+        TopicPartition, Topology, U32Serde, U64Serde, UnitSerde,
+    };
+    #[cfg(feature = "kafka")]
+    pub use streams_core::{KafkaLog, KafkaLogConfig};
 }

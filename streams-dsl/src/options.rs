@@ -406,3 +406,19 @@ impl<K: 'static, V: 'static, VO: 'static> StreamJoined<K, V, VO> {
         self
     }
 }
+
+/// `materialized` with the `i64` serde a count uses when none is given.
+pub(crate) fn count_materialized<K: 'static>(
+    materialized: Materialized<K, i64>,
+) -> Materialized<K, i64> {
+    Materialized {
+        serdes: Serdes {
+            key: materialized.serdes.key,
+            value: materialized
+                .serdes
+                .value
+                .or_else(|| Some(Arc::new(streams_core::I64Serde))),
+        },
+        ..materialized
+    }
+}

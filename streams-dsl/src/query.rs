@@ -9,7 +9,7 @@ use std::sync::Arc;
 use state_store::decode_timestamp;
 use streams_core::{Error, Result, Serde, SessionStoreRef, WindowStoreRef};
 
-use crate::ops::{decode, encode, store_error};
+use crate::ops::{decode, encode};
 use crate::windows::{Window, Windowed};
 
 const VIEW: &str = "window store query";
@@ -65,7 +65,7 @@ impl<K: 'static, V: 'static> WindowStoreView<K, V> {
 
     fn value(&self, bytes: &[u8]) -> Result<V> {
         let agg = bytes.get(8..).ok_or_else(|| Error::Processing {
-            task: String::new(),
+            task: None,
             processor: VIEW.into(),
             reason: "a window value without its timestamp".into(),
         })?;
@@ -81,11 +81,8 @@ impl<K: 'static, V: 'static> WindowStoreView<K, V> {
         let kb = encode(self.key_serde.as_ref(), key, VIEW)?;
         let store = self.store.borrow();
         let mut out = Vec::new();
-        for r in store
-            .fetch(&kb, time_from, time_to)
-            .map_err(|e| store_error(VIEW, e))?
-        {
-            let (start, bytes) = r.map_err(|e| store_error(VIEW, e))?;
+        for r in store.fetch(&kb, time_from, time_to)? {
+            let (start, bytes) = r?;
             out.push((self.window(start), self.value(&bytes)?));
         }
         Ok(out)
@@ -96,11 +93,8 @@ impl<K: 'static, V: 'static> WindowStoreView<K, V> {
     pub fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<Vec<(Windowed<K>, V)>> {
         let store = self.store.borrow();
         let mut raw = Vec::new();
-        for r in store
-            .fetch_all(time_from, time_to)
-            .map_err(|e| store_error(VIEW, e))?
-        {
-            raw.push(r.map_err(|e| store_error(VIEW, e))?);
+        for r in store.fetch_all(time_from, time_to)? {
+            raw.push(r?);
         }
         raw.sort_by(|a, b| (a.0.start, &a.0.key).cmp(&(b.0.start, &b.0.key)));
         raw.into_iter()
@@ -117,11 +111,7 @@ impl<K: 'static, V: 'static> WindowStoreView<K, V> {
     /// The largest record timestamp of `key`'s window starting at `start`, if it exists.
     pub fn latest_timestamp(&self, key: &K, start: i64) -> Result<Option<i64>> {
         let kb = encode(self.key_serde.as_ref(), key, VIEW)?;
-        let bytes = self
-            .store
-            .borrow()
-            .fetch_one(&kb, start)
-            .map_err(|e| store_error(VIEW, e))?;
+        let bytes = self.store.borrow().fetch_one(&kb, start)?;
         Ok(bytes.and_then(|b| {
             let mut ts = [0u8; 8];
             ts.copy_from_slice(b.get(..8)?);
@@ -177,8 +167,8 @@ impl<K: 'static, V: 'static> SessionStoreView<K, V> {
         let kb = encode(self.key_serde.as_ref(), key, VIEW)?;
         let store = self.store.borrow();
         let mut out = Vec::new();
-        for r in store.fetch(&kb).map_err(|e| store_error(VIEW, e))? {
-            let (s, bytes) = r.map_err(|e| store_error(VIEW, e))?;
+        for r in store.fetch(&kb)? {
+            let (s, bytes) = r?;
             let v = decode(self.value_serde.as_ref(), &bytes, VIEW)?;
             out.push((Window::new(s.start, s.end.saturating_add(1)), v));
         }

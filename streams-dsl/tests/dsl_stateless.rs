@@ -221,8 +221,8 @@ fn table_to_stream_forwards_deletions_as_none() {
 
 #[test]
 fn undecodable_records_follow_the_deserialization_handler() {
-    use streams_core::task::dead_letter_headers;
-    use streams_core::{DeserializationHandler, DriverConfig};
+    use streams_core::dead_letter_headers;
+    use streams_core::{DriverConfig, RecordErrorHandler};
 
     let b = StreamsBuilder::new();
     b.stream::<String, u64>("in", Consumed::default())
@@ -240,7 +240,7 @@ fn undecodable_records_follow_the_deserialization_handler() {
 
     // Log and continue: skipped, counted, later records flow.
     let config = DriverConfig {
-        deserialization: DeserializationHandler::LogAndContinue,
+        deserialization: RecordErrorHandler::LogAndContinue,
         ..DriverConfig::default()
     };
     let mut d = TestDriver::with_config(&topo, config).unwrap();
@@ -251,7 +251,7 @@ fn undecodable_records_follow_the_deserialization_handler() {
 
     // Dead letter: the raw record goes to the topic with the error in headers.
     let config = DriverConfig {
-        deserialization: DeserializationHandler::DeadLetter("dlq".into()),
+        deserialization: RecordErrorHandler::DeadLetter("dlq".into()),
         ..DriverConfig::default()
     };
     let mut d = TestDriver::with_config(&topo, config).unwrap();

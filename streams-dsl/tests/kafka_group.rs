@@ -34,11 +34,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{decode, read_topic};
-use streams_core::runtime::{Streams, StreamsConfig, StreamsState};
 use streams_core::{
     partition_for_key, I64Serde, KafkaLog, KafkaLogConfig, Log, OptionSerde, Record, StringSerde,
     TopicConfig, TopicPartition, Topology,
 };
+use streams_core::{Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
 const PARTITIONS: u32 = 4;

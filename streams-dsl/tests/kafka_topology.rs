@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{decode, open_log, read_topic, reference_counts, write_input};
-use streams_core::runtime::{Streams, StreamsConfig, StreamsState};
 use streams_core::{
     I64Serde, KafkaLog, Log, OptionSerde, ProcessingGuarantee, StringSerde, Topology,
 };
+use streams_core::{Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(120);

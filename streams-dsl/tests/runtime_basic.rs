@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use streams_core::runtime::{ExceptionResponse, Streams, StreamsConfig, StreamsState};
-use streams_core::task::dead_letter_headers;
+use streams_core::dead_letter_headers;
 use streams_core::{
-    DeserializationHandler, Error, I64Serde, Log, ProcessingGuarantee, Record, StringSerde,
+    Error, I64Serde, Log, ProcessingGuarantee, Record, RecordErrorHandler, StringSerde,
     TopicConfig, TopicPartition,
 };
+use streams_core::{ExceptionResponse, Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -346,7 +346,7 @@ fn poison_record_is_skipped_and_counted_under_log_and_continue() {
     poison_input(&*log);
     let streams = Streams::new(
         sum_topology(),
-        config(dir.path(), 1).with_deserialization_handler(DeserializationHandler::LogAndContinue),
+        config(dir.path(), 1).with_deserialization_handler(RecordErrorHandler::LogAndContinue),
         log.clone(),
     )
     .unwrap();
@@ -375,7 +375,7 @@ fn poison_record_goes_to_the_dead_letter_topic_with_the_error() {
     let streams = Streams::new(
         sum_topology(),
         config(dir.path(), 1)
-            .with_deserialization_handler(DeserializationHandler::DeadLetter("numbers-dlq".into())),
+            .with_deserialization_handler(RecordErrorHandler::DeadLetter("numbers-dlq".into())),
         log.clone(),
     )
     .unwrap();
@@ -460,7 +460,7 @@ impl streams_core::Serde<String> for PickySerde {
 }
 
 fn picky_run(
-    handler: streams_core::ProductionHandler,
+    handler: streams_core::RecordErrorHandler,
 ) -> (tempfile::TempDir, Arc<streams_core::EmbeddedLog>, Streams) {
     let dir = tempfile::tempdir().unwrap();
     let log = open_log(dir.path());
@@ -489,8 +489,8 @@ fn picky_run(
 
 #[test]
 fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
-    use streams_core::ProductionHandler;
-    let (_dir, _, streams) = picky_run(ProductionHandler::Fail);
+    use streams_core::RecordErrorHandler;
+    let (_dir, _, streams) = picky_run(RecordErrorHandler::Fail);
     assert!(streams.wait_until_caught_up(WAIT).is_err());
     let cause = streams.error().unwrap().to_string();
     assert!(
@@ -498,7 +498,7 @@ fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
         "{cause}"
     );
 
-    let (_dir, log, streams) = picky_run(ProductionHandler::LogAndContinue);
+    let (_dir, log, streams) = picky_run(RecordErrorHandler::LogAndContinue);
     streams.wait_until_caught_up(WAIT).unwrap();
     let skipped: u64 = streams
         .metrics()
@@ -514,7 +514,7 @@ fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
         vec![("1".into(), "good".into()), ("3".into(), "fine".into())]
     );
 
-    let (_dir, log, streams) = picky_run(ProductionHandler::DeadLetter("checked-dlq".into()));
+    let (_dir, log, streams) = picky_run(RecordErrorHandler::DeadLetter("checked-dlq".into()));
     streams.wait_until_caught_up(WAIT).unwrap();
     streams.close().unwrap();
     assert_eq!(read_topic(&*log, "checked")[0].len(), 2);

@@ -16,8 +16,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use streams_core::runtime::{Streams, StreamsConfig};
 use streams_core::{EmbeddedLog, Log, ProcessingGuarantee, StringSerde};
+use streams_core::{Streams, StreamsConfig};
 
 const RECORDS: usize = 400_000;
 const KEYS: usize = 200;

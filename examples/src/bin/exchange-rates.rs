@@ -23,8 +23,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
 use serde_json::{json, Value};
-use streams_core::runtime::http::{blocking, HttpError, QueryServer};
-use streams_core::runtime::KeyValueQuery;
+use streams_core::http::{blocking, HttpError, QueryServer};
+use streams_core::KeyValueQuery;
 use streams_core::{
     partition_for_key, JsonSerde, Log, Record, StringSerde, TopicConfig, TopicPartition,
 };

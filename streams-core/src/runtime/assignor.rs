@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::task::TaskId;
+use crate::ids::TaskId;
 
 /// Assigns `tasks` to `members` (thread indexes), preferring `previous` owners.
 /// Deterministic for equal inputs; returns an empty map when there are no members.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::handler::RecordErrorHandler;
 use crate::log::validate_topic_name;
-use crate::task::{DeserializationHandler, ProductionHandler};
 
 /// What a commit promises about output and state after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,7 +54,7 @@ pub type ExceptionHandler = Arc<dyn Fn(&Error) -> ExceptionResponse + Send + Syn
 ///
 /// ```
 /// use std::time::Duration;
-/// use streams_core::runtime::{ProcessingGuarantee, StreamsConfig};
+/// use streams_core::{ProcessingGuarantee, StreamsConfig};
 ///
 /// let config = StreamsConfig::new("word-count", std::env::temp_dir().join("word-count"))
 ///     .with_threads(2)
@@ -93,9 +93,9 @@ pub struct StreamsConfig {
     /// restored from their changelogs and resumed from their last commit.
     pub task_timeout: Duration,
     /// What happens to records that cannot be decoded.
-    pub deserialization: DeserializationHandler,
+    pub deserialization: RecordErrorHandler,
     /// What happens to records that cannot be encoded or appended.
-    pub production: ProductionHandler,
+    pub production: RecordErrorHandler,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -128,8 +128,8 @@ impl StreamsConfig {
             max_buffered_records: 2000,
             poll_idle: Duration::from_millis(5),
             task_timeout: Duration::from_secs(300),
-            deserialization: DeserializationHandler::Fail,
-            production: ProductionHandler::Fail,
+            deserialization: RecordErrorHandler::Fail,
+            production: RecordErrorHandler::Fail,
         }
     }
 
@@ -171,13 +171,13 @@ impl StreamsConfig {
     }
 
     /// Sets the deserialization handler.
-    pub fn with_deserialization_handler(mut self, handler: DeserializationHandler) -> Self {
+    pub fn with_deserialization_handler(mut self, handler: RecordErrorHandler) -> Self {
         self.deserialization = handler;
         self
     }
 
     /// Sets the production handler.
-    pub fn with_production_handler(mut self, handler: ProductionHandler) -> Self {
+    pub fn with_production_handler(mut self, handler: RecordErrorHandler) -> Self {
         self.production = handler;
         self
     }
@@ -256,14 +256,14 @@ impl StreamsConfig {
             (
                 "deserialization.exception.handler",
                 match &self.deserialization {
-                    DeserializationHandler::DeadLetter(t) => Some(t),
+                    RecordErrorHandler::DeadLetter(t) => Some(t),
                     _ => None,
                 },
             ),
             (
                 "production.exception.handler",
                 match &self.production {
-                    ProductionHandler::DeadLetter(t) => Some(t),
+                    RecordErrorHandler::DeadLetter(t) => Some(t),
                     _ => None,
                 },
             ),
@@ -311,7 +311,7 @@ mod tests {
             ),
             (
                 StreamsConfig::new("app", "/tmp/x")
-                    .with_production_handler(ProductionHandler::DeadLetter("bad topic".into())),
+                    .with_production_handler(RecordErrorHandler::DeadLetter("bad topic".into())),
                 "production.exception.handler",
             ),
         ];

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::task::metrics::TaskMetrics;
-use crate::task::TaskId;
+use crate::ids::TaskId;
+use crate::processor::TaskMetrics;
 
 /// One stream thread's counters.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -11,21 +11,14 @@ use std::sync::Arc;
 
 use super::{Shared, Streams};
 use crate::error::{Error, Result};
+use crate::ids::TaskId;
 use crate::partitioner::partition_for_key;
 use crate::serdes::Serde;
-use crate::task::TaskId;
 use crate::topology::StoreKind;
-
-fn store_error(store: &str) -> impl Fn(state_store::StoreError) -> Error + '_ {
-    move |source| Error::Store {
-        task: format!("query of store `{store}`"),
-        source,
-    }
-}
 
 fn decode<T: 'static>(serde: &dyn Serde<T>, bytes: &[u8], store: &str, what: &str) -> Result<T> {
     serde.deserialize(bytes).map_err(|e| Error::Processing {
-        task: "query".into(),
+        task: None,
         processor: store.to_string(),
         reason: format!("cannot decode a {what} of the store: {e}"),
     })
@@ -36,7 +29,7 @@ fn encode<T: 'static>(serde: &dyn Serde<T>, value: &T, store: &str) -> Result<Ve
     serde
         .serialize_into(value, &mut out)
         .map_err(|e| Error::Processing {
-            task: "query".into(),
+            task: None,
             processor: store.to_string(),
             reason: format!("cannot encode the key asked for: {e}"),
         })?;
@@ -95,7 +88,7 @@ impl Located {
     fn ask_key<R: Send + 'static>(
         &self,
         key: Vec<u8>,
-        f: impl FnOnce(&crate::task::stores::TaskStores, &str, &[u8]) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&crate::task::TaskStores, &str, &[u8]) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let task = self.task_for(&key);
         let name = self.store.clone();
@@ -144,7 +137,7 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
         let bytes = encode(&*self.keys, key, &self.at.store)?;
         let raw = self.at.ask_key(bytes, |stores, name, key| {
             let store = stores.kv(name)?;
-            let value = store.borrow().get(key).map_err(store_error(name));
+            let value = store.borrow().get(key).map_err(Error::from);
             value
         })?;
         raw.map(|v| decode(&*self.values, &v, &self.at.store, "value"))
@@ -178,9 +171,9 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
                     ),
                     None => store.all(),
                 }
-                .map_err(store_error(&name))?;
+                .map_err(Error::from)?;
                 let entries: std::result::Result<Vec<_>, _> = iter.collect();
-                entries.map_err(store_error(&name))
+                entries.map_err(Error::from)
             })?;
             raw.extend(part);
         }
@@ -224,11 +217,9 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
         let raw = self.at.ask_key(bytes, move |stores, name, key| {
             let store = stores.window(name)?;
             let store = store.borrow();
-            let iter = store
-                .fetch(key, time_from, time_to)
-                .map_err(store_error(name))?;
+            let iter = store.fetch(key, time_from, time_to).map_err(Error::from)?;
             let entries: std::result::Result<Vec<_>, _> = iter.collect();
-            entries.map_err(store_error(name))
+            entries.map_err(Error::from)
         })?;
         // DSL windowed aggregations keep the window's latest record timestamp in front.
         let timestamped = matches!(

@@ -26,10 +26,11 @@ use super::config::ProcessingGuarantee;
 use super::metrics::{TaskSnapshot, ThreadMetrics};
 use super::{Request, Shared};
 use crate::error::{Error, Result};
+use crate::handler::{dead_letter_headers, RecordErrorHandler};
+use crate::ids::TaskId;
 use crate::log::{IsolationLevel, TxnId};
 use crate::record::{Header, Record, TopicPartition};
-use crate::task::stores::{StoreResources, TaskStores};
-use crate::task::{dead_letter_headers, ProductionHandler, Task, TaskEnv, TaskId};
+use crate::task::{StoreResources, Task, TaskEnv, TaskStores};
 
 /// A task this thread holds, with where its inputs are read from.
 pub(crate) struct Active {
@@ -215,9 +216,7 @@ impl StreamThread {
         match catch_unwind(AssertUnwindSafe(|| f(self))) {
             Ok(r) => r,
             Err(payload) => Err(Error::Processing {
-                task: self
-                    .current
-                    .map_or_else(|| "-".to_string(), |t| t.to_string()),
+                task: self.current,
                 processor: "user code".into(),
                 reason: format!("panicked: {}", panic_message(&*payload)),
             }),
@@ -500,7 +499,7 @@ impl StreamThread {
             if let Err(error) = append(&records) {
                 // A batch is all or nothing; find the records the log refuses one by one.
                 let handler = self.shared.config.production.clone();
-                if handler == ProductionHandler::Fail
+                if handler == RecordErrorHandler::Fail
                     || !matches!(error.class(), crate::error::ErrorClass::User)
                 {
                     return Err(error);
@@ -520,11 +519,11 @@ impl StreamThread {
         tp: &TopicPartition,
         mut record: Record,
         error: &Error,
-        handler: &ProductionHandler,
+        handler: &RecordErrorHandler,
     ) -> Result<()> {
         self.metrics.dropped_production += 1;
         tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, %error, "dropping a record the log refused");
-        if let ProductionHandler::DeadLetter(topic) = handler {
+        if let RecordErrorHandler::DeadLetter(topic) = handler {
             record.headers.extend([
                 Header::new(dead_letter_headers::ERROR, error.to_string()),
                 Header::new(dead_letter_headers::TOPIC, tp.topic.clone()),

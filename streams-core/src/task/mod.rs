@@ -6,10 +6,8 @@
 //! does), so a stream–table join sees the table as of the stream record's time. Stream time
 //! is the largest timestamp processed; it drives windows and stream-time punctuation.
 
-pub(crate) mod collector;
-pub(crate) mod instantiate;
-pub(crate) mod metrics;
-pub(crate) mod stores;
+mod global;
+mod stores;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -18,14 +16,18 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use self::collector::RecordCollector;
-use self::instantiate::{Instantiation, NodeHooks, RawSource};
-use self::metrics::TaskMetrics;
-use self::stores::{StoreResources, TaskStores};
+pub(crate) use self::global::{apply_global, GlobalStores, GlobalUpdater};
+pub(crate) use self::stores::{StoreResources, TaskStores};
 use crate::error::{Error, Result};
+use crate::handler::{dead_letter_headers, RecordErrorHandler};
+use crate::ids::TaskId;
 use crate::log::Log;
-use crate::processor::{ProcessorContext, PunctuationType, RecordMeta};
+use crate::processor::{
+    NodeHooks, ProcessorContext, PunctuationType, RawSource, RecordCollector, RecordMeta,
+    TaskMetrics,
+};
 use crate::record::{Header, Record, StoredRecord, TopicPartition};
+use crate::topology::Instantiation;
 use crate::topology::{NodeKind, Topology};
 
 /// The context processors see, borrowed field by field from a task (a method would borrow
@@ -44,82 +46,19 @@ macro_rules! context {
     };
 }
 
-/// Identifies a task: sub-topology and partition. Displayed as `<subtopology>_<partition>`,
-/// as in Kafka Streams, which is also the name of its state directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// The sub-topology.
-    pub subtopology: u32,
-    /// The partition.
-    pub partition: u32,
-}
-
-impl TaskId {
-    /// A task id.
-    pub fn new(subtopology: u32, partition: u32) -> Self {
-        TaskId {
-            subtopology,
-            partition,
-        }
-    }
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}_{}", self.subtopology, self.partition)
-    }
-}
-
-/// What to do with a record whose key or value cannot be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum DeserializationHandler {
-    /// Stop the task with the error (the default, as in Kafka Streams).
-    #[default]
-    Fail,
-    /// Log a warning, count the record as skipped and go on.
-    LogAndContinue,
-    /// Send the raw record to this topic with the error in headers, count it, and go on.
-    DeadLetter(String),
-}
-
-/// What to do with a record the log rejects, or that a sink cannot encode.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ProductionHandler {
-    /// Stop the thread with the error (the default, as in Kafka Streams).
-    #[default]
-    Fail,
-    /// Log a warning, count the record as dropped and go on.
-    LogAndContinue,
-    /// Send the input record that caused it to this topic with the error in headers (the
-    /// headers of [`dead_letter_headers`]), count it, and go on.
-    DeadLetter(String),
-}
-
-/// Header names carried by dead-lettered records.
-pub mod dead_letter_headers {
-    /// The error message.
-    pub const ERROR: &str = "streams.error";
-    /// The source topic.
-    pub const TOPIC: &str = "streams.source.topic";
-    /// The source partition (decimal).
-    pub const PARTITION: &str = "streams.source.partition";
-    /// The source offset (decimal).
-    pub const OFFSET: &str = "streams.source.offset";
-}
-
 /// Everything a task needs from its surroundings.
 #[derive(Clone)]
-pub struct TaskEnv {
+pub(crate) struct TaskEnv {
     /// The application id: prefix of internal topics, name of the state subdirectory.
-    pub application_id: String,
+    pub(crate) application_id: String,
     /// Partition counts of every topic the task may write to (resolved names).
-    pub partitions: Arc<HashMap<String, u32>>,
+    pub(crate) partitions: Arc<HashMap<String, u32>>,
     /// Where local state lives and the shared memory budgets.
-    pub resources: StoreResources,
+    pub(crate) resources: StoreResources,
     /// How undecodable records are handled.
-    pub deserialization: DeserializationHandler,
+    pub(crate) deserialization: RecordErrorHandler,
     /// How records a sink cannot encode are handled.
-    pub production: ProductionHandler,
+    pub(crate) production: RecordErrorHandler,
 }
 
 /// An input topic of the task: its source, buffered records and consumed position.
@@ -142,7 +81,7 @@ struct Schedule {
 }
 
 /// One running task.
-pub struct Task {
+pub(crate) struct Task {
     id: TaskId,
     application_id: String,
     /// One entry per input topic, in topic-name order.
@@ -155,14 +94,14 @@ pub struct Task {
     collector: RecordCollector,
     metrics: TaskMetrics,
     stores: TaskStores,
-    deserialization: DeserializationHandler,
-    production: ProductionHandler,
+    deserialization: RecordErrorHandler,
+    production: RecordErrorHandler,
     meta: RecordMeta,
 }
 
 impl Task {
     /// Builds the task's stores and processors. Stores still need [`Task::restore`].
-    pub fn new(topology: &Topology, id: TaskId, env: &TaskEnv) -> Result<Task> {
+    pub(crate) fn new(topology: &Topology, id: TaskId, env: &TaskEnv) -> Result<Task> {
         let sub = topology
             .subtopologies
             .get(id.subtopology as usize)
@@ -254,13 +193,8 @@ impl Task {
         })
     }
 
-    /// The task's id.
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
     /// Input topics (resolved names); the task reads partition `id().partition` of each.
-    pub fn input_topics(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn input_topics(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().map(|i| &*i.topic)
     }
 
@@ -275,28 +209,28 @@ impl Task {
     }
 
     /// The task's stores.
-    pub fn stores(&self) -> &TaskStores {
+    pub(crate) fn stores(&self) -> &TaskStores {
         &self.stores
     }
 
     /// Counters.
-    pub fn metrics(&self) -> &TaskMetrics {
+    pub(crate) fn metrics(&self) -> &TaskMetrics {
         &self.metrics
     }
 
     /// Stream time: the largest timestamp processed, `i64::MIN` before the first record.
-    pub fn stream_time(&self) -> i64 {
+    pub(crate) fn stream_time(&self) -> i64 {
         self.stream_time
     }
 
     /// Replays the stores' changelogs (only the tail past a valid checkpoint). Returns the
     /// records replayed per store.
-    pub fn restore(&mut self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
+    pub(crate) fn restore(&mut self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
         self.stores.restore(log)
     }
 
     /// Buffers records read from `topic` (this task's partition), in offset order.
-    pub fn add_records(
+    pub(crate) fn add_records(
         &mut self,
         topic: &str,
         records: impl IntoIterator<Item = StoredRecord>,
@@ -306,12 +240,12 @@ impl Task {
     }
 
     /// Records buffered and not yet processed.
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.inputs.iter().map(|i| i.queue.len()).sum()
     }
 
     /// Records buffered for one input topic.
-    pub fn buffered_for(&self, topic: &str) -> usize {
+    pub(crate) fn buffered_for(&self, topic: &str) -> usize {
         self.inputs
             .iter()
             .find(|i| &*i.topic == topic)
@@ -319,7 +253,7 @@ impl Task {
     }
 
     /// The next offset to commit for each input partition that has seen records.
-    pub fn consumed_offsets(&self) -> Vec<(TopicPartition, u64)> {
+    pub(crate) fn consumed_offsets(&self) -> Vec<(TopicPartition, u64)> {
         self.inputs
             .iter()
             .filter_map(|i| {
@@ -331,22 +265,24 @@ impl Task {
 
     /// Sets where consumption resumes for an input (after a restart or rebalance), so the
     /// next commit does not move the offset backwards when nothing was processed.
-    pub fn set_consumed(&mut self, topic: &str, next_offset: u64) -> Result<()> {
+    pub(crate) fn set_consumed(&mut self, topic: &str, next_offset: u64) -> Result<()> {
         self.input_mut(topic)?.consumed = Some(next_offset);
         Ok(())
     }
 
     /// Sets the wall-clock time the task sees and runs due wall-clock punctuations.
-    pub fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<usize> {
+    pub(crate) fn punctuate_wall_clock(&mut self, now_ms: i64) -> Result<usize> {
         self.wall_clock = now_ms;
+        let id = self.id;
         self.punctuate(PunctuationType::WallClockTime, now_ms)
+            .map_err(|e| e.in_task(id))
     }
 
     /// Tells the task whether input `index` (in [`Task::input_topics`] order) has records in
     /// the log that were not fetched yet. While such an input's buffer is empty the task
     /// waits for the fetch instead of processing other inputs past it, which keeps
     /// processing in timestamp order across inputs (Kafka Streams' task idling).
-    pub fn set_fetch_pending(&mut self, index: usize, pending: bool) {
+    pub(crate) fn set_fetch_pending(&mut self, index: usize, pending: bool) {
         if let Some(input) = self.inputs.get_mut(index) {
             input.fetch_pending = pending;
         }
@@ -355,7 +291,7 @@ impl Task {
     /// Processes the buffered record with the smallest timestamp. Returns `false` when
     /// nothing is buffered, or when an input with nothing buffered still has records to
     /// fetch (see [`Task::set_fetch_pending`]).
-    pub fn process_next(&mut self) -> Result<bool> {
+    pub(crate) fn process_next(&mut self) -> Result<bool> {
         // The buffered head with the smallest timestamp; ties go to the first input.
         let mut best: Option<(i64, usize)> = None;
         for (i, input) in self.inputs.iter().enumerate() {
@@ -374,7 +310,8 @@ impl Task {
         let Some(rec) = self.inputs[index].queue.pop_front() else {
             return Ok(false);
         };
-        self.process_record(index, rec)?;
+        let id = self.id;
+        self.process_record(index, rec).map_err(|e| e.in_task(id))?;
         Ok(true)
     }
 
@@ -397,18 +334,18 @@ impl Task {
             Ok(()) => {}
             Err(e @ Error::Deserialization { .. }) => {
                 let handler = match &self.deserialization {
-                    DeserializationHandler::Fail => None,
-                    DeserializationHandler::LogAndContinue => Some(None),
-                    DeserializationHandler::DeadLetter(t) => Some(Some(t.clone())),
+                    RecordErrorHandler::Fail => None,
+                    RecordErrorHandler::LogAndContinue => Some(None),
+                    RecordErrorHandler::DeadLetter(t) => Some(Some(t.clone())),
                 };
                 self.metrics.skipped_deserialization += 1;
                 self.handle_bad_record(e, handler, index, rec.clone())?
             }
             Err(e @ Error::Serialization { .. }) => {
                 let handler = match &self.production {
-                    ProductionHandler::Fail => None,
-                    ProductionHandler::LogAndContinue => Some(None),
-                    ProductionHandler::DeadLetter(t) => Some(Some(t.clone())),
+                    RecordErrorHandler::Fail => None,
+                    RecordErrorHandler::LogAndContinue => Some(None),
+                    RecordErrorHandler::DeadLetter(t) => Some(Some(t.clone())),
                 };
                 self.metrics.skipped_production += 1;
                 self.handle_bad_record(e, handler, index, rec.clone())?
@@ -479,25 +416,25 @@ impl Task {
     /// caches write through (producing changelog records). Afterwards [`Task::drain_output`]
     /// holds everything the commit must write. Local durability (RocksDB memtables) waits
     /// for [`Task::write_checkpoint`].
-    pub fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         self.meta = RecordMeta::default();
         for (i, hook) in self.hooks.iter().enumerate() {
             let mut ctx = context!(self);
             hook.flush(&mut ctx).map_err(|e| match e {
-                Error::Processing { .. } | Error::Store { .. } => e,
+                Error::Processing { .. } | Error::Store { .. } => e.in_task(self.id),
                 other => Error::Processing {
-                    task: self.id.to_string(),
+                    task: Some(self.id),
                     processor: self.hook_names[i].clone(),
                     reason: other.to_string(),
                 },
             })?;
         }
-        self.stores.flush_caches()
+        self.stores.flush_caches().map_err(|e| e.in_task(self.id))
     }
 
     /// Takes the records produced so far: sink output first in production order, then the
     /// changelog records of the stores.
-    pub fn drain_output(&mut self) -> Vec<(TopicPartition, Record)> {
+    pub(crate) fn drain_output(&mut self) -> Vec<(TopicPartition, Record)> {
         let mut out = self.collector.drain();
         out.append(&mut self.stores.buffer.lock());
         out
@@ -506,18 +443,18 @@ impl Task {
     /// Makes local state durable and writes the task's checkpoint: local stores are
     /// consistent with their changelogs up to the changelogs' current end. Call after the
     /// commit's records were appended.
-    pub fn write_checkpoint(&self, log: &dyn Log) -> Result<()> {
+    pub(crate) fn write_checkpoint(&self, log: &dyn Log) -> Result<()> {
         self.stores.write_checkpoint(log)
     }
 
     /// Deletes the checkpoint (at-least-once: from here until the next commit the local
     /// stores may hold changes the changelog lacks, so a crash must restore from scratch).
-    pub fn delete_checkpoint(&self) -> Result<()> {
+    pub(crate) fn delete_checkpoint(&self) -> Result<()> {
         self.stores.delete_checkpoint()
     }
 
     /// Closes the stores (after a final flush and commit by the caller).
-    pub fn close(self) -> Result<()> {
+    pub(crate) fn close(self) -> Result<()> {
         self.stores.close()
     }
 }

@@ -4,47 +4,26 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use state_store::{
-    ChangelogPartition, ChangelogRecord, ChangelogSink, Checkpoint, KeyValueStore, RecordCache,
-    RecordClock, RestoreOptions, RocksDbMemory, SessionStore, StateStore, StoreBuilder, StoreError,
-    WindowStore,
+    ChangelogPartition, ChangelogRecord, ChangelogSink, Checkpoint, RecordCache, RecordClock,
+    RestoreOptions, RocksDbMemory, StateStore, StoreBuilder, StoreError,
 };
 
+use super::global::GlobalStores;
 use crate::error::{Error, Result};
+use crate::ids::TaskId;
 use crate::log::{IsolationLevel, Log};
+use crate::processor::{
+    ChangelogBuffer, FlushQueue, FlushedChange, GlobalStoreRef, KvStoreRef, SessionStoreRef,
+    StoreAccess, WindowStoreRef,
+};
 use crate::record::{Record, TopicPartition};
-use crate::task::collector::ChangelogBuffer;
-use crate::task::TaskId;
 use crate::topology::{StoreKind, StoreSpec};
-
-/// A key-value store as processors hold it.
-pub type KvStoreRef = Rc<RefCell<Box<dyn KeyValueStore>>>;
-/// A window store as processors hold it.
-pub type WindowStoreRef = Rc<RefCell<Box<dyn WindowStore>>>;
-/// A session store as processors hold it.
-pub type SessionStoreRef = Rc<RefCell<Box<dyn SessionStore>>>;
-
-/// One entry a store's cache flushed or evicted: the merged change of a key since the last
-/// flush, and the timestamp of its latest write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlushedChange {
-    /// Raw store key.
-    pub key: Vec<u8>,
-    /// The value written; `None` for a deletion.
-    pub new: Option<Vec<u8>>,
-    /// The value the store held before.
-    pub old: Option<Vec<u8>>,
-    /// Timestamp of the record that made the change.
-    pub timestamp: i64,
-}
-
-/// Changes waiting to be forwarded by the processor that owns a cached store.
-pub type FlushQueue = Arc<Mutex<VecDeque<FlushedChange>>>;
 
 struct BufferSink {
     tp: TopicPartition,
@@ -155,20 +134,20 @@ impl Iterator for ChangelogReader<'_> {
 
 /// Shared, application-wide resources stores draw on.
 #[derive(Clone)]
-pub struct StoreResources {
+pub(crate) struct StoreResources {
     /// Root of local state: stores live under `<state_dir>/<app-id>/<task>/<store>/`.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// RocksDB's shared block cache and write-buffer budget.
-    pub rocksdb: RocksDbMemory,
+    pub(crate) rocksdb: RocksDbMemory,
     /// The record cache of the stream thread that runs the task.
-    pub cache: RecordCache,
+    pub(crate) cache: RecordCache,
     /// The application's global stores, readable by every task.
-    pub globals: crate::global::GlobalStores,
+    pub(crate) globals: GlobalStores,
 }
 
 /// The stores of one task.
-pub struct TaskStores {
-    pub(crate) globals: crate::global::GlobalStores,
+pub(crate) struct TaskStores {
+    pub(crate) globals: GlobalStores,
     task: TaskId,
     task_dir: PathBuf,
     entries: BTreeMap<String, Entry>,
@@ -178,7 +157,7 @@ pub struct TaskStores {
 
 fn store_err(task: TaskId) -> impl Fn(StoreError) -> Error {
     move |source| Error::Store {
-        task: task.to_string(),
+        task: Some(task),
         source,
     }
 }
@@ -318,13 +297,8 @@ impl TaskStores {
     }
 
     /// Names of the task's stores.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
-    }
-
-    /// The task's directory (stores and `.checkpoint`).
-    pub fn task_dir(&self) -> &Path {
-        &self.task_dir
     }
 
     /// Writes every store's cache through (changelog records are buffered), then drops
@@ -420,12 +394,26 @@ impl TaskStores {
     pub(crate) fn delete_checkpoint(&self) -> Result<()> {
         Checkpoint::delete(&self.task_dir).map_err(store_err(self.task))
     }
+}
 
-    /// The changelog partitions of the task's logged stores.
-    pub fn changelog_partitions(&self) -> Vec<TopicPartition> {
-        self.entries
-            .values()
-            .filter_map(|e| e.changelog.clone())
-            .collect()
+impl StoreAccess for TaskStores {
+    fn kv(&self, name: &str) -> Result<KvStoreRef> {
+        TaskStores::kv(self, name)
+    }
+
+    fn window(&self, name: &str) -> Result<WindowStoreRef> {
+        TaskStores::window(self, name)
+    }
+
+    fn session(&self, name: &str) -> Result<SessionStoreRef> {
+        TaskStores::session(self, name)
+    }
+
+    fn flush_queue(&self, name: &str) -> Result<FlushQueue> {
+        TaskStores::flush_queue(self, name)
+    }
+
+    fn global(&self, name: &str) -> Result<GlobalStoreRef> {
+        self.globals.get(name)
     }
 }

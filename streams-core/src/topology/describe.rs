@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::{NodeKind, TopicName, Topology};
+use super::{NodeKind, Topology};
+use crate::ids::TopicName;
 
 fn topic_list(topics: &[TopicName]) -> String {
     topics

@@ -7,16 +7,22 @@
 //! names, stores and co-partitioning declarations.
 
 mod describe;
+mod instantiate;
+mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::global::GlobalStoreSpec;
+use crate::ids::TopicName;
 use crate::processor::{Downstream, Processor};
+use crate::processor::{SinkNode, SinkPartitioner, SourceNode};
 use crate::serdes::Serde;
-use crate::task::instantiate::{Instantiated, Instantiation, SinkNode, SourceNode};
+
+pub(crate) use instantiate::Instantiated;
+pub use instantiate::Instantiation;
+pub use spec::{GlobalStoreSpec, InternalTopicKind, StoreKind, StoreSpec};
 
 /// Index of a node in its topology.
 pub type NodeId = usize;
@@ -59,93 +65,6 @@ impl<K, V> std::fmt::Debug for NodeRef<K, V> {
     }
 }
 
-/// Which topic a name refers to: one given by the user, or one the application owns, whose
-/// real name is prefixed with the application id at run time.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TopicName {
-    /// A user topic, used as named.
-    User(String),
-    /// An internal topic: `<application-id>-<name>`.
-    Internal(String),
-}
-
-impl TopicName {
-    /// The topic's name in the log for an application.
-    pub fn resolve(&self, application_id: &str) -> String {
-        match self {
-            TopicName::User(n) => n.clone(),
-            TopicName::Internal(n) => format!("{application_id}-{n}"),
-        }
-    }
-}
-
-impl std::fmt::Display for TopicName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TopicName::User(n) => f.write_str(n),
-            TopicName::Internal(n) => write!(f, "<app>-{n}"),
-        }
-    }
-}
-
-/// The shape of a state store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreKind {
-    /// Key-value.
-    KeyValue,
-    /// Window store.
-    Window {
-        /// How long windows are kept, in ms.
-        retention_ms: i64,
-        /// Window size in ms (for descriptions and interactive queries).
-        window_size_ms: i64,
-        /// Whether several values per key and window are kept (stream–stream join buffers).
-        retain_duplicates: bool,
-        /// Whether values start with the 8-byte timestamp of the window's latest record (the
-        /// DSL's windowed aggregations, as Kafka's timestamped window stores).
-        timestamped: bool,
-    },
-    /// Session store.
-    Session {
-        /// How long sessions are kept, in ms.
-        retention_ms: i64,
-    },
-}
-
-/// How a store is built for each task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSpec {
-    /// The store's name: its directory and changelog topic derive from it.
-    pub name: String,
-    /// Key-value, window or session.
-    pub kind: StoreKind,
-    /// RocksDB (`true`) or in memory.
-    pub persistent: bool,
-    /// Whether changes go to a changelog topic `<app-id>-<name>-changelog`.
-    pub logged: bool,
-    /// Whether a write-back cache sits in front of it.
-    pub cached: bool,
-}
-
-impl StoreSpec {
-    /// A persistent, logged, cached key-value store.
-    pub fn key_value(name: impl Into<String>) -> Self {
-        StoreSpec {
-            name: name.into(),
-            kind: StoreKind::KeyValue,
-            persistent: true,
-            logged: true,
-            cached: true,
-        }
-    }
-
-    /// The name of the changelog topic before the application id is prefixed.
-    pub fn changelog(&self) -> Option<TopicName> {
-        self.logged
-            .then(|| TopicName::Internal(format!("{}-changelog", self.name)))
-    }
-}
-
 pub(crate) type Factory = Arc<dyn Fn(&mut Instantiation<'_>) -> Result<Instantiated> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,15 +80,6 @@ pub(crate) struct NodeDef {
     pub(crate) parents: Vec<NodeId>,
     pub(crate) stores: Vec<String>,
     pub(crate) factory: Factory,
-}
-
-/// What an internal topic is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InternalTopicKind {
-    /// Re-keyed records between sub-topologies (`delete` policy).
-    Repartition,
-    /// A store's changelog (`compact` policy).
-    Changelog,
 }
 
 /// A sub-topology: nodes connected without crossing a topic.
@@ -321,7 +231,7 @@ impl TopologyBuilder {
         parents: &[NodeRef<K, V>],
         key_serde: Arc<dyn Serde<K>>,
         value_serde: Arc<dyn Serde<V>>,
-        partitioner: Option<Arc<dyn Fn(&K, &V, u32) -> Option<u32> + Send + Sync>>,
+        partitioner: Option<SinkPartitioner<K, V>>,
     ) -> Result<NodeId>
     where
         K: 'static,
@@ -364,7 +274,7 @@ impl TopologyBuilder {
     }
 
     /// Registers a global store: a copy of every partition of `spec.topic` that every task
-    /// can read (see [`crate::global`]).
+    /// can read (a `GlobalKTable`).
     pub fn add_global_store(&mut self, spec: GlobalStoreSpec) -> Result<()> {
         if self.stores.contains_key(&spec.name)
             || self

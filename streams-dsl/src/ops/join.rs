@@ -12,7 +12,7 @@ use streams_core::{
     Change, Downstream, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
-use super::{decode, encode, store_error};
+use super::{decode, encode};
 
 fn lookup<K: 'static, T: 'static>(
     store: &KvStoreRef,
@@ -22,7 +22,7 @@ fn lookup<K: 'static, T: 'static>(
     node: &str,
 ) -> Result<Option<T>> {
     let kb = encode(key_serde, key, node)?;
-    let b = store.borrow().get(&kb).map_err(|e| store_error(node, e))?;
+    let b = store.borrow().get(&kb)?;
     b.map(|b| decode(value_serde, &b, node)).transpose()
 }
 

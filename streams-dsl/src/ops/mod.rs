@@ -32,7 +32,7 @@ pub(crate) fn encode<T: 'static>(
     node: &str,
 ) -> streams_core::Result<Vec<u8>> {
     serde.serialize(value).map_err(|e| Error::Processing {
-        task: String::new(),
+        task: None,
         processor: node.to_string(),
         reason: format!("cannot encode a value for its store: {e}"),
     })
@@ -45,19 +45,10 @@ pub(crate) fn decode<T: 'static>(
     node: &str,
 ) -> streams_core::Result<T> {
     serde.deserialize(bytes).map_err(|e| Error::Processing {
-        task: String::new(),
+        task: None,
         processor: node.to_string(),
         reason: format!("cannot decode a value from its store: {e}"),
     })
-}
-
-/// A store failure inside a processor.
-pub(crate) fn store_error(node: &str, e: state_store::StoreError) -> Error {
-    Error::Processing {
-        task: String::new(),
-        processor: node.to_string(),
-        reason: format!("state store: {e}"),
-    }
 }
 
 /// The flush queue of `store` when it is cached: where an operator over it finds the changes
@@ -76,15 +67,11 @@ pub(crate) fn cache_queue(
 pub(crate) fn flush_cached<S: state_store::StateStore + ?Sized>(
     store: &std::cell::RefCell<Box<S>>,
     queue: Option<&FlushQueue>,
-    node: &str,
 ) -> streams_core::Result<bool> {
     if queue.is_none() {
         return Ok(false);
     }
-    store
-        .borrow_mut()
-        .flush_cache()
-        .map_err(|e| store_error(node, e))?;
+    store.borrow_mut().flush_cache()?;
     Ok(true)
 }
 

@@ -16,7 +16,7 @@ use streams_core::{
 };
 
 use super::aggregate::AggregateFn;
-use super::{decode, encode, store_error};
+use super::{decode, encode};
 use crate::windows::{Window, Windowed};
 
 /// `(key, aggregate, aggregate) -> merged aggregate`: combines two sessions a record bridges.
@@ -38,16 +38,14 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> SessionAggregate<K, V, 
     /// Sessions of `kb` a record at `t` falls within the gap of: `(start, last, aggregate)`.
     fn overlapping(&self, kb: &[u8], t: i64) -> Result<Vec<(i64, i64, A)>> {
         let store = self.store.borrow();
-        let iter = store
-            .find_sessions(
-                kb,
-                t.saturating_sub(self.gap_ms),
-                t.saturating_add(self.gap_ms),
-            )
-            .map_err(|e| store_error(&self.name, e))?;
+        let iter = store.find_sessions(
+            kb,
+            t.saturating_sub(self.gap_ms),
+            t.saturating_add(self.gap_ms),
+        )?;
         let mut out = Vec::new();
         for r in iter {
-            let (s, bytes) = r.map_err(|e| store_error(&self.name, e))?;
+            let (s, bytes) = r?;
             let agg = decode(self.agg_serde.as_ref(), &bytes, &self.name)?;
             out.push((s.start, s.end, agg));
         }
@@ -84,20 +82,14 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V>
                 same_old = Some(agg);
                 continue;
             }
-            self.store
-                .borrow_mut()
-                .remove(&kb, s, e)
-                .map_err(|err| store_error(&self.name, err))?;
+            self.store.borrow_mut().remove(&kb, s, e)?;
             let key = Windowed::new(rec.key.clone(), session_window(s, e));
             self.down
                 .forward(ctx, Rec::new(key, Change::new(None, Some(agg)), e))?;
         }
         let new = (self.f)(&rec.key, rec.value, merged);
         let nb = encode(self.agg_serde.as_ref(), &new, &self.name)?;
-        self.store
-            .borrow_mut()
-            .put(&kb, start, last, &nb)
-            .map_err(|e| store_error(&self.name, e))?;
+        self.store.borrow_mut().put(&kb, start, last, &nb)?;
         let key = Windowed::new(rec.key, session_window(start, last));
         self.down
             .forward(ctx, Rec::new(key, Change::new(Some(new), same_old), last))

@@ -19,7 +19,7 @@ use streams_core::{
     Downstream, Error, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde, WindowStoreRef,
 };
 
-use super::{decode, encode, store_error};
+use super::{decode, encode};
 
 /// `(this side's value, other side's value) -> result`, with `None` on a side that has no
 /// match; returns `None` where the join kind emits nothing.
@@ -81,7 +81,7 @@ impl<K: Clone + 'static, This: 'static, Other: 'static, R: Clone + 'static>
 {
     fn corrupt(&self) -> Error {
         Error::Processing {
-            task: String::new(),
+            task: None,
             processor: self.name.clone(),
             reason: "the store of unmatched join records holds a malformed entry".into(),
         }
@@ -99,17 +99,11 @@ impl<K: Clone + 'static, This: 'static, Other: 'static, R: Clone + 'static>
         let limit = encode_timestamp(ctx.stream_time().saturating_sub(horizon));
         let expired: Vec<(Vec<u8>, Vec<u8>)> = {
             let s = store.borrow();
-            let iter = s
-                .range(Bound::Unbounded, Bound::Excluded(&limit))
-                .map_err(|e| store_error(&self.name, e))?;
-            iter.collect::<std::result::Result<_, _>>()
-                .map_err(|e| store_error(&self.name, e))?
+            let iter = s.range(Bound::Unbounded, Bound::Excluded(&limit))?;
+            iter.collect::<std::result::Result<_, _>>()?
         };
         for (raw, list) in expired {
-            store
-                .borrow_mut()
-                .delete(&raw)
-                .map_err(|e| store_error(&self.name, e))?;
+            store.borrow_mut().delete(&raw)?;
             if raw.len() < 9 {
                 return Err(self.corrupt());
             }
@@ -155,15 +149,12 @@ impl<K: Clone + 'static, This: 'static, Other: 'static, R: Clone + 'static> Proc
         let vb = encode(self.this_serde.as_ref(), &rec.value, &self.name)?;
         let matches: Vec<(i64, Vec<u8>)> = {
             let other = self.other_store.borrow();
-            let iter = other
-                .fetch(
-                    &kb,
-                    t.saturating_sub(self.before_ms),
-                    t.saturating_add(self.after_ms),
-                )
-                .map_err(|e| store_error(&self.name, e))?;
-            iter.collect::<std::result::Result<_, _>>()
-                .map_err(|e| store_error(&self.name, e))?
+            let iter = other.fetch(
+                &kb,
+                t.saturating_sub(self.before_ms),
+                t.saturating_add(self.after_ms),
+            )?;
+            iter.collect::<std::result::Result<_, _>>()?
         };
         let mut matched_at = Vec::new();
         for (ts, bytes) in &matches {
@@ -176,27 +167,20 @@ impl<K: Clone + 'static, This: 'static, Other: 'static, R: Clone + 'static> Proc
                 matched_at.push(*ts);
             }
         }
-        self.this_store
-            .borrow_mut()
-            .put(&kb, Some(&vb), t)
-            .map_err(|e| store_error(&self.name, e))?;
+        self.this_store.borrow_mut().put(&kb, Some(&vb), t)?;
         if let Some(store) = &self.unmatched {
             let mut store = store.borrow_mut();
             // The other side's records just matched stop waiting (all of one timestamp and
             // key match together).
             for ts in matched_at {
-                store
-                    .delete(&waiting_key(ts, 1 - self.side, &kb))
-                    .map_err(|e| store_error(&self.name, e))?;
+                store.delete(&waiting_key(ts, 1 - self.side, &kb))?;
             }
             if matches.is_empty() && self.emit_unmatched {
                 let wk = waiting_key(t, self.side, &kb);
-                let mut list = store.get(&wk).map_err(|e| store_error(&self.name, e))?;
+                let mut list = store.get(&wk)?;
                 let list = list.get_or_insert_with(Vec::new);
                 push_value(list, &vb);
-                store
-                    .put(&wk, list)
-                    .map_err(|e| store_error(&self.name, e))?;
+                store.put(&wk, list)?;
             }
         }
         self.emit_unmatched(ctx)

@@ -165,7 +165,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
                 }
                 BufferFull::Fail => {
                     return Err(Error::Processing {
-                        task: ctx.task_id().to_string(),
+                        task: Some(ctx.task_id()),
                         processor: self.name.clone(),
                         reason: format!(
                             "suppression buffer is full ({} records, {} bytes; bounds {:?} records, {:?} bytes)",

@@ -8,7 +8,7 @@ use streams_core::{
     Change, Downstream, FlushQueue, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
-use super::{decode, encode, store_error};
+use super::{decode, encode};
 
 /// Writes each update into the table's store and forwards `Change { new, old }`. Input values
 /// are `Option<V>`: `None` is a tombstone (a deletion). Used for source tables (input is the
@@ -45,11 +45,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
         let old = match self.queue {
             Some(_) => None,
             None => {
-                let b = self
-                    .store
-                    .borrow()
-                    .get(&kb)
-                    .map_err(|e| store_error(&self.name, e))?;
+                let b = self.store.borrow().get(&kb)?;
                 b.map(|b| decode(self.value_serde.as_ref(), &b, &self.name))
                     .transpose()?
             }
@@ -60,8 +56,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
                 self.store.borrow_mut().put(&kb, &vb)
             }
             None => self.store.borrow_mut().delete(&kb),
-        }
-        .map_err(|e| store_error(&self.name, e))?;
+        }?;
         if self.queue.is_some() {
             return self.drain(ctx);
         }
@@ -80,7 +75,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>> for Materia
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if super::flush_cached(&self.store, self.queue.as_ref(), &self.name)? {
+        if super::flush_cached(&self.store, self.queue.as_ref())? {
             self.drain(ctx)?;
         }
         Ok(())

@@ -15,12 +15,12 @@ use streams_core::{
 };
 
 use super::aggregate::AggregateFn;
-use super::{decode, encode, forward_flushed_with, store_error};
+use super::{decode, encode, forward_flushed_with};
 use crate::windows::{SlidingWindows, TimeWindows, Window, Windowed};
 
 fn corrupt(node: &str, what: &str) -> Error {
     Error::Processing {
-        task: String::new(),
+        task: None,
         processor: node.to_string(),
         reason: format!("window store holds a malformed {what}"),
     }
@@ -61,23 +61,17 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
 
     /// The window of `kb` starting at `start`: `(largest timestamp, aggregate)`.
     fn get(&self, kb: &[u8], start: i64) -> Result<Option<(i64, A)>> {
-        let bytes = self
-            .store
-            .borrow()
-            .fetch_one(kb, start)
-            .map_err(|e| store_error(&self.name, e))?;
+        let bytes = self.store.borrow().fetch_one(kb, start)?;
         bytes.map(|b| self.unstamp(&b)).transpose()
     }
 
     /// Windows of `kb` starting in `[from, to]`: `(start, largest timestamp, aggregate)`.
     fn fetch(&self, kb: &[u8], from: i64, to: i64) -> Result<Vec<(i64, i64, A)>> {
         let store = self.store.borrow();
-        let iter = store
-            .fetch(kb, from, to)
-            .map_err(|e| store_error(&self.name, e))?;
+        let iter = store.fetch(kb, from, to)?;
         let mut out = Vec::new();
         for r in iter {
-            let (start, bytes) = r.map_err(|e| store_error(&self.name, e))?;
+            let (start, bytes) = r?;
             let (ts, agg) = self.unstamp(&bytes)?;
             out.push((start, ts, agg));
         }
@@ -99,14 +93,11 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
         self.agg_serde
             .serialize_into(&agg, &mut bytes)
             .map_err(|e| Error::Processing {
-                task: String::new(),
+                task: None,
                 processor: self.name.clone(),
                 reason: format!("cannot encode a value for its store: {e}"),
             })?;
-        self.store
-            .borrow_mut()
-            .put(kb, Some(&bytes), start)
-            .map_err(|e| store_error(&self.name, e))?;
+        self.store.borrow_mut().put(kb, Some(&bytes), start)?;
         if self.queue.is_none() {
             let key = Windowed::new(key.clone(), self.window(start));
             self.down
@@ -144,7 +135,7 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if super::flush_cached(&self.store, self.queue.as_ref(), &self.name)? {
+        if super::flush_cached(&self.store, self.queue.as_ref())? {
             self.drain(ctx)?;
         }
         Ok(())

@@ -49,7 +49,7 @@ use crate::record::{Header, Record, StoredRecord, TopicPartition};
 ///
 /// ```
 /// use std::time::Duration;
-/// use streams_core::log::KafkaLogConfig;
+/// use streams_core::KafkaLogConfig;
 ///
 /// let config = KafkaLogConfig::new("127.0.0.1:9092")
 ///     .with_property("client.id", "word-count")

@@ -15,7 +15,7 @@ use crate::record::{Record, TopicPartition};
 pub(crate) type ChangelogBuffer = Arc<Mutex<Vec<(TopicPartition, Record)>>>;
 
 /// Encoded records waiting to be appended, in the order they were produced.
-pub struct RecordCollector {
+pub(crate) struct RecordCollector {
     pending: Vec<(TopicPartition, Record)>,
     partitions: Arc<HashMap<String, u32>>,
     round_robin: u32,
@@ -32,7 +32,12 @@ impl RecordCollector {
 
     /// Queues `record` for `topic`. Without an explicit partition, keyed records go where
     /// Kafka's default partitioner puts them and unkeyed ones round-robin.
-    pub fn send(&mut self, topic: &str, partition: Option<u32>, record: Record) -> Result<()> {
+    pub(crate) fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<u32>,
+        record: Record,
+    ) -> Result<()> {
         let count = *self
             .partitions
             .get(topic)
@@ -60,7 +65,7 @@ impl RecordCollector {
     }
 
     /// The partition count of an output topic.
-    pub fn partition_count(&self, topic: &str) -> Result<u32> {
+    pub(crate) fn partition_count(&self, topic: &str) -> Result<u32> {
         self.partitions
             .get(topic)
             .copied()
@@ -70,17 +75,7 @@ impl RecordCollector {
     }
 
     /// Takes every queued record.
-    pub fn drain(&mut self) -> Vec<(TopicPartition, Record)> {
+    pub(crate) fn drain(&mut self) -> Vec<(TopicPartition, Record)> {
         std::mem::take(&mut self.pending)
-    }
-
-    /// Number of queued records.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
     }
 }

@@ -6,14 +6,26 @@
 //! Everything here runs on one stream thread: processors are neither `Send` nor `Sync`, and a
 //! task that moves to another thread is rebuilt there from the topology.
 
+mod collector;
+mod context;
+mod metrics;
+mod nodes;
+mod stores;
+
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
+
+pub(crate) use collector::{ChangelogBuffer, RecordCollector};
+pub use context::{ProcessorContext, PunctuationType, RecordMeta};
+pub use metrics::TaskMetrics;
+pub use nodes::SinkPartitioner;
+pub(crate) use nodes::{Hooks, NodeHooks, RawSource, SinkNode, SourceNode};
+pub(crate) use stores::StoreAccess;
+pub use stores::{
+    FlushQueue, FlushedChange, GlobalStoreRef, KvStoreRef, SessionStoreRef, WindowStoreRef,
+};
 
 use crate::error::Result;
-use crate::record::{Header, Record};
-use crate::task::collector::RecordCollector;
-use crate::task::metrics::TaskMetrics;
 
 /// A typed record inside a sub-topology: key, value and timestamp (ms since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,82 +74,6 @@ impl<V> Change<V> {
     }
 }
 
-/// When a punctuation fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PunctuationType {
-    /// Driven by the task's stream time (record timestamps): no records, no punctuation.
-    StreamTime,
-    /// Driven by the wall clock, whether or not records arrive.
-    WallClockTime,
-}
-
-/// Where the current record came from; `None` fields for records created by a punctuation.
-#[derive(Debug, Clone, Default)]
-pub struct RecordMeta {
-    /// Source topic (shared, so setting it per record allocates nothing).
-    pub topic: Option<Arc<str>>,
-    /// Source partition (the task's partition).
-    pub partition: u32,
-    /// Offset in the source partition.
-    pub offset: Option<u64>,
-    /// Headers of the source record.
-    pub headers: Vec<Header>,
-}
-
-/// What a processor may look at and use while it processes a record or punctuates.
-pub struct ProcessorContext<'a> {
-    pub(crate) application_id: &'a str,
-    pub(crate) task_id: crate::task::TaskId,
-    pub(crate) meta: &'a RecordMeta,
-    pub(crate) stream_time: i64,
-    pub(crate) wall_clock: i64,
-    pub(crate) collector: &'a mut RecordCollector,
-    pub(crate) metrics: &'a mut TaskMetrics,
-}
-
-impl ProcessorContext<'_> {
-    /// The application id.
-    pub fn application_id(&self) -> &str {
-        self.application_id
-    }
-
-    /// The task this processor runs in.
-    pub fn task_id(&self) -> crate::task::TaskId {
-        self.task_id
-    }
-
-    /// The partition of the task (all of a task's inputs share it).
-    pub fn partition(&self) -> u32 {
-        self.task_id.partition
-    }
-
-    /// Where the record being processed came from.
-    pub fn record_meta(&self) -> &RecordMeta {
-        self.meta
-    }
-
-    /// The task's stream time: the largest record timestamp processed so far.
-    pub fn stream_time(&self) -> i64 {
-        self.stream_time
-    }
-
-    /// Wall-clock time in ms as the task sees it (the test driver sets it).
-    pub fn wall_clock_time(&self) -> i64 {
-        self.wall_clock
-    }
-
-    /// Counts a record a processor dropped, by reason (`"late"`, `"null-key"`, ...).
-    pub fn record_dropped(&mut self, processor: &str, reason: &'static str) {
-        self.metrics.dropped(processor, reason);
-    }
-
-    /// Sends an encoded record to a topic; `partition: None` lets the collector choose
-    /// (murmur2 of the key, or round-robin for unkeyed records).
-    pub fn send(&mut self, topic: &str, partition: Option<u32>, record: Record) -> Result<()> {
-        self.collector.send(topic, partition, record)
-    }
-}
-
 /// A node of a sub-topology that consumes typed records.
 pub trait Processor<K, V> {
     /// Handles one record, forwarding whatever it produces to its children.
@@ -162,7 +98,7 @@ pub trait Processor<K, V> {
 }
 
 /// A processor shared by reference: what parents hold of their children.
-pub type ProcessorRef<K, V> = Rc<RefCell<dyn Processor<K, V>>>;
+pub(crate) type ProcessorRef<K, V> = Rc<RefCell<dyn Processor<K, V>>>;
 
 /// The children of a processor, all taking the same record type.
 pub struct Downstream<K, V> {

@@ -32,9 +32,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::query::{KeyValueQuery, WindowQuery};
-use super::{Shared, Streams, StreamsState};
 use crate::error::{Error, Result};
+use crate::runtime::{KeyValueQuery, Shared, Streams, StreamsState, WindowQuery};
 use crate::serdes::Serde;
 
 /// A store read that went wrong, as an HTTP answer.
@@ -136,7 +135,7 @@ fn entries<K: Serialize, V: Serialize>(rows: Vec<(K, V)>) -> std::result::Result
 /// ```no_run
 /// # async fn run(streams: &streams_core::Streams) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use streams_core::runtime::http::QueryServer;
+/// use streams_core::http::QueryServer;
 /// use streams_core::{I64Serde, StringSerde};
 ///
 /// let server = QueryServer::new(streams)

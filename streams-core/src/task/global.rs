@@ -19,30 +19,17 @@ use state_store::{ChangelogPartition, Checkpoint, KeyValueStore, RocksDbMemory, 
 
 use crate::error::{Error, Result};
 use crate::log::{IsolationLevel, Log};
+use crate::processor::GlobalStoreRef;
 use crate::record::TopicPartition;
-use crate::topology::Topology;
-
-/// A global store, shared by every task.
-pub type GlobalStoreRef = Arc<Mutex<Box<dyn KeyValueStore>>>;
-
-/// What a global store is built from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GlobalStoreSpec {
-    /// The store's name.
-    pub name: String,
-    /// The (user) topic it copies.
-    pub topic: String,
-    /// RocksDB (true) or memory.
-    pub persistent: bool,
-}
+use crate::topology::{GlobalStoreSpec, Topology};
 
 /// The global stores of an application (or a test driver), by name.
 #[derive(Clone, Default)]
-pub struct GlobalStores(Arc<BTreeMap<String, GlobalStoreRef>>);
+pub(crate) struct GlobalStores(Arc<BTreeMap<String, GlobalStoreRef>>);
 
 impl GlobalStores {
     /// The store named `name`.
-    pub fn get(&self, name: &str) -> Result<GlobalStoreRef> {
+    pub(crate) fn get(&self, name: &str) -> Result<GlobalStoreRef> {
         self.0.get(name).cloned().ok_or_else(|| Error::Config {
             key: format!("global store `{name}`"),
             reason: "the topology has no global store of that name".into(),
@@ -50,17 +37,9 @@ impl GlobalStores {
     }
 }
 
-fn store_err(store: &str) -> impl Fn(state_store::StoreError) -> Error + '_ {
-    move |source| Error::Store {
-        task: format!("global store `{store}`"),
-        source,
-    }
-}
-
 /// Applies one raw record to a global store.
-pub(crate) fn apply(
+pub(crate) fn apply_global(
     store: &mut dyn KeyValueStore,
-    name: &str,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<()> {
@@ -70,11 +49,11 @@ pub(crate) fn apply(
         Some(v) => store.put(key, v),
         None => store.delete(key).map(|_| ()),
     }
-    .map_err(store_err(name))
+    .map_err(Error::from)
 }
 
 /// Feeds the global stores from their topics.
-pub struct GlobalUpdater {
+pub(crate) struct GlobalUpdater {
     stores: GlobalStores,
     specs: Vec<GlobalStoreSpec>,
     dir: PathBuf,
@@ -85,7 +64,7 @@ pub struct GlobalUpdater {
 
 impl GlobalUpdater {
     /// Opens the topology's global stores under `<state_dir>/<app-id>/global/`.
-    pub fn open(
+    pub(crate) fn open(
         topology: &Topology,
         state_dir: &std::path::Path,
         application_id: &str,
@@ -101,7 +80,7 @@ impl GlobalUpdater {
             } else {
                 builder.in_memory()
             };
-            let store = builder.build().map_err(store_err(&spec.name))?;
+            let store = builder.build().map_err(Error::from)?;
             stores.insert(spec.name.clone(), Arc::new(Mutex::new(store)));
             specs.push(spec.clone());
         }
@@ -115,19 +94,19 @@ impl GlobalUpdater {
     }
 
     /// The stores, for tasks to read.
-    pub fn stores(&self) -> GlobalStores {
+    pub(crate) fn stores(&self) -> GlobalStores {
         self.stores.clone()
     }
 
     /// Whether the topology has global stores at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.specs.is_empty()
     }
 
     /// Reads every global topic to its end (from the checkpoint, or from the start into an
     /// emptied store). Returns the records applied.
-    pub fn bootstrap(&mut self, log: &dyn Log) -> Result<u64> {
-        let checkpoint = Checkpoint::read(&self.dir).map_err(store_err("global"))?;
+    pub(crate) fn bootstrap(&mut self, log: &dyn Log) -> Result<u64> {
+        let checkpoint = Checkpoint::read(&self.dir).map_err(Error::from)?;
         self.positions.clear();
         for (i, spec) in self.specs.iter().enumerate() {
             let partitions = log
@@ -145,7 +124,7 @@ impl GlobalUpdater {
             let store = self.stores.get(&spec.name)?;
             let resumable = spec.persistent && checkpoint.is_some();
             if !resumable {
-                store.lock().wipe().map_err(store_err(&spec.name))?;
+                store.lock().wipe().map_err(Error::from)?;
             }
             for p in 0..partitions {
                 let tp = TopicPartition::new(spec.topic.clone(), p);
@@ -177,7 +156,7 @@ impl GlobalUpdater {
 
     /// Applies whatever the global topics gained since the last call. Returns the records
     /// applied.
-    pub fn poll(&mut self, log: &dyn Log) -> Result<u64> {
+    pub(crate) fn poll(&mut self, log: &dyn Log) -> Result<u64> {
         let mut applied = 0;
         for (i, tp, position) in &mut self.positions {
             let fetch = log.read(tp, *position, 1000, IsolationLevel::ReadCommitted)?;
@@ -186,16 +165,15 @@ impl GlobalUpdater {
                 continue;
             }
             if self.checkpointed {
-                Checkpoint::delete(&self.dir).map_err(store_err("global"))?;
+                Checkpoint::delete(&self.dir).map_err(Error::from)?;
                 self.checkpointed = false;
             }
             let spec = &self.specs[*i];
             let store = self.stores.get(&spec.name)?;
             let mut store = store.lock();
             for r in &fetch.records {
-                apply(
+                apply_global(
                     store.as_mut(),
-                    &spec.name,
                     r.record.key.as_deref(),
                     r.record.value.as_deref(),
                 )?;
@@ -208,7 +186,7 @@ impl GlobalUpdater {
 
     /// Flushes the stores and records the positions, if anything changed since the last
     /// checkpoint.
-    pub fn checkpoint(&mut self, _log: &dyn Log) -> Result<()> {
+    pub(crate) fn checkpoint(&mut self, _log: &dyn Log) -> Result<()> {
         if self.checkpointed {
             return Ok(());
         }
@@ -218,7 +196,7 @@ impl GlobalUpdater {
                 .get(&spec.name)?
                 .lock()
                 .flush()
-                .map_err(store_err(&spec.name))?;
+                .map_err(Error::from)?;
         }
         for (_, tp, position) in &self.positions {
             cp.set_offset(
@@ -227,20 +205,20 @@ impl GlobalUpdater {
             );
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
-        cp.write(&self.dir).map_err(store_err("global"))?;
+        cp.write(&self.dir).map_err(Error::from)?;
         self.checkpointed = true;
         Ok(())
     }
 
     /// Flushes, checkpoints and closes the stores.
-    pub fn close(mut self, log: &dyn Log) -> Result<()> {
+    pub(crate) fn close(mut self, log: &dyn Log) -> Result<()> {
         self.checkpoint(log)?;
         for spec in &self.specs {
             self.stores
                 .get(&spec.name)?
                 .lock()
                 .close()
-                .map_err(store_err(&spec.name))?;
+                .map_err(Error::from)?;
         }
         Ok(())
     }

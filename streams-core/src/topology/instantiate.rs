@@ -8,58 +8,20 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
+use super::{NodeId, NodeKind, Topology};
 use crate::error::{Error, Result};
+use crate::ids::{TaskId, TopicName};
 use crate::processor::{
-    Downstream, Processor, ProcessorContext, ProcessorRef, PunctuationType, Rec,
+    Downstream, FlushQueue, GlobalStoreRef, Hooks, KvStoreRef, NodeHooks, Processor, ProcessorRef,
+    PunctuationType, RawSource, SessionStoreRef, StoreAccess, WindowStoreRef,
 };
-use crate::record::{Record, StoredRecord};
-use crate::serdes::Serde;
-use crate::task::stores::{FlushQueue, KvStoreRef, SessionStoreRef, TaskStores, WindowStoreRef};
-use crate::task::TaskId;
-use crate::topology::{NodeId, NodeKind, TopicName, Topology};
-
-/// A source as the task sees it: encoded records in, typed records out.
-pub(crate) trait RawSource {
-    fn process_raw(&mut self, ctx: &mut ProcessorContext<'_>, rec: &StoredRecord) -> Result<()>;
-}
-
-/// Commit and punctuation entry points of a processor, with its types erased.
-pub(crate) trait NodeHooks {
-    fn flush(&self, ctx: &mut ProcessorContext<'_>) -> Result<()>;
-    fn punctuate(
-        &self,
-        ctx: &mut ProcessorContext<'_>,
-        schedule: u32,
-        timestamp: i64,
-    ) -> Result<()>;
-}
-
-struct Hooks<K, V>(ProcessorRef<K, V>);
-
-impl<K, V> NodeHooks for Hooks<K, V> {
-    fn flush(&self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        self.0.borrow_mut().flush(ctx)
-    }
-
-    fn punctuate(
-        &self,
-        ctx: &mut ProcessorContext<'_>,
-        schedule: u32,
-        timestamp: i64,
-    ) -> Result<()> {
-        self.0.borrow_mut().punctuate(ctx, schedule, timestamp)
-    }
-}
 
 /// What a node factory produced.
-pub enum Instantiated {
+pub(crate) enum Instantiated {
     /// A source.
-    #[allow(private_interfaces)]
     Source(Rc<RefCell<dyn RawSource>>),
     /// A processor or sink: a `ProcessorRef<K, V>` behind `Any`, and its hooks.
-    #[allow(private_interfaces)]
     Processor(Box<dyn Any>, Box<dyn NodeHooks>),
 }
 
@@ -76,7 +38,7 @@ pub struct Instantiation<'a> {
     topology: &'a Topology,
     application_id: &'a str,
     task_id: TaskId,
-    stores: &'a TaskStores,
+    stores: &'a dyn StoreAccess,
     current: NodeId,
     built: HashMap<NodeId, Box<dyn Any>>,
     pub(crate) hooks: Vec<(NodeId, Box<dyn NodeHooks>)>,
@@ -89,7 +51,7 @@ impl<'a> Instantiation<'a> {
         topology: &'a Topology,
         application_id: &'a str,
         task_id: TaskId,
-        stores: &'a TaskStores,
+        stores: &'a dyn StoreAccess,
     ) -> Self {
         Instantiation {
             topology,
@@ -210,9 +172,9 @@ impl<'a> Instantiation<'a> {
         self.stores.kv(name)
     }
 
-    /// A global store (see [`crate::global`]): any node may read it.
-    pub fn global_store(&self, name: &str) -> Result<crate::global::GlobalStoreRef> {
-        self.stores.globals.get(name)
+    /// A global store: any node may read it.
+    pub fn global_store(&self, name: &str) -> Result<GlobalStoreRef> {
+        self.stores.global(name)
     }
 
     /// A window store connected to the node being built.
@@ -250,121 +212,5 @@ impl<'a> Instantiation<'a> {
             id,
         });
         Ok(())
-    }
-}
-
-/// Decodes a topic's records and forwards them.
-pub(crate) struct SourceNode<K, V> {
-    name: String,
-    key_serde: Arc<dyn Serde<K>>,
-    value_serde: Arc<dyn Serde<V>>,
-    down: Downstream<K, V>,
-}
-
-impl<K, V> SourceNode<K, V> {
-    pub(crate) fn new(
-        name: String,
-        key_serde: Arc<dyn Serde<K>>,
-        value_serde: Arc<dyn Serde<V>>,
-        down: Downstream<K, V>,
-    ) -> Self {
-        SourceNode {
-            name,
-            key_serde,
-            value_serde,
-            down,
-        }
-    }
-}
-
-impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
-    fn process_raw(&mut self, ctx: &mut ProcessorContext<'_>, rec: &StoredRecord) -> Result<()> {
-        // Only an error needs the coordinates as strings.
-        let at = |e: crate::error::SerdeError, meta: &crate::processor::RecordMeta, part| {
-            e.at(
-                meta.topic.as_deref().unwrap_or(""),
-                meta.partition,
-                rec.offset,
-                part,
-            )
-        };
-        let key = self
-            .key_serde
-            .deserialize_nullable(rec.record.key.as_deref())
-            .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Key))?;
-        let Some(key) = key else {
-            ctx.record_dropped(&self.name, "null-key");
-            return Ok(());
-        };
-        let value = self
-            .value_serde
-            .deserialize_nullable(rec.record.value.as_deref())
-            .map_err(|e| at(e, ctx.meta, crate::error::RecordPart::Value))?;
-        let Some(value) = value else {
-            ctx.record_dropped(&self.name, "null-value");
-            return Ok(());
-        };
-        self.down
-            .forward(ctx, Rec::new(key, value, rec.record.timestamp))
-    }
-}
-
-/// The type of a custom sink partitioner: key, value, partition count → partition.
-pub type SinkPartitioner<K, V> = Arc<dyn Fn(&K, &V, u32) -> Option<u32> + Send + Sync>;
-
-/// Encodes records and hands them to the collector.
-pub(crate) struct SinkNode<K, V> {
-    topic: String,
-    key_serde: Arc<dyn Serde<K>>,
-    value_serde: Arc<dyn Serde<V>>,
-    partitioner: Option<SinkPartitioner<K, V>>,
-    name: String,
-}
-
-impl<K, V> SinkNode<K, V> {
-    pub(crate) fn new(
-        name: String,
-        topic: String,
-        key_serde: Arc<dyn Serde<K>>,
-        value_serde: Arc<dyn Serde<V>>,
-        partitioner: Option<SinkPartitioner<K, V>>,
-    ) -> Self {
-        SinkNode {
-            topic,
-            key_serde,
-            value_serde,
-            partitioner,
-            name,
-        }
-    }
-}
-
-impl<K: 'static, V: 'static> Processor<K, V> for SinkNode<K, V> {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
-        let encode_err = |e: crate::error::SerdeError| Error::Serialization {
-            topic: self.topic.clone(),
-            processor: self.name.clone(),
-            source: e,
-        };
-        let key = self
-            .key_serde
-            .serialize_nullable(&rec.key)
-            .map_err(encode_err)?;
-        let value = self
-            .value_serde
-            .serialize_nullable(&rec.value)
-            .map_err(encode_err)?;
-        let count = ctx.collector.partition_count(&self.topic)?;
-        let partition = self
-            .partitioner
-            .as_ref()
-            .and_then(|p| p(&rec.key, &rec.value, count));
-        let record = Record {
-            key,
-            value,
-            timestamp: rec.timestamp,
-            headers: ctx.meta.headers.clone(),
-        };
-        ctx.collector.send(&self.topic, partition, record)
     }
 }
