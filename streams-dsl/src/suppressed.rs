@@ -7,6 +7,7 @@ use crate::windows::{millis, Windowed};
 
 /// What a full suppression buffer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BufferFull {
     /// Emit the oldest buffered update early, before its time (allowed only with
     /// [`Suppressed::until_time_limit`]: a final result cannot be emitted early).

@@ -26,11 +26,22 @@ use crate::record::{Record, StoredRecord, TopicPartition};
 /// What happens to old records of a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CleanupPolicy {
     /// Old segments are deleted by age (`retention_ms`) and size (`retention_bytes`).
     Delete,
     /// Only the latest record of each key is kept; tombstones go after `delete_retention_ms`.
     Compact,
+}
+
+impl CleanupPolicy {
+    /// The policy's name as Kafka's `cleanup.policy` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        }
+    }
 }
 
 /// Configuration of one topic.
@@ -153,6 +164,7 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 
 /// Which records a reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IsolationLevel {
     /// Everything appended, including records of open or aborted transactions.
     #[default]

@@ -39,6 +39,7 @@ impl std::str::FromStr for ProcessingGuarantee {
 
 /// What the runtime does after a stream thread fails (an error or a panic in a task).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExceptionResponse {
     /// Start a new thread in place of the failed one; the failed thread's tasks move to live
     /// threads, restore their state and continue from the last commit.
@@ -64,6 +65,7 @@ pub type ExceptionHandler = Arc<dyn Fn(&Error) -> ExceptionResponse + Send + Syn
 /// # Ok::<(), streams_core::Error>(())
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct StreamsConfig {
     /// Names the consumer group, prefixes internal topics and names the state subdirectory.
     pub application_id: String,

@@ -49,6 +49,7 @@ use crate::topology::Topology;
 
 /// The lifecycle of an application, as in Kafka Streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamsState {
     /// Built, not started.
     Created,

@@ -38,10 +38,7 @@ pub(crate) struct DescribeArgs {
 }
 
 fn policy(p: CleanupPolicy) -> &'static str {
-    match p {
-        CleanupPolicy::Delete => "delete",
-        CleanupPolicy::Compact => "compact",
-    }
+    p.as_str()
 }
 
 fn or_none<T: ToString>(v: Option<T>) -> String {

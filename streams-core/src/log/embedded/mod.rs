@@ -41,6 +41,7 @@ use crate::record::{Record, TopicPartition};
 
 /// When appended data is forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FsyncPolicy {
     /// Only on [`Log::sync`], segment roll and close. A process crash loses nothing; a power
     /// loss may lose what was not synced.
