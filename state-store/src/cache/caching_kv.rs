@@ -6,20 +6,21 @@
 
 use std::ops::Bound;
 
-use super::handle::Handle;
+use super::caching_store::{CachingStore, Shape};
 use super::merge_iter::CachedRange;
 use super::namespace::{Backing, FlushListener};
 use super::record_cache::RecordCache;
 use crate::changelog::RecordClock;
-use crate::store::{
-    ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
-};
+use crate::store::{KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
 use crate::StoreError;
 
 /// A key-value store behind the record cache.
-pub(crate) struct CachingKeyValueStore {
-    handle: Handle,
-}
+pub(crate) type CachingKeyValueStore = CachingStore<KeyValues>;
+
+/// The key-value shape keeps nothing beside the cache.
+pub(crate) struct KeyValues;
+
+impl Shape for KeyValues {}
 
 impl CachingKeyValueStore {
     pub(crate) fn new(
@@ -29,62 +30,29 @@ impl CachingKeyValueStore {
         listener: Option<FlushListener>,
     ) -> Self {
         let name = inner.name().to_owned();
-        let ns = cache.register(&name, Backing::Kv(inner), clock.clone(), listener);
-        CachingKeyValueStore {
-            handle: Handle {
-                name,
-                ns,
-                cache: cache.clone(),
-                clock,
-                open: true,
-            },
-        }
-    }
-}
-
-impl StateStore for CachingKeyValueStore {
-    fn name(&self) -> &str {
-        &self.handle.name
-    }
-    fn persistent(&self) -> bool {
-        self.handle.persistent()
-    }
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.handle.flush()
-    }
-    fn flush_cache(&mut self) -> Result<(), StoreError> {
-        self.handle.flush_cache()
-    }
-    fn close(&mut self) -> Result<(), StoreError> {
-        self.handle.close()
-    }
-    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
-        self.handle.restore_batch(batch)
-    }
-    fn wipe(&mut self) -> Result<(), StoreError> {
-        self.handle.wipe()
+        CachingStore::register(name, Backing::Kv(inner), cache, clock, listener, KeyValues)
     }
 }
 
 impl ReadOnlyKeyValueStore for CachingKeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.handle.get(key)
+        self.read(key)
     }
 
     fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIter<'_>, StoreError> {
-        self.handle.check_open()?;
+        self.check_open()?;
         Ok(Box::new(CachedRange::new(
-            self.handle.cache.clone(),
-            self.handle.ns,
+            self.cache.clone(),
+            self.ns,
             from,
             to,
         )))
     }
 
     fn approximate_num_entries(&self) -> Result<u64, StoreError> {
-        self.handle.check_open()?;
-        let mut g = self.handle.cache.inner.lock();
-        let n = g.ns(self.handle.ns)?;
+        self.check_open()?;
+        let mut g = self.cache.inner.lock();
+        let n = g.ns(self.ns)?;
         let dirty_new = n.entries.values().filter(|e| e.dirty).count() as u64;
         match &n.backing {
             Backing::Kv(s) => Ok(s.approximate_num_entries()?.saturating_add(dirty_new)),
@@ -95,11 +63,11 @@ impl ReadOnlyKeyValueStore for CachingKeyValueStore {
 
 impl KeyValueStore for CachingKeyValueStore {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.handle.put(key, Some(value))
+        self.write(key, Some(value))
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.handle.put(key, None)
+        self.write(key, None)
     }
 }
 
@@ -113,6 +81,7 @@ mod tests {
 
     use super::*;
     use crate::memory::InMemoryKeyValueStore;
+    use crate::store::{ChangelogRecord, StateStore};
 
     /// Counts writes that reach it.
     struct Counting {

@@ -8,23 +8,30 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::handle::Handle;
+use super::caching_store::{CachingStore, Shape};
 use super::namespace::{Backing, FlushListener};
 use super::record_cache::RecordCache;
 use crate::changelog::RecordClock;
 use crate::keys::{split_window_key, window_key};
-use crate::store::{ChangelogRecord, StateStore};
 use crate::window::{
     ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKey, WindowedKeyValueIter,
 };
 use crate::StoreError;
 
 /// A window store behind the record cache, keyed by `[key][window_start]`.
-pub(crate) struct CachingWindowStore {
-    handle: Handle,
+pub(crate) type CachingWindowStore = CachingStore<Windows>;
+
+/// The window shape keeps the retention period and the stream time.
+pub(crate) struct Windows {
     retention: i64,
     /// Largest window start seen, including writes still only in the cache.
     stream_time: i64,
+}
+
+impl Shape for Windows {
+    fn wipe(&mut self) {
+        self.stream_time = i64::MIN;
+    }
 }
 
 impl CachingWindowStore {
@@ -35,24 +42,17 @@ impl CachingWindowStore {
         listener: Option<FlushListener>,
     ) -> Self {
         let name = inner.name().to_owned();
-        let retention = inner.retention_ms();
-        let ns = cache.register(&name, Backing::Window(inner), clock.clone(), listener);
-        CachingWindowStore {
-            handle: Handle {
-                name,
-                ns,
-                cache: cache.clone(),
-                clock,
-                open: true,
-            },
-            retention,
+        let shape = Windows {
+            retention: inner.retention_ms(),
             stream_time: i64::MIN,
-        }
+        };
+        CachingStore::register(name, Backing::Window(inner), cache, clock, listener, shape)
     }
 
     fn min_live_time(&self) -> i64 {
-        self.stream_time
-            .saturating_sub(self.retention)
+        self.shape
+            .stream_time
+            .saturating_sub(self.shape.retention)
             .saturating_add(1)
     }
 
@@ -64,9 +64,9 @@ impl CachingWindowStore {
         keep: impl Fn(&[u8], i64) -> bool,
         from_store: impl FnOnce(&dyn WindowStore) -> Result<Vec<(WindowedKey, Vec<u8>)>, StoreError>,
     ) -> Result<Vec<(WindowedKey, Vec<u8>)>, StoreError> {
-        self.handle.check_open()?;
-        let mut g = self.handle.cache.inner.lock();
-        let n = g.ns(self.handle.ns)?;
+        self.check_open()?;
+        let mut g = self.cache.inner.lock();
+        let n = g.ns(self.ns)?;
         let Backing::Window(store) = &n.backing else {
             return Err(StoreError::corrupt(
                 &n.name,
@@ -97,37 +97,12 @@ impl CachingWindowStore {
     }
 }
 
-impl StateStore for CachingWindowStore {
-    fn name(&self) -> &str {
-        &self.handle.name
-    }
-    fn persistent(&self) -> bool {
-        self.handle.persistent()
-    }
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.handle.flush()
-    }
-    fn flush_cache(&mut self) -> Result<(), StoreError> {
-        self.handle.flush_cache()
-    }
-    fn close(&mut self) -> Result<(), StoreError> {
-        self.handle.close()
-    }
-    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
-        self.handle.restore_batch(batch)
-    }
-    fn wipe(&mut self) -> Result<(), StoreError> {
-        self.stream_time = i64::MIN;
-        self.handle.wipe()
-    }
-}
-
 impl ReadOnlyWindowStore for CachingWindowStore {
     fn fetch_one(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>, StoreError> {
         if window_start < self.min_live_time() {
             return Ok(None);
         }
-        self.handle.get(&window_key(key, window_start, None))
+        self.read(&window_key(key, window_start, None))
     }
 
     fn fetch(
@@ -191,14 +166,14 @@ impl WindowStore for CachingWindowStore {
         value: Option<&[u8]>,
         window_start: i64,
     ) -> Result<(), StoreError> {
-        self.stream_time = self.stream_time.max(window_start);
+        self.shape.stream_time = self.shape.stream_time.max(window_start);
         if window_start < self.min_live_time() {
             return Ok(());
         }
-        self.handle.put(&window_key(key, window_start, None), value)
+        self.write(&window_key(key, window_start, None), value)
     }
 
     fn retention_ms(&self) -> i64 {
-        self.retention
+        self.shape.retention
     }
 }

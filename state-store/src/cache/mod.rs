@@ -26,14 +26,15 @@
 //!   listener and the store below it;
 //! - `flush`: writing a namespace's dirty entries below and delivering them to listeners;
 //! - `record_cache`: the shared cache, its byte bound and LRU eviction;
-//! - `handle`: a store's handle on its namespace, the part both caching stores share;
+//! - `caching_store`: a store's handle on its namespace and the `StateStore` lifecycle, the
+//!   part both caching stores share;
 //! - `merge_iter`: a range scan merging cached entries over the store's;
 //! - `caching_kv`, `caching_window`: the caching key-value and window stores.
 
 mod caching_kv;
+mod caching_store;
 mod caching_window;
 mod flush;
-mod handle;
 mod merge_iter;
 mod namespace;
 mod record_cache;

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::changelog::RecordClock;
 use crate::keys::split_window_key;
-use crate::store::{ChangelogRecord, KeyValueStore, StateStore};
+use crate::store::{KeyValueStore, StateStore};
 use crate::window::WindowStore;
 use crate::StoreError;
 
@@ -55,42 +55,12 @@ impl Backing {
         }
     }
 
-    pub(super) fn state(&mut self) -> &mut dyn StateStoreMut {
+    /// The store below as a [`StateStore`], for its lifecycle methods.
+    pub(super) fn state(&mut self) -> &mut dyn StateStore {
         match self {
-            Backing::Kv(s) => s,
-            Backing::Window(s) => s,
+            Backing::Kv(s) => &mut **s,
+            Backing::Window(s) => &mut **s,
         }
-    }
-}
-
-/// The [`StateStore`] methods on either kind of backing, without trait upcasting.
-pub(super) trait StateStoreMut {
-    fn flush(&mut self) -> Result<(), StoreError>;
-    fn flush_cache(&mut self) -> Result<(), StoreError>;
-    fn close(&mut self) -> Result<(), StoreError>;
-    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError>;
-    fn wipe(&mut self) -> Result<(), StoreError>;
-    fn persistent(&self) -> bool;
-}
-
-impl<S: StateStore + ?Sized> StateStoreMut for Box<S> {
-    fn flush(&mut self) -> Result<(), StoreError> {
-        (**self).flush()
-    }
-    fn flush_cache(&mut self) -> Result<(), StoreError> {
-        (**self).flush_cache()
-    }
-    fn close(&mut self) -> Result<(), StoreError> {
-        (**self).close()
-    }
-    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
-        (**self).restore_batch(batch)
-    }
-    fn wipe(&mut self) -> Result<(), StoreError> {
-        (**self).wipe()
-    }
-    fn persistent(&self) -> bool {
-        (**self).persistent()
     }
 }
 
