@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use crate::error::StoreError;
 use crate::store::{
     ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
 };
-use crate::StoreError;
 
 /// A key-value store held in a `BTreeMap`.
 #[derive(Debug)]

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::error::StoreError;
 use crate::memory::InMemoryKeyValueStore;
 use crate::rocks::{RocksDbKeyValueStore, RocksDbMemory};
 use crate::store::{ChangelogRecord, KeyValueStore};
-use crate::StoreError;
 
 /// Where segments live.
 #[derive(Debug, Clone)]

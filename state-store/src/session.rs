@@ -6,10 +6,10 @@
 
 use std::ops::Bound;
 
+use crate::error::StoreError;
 use crate::keys::{encode_timestamp, session_key, split_session_key};
 use crate::segments::{SegmentBackend, Segments};
 use crate::store::{ChangelogRecord, StateStore};
-use crate::StoreError;
 
 /// A key together with its session's bounds (both inclusive, ms).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,10 +10,10 @@
 
 use std::ops::Bound;
 
+use crate::error::StoreError;
 use crate::keys::{split_window_key, window_key};
 use crate::segments::{SegmentBackend, Segments};
 use crate::store::{ChangelogRecord, StateStore};
-use crate::StoreError;
 
 /// A key together with the start of its window.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -11,8 +11,8 @@ use super::merge_iter::CachedRange;
 use super::namespace::{Backing, FlushListener};
 use super::record_cache::RecordCache;
 use crate::changelog::RecordClock;
+use crate::error::StoreError;
 use crate::store::{KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
-use crate::StoreError;
 
 /// A key-value store behind the record cache.
 pub(crate) type CachingKeyValueStore = CachingStore<KeyValues>;

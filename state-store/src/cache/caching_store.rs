@@ -8,8 +8,8 @@
 use super::namespace::{entry_size, Backing, FlushListener};
 use super::record_cache::RecordCache;
 use crate::changelog::RecordClock;
+use crate::error::StoreError;
 use crate::store::{ChangelogRecord, StateStore};
-use crate::StoreError;
 
 /// What a store shape keeps beside its namespace, and forgets when the store is wiped.
 pub(crate) trait Shape: Send {

@@ -12,11 +12,11 @@ use super::caching_store::{CachingStore, Shape};
 use super::namespace::{Backing, FlushListener};
 use super::record_cache::RecordCache;
 use crate::changelog::RecordClock;
+use crate::error::StoreError;
 use crate::keys::{split_window_key, window_key};
 use crate::window::{
     ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKey, WindowedKeyValueIter,
 };
-use crate::StoreError;
 
 /// A window store behind the record cache, keyed by `[key][window_start]`.
 pub(crate) type CachingWindowStore = CachingStore<Windows>;

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::namespace::{entry_size, Backing, FlushListener, Namespace};
 use crate::changelog::RecordClock;
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// A flushed change waiting for its listener.
 pub(super) struct Forward {

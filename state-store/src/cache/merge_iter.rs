@@ -10,8 +10,8 @@ use std::ops::Bound;
 
 use super::namespace::Backing;
 use super::record_cache::RecordCache;
+use crate::error::StoreError;
 use crate::store::{empty_range, owned_bound};
-use crate::StoreError;
 
 /// Entries fetched per lock acquisition by a cached range scan.
 const RANGE_CHUNK: usize = 256;

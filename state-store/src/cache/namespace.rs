@@ -13,10 +13,10 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use crate::changelog::RecordClock;
+use crate::error::StoreError;
 use crate::keys::split_window_key;
 use crate::store::{KeyValueStore, StateStore};
 use crate::window::WindowStore;
-use crate::StoreError;
 
 /// Receives each flushed change: `(key, new value, old value)`; `None` means absent/deleted.
 pub type FlushListener = Box<dyn FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) + Send>;

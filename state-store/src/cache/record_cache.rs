@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use super::flush::{self, Forward};
 use super::namespace::{entry_size, Backing, Entry, EntryMap, FlushListener, Namespace};
 use crate::changelog::RecordClock;
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// Counters of a [`RecordCache`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
