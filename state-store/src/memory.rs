@@ -28,13 +28,7 @@ impl InMemoryKeyValueStore {
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                store: self.name.clone(),
-            })
-        }
+        StoreError::check_open(&self.name, self.open)
     }
 }
 

@@ -175,13 +175,7 @@ impl Segments {
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                store: self.name.clone(),
-            })
-        }
+        StoreError::check_open(&self.name, self.open)
     }
 
     pub(crate) fn segment_id(&self, ts: i64) -> i64 {

@@ -50,13 +50,7 @@ impl<S> CachingStore<S> {
     }
 
     pub(super) fn check_open(&self) -> Result<(), StoreError> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                store: self.name.clone(),
-            })
-        }
+        StoreError::check_open(&self.name, self.open)
     }
 
     /// The value of raw key `key`, from the cache or else the store below.
