@@ -13,13 +13,13 @@ use crate::cache::{CachingKeyValueStore, CachingWindowStore, FlushListener, Reco
 use crate::changelog::{
     ChangelogSink, LoggedKeyValueStore, LoggedSessionStore, LoggedWindowStore, RecordClock,
 };
+use crate::error::StoreError;
 use crate::memory::InMemoryKeyValueStore;
 use crate::rocks::{RocksDbKeyValueStore, RocksDbMemory};
 use crate::segments::{default_segment_interval, SegmentBackend};
 use crate::session::{SegmentedSessionStore, SessionStore};
 use crate::store::KeyValueStore;
 use crate::window::{SegmentedWindowStore, WindowStore};
-use crate::StoreError;
 
 /// Entry point for building stores.
 ///

@@ -9,13 +9,13 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use crate::error::StoreError;
 use crate::keys::{session_key, window_key};
 use crate::session::{ReadOnlySessionStore, SessionIter, SessionStore};
 use crate::store::{
     ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
 };
 use crate::window::{ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKeyValueIter};
-use crate::StoreError;
 
 /// Where a logged store sends its changes. The runtime implements it over the log.
 ///

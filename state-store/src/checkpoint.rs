@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 const HEADER: &str = "kstreams-checkpoint 1";
 const FILE_NAME: &str = ".checkpoint";

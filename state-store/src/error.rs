@@ -167,6 +167,17 @@ impl StoreError {
         }
     }
 
+    /// `Ok(())` while store `store` is `open`; [`StoreError::Closed`] once it is closed.
+    pub(crate) fn check_open(store: &str, open: bool) -> Result<(), Self> {
+        if open {
+            Ok(())
+        } else {
+            Err(StoreError::Closed {
+                store: store.to_owned(),
+            })
+        }
+    }
+
     pub(crate) fn invalid(store: &str, reason: impl Into<String>) -> Self {
         StoreError::InvalidUse {
             store: store.to_owned(),

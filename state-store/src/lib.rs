@@ -10,9 +10,10 @@
 //! Semantics follow Kafka Streams: keys are ordered bytes; timestamps are i64 ms, encoded
 //! big-endian with the sign bit flipped ([`encode_timestamp`]); window keys are
 //! `[key][window_start]` (+ sequence number with duplicates) and session keys
-//! `[key][end][start]`; window and session stores drop expired data a time segment at a time;
-//! RocksDB runs without a WAL (the changelog is the durability mechanism) within one
-//! application-wide memory budget ([`RocksDbMemory`]).
+//! `[key][end][start]`; windowed aggregates are stored as timestamped values
+//! `[timestamp][value]` ([`encode_timestamped`]); window and session stores drop expired data a
+//! time segment at a time; RocksDB runs without a WAL (the changelog is the durability
+//! mechanism) within one application-wide memory budget ([`RocksDbMemory`]).
 //!
 //! This crate knows nothing of records, topics or the log: the runtime implements
 //! [`ChangelogSink`] and feeds [`restore`] with [`ChangelogRecord`]s.
@@ -31,6 +32,7 @@ mod rocks;
 mod segments;
 mod session;
 mod store;
+mod timestamped;
 mod window;
 
 pub use builder::{KeyValueStoreBuilder, SessionStoreBuilder, StoreBuilder, WindowStoreBuilder};
@@ -46,4 +48,7 @@ pub use rocks::{
 };
 pub use session::{ReadOnlySessionStore, SessionIter, SessionKey, SessionStore};
 pub use store::{ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
+pub use timestamped::{
+    decode_timestamped, encode_timestamped, push_timestamp_prefix, TIMESTAMP_PREFIX_LEN,
+};
 pub use window::{ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKey, WindowedKeyValueIter};

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use crate::error::StoreError;
 use crate::store::{
     ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
 };
-use crate::StoreError;
 
 /// A key-value store held in a `BTreeMap`.
 #[derive(Debug)]
@@ -28,13 +28,7 @@ impl InMemoryKeyValueStore {
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                store: self.name.clone(),
-            })
-        }
+        StoreError::check_open(&self.name, self.open)
     }
 }
 

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::error::StoreError;
 use crate::store::{ChangelogRecord, StateStore};
-use crate::StoreError;
 
 /// How to run a restore.
 #[derive(Debug, Clone)]

@@ -16,10 +16,10 @@ use rocksdb::{
     Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
+use crate::error::StoreError;
 use crate::store::{
     ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
 };
-use crate::StoreError;
 
 /// Default bound for block cache + memtables of the whole application: 64 MiB.
 pub const DEFAULT_ROCKSDB_MEMORY_BYTES: usize = 64 << 20;

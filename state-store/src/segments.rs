@@ -6,15 +6,16 @@
 //! `stream_time - retention + 1` is dropped whole: closed and its directory deleted (RocksDB) or
 //! its map freed (memory). That is why expiry costs one directory removal, not a delete per key.
 //! On RocksDB each segment is its own instance in `<store dir>/segment.<id>/`; the shared
-//! [`RocksDbMemory`] bounds their memory together.
+//! [`RocksDbMemory`] bounds their memory together. A `SegmentedStore` pairs the segments with a
+//! store shape's key schema (window or session keys); its lifecycle is the segments'.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::error::StoreError;
 use crate::memory::InMemoryKeyValueStore;
 use crate::rocks::{RocksDbKeyValueStore, RocksDbMemory};
-use crate::store::{ChangelogRecord, KeyValueStore};
-use crate::StoreError;
+use crate::store::{ChangelogRecord, KeyValueStore, StateStore};
 
 /// Where segments live.
 #[derive(Debug, Clone)]
@@ -57,6 +58,48 @@ const SEGMENT_DIR_PREFIX: &str = "segment.";
 /// The default segment interval for a retention period, as in Kafka Streams.
 pub(crate) fn default_segment_interval(retention_ms: i64) -> i64 {
     (retention_ms / 2).max(60_000)
+}
+
+/// Where a store shape keeps the segment time in its raw keys (Kafka Streams' KeySchema).
+pub(crate) trait KeySchema: Send {
+    /// The time that picks the segment of raw key `raw` (window start, session end); `None`
+    /// when the key is too short to hold one.
+    fn segment_time(&self, raw: &[u8]) -> Option<i64>;
+}
+
+/// A window or session store: its segments, and its key schema with what that adds. The
+/// [`StateStore`] lifecycle is the segments'; the shapes add reads and writes.
+pub(crate) struct SegmentedStore<S> {
+    pub(crate) segments: Segments,
+    pub(crate) schema: S,
+}
+
+impl<S: KeySchema> StateStore for SegmentedStore<S> {
+    fn name(&self) -> &str {
+        self.segments.name()
+    }
+
+    fn persistent(&self) -> bool {
+        self.segments.persistent()
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.segments.flush()
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.segments.close()
+    }
+
+    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
+        let schema = &self.schema;
+        self.segments
+            .restore_batch(batch, |k| schema.segment_time(k))
+    }
+
+    fn wipe(&mut self) -> Result<(), StoreError> {
+        self.segments.wipe()
+    }
 }
 
 /// The segments of one window or session store.
@@ -132,13 +175,7 @@ impl Segments {
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                store: self.name.clone(),
-            })
-        }
+        StoreError::check_open(&self.name, self.open)
     }
 
     pub(crate) fn segment_id(&self, ts: i64) -> i64 {

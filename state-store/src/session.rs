@@ -6,10 +6,10 @@
 
 use std::ops::Bound;
 
+use crate::error::StoreError;
 use crate::keys::{encode_timestamp, session_key, split_session_key};
-use crate::segments::{SegmentBackend, Segments};
-use crate::store::{ChangelogRecord, StateStore};
-use crate::StoreError;
+use crate::segments::{KeySchema, SegmentBackend, SegmentedStore, Segments};
+use crate::store::StateStore;
 
 /// A key together with its session's bounds (both inclusive, ms).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,8 +61,15 @@ pub trait SessionStore: ReadOnlySessionStore + StateStore {
 }
 
 /// The session store backend shared by RocksDB and memory.
-pub(crate) struct SegmentedSessionStore {
-    segments: Segments,
+pub(crate) type SegmentedSessionStore = SegmentedStore<SessionKeySchema>;
+
+/// Session keys, `[key][end][start]`, segmented by session end.
+pub(crate) struct SessionKeySchema;
+
+impl KeySchema for SessionKeySchema {
+    fn segment_time(&self, raw: &[u8]) -> Option<i64> {
+        split_session_key(raw).map(|(_, _, end)| end)
+    }
 }
 
 impl SegmentedSessionStore {
@@ -72,8 +79,9 @@ impl SegmentedSessionStore {
         retention: i64,
         segment_interval: i64,
     ) -> Result<Self, StoreError> {
-        Ok(SegmentedSessionStore {
+        Ok(SegmentedStore {
             segments: Segments::open(name, backend, retention, segment_interval)?,
+            schema: SessionKeySchema,
         })
     }
 
@@ -96,33 +104,6 @@ impl SegmentedSessionStore {
             Some(v) => segment.store_mut().put(&raw, v),
             None => segment.store_mut().delete(&raw),
         }
-    }
-}
-
-impl StateStore for SegmentedSessionStore {
-    fn name(&self) -> &str {
-        self.segments.name()
-    }
-
-    fn persistent(&self) -> bool {
-        self.segments.persistent()
-    }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.segments.flush()
-    }
-
-    fn close(&mut self) -> Result<(), StoreError> {
-        self.segments.close()
-    }
-
-    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
-        self.segments
-            .restore_batch(batch, |k| split_session_key(k).map(|(_, _, end)| end))
-    }
-
-    fn wipe(&mut self) -> Result<(), StoreError> {
-        self.segments.wipe()
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::ops::Bound;
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// An iterator over `(key, value)` pairs in ascending key order.
 pub type KeyValueIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;

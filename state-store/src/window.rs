@@ -10,10 +10,10 @@
 
 use std::ops::Bound;
 
+use crate::error::StoreError;
 use crate::keys::{split_window_key, window_key};
-use crate::segments::{SegmentBackend, Segments};
-use crate::store::{ChangelogRecord, StateStore};
-use crate::StoreError;
+use crate::segments::{KeySchema, SegmentBackend, SegmentedStore, Segments};
+use crate::store::StateStore;
 
 /// A key together with the start of its window.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,10 +72,19 @@ pub trait WindowStore: ReadOnlyWindowStore + StateStore {
 }
 
 /// The window store backend shared by RocksDB and memory: a set of time segments.
-pub(crate) struct SegmentedWindowStore {
-    segments: Segments,
+pub(crate) type SegmentedWindowStore = SegmentedStore<WindowKeySchema>;
+
+/// Window keys, `[key][window_start]`, with a sequence number when duplicates are retained.
+pub(crate) struct WindowKeySchema {
     retain_duplicates: bool,
+    /// The sequence number of the last duplicate put.
     seq: u32,
+}
+
+impl KeySchema for WindowKeySchema {
+    fn segment_time(&self, raw: &[u8]) -> Option<i64> {
+        split_window_key(raw, self.retain_duplicates).map(|(_, ts)| ts)
+    }
 }
 
 impl SegmentedWindowStore {
@@ -86,10 +95,12 @@ impl SegmentedWindowStore {
         segment_interval: i64,
         retain_duplicates: bool,
     ) -> Result<Self, StoreError> {
-        Ok(SegmentedWindowStore {
+        Ok(SegmentedStore {
             segments: Segments::open(name, backend, retention, segment_interval)?,
-            retain_duplicates,
-            seq: 0,
+            schema: WindowKeySchema {
+                retain_duplicates,
+                seq: 0,
+            },
         })
     }
 
@@ -99,7 +110,7 @@ impl SegmentedWindowStore {
     }
 
     fn seq_bounds(&self) -> (Option<u32>, Option<u32>) {
-        if self.retain_duplicates {
+        if self.schema.retain_duplicates {
             (Some(0), Some(u32::MAX))
         } else {
             (None, None)
@@ -107,7 +118,7 @@ impl SegmentedWindowStore {
     }
 
     fn decode<'a>(&self, raw: &'a [u8]) -> Result<(&'a [u8], i64), StoreError> {
-        split_window_key(raw, self.retain_duplicates).ok_or_else(|| {
+        split_window_key(raw, self.schema.retain_duplicates).ok_or_else(|| {
             StoreError::corrupt(
                 self.segments.name(),
                 format!("window key of {} bytes", raw.len()),
@@ -116,40 +127,12 @@ impl SegmentedWindowStore {
     }
 }
 
-impl StateStore for SegmentedWindowStore {
-    fn name(&self) -> &str {
-        self.segments.name()
-    }
-
-    fn persistent(&self) -> bool {
-        self.segments.persistent()
-    }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.segments.flush()
-    }
-
-    fn close(&mut self) -> Result<(), StoreError> {
-        self.segments.close()
-    }
-
-    fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
-        let dup = self.retain_duplicates;
-        self.segments
-            .restore_batch(batch, |k| split_window_key(k, dup).map(|(_, ts)| ts))
-    }
-
-    fn wipe(&mut self) -> Result<(), StoreError> {
-        self.segments.wipe()
-    }
-}
-
 impl ReadOnlyWindowStore for SegmentedWindowStore {
     fn fetch_one(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(segment) = self.segments.segment(window_start)? else {
             return Ok(None);
         };
-        if !self.retain_duplicates {
+        if !self.schema.retain_duplicates {
             return segment.store().get(&window_key(key, window_start, None));
         }
         let (lo, hi) = self.seq_bounds();
@@ -234,13 +217,13 @@ impl WindowStore for SegmentedWindowStore {
         value: Option<&[u8]>,
         window_start: i64,
     ) -> Result<(), StoreError> {
-        if self.retain_duplicates && value.is_none() {
+        if self.schema.retain_duplicates && value.is_none() {
             return Ok(());
         }
         self.segments.observe(window_start)?;
-        let seq = if self.retain_duplicates {
-            self.seq = self.seq.wrapping_add(1);
-            Some(self.seq)
+        let seq = if self.schema.retain_duplicates {
+            self.schema.seq = self.schema.seq.wrapping_add(1);
+            Some(self.schema.seq)
         } else {
             None
         };

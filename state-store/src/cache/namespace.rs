@@ -1,0 +1,141 @@
+//! One store's part of the record cache (Kafka Streams' NamedCache): its entries, its dirty
+//! keys, its flush listener and the store below it.
+//!
+//! Invariants: every key of `dirty` names an entry that was dirty when it was pushed (a key is
+//! pushed once per clean-to-dirty change); `EntryMap` keeps its hash map and its ordered key set
+//! holding the same keys.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
+use crate::changelog::RecordClock;
+use crate::error::StoreError;
+use crate::keys::split_window_key;
+use crate::store::{KeyValueStore, StateStore};
+use crate::window::WindowStore;
+
+/// Receives each flushed change: `(key, new value, old value)`; `None` means absent/deleted.
+pub type FlushListener = Box<dyn FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) + Send>;
+
+/// Bytes charged per entry beyond its key and value (map nodes, LRU link, dirty list).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The store below a namespace.
+pub(super) enum Backing {
+    Kv(Box<dyn KeyValueStore>),
+    Window(Box<dyn WindowStore>),
+}
+
+impl Backing {
+    pub(super) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Backing::Kv(s) => s.get(key),
+            Backing::Window(s) => match split_window_key(key, false) {
+                Some((k, start)) => s.fetch_one(k, start),
+                None => Ok(None),
+            },
+        }
+    }
+
+    pub(super) fn write(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        match self {
+            Backing::Kv(s) => s.put_all(entries),
+            Backing::Window(s) => {
+                for (key, value) in entries {
+                    if let Some((k, start)) = split_window_key(key, false) {
+                        s.put(k, *value, start)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The store below as a [`StateStore`], for its lifecycle methods.
+    pub(super) fn state(&mut self) -> &mut dyn StateStore {
+        match self {
+            Backing::Kv(s) => &mut **s,
+            Backing::Window(s) => &mut **s,
+        }
+    }
+}
+
+/// A namespace's entries: hashed for the lookups and updates every record makes, with the
+/// keys also kept in order for range scans (maintained only when a key comes or goes).
+#[derive(Default)]
+pub(super) struct EntryMap {
+    map: HashMap<Vec<u8>, Entry>,
+    order: BTreeSet<Vec<u8>>,
+}
+
+impl EntryMap {
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.map.get_mut(key)
+    }
+
+    pub(super) fn insert(&mut self, key: Vec<u8>, entry: Entry) -> Option<Entry> {
+        if !self.map.contains_key(key.as_slice()) {
+            self.order.insert(key.clone());
+        }
+        self.map.insert(key, entry)
+    }
+
+    pub(super) fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let entry = self.map.remove(key)?;
+        self.order.remove(key);
+        Some(entry)
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.map.values()
+    }
+
+    /// Entries with keys in `bounds`, in key order.
+    pub(super) fn range<'a>(
+        &'a self,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Entry)> + 'a {
+        self.order
+            .range::<[u8], _>(bounds)
+            .filter_map(move |k| self.map.get(k.as_slice()).map(|e| (k, e)))
+    }
+
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Entry)> + '_ {
+        self.order.clear();
+        self.map.drain()
+    }
+}
+
+/// One store's namespace in the cache.
+pub(super) struct Namespace {
+    pub(super) name: String,
+    pub(super) entries: EntryMap,
+    /// Keys that became dirty since the last flush, in that order.
+    pub(super) dirty: Vec<Vec<u8>>,
+    pub(super) backing: Backing,
+    pub(super) clock: RecordClock,
+    pub(super) listener: Option<Arc<Mutex<FlushListener>>>,
+}
+
+/// A cached value (`None`: a delete not yet flushed), with the record time of its last write
+/// and its place in the LRU order.
+pub(super) struct Entry {
+    pub(super) value: Option<Vec<u8>>,
+    pub(super) dirty: bool,
+    pub(super) timestamp: i64,
+    pub(super) tick: u64,
+}
+
+/// The bytes an entry is charged against the bound.
+pub(super) fn entry_size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    // The key is stored twice: in the namespace map and in the LRU index.
+    2 * key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+}
