@@ -8,40 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::{
-    Downstream, EmbeddedLog, Error, I64Serde, IsolationLevel, KvStoreRef, Log, Processor,
-    ProcessorContext, Rec, Record, Result, Serde, StoreSpec, Streams, StreamsConfig, StringSerde,
-    TopicConfig, TopicName, TopicPartition, Topology, TopologyBuilder,
+    EmbeddedLog, I64Serde, IsolationLevel, Log, Record, Result, StoreSpec, Streams, StreamsConfig,
+    StringSerde, TopicConfig, TopicName, TopicPartition, Topology, TopologyBuilder,
 };
 
+#[path = "support/counter.rs"]
+mod counter;
+use counter::{decode_count, Counter};
+
 const PARTITIONS: u32 = 3;
-
-/// Counts records per key in its store and forwards each new count.
-struct Counter {
-    store: KvStoreRef,
-    down: Downstream<String, i64>,
-}
-
-fn serde_error(e: streams_core::SerdeError) -> Error {
-    Error::Config {
-        key: "counts".into(),
-        reason: e.to_string(),
-    }
-}
-
-impl Processor<String, String> for Counter {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<String, String>) -> Result<()> {
-        let old = self.store.borrow().get(rec.key.as_bytes())?;
-        let old = old
-            .map(|b| I64Serde.deserialize(&b))
-            .transpose()
-            .map_err(serde_error)?;
-        let new = old.unwrap_or(0) + 1;
-        let bytes = I64Serde.serialize(&new).map_err(serde_error)?;
-        self.store.borrow_mut().put(rec.key.as_bytes(), &bytes)?;
-        self.down
-            .forward(ctx, Rec::new(rec.key, new, rec.timestamp))
-    }
-}
 
 fn counting() -> Result<Topology> {
     let mut b = TopologyBuilder::new();
@@ -55,6 +30,7 @@ fn counting() -> Result<Topology> {
     let count = b.add_processor("count", &[src], |inst, down| {
         Ok(Counter {
             store: inst.kv_store("counts")?,
+            total: 0,
             down,
         })
     })?;
@@ -98,7 +74,7 @@ fn last_counts(log: &EmbeddedLog) -> Result<BTreeMap<String, i64>> {
         for r in fetch.records {
             let key = String::from_utf8(r.record.key.unwrap_or_default()).unwrap_or_default();
             let value = r.record.value.unwrap_or_default();
-            last.insert(key, I64Serde.deserialize(&value).map_err(serde_error)?);
+            last.insert(key, decode_count(&value)?);
         }
     }
     Ok(last)

@@ -5,50 +5,13 @@
 use std::sync::Arc;
 
 use streams_core::{
-    Downstream, Error, I64Serde, InternalTopicKind, KvStoreRef, NodeRef, Processor,
-    ProcessorContext, PunctuationType, Rec, Record, Result, Serde, StoreSpec, StringSerde,
-    TestDriver, TopicName, Topology, TopologyBuilder,
+    Downstream, I64Serde, InternalTopicKind, NodeRef, Processor, ProcessorContext, PunctuationType,
+    Rec, Record, Result, StoreSpec, StringSerde, TestDriver, TopicName, Topology, TopologyBuilder,
 };
 
-/// Counts records per key in a key-value store, forwards each new count, and every 10 ms of
-/// stream time forwards the total under the key `*`.
-struct Counter {
-    store: KvStoreRef,
-    total: i64,
-    down: Downstream<String, i64>,
-}
-
-impl Processor<String, String> for Counter {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<String, String>) -> Result<()> {
-        let old = self.store.borrow().get(rec.key.as_bytes())?;
-        let old = old
-            .map(|b| I64Serde.deserialize(&b))
-            .transpose()
-            .map_err(|e| Error::Config {
-                key: "counts".into(),
-                reason: e.to_string(),
-            })?;
-        let new = old.unwrap_or(0) + 1;
-        let bytes = I64Serde.serialize(&new).map_err(|e| Error::Config {
-            key: "counts".into(),
-            reason: e.to_string(),
-        })?;
-        self.store.borrow_mut().put(rec.key.as_bytes(), &bytes)?;
-        self.total += 1;
-        self.down
-            .forward(ctx, Rec::new(rec.key, new, rec.timestamp))
-    }
-
-    fn punctuate(
-        &mut self,
-        ctx: &mut ProcessorContext<'_>,
-        _schedule: u32,
-        timestamp: i64,
-    ) -> Result<()> {
-        self.down
-            .forward(ctx, Rec::new("*".to_string(), self.total, timestamp))
-    }
-}
+#[path = "support/counter.rs"]
+mod counter;
+use counter::{decode_count, Counter};
 
 /// `in` → upper-cased key → `<app>-rekeyed-repartition` → count (store `counts`) → `out`.
 fn two_stage() -> Result<Topology> {
@@ -210,7 +173,11 @@ fn a_task_runs_a_stateful_processor_and_punctuates_on_stream_time() -> Result<()
     assert!(totals.windows(2).all(|w| w[0].1 < w[1].1), "{totals:?}");
     assert_eq!(totals.last().map(|t| t.0), Some(5), "{totals:?}");
     let store = driver.kv_store("counts")?;
-    let a = store.borrow().get(b"A")?.map(|b| I64Serde.deserialize(&b));
-    assert_eq!(a, Some(Ok(3)));
+    let a = store
+        .borrow()
+        .get(b"A")?
+        .map(|b| decode_count(&b))
+        .transpose()?;
+    assert_eq!(a, Some(3));
     Ok(())
 }

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use state_store::decode_timestamp;
-use streams_core::{Error, Result, Serde, SessionStoreRef, WindowStoreRef};
+use state_store::decode_timestamped;
+use streams_core::{Result, Serde, SessionStoreRef, WindowStoreRef};
 
 use crate::ops::{decode, encode};
 use crate::windows::{Window, Windowed};
@@ -64,11 +64,7 @@ impl<K: 'static, V: 'static> WindowStoreView<K, V> {
     }
 
     fn value(&self, bytes: &[u8]) -> Result<V> {
-        let agg = bytes.get(8..).ok_or_else(|| Error::Processing {
-            task: None,
-            processor: VIEW.into(),
-            reason: "a window value without its timestamp".into(),
-        })?;
+        let (_, agg) = decode_timestamped(self.store.borrow().name(), bytes)?;
         decode(self.value_serde.as_ref(), agg, VIEW)
     }
 
@@ -112,11 +108,10 @@ impl<K: 'static, V: 'static> WindowStoreView<K, V> {
     pub fn latest_timestamp(&self, key: &K, start: i64) -> Result<Option<i64>> {
         let kb = encode(self.key_serde.as_ref(), key, VIEW)?;
         let bytes = self.store.borrow().fetch_one(&kb, start)?;
-        Ok(bytes.and_then(|b| {
-            let mut ts = [0u8; 8];
-            ts.copy_from_slice(b.get(..8)?);
-            Some(decode_timestamp(ts))
-        }))
+        let name = self.store.borrow().name().to_string();
+        bytes
+            .map(|b| Ok(decode_timestamped(&name, &b)?.0))
+            .transpose()
     }
 }
 

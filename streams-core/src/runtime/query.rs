@@ -229,10 +229,13 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
                 ..
             }
         );
-        let skip = if timestamped { 8 } else { 0 };
         raw.into_iter()
             .map(|(start, v)| {
-                let v = v.get(skip..).unwrap_or_default();
+                let v = if timestamped {
+                    state_store::decode_timestamped(&self.at.store, &v)?.1
+                } else {
+                    &v[..]
+                };
                 Ok((start, decode(&*self.values, v, &self.at.store, "value")?))
             })
             .collect()

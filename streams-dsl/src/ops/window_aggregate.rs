@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use state_store::{decode_timestamp, encode_timestamp};
+use state_store::{decode_timestamp, decode_timestamped, push_timestamp_prefix};
 use streams_core::{
     Change, Downstream, Error, FlushQueue, Processor, ProcessorContext, Rec, Result, Serde,
     WindowStoreRef,
@@ -48,11 +48,8 @@ pub(crate) struct WindowedCore<K, A> {
 
 impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
     fn unstamp(&self, bytes: &[u8]) -> Result<(i64, A)> {
-        if bytes.len() < 8 {
-            return Err(corrupt(&self.name, "value"));
-        }
-        let agg = decode(self.agg_serde.as_ref(), &bytes[8..], &self.name)?;
-        Ok((split_time(bytes, 0), agg))
+        let (ts, agg) = decode_timestamped(&self.name, bytes)?;
+        Ok((ts, decode(self.agg_serde.as_ref(), agg, &self.name)?))
     }
 
     fn window(&self, start: i64) -> Window {
@@ -89,7 +86,8 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
         new: (i64, A),
     ) -> Result<()> {
         let (ts, agg) = new;
-        let mut bytes = encode_timestamp(ts).to_vec();
+        let mut bytes = Vec::new();
+        push_timestamp_prefix(ts, &mut bytes);
         self.agg_serde
             .serialize_into(&agg, &mut bytes)
             .map_err(|e| Error::Processing {
