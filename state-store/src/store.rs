@@ -2,8 +2,10 @@
 //!
 //! Reads and writes are separate traits, as in Kafka Streams: interactive queries get a
 //! `ReadOnly*` view, processors get the full store. Keys and values are bytes; typed access is
-//! the job of the layer above this crate. All stores are `Send` so a task can move between
-//! threads, and none is `Sync`: one task (one thread) uses a store at a time.
+//! the job of the layer above this crate. All stores are `Send`, and none is `Sync`: one thread
+//! uses a store at a time. A task's stores are opened, used and closed on the thread that runs
+//! the task (a task that moves is closed and its stores reopened on the new thread); `Send` is
+//! what lets a global store, which every thread reads, sit behind a mutex.
 
 use std::ops::Bound;
 

@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::partitioner::partition_for_key;
 use crate::record::{Record, TopicPartition};
 
-/// Changelog records written by store layers. Stores are `Send` and outlive a borrow of the
-/// task, so they share this buffer rather than borrowing the collector.
+/// Changelog records written by store layers. The changelogging layer holds its sink for the
+/// store's whole life, longer than any borrow of the task, and store layers must be `Send`
+/// (see the crate's threading notes), so the sink shares this buffer with the task instead of
+/// borrowing the collector. The lock is only ever taken by the task's own thread.
 pub(crate) type ChangelogBuffer = Arc<Mutex<Vec<(TopicPartition, Record)>>>;
 
 /// Encoded records waiting to be appended, in the order they were produced.
