@@ -273,36 +273,48 @@ impl<T: DefaultSerde> DefaultSerde for Option<T> {
     }
 }
 
-/// Any `serde` type through bincode (standard configuration: little-endian varints).
-///
-/// Compact and fast, but its byte order is not the value order: use it for values, or for
-/// keys that are only looked up, never range-scanned.
-pub struct BincodeSerde<T>(PhantomData<fn() -> T>);
+/// A serde for any `serde` type through one format: a zero-sized struct with the impls every
+/// such serde shares (`new`, `Default`, `Clone`, `Debug`); the `Serde` impl is the format's own.
+macro_rules! format_serde {
+    ($(#[$doc:meta])* $name:ident, $new_doc:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(PhantomData<fn() -> T>);
 
-impl<T> BincodeSerde<T> {
-    /// A bincode serde for `T`.
-    pub fn new() -> Self {
-        BincodeSerde(PhantomData)
-    }
+        impl<T> $name<T> {
+            #[doc = $new_doc]
+            pub fn new() -> Self {
+                $name(PhantomData)
+            }
+        }
+
+        impl<T> Default for $name<T> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                Self::new()
+            }
+        }
+
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    };
 }
 
-impl<T> Default for BincodeSerde<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> Clone for BincodeSerde<T> {
-    fn clone(&self) -> Self {
-        Self::new()
-    }
-}
-
-impl<T> std::fmt::Debug for BincodeSerde<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BincodeSerde")
-    }
-}
+format_serde!(
+    /// Any `serde` type through bincode (standard configuration: little-endian varints).
+    ///
+    /// Compact and fast, but its byte order is not the value order: use it for values, or for
+    /// keys that are only looked up, never range-scanned.
+    BincodeSerde,
+    "A bincode serde for `T`."
+);
 
 impl<T> Serde<T> for BincodeSerde<T>
 where
@@ -330,33 +342,11 @@ where
     }
 }
 
-/// Any `serde` type as JSON text.
-pub struct JsonSerde<T>(PhantomData<fn() -> T>);
-
-impl<T> JsonSerde<T> {
-    /// A JSON serde for `T`.
-    pub fn new() -> Self {
-        JsonSerde(PhantomData)
-    }
-}
-
-impl<T> Default for JsonSerde<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> Clone for JsonSerde<T> {
-    fn clone(&self) -> Self {
-        Self::new()
-    }
-}
-
-impl<T> std::fmt::Debug for JsonSerde<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JsonSerde")
-    }
-}
+format_serde!(
+    /// Any `serde` type as JSON text.
+    JsonSerde,
+    "A JSON serde for `T`."
+);
 
 impl<T> Serde<T> for JsonSerde<T>
 where
