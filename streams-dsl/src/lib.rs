@@ -1,12 +1,17 @@
 //! The typed DSL of the stream-processing engine: [`StreamsBuilder`], [`KStream`],
 //! [`KTable`], [`KGroupedStream`], and the options that go with them.
 //!
-//! Each DSL call adds nodes to a `streams_core::TopologyBuilder`; `StreamsBuilder::build()`
-//! yields the `Topology` that tasks run. Records pass between operators of one sub-topology as
-//! typed values; serdes are needed only where bytes appear (sources, sinks, repartition topics,
+//! The handles (streams, tables, grouped and windowed streams) only describe what was asked
+//! for; one internal module, the build graph (`graph.rs`), writes it into a
+//! `streams_core::TopologyBuilder`: node names, stores and the nodes that use them,
+//! co-partitioning of joined inputs, merges and repartition topics. The processors themselves
+//! live in `ops/`, one operator family per file. `StreamsBuilder::build()` yields the
+//! `Topology` that tasks run. Records pass between operators of one sub-topology as typed
+//! values; serdes are needed only where bytes appear (sources, sinks, repartition topics,
 //! stores), and an operator uses the serdes the stream already knows unless given others.
 //!
-//! Start with `use streams_dsl::prelude::*;`.
+//! Start with `use streams_dsl::prelude::*;`: it brings the DSL, the runtime, the logs and the
+//! built-in serdes.
 //!
 //! # Windows
 //!
