@@ -77,7 +77,10 @@ struct Schedule {
     interval: i64,
     kind: PunctuationType,
     id: u32,
-    due: i64,
+    /// When it fires next; `None` for a wall-clock schedule until the task first sees the
+    /// clock, which starts it one interval later (as Kafka Streams does). Stream-time
+    /// schedules start due, so the first record fires them.
+    due: Option<i64>,
 }
 
 /// One running task.
@@ -168,7 +171,10 @@ impl Task {
                         interval: s.interval_ms,
                         kind: s.kind,
                         id: s.id,
-                        due: 0,
+                        due: match s.kind {
+                            PunctuationType::StreamTime => Some(0),
+                            PunctuationType::WallClockTime => None,
+                        },
                     })
             })
             .collect();
@@ -396,13 +402,20 @@ impl Task {
         let mut fired = 0;
         for i in 0..self.schedules.len() {
             let s = &self.schedules[i];
-            if s.kind != kind || now < s.due {
+            if s.kind != kind {
                 continue;
             }
-            let (hook, id, interval, due) = (s.hook, s.id, s.interval, s.due);
+            let Some(due) = s.due else {
+                self.schedules[i].due = Some(now.saturating_add(s.interval));
+                continue;
+            };
+            if now < due {
+                continue;
+            }
+            let (hook, id, interval) = (s.hook, s.id, s.interval);
             // Next due time stays on the schedule's grid, skipping missed ticks.
             let next = now - (now - due).rem_euclid(interval) + interval;
-            self.schedules[i].due = next;
+            self.schedules[i].due = Some(next);
             self.meta = RecordMeta::default();
             let mut ctx = context!(self);
             self.hooks[hook].punctuate(&mut ctx, id, now)?;
