@@ -197,7 +197,8 @@ impl<'a> Instantiation<'a> {
     }
 
     /// Asks for [`Processor::punctuate`] with `id` every `interval_ms` of stream or wall-clock
-    /// time.
+    /// time. As in Kafka Streams, a stream-time schedule first fires on the task's first
+    /// record, a wall-clock schedule one interval after the task opens.
     pub fn schedule(&mut self, interval_ms: i64, kind: PunctuationType, id: u32) -> Result<()> {
         if interval_ms <= 0 {
             return Err(Error::Config {
