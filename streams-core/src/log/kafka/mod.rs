@@ -37,7 +37,9 @@ use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders, Timestam
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use self::client::{code, kafka_error, partition_i32, timed_out, topic_error, wait};
+use self::client::{
+    code, kafka_error, partition_i32, retry_transient, timed_out, topic_error, wait,
+};
 use super::{
     validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupMembership, GroupOffsets,
     IsolationLevel, Log, RebalanceListener, TopicConfig, TxnId,
@@ -434,6 +436,34 @@ impl KafkaLog {
             .collect())
     }
 
+    /// Waits until the topic is in the metadata with a leader for every partition, and
+    /// returns its partition count. Metadata reaches every broker a little after a creation
+    /// is acknowledged, and a partition serves reads and writes only once it has a leader.
+    fn wait_until_served(&self, name: &str) -> Result<u32> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let metadata = self.metadata()?;
+            let served = metadata.topics().iter().find(|t| {
+                t.name() == name
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            });
+            if let Some(topic) = served {
+                return Ok(topic.partitions().len() as u32);
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out(
+                    format!("waiting for every partition of topic {name} to have a leader"),
+                    self.config.timeout,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The topic's configuration, cached after the first look.
     fn topic(&self, topic: &str) -> Result<TopicConfig> {
         if let Some(c) = self.topics.lock().get(topic) {
@@ -465,10 +495,19 @@ impl KafkaLog {
         self.with_reader(isolation, |reader| self.watermarks_with(reader, tp))
     }
 
+    /// (start, end) of a partition. A partition whose leadership is moving (or that was just
+    /// created: the broker lists the leader in its metadata a moment before it serves the
+    /// partition) answers NOT_LEADER_OR_FOLLOWER for a while; asked again until the timeout.
     fn watermarks_with(&self, reader: &Reader, tp: &TopicPartition) -> Result<(u64, u64)> {
-        let (low, high) = reader
-            .fetch_watermarks(&tp.topic, partition_i32(tp.partition), self.config.timeout)
-            .map_err(|e| kafka_error(format!("read the offsets of {tp}"), Some(tp), &e))?;
+        let (low, high) = retry_transient(
+            self.config.timeout,
+            &[
+                RDKafkaErrorCode::NotLeaderForPartition,
+                RDKafkaErrorCode::LeaderNotAvailable,
+            ],
+            |left| reader.fetch_watermarks(&tp.topic, partition_i32(tp.partition), left),
+        )
+        .map_err(|e| kafka_error(format!("read the offsets of {tp}"), Some(tp), &e))?;
         Ok((low.max(0) as u64, high.max(0) as u64))
     }
 
@@ -1019,20 +1058,12 @@ impl Log for KafkaLog {
         )
         .ok_or_else(|| timed_out(&operation, self.config.timeout))?
         .map_err(|e| kafka_error(&operation, None, &e))?;
+        let mut created = true;
         for result in results {
             match result {
                 Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    let existing = self.describe_topic(name)?;
-                    if existing.partitions != config.partitions {
-                        return Err(Error::TopicExists {
-                            topic: name.to_string(),
-                            existing: existing.partitions,
-                            requested: config.partitions,
-                        });
-                    }
-                    return Ok(());
-                }
+                // Another process created it, perhaps a moment ago.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
                 Err((_, code)) => {
                     return Err(topic_error(
                         &operation,
@@ -1042,20 +1073,27 @@ impl Log for KafkaLog {
                 }
             }
         }
-        // Metadata reaches every broker a little after the creation is acknowledged.
-        let deadline = Instant::now() + self.config.timeout;
-        loop {
-            let counts = self.partition_counts()?;
-            if counts.get(name) == Some(&config.partitions) {
-                break;
+        let partitions = self.wait_until_served(name)?;
+        if !created {
+            let existing = self.describe_topic(name)?;
+            if existing.partitions != config.partitions {
+                return Err(Error::TopicExists {
+                    topic: name.to_string(),
+                    existing: existing.partitions,
+                    requested: config.partitions,
+                });
             }
-            if Instant::now() >= deadline {
-                return Err(timed_out(
-                    format!("waiting for topic {name} to appear in the metadata"),
-                    self.config.timeout,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            return Ok(());
+        }
+        if partitions != config.partitions {
+            return Err(topic_error(
+                &operation,
+                name,
+                format!(
+                    "created with {} partitions, the broker lists {partitions}",
+                    config.partitions
+                ),
+            ));
         }
         self.topics.lock().insert(name.to_string(), config);
         Ok(())
@@ -1241,9 +1279,17 @@ impl Log for KafkaLog {
             return Ok(Vec::new());
         }
         let consumer = self.group_consumer(group)?;
-        let found = consumer
-            .committed_offsets(list, self.config.timeout)
-            .map_err(|e| kafka_error(operation(), None, &e))?;
+        // The group's coordinator moves (or loads the offsets) while a broker restarts.
+        let found = retry_transient(
+            self.config.timeout,
+            &[
+                RDKafkaErrorCode::NotCoordinator,
+                RDKafkaErrorCode::CoordinatorNotAvailable,
+                RDKafkaErrorCode::CoordinatorLoadInProgress,
+            ],
+            |left| consumer.committed_offsets(list.clone(), left),
+        )
+        .map_err(|e| kafka_error(operation(), None, &e))?;
         let mut out: GroupOffsets = found
             .elements()
             .iter()
