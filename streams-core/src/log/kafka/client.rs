@@ -131,10 +131,6 @@ fn retriable(error: &KafkaError) -> bool {
                 | C::UnknownMemberId
                 | C::IllegalGeneration
                 | C::AssignmentLost
-                // Kafka never retries UNKNOWN_SERVER_ERROR, but a restarting Tansu answers
-                // produce requests with it for a moment; the runtime bounds retries by
-                // `task.timeout`.
-                | C::Unknown
         )
     )
 }

@@ -632,14 +632,14 @@ impl KafkaLog {
         }
     }
 
-    /// Reads from `offset`, fetching from `from` (at most `offset`) and dropping what lies
-    /// before `offset`. Also says whether the reader is left assigned short of the
-    /// partition's end, so that the next read can go on from it (see [`Cursor`]).
-    fn read_with(
+    /// A read that starts with an assignment: checks the offset against the partition's
+    /// range, assigns the reader there and reads. Also says whether the reader is left
+    /// assigned short of the partition's end, so that the next read can go on from it (see
+    /// [`Cursor`]).
+    fn first_read(
         &self,
         reader: &Reader,
         tp: &TopicPartition,
-        from: u64,
         offset: u64,
         max_records: usize,
     ) -> Result<(Fetch, bool)> {
@@ -663,7 +663,7 @@ impl KafkaLog {
         let partition = partition_i32(tp.partition);
         let assign_error = |e: KafkaError| kafka_error(format!("read {tp}@{offset}"), Some(tp), &e);
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&tp.topic, partition, Offset::Offset(from as i64))
+        list.add_partition_offset(&tp.topic, partition, Offset::Offset(offset as i64))
             .map_err(assign_error)?;
         reader.assign(&list).map_err(assign_error)?;
         let deadline = Instant::now() + self.config.timeout;
@@ -715,39 +715,6 @@ impl KafkaLog {
             },
             !at_end,
         ))
-    }
-
-    /// A read that starts with an assignment: checks the offset against the partition's
-    /// range and assigns the reader there.
-    fn first_read(
-        &self,
-        reader: &Reader,
-        tp: &TopicPartition,
-        offset: u64,
-        max_records: usize,
-    ) -> Result<(Fetch, bool)> {
-        let mut fetch = self.read_with(reader, tp, offset, offset, max_records)?;
-        // A broker that answers a fetch from the middle of a record batch with the batches
-        // after it (Tansu 0.6 does) skips the rest of that batch. Asking again from further
-        // back finds the batch; with Kafka's own answer (the whole batch, trimmed by the
-        // client) a gap here is real and reading further back finds the same gap, so the
-        // search ends at the log start.
-        if !skipped_ahead(&fetch.0, offset) {
-            return Ok(fetch);
-        }
-        let start = self.watermarks_with(reader, tp)?.0;
-        let mut back = 1;
-        let mut from = offset;
-        while from > start {
-            from = offset.saturating_sub(back).max(start);
-            let again = self.read_with(reader, tp, from, offset, max_records)?;
-            if !skipped_ahead(&again.0, offset) || from == start {
-                fetch = again;
-                break;
-            }
-            back *= 2;
-        }
-        Ok(fetch)
     }
 
     /// Goes on reading from where the cursor's last read stopped: what librdkafka fetched
@@ -887,16 +854,12 @@ fn txn_error(operation: &str, transactional_id: &str, e: &KafkaError) -> Error {
         partition: None,
         reason: format!(
             "{e}. Exactly-once needs a broker that implements Kafka transactions \
-             (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn); \
-             the test broker, Tansu 0.6, does not implement EndTxn, so a transaction cannot be \
-             committed on it"
+             (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn)"
         ),
         retriable: false,
     }
 }
 
-/// Whether a read from `offset` began past it: the first record returned is later, or
-/// nothing came back yet the position moved.
 /// What one poll of a reader gave, for a read of `tp` that expects offset `next`.
 enum Polled {
     /// The next record.
@@ -967,13 +930,6 @@ fn read_error(
             }
         }
         _ => kafka_error(format!("read {tp}@{next}"), Some(tp), error),
-    }
-}
-
-fn skipped_ahead(fetch: &Fetch, offset: u64) -> bool {
-    match fetch.records.first() {
-        Some(first) => first.offset > offset,
-        None => fetch.next_offset > offset,
     }
 }
 
