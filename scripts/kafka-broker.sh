@@ -163,6 +163,12 @@ transaction.state.log.num.partitions=5
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# No time retention: the tests' records carry timestamps near 1970 (milliseconds from 1), and
+# Kafka deletes by record timestamp (7 days on the topics the library creates), so the first
+# retention check, 30 s after the start by default, would delete them mid-test. The broker's
+# periodic log tasks start a day after it does.
+log.initial.task.delay.ms=86400000
+log.retention.check.interval.ms=86400000
 # Tests use short session timeouts to show eviction quickly.
 group.min.session.timeout.ms=1000
 # Small and few: several brokers may run at once on a small machine.
