@@ -495,17 +495,30 @@ impl KafkaLog {
         self.with_reader(isolation, |reader| self.watermarks_with(reader, tp))
     }
 
-    /// (start, end) of a partition. A partition whose leadership is moving (or that was just
-    /// created: the broker lists the leader in its metadata a moment before it serves the
-    /// partition) answers NOT_LEADER_OR_FOLLOWER for a while; asked again until the timeout.
+    /// (start, end) of a partition (which the callers have checked exists). A partition whose
+    /// leadership is moving, that was just created (the broker lists the leader in its
+    /// metadata a moment before it serves the partition), or whose broker is restarting (its
+    /// metadata may lack the partition for a moment) is asked about again until the timeout.
     fn watermarks_with(&self, reader: &Reader, tp: &TopicPartition) -> Result<(u64, u64)> {
+        let mut asked = false;
         let (low, high) = retry_transient(
             self.config.timeout,
             &[
                 RDKafkaErrorCode::NotLeaderForPartition,
                 RDKafkaErrorCode::LeaderNotAvailable,
+                RDKafkaErrorCode::UnknownPartition,
+                RDKafkaErrorCode::UnknownTopicOrPartition,
             ],
-            |left| reader.fetch_watermarks(&tp.topic, partition_i32(tp.partition), left),
+            |left| {
+                if asked {
+                    // librdkafka finds the leader in its metadata cache, which may still hold
+                    // what the broker said a moment ago (no such partition while it restarted,
+                    // say): refresh it first.
+                    let _ = reader.fetch_metadata(Some(&tp.topic), left);
+                }
+                asked = true;
+                reader.fetch_watermarks(&tp.topic, partition_i32(tp.partition), left)
+            },
         )
         .map_err(|e| kafka_error(format!("read the offsets of {tp}"), Some(tp), &e))?;
         Ok((low.max(0) as u64, high.max(0) as u64))
