@@ -74,12 +74,13 @@ install() {
     fi
     local missing=()
     if ! command -v java > /dev/null || [ "$(java_major)" -lt 17 ]; then
-        missing+=(openjdk-17-jre-headless)
+        missing+=(default-jre-headless) # Java 17 on Debian 12, 21 on Debian 13
     fi
     command -v mvn > /dev/null || missing+=(maven)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}" || die "installing ${missing[*]} with apt-get failed"
     fi
+    [ "$(java_major)" -ge 17 ] || die "Apache Kafka $KAFKA_VERSION needs Java 17 or later; \`java -version\` says $(java_major)"
     echo "==> copying Apache Kafka $KAFKA_VERSION's jars into $jars (Maven)" >&2
     mkdir -p "$(dirname "$jars")"
     # Into a directory of its own first, so that a concurrent or failed install leaves no
