@@ -280,14 +280,24 @@ fn kafka_transactions_commit_and_abort() {
     assert_eq!(log.end_offset(&tp, RC).unwrap(), 0);
     log.commit_transaction(txn, Some((&group, &[(tp.clone(), 7)])))
         .unwrap();
-    assert_eq!(log.committed_offset(&group, &tp).unwrap(), Some(7));
-    // The commit marker takes an offset of its own.
-    assert_eq!(log.end_offset(&tp, RC).unwrap(), 3);
+    // The coordinator writes the markers after the commit returns: read-committed readers
+    // and the group's offsets see the transaction a moment later. The commit marker takes
+    // an offset of its own.
+    settles("the committed offset", Some(7), || {
+        log.committed_offset(&group, &tp).unwrap()
+    });
+    settles("the last stable offset", 3, || {
+        log.end_offset(&tp, RC).unwrap()
+    });
 
     let txn = log.begin_transaction().unwrap();
     log.append_transactional(txn, &tp, &[v("a0")]).unwrap();
     log.abort_transaction(txn).unwrap();
     log.append(&tp, &[v("plain")]).unwrap();
+    // c0 c1 commit-marker a0 abort-marker plain
+    settles("the last stable offset", 6, || {
+        log.end_offset(&tp, RC).unwrap()
+    });
     let committed: Vec<String> = read::read_all(&log, &tp, 0, 10, RC)
         .into_iter()
         .map(|(_, v)| v)
@@ -300,6 +310,22 @@ fn kafka_transactions_commit_and_abort() {
     assert_eq!(all, ["c0", "c1", "a0", "plain"]);
     // The group still has the committed transaction's offsets.
     assert_eq!(log.committed_offset(&group, &tp).unwrap(), Some(7));
+}
+
+/// Waits (15 s at most) until `get` returns `expected`.
+fn settles<T: PartialEq + std::fmt::Debug>(what: &str, expected: T, get: impl Fn() -> T) {
+    let started = Instant::now();
+    loop {
+        let got = get();
+        if got == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{what} is {got:?}, not {expected:?}, 15 s on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Reads that go on from where the last one stopped (served by a reader left assigned there)

@@ -204,6 +204,10 @@ fn kafka_exactly_once_commits_each_record_once() {
     streams.wait_until_caught_up(WAIT).unwrap();
     assert_eq!(streams.state(), StreamsState::Running);
     streams.close().unwrap();
+    // The coordinator writes the last commit's markers after the commit returns.
+    for topic in [&names.counts, &names.echo] {
+        wait_stable(&*log, topic);
+    }
 
     let mut counts = BTreeMap::new();
     for part in read_topic(&*log, &names.counts) {
@@ -231,5 +235,31 @@ fn kafka_exactly_once_commits_each_record_once() {
             ),
             "{tp}"
         );
+    }
+}
+
+/// Waits until no transaction is open on any partition of `topic`: read-committed readers
+/// see everything appended.
+fn wait_stable(log: &dyn Log, topic: &str) {
+    let partitions = log.describe_topic(topic).unwrap().partitions;
+    let started = Instant::now();
+    for p in 0..partitions {
+        let tp = streams_core::TopicPartition::new(topic, p);
+        loop {
+            let stable = log
+                .end_offset(&tp, streams_core::IsolationLevel::ReadCommitted)
+                .unwrap();
+            let end = log
+                .end_offset(&tp, streams_core::IsolationLevel::ReadUncommitted)
+                .unwrap();
+            if stable == end {
+                break;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "{tp}: last stable offset {stable} < end {end} after {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
