@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Starts and stops a Kafka-protocol test broker (Tansu) on 127.0.0.1, installing it first when
-# it is missing. Used by scripts/test.sh and by the Kafka integration tests' harness.
+# Starts and stops the test broker, Apache Kafka (a single-node KRaft broker and controller) on
+# 127.0.0.1, installing it first when it is missing. Used by scripts/test.sh and by the Kafka
+# integration tests' harness.
 #
 #   kafka-broker.sh install
-#   kafka-broker.sh start [--port N] [--dir DIR] [--storage memory|sqlite] [--owner PID]
+#   kafka-broker.sh start [--port N] [--dir DIR] [--owner PID]
 #   kafka-broker.sh stop  [--port N] [--dir DIR]
 #   kafka-broker.sh status [--port N] [--dir DIR]
 #
-# `start` returns once the port accepts connections, and fails (exit 1, with the broker's log)
-# when the broker exits or does not answer within KAFKA_BROKER_START_TIMEOUT seconds (30).
-# It prints `KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:N` on standard output, nothing else.
-# --storage memory (the default) loses everything when the broker stops; sqlite keeps it in
-# DIR/tansu.db across restarts. With --owner PID the broker is stopped when that process ends
-# (the tests use it so that no broker outlives them).
+# `install` needs Java 17+ and Maven (installed with apt when missing) and copies Kafka's jars,
+# the version in scripts/kafka-broker/pom.xml, into ~/.cache/kstreams-kafka-<version> once.
+# `start` returns once the broker has started and accepts connections, and fails (exit 1, with
+# the broker's log) when it exits or does not start within KAFKA_BROKER_START_TIMEOUT seconds
+# (90). It prints `KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:N` on standard output, nothing else.
+# Storage is durable: the data lives in DIR/data, and a start on the same DIR (with the same
+# --port) keeps every topic, record and committed offset. With --owner PID the broker is
+# stopped when that process ends (the tests use it so that no broker outlives them).
+# KAFKA_BROKER_HEAP sets the JVM's heap options (default -Xms64m -Xmx512m).
 set -euo pipefail
 
-TANSU_VERSION="0.6.0"
-TANSU_FEATURES="dynostore,libsql" # without a storage engine feature the broker exits at start
-PATH="$HOME/.cargo/bin:$PATH"
+here="$(cd "$(dirname "$0")" && pwd)"
+pom="$here/kafka-broker/pom.xml"
+KAFKA_VERSION="$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$pom")"
+[ -n "$KAFKA_VERSION" ] || { echo "kafka-broker.sh: no <kafka.version> in $pom" >&2; exit 1; }
+jars="${XDG_CACHE_HOME:-$HOME/.cache}/kstreams-kafka-$KAFKA_VERSION"
 
 port="${KAFKA_BROKER_PORT:-9092}"
 dir=""
-storage="memory"
 owner=""
 
 die() {
@@ -30,7 +35,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,19p' "$0" >&2
     exit 2
 }
 
@@ -41,7 +46,8 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --port) port="$2"; shift 2 ;;
         --dir) dir="$2"; shift 2 ;;
-        --storage) storage="$2"; shift 2 ;;
+        # Accepted for older callers: the storage is always durable.
+        --storage) shift 2 ;;
         --owner) owner="$2"; shift 2 ;;
         *) usage ;;
     esac
@@ -50,24 +56,51 @@ dir="${dir:-${TMPDIR:-/tmp}/kstreams-kafka-broker-$port}"
 pidfile="$dir/broker.pid"
 logfile="$dir/broker.log"
 
-install() {
-    if command -v tansu > /dev/null; then
-        return 0
-    fi
-    command -v cargo > /dev/null || die "cargo is needed to install the test broker (Tansu)"
-    # A build directory that outlives a failed attempt, so a retry resumes where it stopped.
-    local build_dir="${XDG_CACHE_HOME:-$HOME/.cache}/tansu-install-target"
-    echo "==> installing Tansu $TANSU_VERSION with cargo (about 15 minutes on 2 cores)" >&2
-    cargo install --locked tansu --version "$TANSU_VERSION" --features "$TANSU_FEATURES" \
-        --target-dir "$build_dir" >&2 \
-        || die "installing Tansu failed (cargo install --locked tansu --features $TANSU_FEATURES)"
-    rm -rf "$build_dir"
-    command -v tansu > /dev/null || die "Tansu was installed but \`tansu\` is not on PATH"
+apt_install() {
+    echo "==> installing $*" >&2
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" > /dev/null
 }
 
-# True when something accepts TCP connections on 127.0.0.1:$port.
+java_major() {
+    java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1
+}
+
+install() {
+    if [ -f "$jars/.complete" ]; then
+        return 0
+    fi
+    local missing=()
+    if ! command -v java > /dev/null || [ "$(java_major)" -lt 17 ]; then
+        missing+=(default-jre-headless) # Java 17 on Debian 12, 21 on Debian 13
+    fi
+    command -v mvn > /dev/null || missing+=(maven)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}" || die "installing ${missing[*]} with apt-get failed"
+    fi
+    [ "$(java_major)" -ge 17 ] || die "Apache Kafka $KAFKA_VERSION needs Java 17 or later; \`java -version\` says $(java_major)"
+    echo "==> copying Apache Kafka $KAFKA_VERSION's jars into $jars (Maven)" >&2
+    mkdir -p "$(dirname "$jars")"
+    # Into a directory of its own first, so that a concurrent or failed install leaves no
+    # half-filled cache behind.
+    local tmp
+    tmp="$(mktemp -d "$jars.tmp.XXXXXX")"
+    if ! mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$tmp" >&2; then
+        rm -rf "$tmp"
+        die "Maven could not fetch Apache Kafka $KAFKA_VERSION (mvn -f $pom dependency:copy-dependencies)"
+    fi
+    touch "$tmp/.complete"
+    if ! mv -T "$tmp" "$jars" 2> /dev/null; then
+        rm -rf "$tmp" # another install finished first
+    fi
+    [ -f "$jars/.complete" ] || die "the jar cache $jars is incomplete; remove it and retry"
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
 port_answers() {
-    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null
+    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null
 }
 
 running_pid() {
@@ -76,6 +109,89 @@ running_pid() {
     pid="$(cat "$pidfile")"
     kill -0 "$pid" 2> /dev/null || return 1
     echo "$pid"
+}
+
+# A port nothing listens on, for the controller (kept in DIR for restarts).
+controller_port() {
+    if [ -f "$dir/controller.port" ]; then
+        cat "$dir/controller.port"
+        return 0
+    fi
+    local p
+    for _ in $(seq 1 100); do
+        p=$((20000 + RANDOM % 40000))
+        if [ "$p" != "$port" ] && ! port_answers "$p"; then
+            echo "$p" > "$dir/controller.port"
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port for the controller"
+}
+
+# A cluster id as Kafka makes them: 16 random bytes, URL-safe base64 without padding, not
+# starting with '-'.
+cluster_id() {
+    local id
+    while :; do
+        id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+        case "$id" in -*) ;; *) echo "$id"; return 0 ;; esac
+    done
+}
+
+write_config() {
+    local cport="$1"
+    cat > "$dir/server.properties" << EOF
+# Written by scripts/kafka-broker.sh: a single-node KRaft broker and controller for tests.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+log.dirs=$dir/data
+# Topics are created by the applications, as on a production cluster.
+auto.create.topics.enable=false
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# No time retention: the tests' records carry timestamps near 1970 (milliseconds from 1), and
+# Kafka deletes by record timestamp (7 days on the topics the library creates), so the first
+# retention check, 30 s after the start by default, would delete them mid-test. The broker's
+# periodic log tasks start a day after it does.
+log.initial.task.delay.ms=86400000
+log.retention.check.interval.ms=86400000
+# Tests use short session timeouts to show eviction quickly.
+group.min.session.timeout.ms=1000
+# Small and few: several brokers may run at once on a small machine.
+log.segment.bytes=16777216
+log.cleaner.dedupe.buffer.size=8388608
+log.cleaner.threads=1
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+background.threads=4
+EOF
+    cat > "$dir/log4j2.properties" << EOF
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.state.name = state.change.logger
+logger.state.level = WARN
+EOF
 }
 
 start() {
@@ -87,27 +203,39 @@ start() {
     if pid="$(running_pid)"; then
         die "a broker started from $dir is already running (pid $pid); stop it first"
     fi
-    if port_answers; then
+    if port_answers "$port"; then
         die "127.0.0.1:$port is already in use by another process"
     fi
-    local engine
-    case "$storage" in
-        memory) engine="memory://tansu/" ;;
-        # Tansu opens the database relative to its working directory (see below).
-        sqlite) engine="sqlite://tansu.db" ;;
-        *) die "unknown storage \`$storage\` (memory or sqlite)" ;;
-    esac
-    local url="tcp://127.0.0.1:$port"
-    echo "==> starting Tansu on $url ($storage storage, log $logfile)" >&2
+    local cport
+    cport="$(controller_port)"
+    if port_answers "$cport"; then
+        die "the controller's port 127.0.0.1:$cport (kept in $dir/controller.port) is in use"
+    fi
+    write_config "$cport"
+    local java_opts=(${KAFKA_BROKER_HEAP:--Xms64m -Xmx512m} -XX:+UseSerialGC
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$dir/log4j2.properties")
+    if [ ! -f "$dir/data/meta.properties" ]; then
+        echo "==> formatting $dir/data for Apache Kafka $KAFKA_VERSION" >&2
+        if ! java "${java_opts[@]}" -cp "$jars/*" kafka.tools.StorageTool format \
+            -t "$(cluster_id)" -c "$dir/server.properties" --standalone >> "$logfile" 2>&1; then
+            tail -n 40 "$logfile" >&2 || true
+            die "formatting the broker's storage failed (log above, full log in $logfile)"
+        fi
+    fi
+    local from=0
+    [ -f "$logfile" ] && from="$(stat -c %s "$logfile")"
+    echo "==> starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller :$cport, log $logfile)" >&2
     # setsid: the broker must not get the terminal's signals meant for the caller.
-    cd "$dir"
-    setsid tansu broker --listener-url "$url" --advertised-listener-url "$url" \
-        --storage-engine "$engine" >> "$logfile" 2>&1 < /dev/null &
+    setsid java "${java_opts[@]}" -cp "$jars/*" kafka.Kafka "$dir/server.properties" \
+        >> "$logfile" 2>&1 < /dev/null &
     local pid=$!
     echo "$pid" > "$pidfile"
-    local timeout="${KAFKA_BROKER_START_TIMEOUT:-30}"
+    local timeout="${KAFKA_BROKER_START_TIMEOUT:-90}"
     local deadline=$((SECONDS + timeout))
-    until port_answers; do
+    # Started: the broker is unfenced and serves requests (metadata among them).
+    until tail -c +$((from + 1)) "$logfile" | grep -q 'Kafka Server started' \
+        && port_answers "$port"; do
         if ! kill -0 "$pid" 2> /dev/null; then
             tail -n 40 "$logfile" >&2 || true
             rm -f "$pidfile"
@@ -115,18 +243,23 @@ start() {
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             tail -n 40 "$logfile" >&2 || true
-            kill "$pid" 2> /dev/null || true
+            kill -9 "$pid" 2> /dev/null || true
             rm -f "$pidfile"
-            die "the broker did not answer on 127.0.0.1:$port within ${timeout}s"
+            die "the broker did not start on 127.0.0.1:$port within ${timeout}s"
         fi
-        sleep 0.1
+        sleep 0.2
     done
     if [ -n "$owner" ]; then
-        # Stops the broker once the owner is gone; detached so the caller does not wait on it.
+        # Stops the broker once the owner is gone (and ends with the broker); detached so the
+        # caller does not wait on it.
         setsid bash -c '
-            while kill -0 "$1" 2> /dev/null; do sleep 1; done
-            kill "$2" 2> /dev/null || true
-            rm -f "$3"
+            while kill -0 "$1" 2> /dev/null && kill -0 "$2" 2> /dev/null; do sleep 1; done
+            if kill -0 "$2" 2> /dev/null && [ "$(cat "$3" 2> /dev/null)" = "$2" ]; then
+                kill "$2" 2> /dev/null || true
+                for _ in $(seq 1 300); do kill -0 "$2" 2> /dev/null || break; sleep 0.1; done
+                kill -9 "$2" 2> /dev/null || true
+                rm -f "$3"
+            fi
         ' watchdog "$owner" "$pid" "$pidfile" > /dev/null 2>&1 < /dev/null &
     fi
     echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port"
@@ -140,13 +273,17 @@ stop() {
         return 0
     fi
     kill "$pid"
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         kill -0 "$pid" 2> /dev/null || break
         sleep 0.1
     done
     if kill -0 "$pid" 2> /dev/null; then
-        echo "==> the broker did not stop within 10s; killing it" >&2
+        echo "==> the broker did not stop within 30s; killing it" >&2
         kill -9 "$pid" 2> /dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2> /dev/null || break
+            sleep 0.1
+        done
     fi
     rm -f "$pidfile"
     echo "==> broker stopped" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs missing system packages first (as root, or with sudo),
-# and the Kafka-protocol test broker (Tansu, with cargo: about 15 minutes) when it is missing.
+# and the test broker, Apache Kafka (Java and Maven with apt when they are missing, then
+# Kafka's jars from Maven Central into ~/.cache: a minute or so), when it is missing.
 # The first build compiles RocksDB and takes about 20 minutes on 2 cores.
 #
 # The Kafka tests (feature `streams-dsl/kafka`) start their own broker on a free port, one

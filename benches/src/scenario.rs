@@ -617,13 +617,7 @@ impl Harness<'_> {
             seed: self.params.seed,
         };
         {
-            // One record per produce batch whatever the properties say: loading is not timed,
-            // and the test broker (Tansu 0.6) keeps a batch of several records as one.
-            let mut config = self.kafka_config(servers);
-            config
-                .properties
-                .insert("batch.num.messages".into(), "1".into());
-            let loader = KafkaLog::connect(config)?;
+            let loader = KafkaLog::connect(self.kafka_config(servers))?;
             workload.write(&loader, &input, partitions)?;
             check_loaded(&loader, &input, partitions, workload.events)?;
         }
@@ -674,10 +668,9 @@ impl Harness<'_> {
         Ok(outcome)
     }
 
-    /// The engine's Kafka log: one record per produce batch (for the test broker), then the
-    /// properties given.
+    /// The engine's Kafka log with the properties given.
     fn kafka_config(&self, servers: &str) -> KafkaLogConfig {
-        let mut config = KafkaLogConfig::new(servers).with_property("batch.num.messages", "1");
+        let mut config = KafkaLogConfig::new(servers);
         for (k, v) in &self.params.kafka_properties {
             config = config.with_property(k.as_str(), v.as_str());
         }

@@ -46,8 +46,7 @@ pub struct CommonArgs {
     /// Run on the Kafka cluster at HOST:PORT[,HOST:PORT...] instead of the embedded log.
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap_servers: Option<String>,
-    /// A librdkafka property for every Kafka client; repeatable. The test broker, Tansu 0.6,
-    /// needs `batch.num.messages=1`: it keeps a batch of several records as one record.
+    /// A librdkafka property for every Kafka client; repeatable.
     #[arg(
         long = "kafka-property",
         value_name = "KEY=VALUE",

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-//! The batch examples as processes on a Kafka-protocol broker (`--bootstrap-servers`): the
+//! The batch examples as processes on Apache Kafka (`--bootstrap-servers`): the
 //! same input gives the same output as on the embedded log, and a run refuses topics an
 //! earlier run filled. The broker is `KAFKA_BOOTSTRAP_SERVERS`, or one started for this test
 //! binary; when none can be started the tests fail.
@@ -13,13 +13,11 @@ use std::fmt::Write as _;
 use common::*;
 
 /// The flags that put a run on the test broker, its topics behind a prefix no other run
-/// uses. Tansu 0.6 keeps a batch of several records as one: one record per batch.
+/// uses.
 fn on_kafka(prefix: &str) -> Vec<String> {
     vec![
         "--bootstrap-servers".into(),
         kafka_broker::bootstrap_servers().into(),
-        "--kafka-property".into(),
-        "batch.num.messages=1".into(),
         "--topic-prefix".into(),
         format!("{}-", kafka_broker::unique(prefix)),
     ]

@@ -63,8 +63,7 @@ struct Args {
     /// The Kafka broker K1 runs through (`host:port`); K1 cannot run without one.
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap_servers: Option<String>,
-    /// A librdkafka property of K1's clients (repeatable), after K1's own
-    /// `batch.num.messages=1` (which the test broker, Tansu 0.6, needs).
+    /// A librdkafka property of K1's clients (repeatable).
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     kafka_properties: Vec<(String, String)>,
     /// Events of K1 (default 200,000; 5,000 with --tiny).

@@ -1,9 +1,11 @@
 //! The broker the Kafka tests run against: `KAFKA_BOOTSTRAP_SERVERS` when it is set (as
-//! scripts/test.sh does), otherwise one Tansu broker per test process, started through
+//! scripts/test.sh does), otherwise one Apache Kafka broker per test process, started through
 //! scripts/kafka-broker.sh on a free port and stopped by the script once the process ends.
-//! A broker that cannot be started fails the test; nothing is skipped.
+//! A broker that cannot be started fails the test (in CI and everywhere else); nothing is
+//! skipped.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -20,37 +22,132 @@ pub(crate) fn bootstrap_servers() -> &'static str {
                 return servers;
             }
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("no free port for the test broker");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-broker.sh");
-        let dir = std::env::temp_dir().join(format!("kstreams-test-broker-{port}"));
-        let out = Command::new("bash")
-            .arg(script)
-            .args(["start", "--port", &port.to_string(), "--owner"])
-            .arg(std::process::id().to_string())
-            .arg("--dir")
-            .arg(&dir)
-            .output()
-            .expect("cannot run scripts/kafka-broker.sh");
-        assert!(
-            out.status.success(),
-            "the test broker could not be started (scripts/kafka-broker.sh start): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        format!("127.0.0.1:{port}")
+        remove_stale_broker_dirs();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{port}"));
+        Broker::start_on(port, &dir).servers()
     })
 }
 
+/// Directories of the brokers started for test processes: `<tmp>/<prefix><port>`.
+const DIR_PREFIX: &str = "kstreams-test-broker-";
+
+/// Removes the data of brokers that earlier test processes started and that are gone (no
+/// running process, nothing logged for ten minutes), so that runs do not fill the disk.
+fn remove_stale_broker_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_broker_dir = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !is_broker_dir {
+            continue;
+        }
+        let running = std::fs::read_to_string(path.join("broker.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let quiet = std::fs::metadata(path.join("broker.log"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age > Duration::from_secs(600));
+        if !running && quiet {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// A port nothing listens on now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port for the test broker")
+}
+
+/// An Apache Kafka broker of this test process (scripts/kafka-broker.sh), with its data in
+/// `dir`: stopped when the process ends, restartable on the same data.
+pub(crate) struct Broker {
+    pub(crate) port: u16,
+    pub(crate) dir: PathBuf,
+}
+
+impl Broker {
+    fn script() -> &'static str {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-broker.sh")
+    }
+
+    /// Starts a broker on a free port with its data in `dir`.
+    pub(crate) fn start(dir: &Path) -> Broker {
+        Broker::start_on(free_port(), dir)
+    }
+
+    fn start_on(port: u16, dir: &Path) -> Broker {
+        let broker = Broker {
+            port,
+            dir: dir.to_path_buf(),
+        };
+        broker.run("start");
+        broker
+    }
+
+    /// Starts the broker again (same port, same data) after [`Broker::stop`].
+    pub(crate) fn restart(&self) {
+        self.run("start");
+    }
+
+    /// Stops the broker cleanly.
+    pub(crate) fn stop(&self) {
+        self.run("stop");
+    }
+
+    fn run(&self, command: &str) {
+        let mut c = Command::new("bash");
+        c.arg(Self::script())
+            .arg(command)
+            .args(["--port", &self.port.to_string(), "--dir"])
+            .arg(&self.dir);
+        if command == "start" {
+            c.args(["--owner", &std::process::id().to_string()]);
+        }
+        let out = c
+            .output()
+            .expect("cannot run scripts/kafka-broker.sh (is bash installed?)");
+        assert!(
+            out.status.success(),
+            "the test broker could not be {} (scripts/kafka-broker.sh {command}): {}",
+            if command == "start" {
+                "started"
+            } else {
+                "stopped"
+            },
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub(crate) fn servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, ...) to the broker's process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("broker.pid")).unwrap();
+        let ok = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {signal} of the broker failed");
+    }
+}
+
 /// A configuration for the test broker with a short timeout, so that a failure shows quickly.
-///
-/// Tansu 0.6 stores a batch of several records as if it held one (the partition's end moves
-/// by one), so the tests' producers send one record per batch.
 pub(crate) fn config() -> KafkaLogConfig {
-    KafkaLogConfig::new(bootstrap_servers())
-        .with_timeout(Duration::from_secs(15))
-        .with_producer_property("batch.num.messages", "1")
+    KafkaLogConfig::new(bootstrap_servers()).with_timeout(Duration::from_secs(15))
 }
 
 /// A connected log.

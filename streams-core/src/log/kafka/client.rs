@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
 use crate::error::Error;
 use crate::record::TopicPartition;
@@ -67,6 +67,28 @@ pub(crate) fn bounded<T: Send + 'static>(
     }
 }
 
+/// Calls `f`, with the time left, again while it fails with one of the `transient` codes (a
+/// partition's leadership or a group's coordinator moving, say) and `timeout` has not passed.
+pub(crate) fn retry_transient<T>(
+    timeout: Duration,
+    transient: &[RDKafkaErrorCode],
+    mut f: impl FnMut(Duration) -> KafkaResult<T>,
+) -> KafkaResult<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match f(left) {
+            Err(e) if left > RETRY_PAUSE && code(&e).is_some_and(|c| transient.contains(&c)) => {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long [`retry_transient`] waits before asking again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// The error code behind a client error, if it carries one.
 pub(crate) fn code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
     match error {
@@ -109,10 +131,6 @@ fn retriable(error: &KafkaError) -> bool {
                 | C::UnknownMemberId
                 | C::IllegalGeneration
                 | C::AssignmentLost
-                // Kafka never retries UNKNOWN_SERVER_ERROR, but a restarting Tansu answers
-                // produce requests with it for a moment; the runtime bounds retries by
-                // `task.timeout`.
-                | C::Unknown
         )
     )
 }

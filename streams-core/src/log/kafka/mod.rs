@@ -37,7 +37,9 @@ use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders, Timestam
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use self::client::{code, kafka_error, partition_i32, timed_out, topic_error, wait};
+use self::client::{
+    code, kafka_error, partition_i32, retry_transient, timed_out, topic_error, wait,
+};
 use super::{
     validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupMembership, GroupOffsets,
     IsolationLevel, Log, RebalanceListener, TopicConfig, TxnId,
@@ -434,6 +436,34 @@ impl KafkaLog {
             .collect())
     }
 
+    /// Waits until the topic is in the metadata with a leader for every partition, and
+    /// returns its partition count. Metadata reaches every broker a little after a creation
+    /// is acknowledged, and a partition serves reads and writes only once it has a leader.
+    fn wait_until_served(&self, name: &str) -> Result<u32> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let metadata = self.metadata()?;
+            let served = metadata.topics().iter().find(|t| {
+                t.name() == name
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            });
+            if let Some(topic) = served {
+                return Ok(topic.partitions().len() as u32);
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out(
+                    format!("waiting for every partition of topic {name} to have a leader"),
+                    self.config.timeout,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The topic's configuration, cached after the first look.
     fn topic(&self, topic: &str) -> Result<TopicConfig> {
         if let Some(c) = self.topics.lock().get(topic) {
@@ -465,10 +495,32 @@ impl KafkaLog {
         self.with_reader(isolation, |reader| self.watermarks_with(reader, tp))
     }
 
+    /// (start, end) of a partition (which the callers have checked exists). A partition whose
+    /// leadership is moving, that was just created (the broker lists the leader in its
+    /// metadata a moment before it serves the partition), or whose broker is restarting (its
+    /// metadata may lack the partition for a moment) is asked about again until the timeout.
     fn watermarks_with(&self, reader: &Reader, tp: &TopicPartition) -> Result<(u64, u64)> {
-        let (low, high) = reader
-            .fetch_watermarks(&tp.topic, partition_i32(tp.partition), self.config.timeout)
-            .map_err(|e| kafka_error(format!("read the offsets of {tp}"), Some(tp), &e))?;
+        let mut asked = false;
+        let (low, high) = retry_transient(
+            self.config.timeout,
+            &[
+                RDKafkaErrorCode::NotLeaderForPartition,
+                RDKafkaErrorCode::LeaderNotAvailable,
+                RDKafkaErrorCode::UnknownPartition,
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ],
+            |left| {
+                if asked {
+                    // librdkafka finds the leader in its metadata cache, which may still hold
+                    // what the broker said a moment ago (no such partition while it restarted,
+                    // say): refresh it first.
+                    let _ = reader.fetch_metadata(Some(&tp.topic), left);
+                }
+                asked = true;
+                reader.fetch_watermarks(&tp.topic, partition_i32(tp.partition), left)
+            },
+        )
+        .map_err(|e| kafka_error(format!("read the offsets of {tp}"), Some(tp), &e))?;
         Ok((low.max(0) as u64, high.max(0) as u64))
     }
 
@@ -593,14 +645,14 @@ impl KafkaLog {
         }
     }
 
-    /// Reads from `offset`, fetching from `from` (at most `offset`) and dropping what lies
-    /// before `offset`. Also says whether the reader is left assigned short of the
-    /// partition's end, so that the next read can go on from it (see [`Cursor`]).
-    fn read_with(
+    /// A read that starts with an assignment: checks the offset against the partition's
+    /// range, assigns the reader there and reads. Also says whether the reader is left
+    /// assigned short of the partition's end, so that the next read can go on from it (see
+    /// [`Cursor`]).
+    fn first_read(
         &self,
         reader: &Reader,
         tp: &TopicPartition,
-        from: u64,
         offset: u64,
         max_records: usize,
     ) -> Result<(Fetch, bool)> {
@@ -624,7 +676,7 @@ impl KafkaLog {
         let partition = partition_i32(tp.partition);
         let assign_error = |e: KafkaError| kafka_error(format!("read {tp}@{offset}"), Some(tp), &e);
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&tp.topic, partition, Offset::Offset(from as i64))
+        list.add_partition_offset(&tp.topic, partition, Offset::Offset(offset as i64))
             .map_err(assign_error)?;
         reader.assign(&list).map_err(assign_error)?;
         let deadline = Instant::now() + self.config.timeout;
@@ -676,39 +728,6 @@ impl KafkaLog {
             },
             !at_end,
         ))
-    }
-
-    /// A read that starts with an assignment: checks the offset against the partition's
-    /// range and assigns the reader there.
-    fn first_read(
-        &self,
-        reader: &Reader,
-        tp: &TopicPartition,
-        offset: u64,
-        max_records: usize,
-    ) -> Result<(Fetch, bool)> {
-        let mut fetch = self.read_with(reader, tp, offset, offset, max_records)?;
-        // A broker that answers a fetch from the middle of a record batch with the batches
-        // after it (Tansu 0.6 does) skips the rest of that batch. Asking again from further
-        // back finds the batch; with Kafka's own answer (the whole batch, trimmed by the
-        // client) a gap here is real and reading further back finds the same gap, so the
-        // search ends at the log start.
-        if !skipped_ahead(&fetch.0, offset) {
-            return Ok(fetch);
-        }
-        let start = self.watermarks_with(reader, tp)?.0;
-        let mut back = 1;
-        let mut from = offset;
-        while from > start {
-            from = offset.saturating_sub(back).max(start);
-            let again = self.read_with(reader, tp, from, offset, max_records)?;
-            if !skipped_ahead(&again.0, offset) || from == start {
-                fetch = again;
-                break;
-            }
-            back *= 2;
-        }
-        Ok(fetch)
     }
 
     /// Goes on reading from where the cursor's last read stopped: what librdkafka fetched
@@ -848,16 +867,12 @@ fn txn_error(operation: &str, transactional_id: &str, e: &KafkaError) -> Error {
         partition: None,
         reason: format!(
             "{e}. Exactly-once needs a broker that implements Kafka transactions \
-             (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn); \
-             the test broker, Tansu 0.6, does not implement EndTxn, so a transaction cannot be \
-             committed on it"
+             (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn)"
         ),
         retriable: false,
     }
 }
 
-/// Whether a read from `offset` began past it: the first record returned is later, or
-/// nothing came back yet the position moved.
 /// What one poll of a reader gave, for a read of `tp` that expects offset `next`.
 enum Polled {
     /// The next record.
@@ -928,13 +943,6 @@ fn read_error(
             }
         }
         _ => kafka_error(format!("read {tp}@{next}"), Some(tp), error),
-    }
-}
-
-fn skipped_ahead(fetch: &Fetch, offset: u64) -> bool {
-    match fetch.records.first() {
-        Some(first) => first.offset > offset,
-        None => fetch.next_offset > offset,
     }
 }
 
@@ -1019,20 +1027,12 @@ impl Log for KafkaLog {
         )
         .ok_or_else(|| timed_out(&operation, self.config.timeout))?
         .map_err(|e| kafka_error(&operation, None, &e))?;
+        let mut created = true;
         for result in results {
             match result {
                 Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    let existing = self.describe_topic(name)?;
-                    if existing.partitions != config.partitions {
-                        return Err(Error::TopicExists {
-                            topic: name.to_string(),
-                            existing: existing.partitions,
-                            requested: config.partitions,
-                        });
-                    }
-                    return Ok(());
-                }
+                // Another process created it, perhaps a moment ago.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
                 Err((_, code)) => {
                     return Err(topic_error(
                         &operation,
@@ -1042,20 +1042,27 @@ impl Log for KafkaLog {
                 }
             }
         }
-        // Metadata reaches every broker a little after the creation is acknowledged.
-        let deadline = Instant::now() + self.config.timeout;
-        loop {
-            let counts = self.partition_counts()?;
-            if counts.get(name) == Some(&config.partitions) {
-                break;
+        let partitions = self.wait_until_served(name)?;
+        if !created {
+            let existing = self.describe_topic(name)?;
+            if existing.partitions != config.partitions {
+                return Err(Error::TopicExists {
+                    topic: name.to_string(),
+                    existing: existing.partitions,
+                    requested: config.partitions,
+                });
             }
-            if Instant::now() >= deadline {
-                return Err(timed_out(
-                    format!("waiting for topic {name} to appear in the metadata"),
-                    self.config.timeout,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            return Ok(());
+        }
+        if partitions != config.partitions {
+            return Err(topic_error(
+                &operation,
+                name,
+                format!(
+                    "created with {} partitions, the broker lists {partitions}",
+                    config.partitions
+                ),
+            ));
         }
         self.topics.lock().insert(name.to_string(), config);
         Ok(())
@@ -1241,9 +1248,17 @@ impl Log for KafkaLog {
             return Ok(Vec::new());
         }
         let consumer = self.group_consumer(group)?;
-        let found = consumer
-            .committed_offsets(list, self.config.timeout)
-            .map_err(|e| kafka_error(operation(), None, &e))?;
+        // The group's coordinator moves (or loads the offsets) while a broker restarts.
+        let found = retry_transient(
+            self.config.timeout,
+            &[
+                RDKafkaErrorCode::NotCoordinator,
+                RDKafkaErrorCode::CoordinatorNotAvailable,
+                RDKafkaErrorCode::CoordinatorLoadInProgress,
+            ],
+            |left| consumer.committed_offsets(list.clone(), left),
+        )
+        .map_err(|e| kafka_error(operation(), None, &e))?;
         let mut out: GroupOffsets = found
             .elements()
             .iter()
