@@ -1,0 +1,113 @@
+//! Topics: metadata, partition counts, waiting until a new topic is served, and the Kafka
+//! topic configs of a [`TopicConfig`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::client::{kafka_error, timed_out};
+use super::KafkaLog;
+use crate::error::{Error, Result};
+use crate::log::{Log, TopicConfig};
+use crate::record::TopicPartition;
+
+/// Kafka topic configs for a [`TopicConfig`].
+pub(super) fn topic_configs(config: &TopicConfig) -> Vec<(&'static str, String)> {
+    let policy = config.cleanup_policy.as_str();
+    vec![
+        ("cleanup.policy", policy.to_string()),
+        (
+            "retention.ms",
+            config.retention_ms.unwrap_or(-1).to_string(),
+        ),
+        (
+            "retention.bytes",
+            config
+                .retention_bytes
+                .map_or_else(|| "-1".to_string(), |b| b.to_string()),
+        ),
+        (
+            "delete.retention.ms",
+            config.delete_retention_ms.to_string(),
+        ),
+        ("segment.bytes", config.segment_bytes.to_string()),
+    ]
+}
+
+impl KafkaLog {
+    pub(super) fn metadata(&self) -> Result<rdkafka::metadata::Metadata> {
+        self.admin
+            .inner()
+            .fetch_metadata(None, self.config.timeout)
+            .map_err(|e| {
+                kafka_error(
+                    format!("fetch metadata from {}", self.config.bootstrap_servers),
+                    None,
+                    &e,
+                )
+            })
+    }
+
+    /// Partition count of every topic, by a fresh metadata request.
+    pub(super) fn partition_counts(&self) -> Result<BTreeMap<String, u32>> {
+        let metadata = self.metadata()?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as u32))
+            .collect())
+    }
+
+    /// Waits until the topic is in the metadata with a leader for every partition, and
+    /// returns its partition count. Metadata reaches every broker a little after a creation
+    /// is acknowledged, and a partition serves reads and writes only once it has a leader.
+    pub(super) fn wait_until_served(&self, name: &str) -> Result<u32> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let metadata = self.metadata()?;
+            let served = metadata.topics().iter().find(|t| {
+                t.name() == name
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            });
+            if let Some(topic) = served {
+                return Ok(topic.partitions().len() as u32);
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out(
+                    format!("waiting for every partition of topic {name} to have a leader"),
+                    self.config.timeout,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The topic's configuration, cached after the first look.
+    pub(super) fn topic(&self, topic: &str) -> Result<TopicConfig> {
+        if let Some(c) = self.topics.lock().get(topic) {
+            return Ok(c.clone());
+        }
+        self.describe_topic(topic)
+    }
+
+    /// Checks that the partition exists (refreshing a cached count that says it does not).
+    pub(super) fn check_partition(&self, tp: &TopicPartition) -> Result<TopicConfig> {
+        let mut config = self.topic(&tp.topic)?;
+        if tp.partition >= config.partitions {
+            self.topics.lock().remove(&tp.topic);
+            config = self.topic(&tp.topic)?;
+        }
+        if tp.partition >= config.partitions {
+            return Err(Error::PartitionOutOfRange {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                partitions: config.partitions,
+            });
+        }
+        Ok(config)
+    }
+}
