@@ -100,8 +100,8 @@ pub(crate) fn stateless(
     for_each_batch(log, input, batch, |records| {
         for r in records {
             let (key, value) = decode(r)?;
-            if crate::scenario::s1_keep(value) {
-                out.push(key, crate::scenario::s1_map(value), r.record.timestamp)?;
+            if crate::workload::s1_keep(value) {
+                out.push(key, crate::workload::s1_map(value), r.record.timestamp)?;
             }
         }
         out.flush(log)
@@ -242,7 +242,7 @@ pub(crate) fn join(
         for r in records {
             let (key, value) = decode(r)?;
             if let Some(t) = rows.get(&key) {
-                out.push(key, crate::scenario::s4_join(value, *t), r.record.timestamp)?;
+                out.push(key, crate::workload::s4_join(value, *t), r.record.timestamp)?;
             }
         }
         out.flush(log)
@@ -325,8 +325,8 @@ pub(crate) fn kafka_consume(
         let message = message?;
         let key = StringSerde.deserialize(message.key().unwrap_or_default())?;
         let value = I64Serde.deserialize(message.payload().unwrap_or_default())?;
-        if crate::scenario::s1_keep(value) {
-            digest.add(key.as_bytes(), crate::scenario::s1_map(value));
+        if crate::workload::s1_keep(value) {
+            digest.add(key.as_bytes(), crate::workload::s1_map(value));
         }
         seen += 1;
     }

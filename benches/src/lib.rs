@@ -15,11 +15,13 @@
 
 mod baseline;
 mod report;
+mod rss;
 mod scenario;
 mod workload;
 
 pub use baseline::{window_digest_key, CountOptions};
-pub use report::{peak_rss_mib, Format, Row, Summary};
+pub use report::{Format, Row, Summary};
+pub use rss::peak_rss_mib;
 pub use scenario::{run_scenario, Outcome, Params, Scenario};
 pub use workload::{mix64, user_key, Digest, Keys, SplitMix, Workload, BASE_TIMESTAMP};
 

@@ -15,8 +15,10 @@ use streams_core::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
 use crate::baseline::{self, CountOptions};
-use crate::report::peak_rss_mib;
-use crate::workload::{open_log, user_key, Digest, Keys, Workload, BASE_TIMESTAMP};
+use crate::rss::peak_rss_mib;
+use crate::workload::{
+    open_log, s1_keep, s1_map, s4_join, user_key, Digest, Keys, Workload, BASE_TIMESTAMP,
+};
 use crate::BenchError;
 
 /// A named scenario of the harness.
@@ -252,21 +254,6 @@ impl Outcome {
 
 /// S3's tumbling window size.
 const S3_WINDOW_MS: i64 = 1_000;
-
-/// S1's filter: keeps three values in four.
-pub(crate) fn s1_keep(v: i64) -> bool {
-    v % 4 != 0
-}
-
-/// S1's value mapping.
-pub(crate) fn s1_map(v: i64) -> i64 {
-    v * 10 + 1
-}
-
-/// S4's joiner.
-pub(crate) fn s4_join(v: i64, t: i64) -> i64 {
-    v + t * 1_000
-}
 
 /// Runs one scenario in `dir` (an empty directory it may fill).
 pub fn run_scenario(

@@ -193,3 +193,18 @@ pub(crate) fn open_log(
     }
     Ok(Arc::new(EmbeddedLog::open_with(dir, config)?))
 }
+
+/// S1's filter: keeps three values in four.
+pub(crate) fn s1_keep(v: i64) -> bool {
+    v % 4 != 0
+}
+
+/// S1's value mapping.
+pub(crate) fn s1_map(v: i64) -> i64 {
+    v * 10 + 1
+}
+
+/// S4's joiner.
+pub(crate) fn s4_join(v: i64, t: i64) -> i64 {
+    v + t * 1_000
+}
