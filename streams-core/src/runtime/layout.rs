@@ -46,8 +46,27 @@ impl TopicLayout {
             .filter(|(_, k)| **k == InternalTopicKind::Repartition)
             .map(|(n, _)| TopicName::Internal(n.clone()).resolve(app))
             .collect();
-        // A repartition topic gets the partition count of the sub-topology writing it, which
-        // may itself read a repartition topic: settle counts until nothing changes.
+        // A repartition topic that feeds a join is sized like the join's other inputs, as
+        // Kafka Streams does: the largest partition count among the user topics it is
+        // co-partitioned with (they must agree, which the co-partitioning check verifies).
+        let mut joined: HashMap<String, u32> = HashMap::new();
+        for group in topology.copartition_groups() {
+            let fixed = group
+                .iter()
+                .map(|t| t.resolve(app))
+                .filter(|t| !repartition.contains(t))
+                .filter_map(|t| counts.get(&t).copied())
+                .max();
+            let Some(fixed) = fixed else { continue };
+            for t in group.iter().map(|t| t.resolve(app)) {
+                if repartition.contains(&t) {
+                    let n = joined.entry(t).or_insert(fixed);
+                    *n = (*n).max(fixed);
+                }
+            }
+        }
+        // Any other repartition topic gets the partition count of the sub-topology writing
+        // it, which may itself read a repartition topic: settle counts until nothing changes.
         let mut task_counts: BTreeMap<u32, u32> = BTreeMap::new();
         for _ in 0..=topology.subtopologies().len() {
             let mut changed = false;
@@ -64,6 +83,7 @@ impl TopicLayout {
                 for t in &sub.sink_topics {
                     let name = t.resolve(app);
                     if repartition.contains(&name) && !counts.contains_key(&name) {
+                        let n = joined.get(&name).copied().unwrap_or(n);
                         counts.insert(name, n);
                         changed = true;
                     }

@@ -2,7 +2,8 @@
 //! [`Log`].
 //!
 //! At start the application creates its internal topics (repartition topics with the
-//! partition count of the sub-topology that writes them, compacted changelogs with that of
+//! partition count of the join's other inputs when they feed a join, else of the
+//! sub-topology that writes them, compacted changelogs with that of
 //! the sub-topology that owns the store), checks co-partitioning, and lists its tasks
 //! (sub-topology × partition). A sticky assignor spreads the tasks over the threads. A thread
 //! only opens a task once its previous holder has committed and closed it, so two threads

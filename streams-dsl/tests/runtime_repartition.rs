@@ -1,0 +1,99 @@
+#![allow(clippy::unwrap_used)]
+//! A repartition topic that feeds a join is sized like the join's other input, as in Kafka
+//! Streams: payments keyed by id on 2 partitions are re-keyed by currency, repartitioned and
+//! joined with a rates table on 4 partitions. The repartition topic gets 4 partitions, the co-partitioning
+//! check passes, and every payment meets its currency's rate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streams_core::{partition_for_key, IsolationLevel, Serde};
+use streams_dsl::prelude::*;
+
+const CURRENCIES: [&str; 5] = ["EUR", "GBP", "JPY", "CHF", "USD"];
+
+#[test]
+fn a_repartition_topic_feeding_a_join_gets_the_other_inputs_partition_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StreamsConfig::new("repartition-join", dir.path())
+        .with_threads(2)
+        .with_commit_interval(Duration::from_millis(50));
+    let log = Arc::new(EmbeddedLog::open(config.embedded_log_dir()).unwrap());
+    log.create_topic("rates", TopicConfig::compacted(4))
+        .unwrap();
+    log.create_topic("payments", TopicConfig::new(2)).unwrap();
+    for (i, currency) in CURRENCIES.iter().enumerate() {
+        let p = partition_for_key(currency.as_bytes(), 4);
+        let rate = format!("{}", i + 1);
+        log.append(
+            &TopicPartition::new("rates", p),
+            &[Record::new(*currency, rate.as_str(), 1)],
+        )
+        .unwrap();
+    }
+    // Payment `id` is in currency `id % 5`, keyed by its id, timestamped after the rates.
+    let mut expected = BTreeMap::new();
+    for id in 0..200u32 {
+        let key = format!("payment-{id}");
+        let currency = CURRENCIES[(id % 5) as usize];
+        let value = format!("{currency}:{id}");
+        let p = partition_for_key(key.as_bytes(), 2);
+        log.append(
+            &TopicPartition::new("payments", p),
+            &[Record::new(
+                key.as_str(),
+                value.as_str(),
+                10 + i64::from(id),
+            )],
+        )
+        .unwrap();
+        expected.insert(id, format!("{id} at {}", id % 5 + 1));
+    }
+
+    let builder = StreamsBuilder::new();
+    let rates = builder.table::<String, String>(
+        "rates",
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::named("rates-store"),
+    );
+    builder
+        .stream::<String, String>("payments", Consumed::with(StringSerde, StringSerde))
+        .select_key(|_, v| v.split(':').next().unwrap_or_default().to_string())
+        .repartition(Repartitioned::with(StringSerde, StringSerde).named("by-currency"))
+        .join(&rates, |payment, rate| {
+            let id = payment.split(':').nth(1).unwrap_or_default();
+            format!("{id} at {rate}")
+        })
+        .to("priced", Produced::with(StringSerde, StringSerde));
+    let topology = builder.build().unwrap();
+    let repartition = "by-currency-repartition";
+    assert!(topology.internal_topics().contains_key(repartition));
+
+    let streams = Streams::new(topology, config, log.clone()).unwrap();
+    streams.start().unwrap();
+    streams
+        .wait_until_caught_up(Duration::from_secs(120))
+        .unwrap();
+    streams.close().unwrap();
+
+    let topic = format!("repartition-join-{repartition}");
+    assert_eq!(log.describe_topic(&topic).unwrap().partitions, 4);
+    let mut priced = BTreeMap::new();
+    for p in 0..log.describe_topic("priced").unwrap().partitions {
+        let fetch = log
+            .read(
+                &TopicPartition::new("priced", p),
+                0,
+                10_000,
+                IsolationLevel::ReadCommitted,
+            )
+            .unwrap();
+        for r in fetch.records {
+            let value = StringSerde.deserialize(&r.record.value.unwrap()).unwrap();
+            let id: u32 = value.split(' ').next().unwrap().parse().unwrap();
+            assert!(priced.insert(id, value).is_none(), "payment {id} twice");
+        }
+    }
+    assert_eq!(priced, expected);
+}
