@@ -409,12 +409,16 @@ impl Scenario {
         }
     }
 
-    /// Payments whose offsets the group committed.
+    /// Payments whose offsets the group committed; 0 while the broker cannot answer for a
+    /// moment (a transient error, as right after it was paused), so waits ask again.
     fn committed(&self) -> u64 {
         let payments = self.names.topic("payments");
-        self.log
-            .committed_offsets(&self.app)
-            .unwrap()
+        let offsets = match self.log.committed_offsets(&self.app) {
+            Ok(offsets) => offsets,
+            Err(e) if e.is_retriable() => return 0,
+            Err(e) => panic!("committed offsets of {}: {e}", self.app),
+        };
+        offsets
             .into_iter()
             .filter(|(tp, _)| tp.topic == payments)
             .map(|(_, o)| o)
