@@ -188,6 +188,16 @@ impl Graph {
         topic
     }
 
+    /// Gives the repartition topic that the source `node` reads a fixed partition count.
+    pub(crate) fn set_partitions(&mut self, node: NodeId, partitions: u32) {
+        for topic in self.topo.source_topics_of(node) {
+            if let TopicName::Internal(name) = topic {
+                let r = self.topo.set_partition_count(&name, partitions);
+                self.keep(r);
+            }
+        }
+    }
+
     /// Freezes the graph into a topology, or returns the first error any operator hit.
     pub(crate) fn build(graph: GraphRef) -> Result<Topology> {
         let graph = Rc::try_unwrap(graph)

@@ -360,7 +360,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     /// Writes the stream through an internal repartition topic and reads it back, so records
     /// are partitioned by their current key.
     pub fn repartition(&self, options: Repartitioned<K, V>) -> KStream<K, V> {
-        self.through_repartition(options.serdes, options.name.as_deref())
+        let stream = self.through_repartition(options.serdes, options.name.as_deref());
+        if let Some(n) = options.partitions {
+            stream.graph.borrow_mut().set_partitions(stream.node.id, n);
+        }
+        stream
     }
 
     pub(crate) fn through_repartition(

@@ -40,11 +40,12 @@ impl<K, V> Serdes<K, V> {
 }
 
 macro_rules! serde_option {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident $(, $field:ident: $ty:ty = $default:expr)*) => {
         $(#[$doc])*
         pub struct $name<K, V> {
             pub(crate) serdes: Serdes<K, V>,
             pub(crate) name: Option<String>,
+            $(pub(crate) $field: $ty,)*
         }
 
         impl<K: 'static, V: 'static> $name<K, V> {
@@ -53,12 +54,13 @@ macro_rules! serde_option {
                 $name {
                     serdes: Serdes { key: Some(Arc::new(key)), value: Some(Arc::new(value)) },
                     name: None,
+                    $($field: $default,)*
                 }
             }
 
             /// With no serdes: the stream's known ones are used.
             pub fn inferred() -> Self {
-                $name { serdes: Serdes::none(), name: None }
+                $name { serdes: Serdes::none(), name: None, $($field: $default,)* }
             }
 
             /// Sets the key serde.
@@ -86,6 +88,7 @@ macro_rules! serde_option {
                 $name {
                     serdes: Serdes { key: Some(K::default_serde()), value: Some(V::default_serde()) },
                     name: None,
+                    $($field: $default,)*
                 }
             }
         }
@@ -147,7 +150,10 @@ serde_option!(
     Grouped
 );
 serde_option!(
-    /// How a stream is repartitioned: serdes and the name of the repartition topic.
+    /// How a stream is repartitioned: serdes, the name of the repartition topic and,
+    /// optionally, its partition count (by default the application chooses it at start: the
+    /// count of the join's other inputs when the topic feeds a join, else that of the
+    /// sub-topology writing it).
     ///
     /// ```
     /// use streams_dsl::prelude::*;
@@ -162,8 +168,31 @@ serde_option!(
     /// assert!(topology.describe().contains("<app>-shuffle-repartition"));
     /// # Ok::<(), streams_core::Error>(())
     /// ```
-    Repartitioned
+    Repartitioned,
+    partitions: Option<u32> = None
 );
+
+impl<K, V> Repartitioned<K, V> {
+    /// Gives the repartition topic `partitions` partitions (so the sub-topology reading it
+    /// runs that many tasks).
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("in", Consumed::default())
+    ///     .repartition(Repartitioned::default().named("spread").with_number_of_partitions(8))
+    ///     .to("out", Produced::default());
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.partition_count_of("spread-repartition"), Some(8));
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
+    pub fn with_number_of_partitions(mut self, partitions: u32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+}
 
 /// Where and how an operator's state is kept: a named, queryable store (or an internal one),
 /// serdes for its keys and values, RocksDB or memory, caching, changelogging.

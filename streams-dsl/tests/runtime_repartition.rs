@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streams_core::{partition_for_key, IsolationLevel, Serde};
+use streams_core::{partition_for_key, I64Serde, IsolationLevel, OptionSerde, Serde};
 use streams_dsl::prelude::*;
 
 const CURRENCIES: [&str; 5] = ["EUR", "GBP", "JPY", "CHF", "USD"];
@@ -96,4 +96,99 @@ fn a_repartition_topic_feeding_a_join_gets_the_other_inputs_partition_count() {
         }
     }
     assert_eq!(priced, expected);
+}
+
+#[test]
+fn repartitioned_sets_the_partition_count_and_so_the_task_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StreamsConfig::new("repartition-count", dir.path())
+        .with_commit_interval(Duration::from_millis(50));
+    let log = Arc::new(EmbeddedLog::open(config.embedded_log_dir()).unwrap());
+    log.create_topic("words", TopicConfig::new(2)).unwrap();
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..300u32 {
+        let word = format!("w{}", i % 17);
+        *expected.entry(word.clone()).or_default() += 1;
+        let key = format!("line-{i}");
+        let p = partition_for_key(key.as_bytes(), 2);
+        log.append(
+            &TopicPartition::new("words", p),
+            &[Record::new(key.as_str(), word.as_str(), 1 + i64::from(i))],
+        )
+        .unwrap();
+    }
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("words", Consumed::with(StringSerde, StringSerde))
+        .select_key(|_, w| w.clone())
+        .repartition(
+            Repartitioned::with(StringSerde, StringSerde)
+                .named("by-word")
+                .with_number_of_partitions(3),
+        )
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("word-counts"))
+        .to_stream()
+        .to("counts", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.partition_count_of("by-word-repartition"), Some(3));
+
+    let streams = Streams::new(topology, config, log.clone()).unwrap();
+    streams.start().unwrap();
+    streams
+        .wait_until_caught_up(Duration::from_secs(120))
+        .unwrap();
+    // Two tasks read `words`, three read the repartition topic.
+    let mut per_subtopology = BTreeMap::new();
+    for task in streams.assignment().keys() {
+        *per_subtopology.entry(task.subtopology).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_subtopology.values().copied().collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    streams.close().unwrap();
+
+    assert_eq!(
+        log.describe_topic("repartition-count-by-word-repartition")
+            .unwrap()
+            .partitions,
+        3
+    );
+    let mut last = BTreeMap::new();
+    for p in 0..log.describe_topic("counts").unwrap().partitions {
+        let fetch = log
+            .read(
+                &TopicPartition::new("counts", p),
+                0,
+                10_000,
+                IsolationLevel::ReadCommitted,
+            )
+            .unwrap();
+        for r in fetch.records {
+            let key = StringSerde.deserialize(&r.record.key.unwrap()).unwrap();
+            let n = I64Serde.deserialize(&r.record.value.unwrap()).unwrap();
+            last.insert(key, n);
+        }
+    }
+    assert_eq!(last, expected);
+}
+
+#[test]
+fn a_partition_count_of_zero_is_a_build_error() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in", Consumed::with(StringSerde, StringSerde))
+        .repartition(
+            Repartitioned::inferred()
+                .named("none")
+                .with_number_of_partitions(0),
+        )
+        .to("out", Produced::inferred());
+    let err = builder.build().unwrap_err().to_string();
+    assert!(
+        err.contains("none-repartition") && err.contains("at least 1"),
+        "{err}"
+    );
 }

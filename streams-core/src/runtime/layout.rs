@@ -46,6 +46,14 @@ impl TopicLayout {
             .filter(|(_, k)| **k == InternalTopicKind::Repartition)
             .map(|(n, _)| TopicName::Internal(n.clone()).resolve(app))
             .collect();
+        // A repartition topic given a partition count keeps it.
+        for (name, kind) in internal {
+            if *kind == InternalTopicKind::Repartition {
+                if let Some(n) = topology.partition_count_of(name) {
+                    counts.insert(TopicName::Internal(name.clone()).resolve(app), n);
+                }
+            }
+        }
         // A repartition topic that feeds a join is sized like the join's other inputs, as
         // Kafka Streams does: the largest partition count among the user topics it is
         // co-partitioned with (they must agree, which the co-partitioning check verifies).

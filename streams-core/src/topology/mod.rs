@@ -105,6 +105,7 @@ pub struct TopologyBuilder {
     stores: BTreeMap<String, StoreSpec>,
     global_stores: BTreeMap<String, GlobalStoreSpec>,
     internal_topics: BTreeMap<String, InternalTopicKind>,
+    partition_counts: BTreeMap<String, u32>,
     copartition_groups: Vec<BTreeSet<TopicName>>,
 }
 
@@ -314,6 +315,26 @@ impl TopologyBuilder {
         self.internal_topics.insert(name.into(), kind);
     }
 
+    /// Gives the internal repartition topic `name` a fixed partition count, instead of the
+    /// one the application would choose at start (see `Repartitioned` in the DSL).
+    pub fn set_partition_count(&mut self, name: &str, partitions: u32) -> Result<()> {
+        if self.internal_topics.get(name) != Some(&InternalTopicKind::Repartition) {
+            return Err(Error::Config {
+                key: format!("topic `{name}`"),
+                reason: "only a repartition topic of the topology can be given a partition count"
+                    .into(),
+            });
+        }
+        if partitions == 0 {
+            return Err(Error::Config {
+                key: format!("partitions of `{name}`"),
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.partition_counts.insert(name.to_string(), partitions);
+        Ok(())
+    }
+
     /// Declares topics that must have the same partition count (the inputs of a join).
     pub fn copartition(&mut self, topics: impl IntoIterator<Item = TopicName>) {
         self.copartition_groups.push(topics.into_iter().collect());
@@ -443,6 +464,7 @@ impl TopologyBuilder {
             stores: self.stores,
             global_stores: self.global_stores,
             internal_topics: self.internal_topics,
+            partition_counts: self.partition_counts,
             copartition_groups: self.copartition_groups,
             subtopologies,
         })
@@ -456,6 +478,7 @@ pub struct Topology {
     pub(crate) stores: BTreeMap<String, StoreSpec>,
     pub(crate) global_stores: BTreeMap<String, GlobalStoreSpec>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopicKind>,
+    pub(crate) partition_counts: BTreeMap<String, u32>,
     pub(crate) copartition_groups: Vec<BTreeSet<TopicName>>,
     pub(crate) subtopologies: Vec<SubTopology>,
 }
@@ -485,6 +508,12 @@ impl Topology {
     /// Internal topics (without the application-id prefix) and what they are for.
     pub fn internal_topics(&self) -> &BTreeMap<String, InternalTopicKind> {
         &self.internal_topics
+    }
+
+    /// The partition count given to an internal topic with
+    /// [`TopologyBuilder::set_partition_count`], if any.
+    pub fn partition_count_of(&self, internal_topic: &str) -> Option<u32> {
+        self.partition_counts.get(internal_topic).copied()
     }
 
     /// Groups of topics that must have equal partition counts.
