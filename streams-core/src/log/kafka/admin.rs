@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::client::{kafka_error, timed_out};
+use rdkafka::error::RDKafkaErrorCode;
+
+use super::client::{kafka_error, retry_transient, timed_out};
 use super::KafkaLog;
 use crate::error::{Error, Result};
 use crate::log::{Log, TopicConfig};
@@ -34,17 +36,24 @@ pub(super) fn topic_configs(config: &TopicConfig) -> Vec<(&'static str, String)>
 }
 
 impl KafkaLog {
+    /// The cluster's metadata. A connection the broker dropped (as for a while after it was
+    /// frozen) is asked again, within the log's timeout, while librdkafka reconnects.
     pub(super) fn metadata(&self) -> Result<rdkafka::metadata::Metadata> {
-        self.admin
-            .inner()
-            .fetch_metadata(None, self.config.timeout)
-            .map_err(|e| {
-                kafka_error(
-                    format!("fetch metadata from {}", self.config.bootstrap_servers),
-                    None,
-                    &e,
-                )
-            })
+        retry_transient(
+            self.config.timeout,
+            &[
+                RDKafkaErrorCode::BrokerTransportFailure,
+                RDKafkaErrorCode::AllBrokersDown,
+            ],
+            |left| self.admin.inner().fetch_metadata(None, left),
+        )
+        .map_err(|e| {
+            kafka_error(
+                format!("fetch metadata from {}", self.config.bootstrap_servers),
+                None,
+                &e,
+            )
+        })
     }
 
     /// Partition count of every topic, by a fresh metadata request.
