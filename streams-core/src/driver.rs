@@ -113,11 +113,10 @@ impl TestDriver {
                 partitions.insert(name, 1);
             }
         }
-        if let RecordErrorHandler::DeadLetter(t) = &config.deserialization {
-            partitions.insert(t.clone(), 1);
-        }
-        if let RecordErrorHandler::DeadLetter(t) = &config.production {
-            partitions.insert(t.clone(), 1);
+        for handler in [&config.deserialization, &config.production] {
+            if let Some(t) = handler.dead_letter_topic() {
+                partitions.insert(t.to_string(), 1);
+            }
         }
         let rocksdb = RocksDbMemory::new(32 << 20, 8 << 20);
         let globals = GlobalUpdater::open(topology, &dir, &app, &rocksdb)?.stores();

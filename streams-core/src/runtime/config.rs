@@ -257,17 +257,11 @@ impl StreamsConfig {
         for (key, handler_topic) in [
             (
                 "deserialization.exception.handler",
-                match &self.deserialization {
-                    RecordErrorHandler::DeadLetter(t) => Some(t),
-                    _ => None,
-                },
+                self.deserialization.dead_letter_topic(),
             ),
             (
                 "production.exception.handler",
-                match &self.production {
-                    RecordErrorHandler::DeadLetter(t) => Some(t),
-                    _ => None,
-                },
+                self.production.dead_letter_topic(),
             ),
         ] {
             if let Some(topic) = handler_topic {

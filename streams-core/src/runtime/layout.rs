@@ -8,7 +8,6 @@ use hashbrown::{HashMap, HashSet};
 
 use super::StreamsConfig;
 use crate::error::{Error, Result};
-use crate::handler::RecordErrorHandler;
 use crate::ids::TopicName;
 use crate::log::{Log, TopicConfig};
 use crate::topology::{InternalTopicKind, Topology};
@@ -143,16 +142,8 @@ impl TopicLayout {
                 }
             }
         }
-        let dead_letter = [
-            match &config.deserialization {
-                RecordErrorHandler::DeadLetter(t) => Some(t.clone()),
-                _ => None,
-            },
-            match &config.production {
-                RecordErrorHandler::DeadLetter(t) => Some(t.clone()),
-                _ => None,
-            },
-        ];
+        let dead_letter = [&config.deserialization, &config.production]
+            .map(|h| h.dead_letter_topic().map(str::to_string));
         for t in dead_letter.into_iter().flatten() {
             let n = match log.describe_topic(&t) {
                 Ok(c) => c.partitions,

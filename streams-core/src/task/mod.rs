@@ -329,7 +329,8 @@ impl Task {
         let source = input.source.clone();
         self.meta.topic = Some(input.topic.clone());
         self.meta.partition = self.id.partition;
-        self.meta.offset = Some(rec.offset);
+        let offset = rec.offset;
+        self.meta.offset = Some(offset);
         self.meta.headers.clone_from(&rec.record.headers);
         let result = {
             let mut ctx = context!(self);
@@ -339,49 +340,40 @@ impl Task {
         match result {
             Ok(()) => {}
             Err(e @ Error::Deserialization { .. }) => {
-                let handler = match &self.deserialization {
-                    RecordErrorHandler::Fail => None,
-                    RecordErrorHandler::LogAndContinue => Some(None),
-                    RecordErrorHandler::DeadLetter(t) => Some(Some(t.clone())),
-                };
                 self.metrics.skipped_deserialization += 1;
-                self.handle_bad_record(e, handler, index, rec.clone())?
+                let handler = self.deserialization.clone();
+                self.handle_bad_record(e, &handler, index, rec)?
             }
             Err(e @ Error::Serialization { .. }) => {
-                let handler = match &self.production {
-                    RecordErrorHandler::Fail => None,
-                    RecordErrorHandler::LogAndContinue => Some(None),
-                    RecordErrorHandler::DeadLetter(t) => Some(Some(t.clone())),
-                };
                 self.metrics.skipped_production += 1;
-                self.handle_bad_record(e, handler, index, rec.clone())?
+                let handler = self.production.clone();
+                self.handle_bad_record(e, &handler, index, rec)?
             }
             Err(e) => return Err(e),
         }
-        self.inputs[index].consumed = Some(rec.offset + 1);
+        self.inputs[index].consumed = Some(offset + 1);
         self.metrics.processed += 1;
         self.punctuate(PunctuationType::StreamTime, self.stream_time)?;
         Ok(())
     }
 
-    /// Applies a handler's decision to a record that failed: `None` fails the task,
-    /// `Some(None)` skips it, `Some(Some(topic))` sends the raw input record there with the
-    /// error in headers.
+    /// Applies a handler's decision to a record that failed: fail the task, skip the record,
+    /// or send the raw input record to the dead-letter topic with the error in headers.
     fn handle_bad_record(
         &mut self,
         error: Error,
-        handler: Option<Option<String>>,
+        handler: &RecordErrorHandler,
         index: usize,
         rec: StoredRecord,
     ) -> Result<()> {
         let topic = self.inputs[index].topic.clone();
         match handler {
-            None => Err(error),
-            Some(None) => {
+            RecordErrorHandler::Fail => Err(error),
+            RecordErrorHandler::LogAndContinue => {
                 tracing::warn!(task = %self.id, %error, "skipping a record");
                 Ok(())
             }
-            Some(Some(dlq)) => {
+            RecordErrorHandler::DeadLetter(dlq) => {
                 tracing::warn!(task = %self.id, %error, dead_letter_topic = %dlq, "sending a record to the dead-letter topic");
                 let mut record: Record = rec.record;
                 record.headers.extend([
@@ -393,7 +385,7 @@ impl Task {
                     ),
                     Header::new(dead_letter_headers::OFFSET, rec.offset.to_string()),
                 ]);
-                self.collector.send(&dlq, None, record)
+                self.collector.send(dlq, None, record)
             }
         }
     }
