@@ -691,9 +691,23 @@ fn broker_pause(_: &str) {
     broker.signal("-STOP");
     std::thread::sleep(Duration::from_secs(15));
     broker.signal("-CONT");
-    // The test reads through a client connected after the freeze, so what it checks does not
-    // hang on its own client's reconnection; the application under test keeps its clients.
-    s.log = KafkaLog::connect(kafka_config(&broker.servers(), None)).unwrap();
+    // A broker thawed after a freeze drops connections and fails metadata requests for a
+    // while (seen: more than 10 s). The application under test rides that out with its task
+    // timeout; the test's own writes wait until the broker answers a fresh client again.
+    let thawed = Instant::now();
+    s.log = loop {
+        let answered = KafkaLog::connect(kafka_config(&broker.servers(), None)).and_then(|log| {
+            log.describe_topic(&s.names.topic("payments"))?;
+            Ok(log)
+        });
+        match answered {
+            Ok(log) => break log,
+            Err(e) if e.is_retriable() && thawed.elapsed() < WAIT => {
+                std::thread::sleep(Duration::from_millis(500))
+            }
+            Err(e) => panic!("the broker did not answer again after the freeze: {e}"),
+        }
+    };
     s.phase();
     s.wait_caught_up(&[&a]);
     a.terminate();
