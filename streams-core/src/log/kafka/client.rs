@@ -123,6 +123,9 @@ fn retriable(error: &KafkaError) -> bool {
                 | C::NotEnoughReplicasAfterAppend
                 | C::RebalanceInProgress
                 | C::UnknownTopicOrPartition
+                // librdkafka's own "unknown partition": its metadata lacks the partition for
+                // a while after the broker restarts or thaws from a freeze.
+                | C::UnknownPartition
                 | C::TimedOutQueue
                 | C::WaitingForCoordinator
                 | C::Retry
