@@ -482,7 +482,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     /// timestamps are within `windows` (a right record in `[t - before, t + after]` of a left
     /// record at `t`) is joined once, when the later of the two arrives, and timestamped with
     /// the later timestamp. Both sides are buffered in window stores for the join window plus
-    /// grace. See [`JoinWindows`] for lateness.
+    /// grace. See [`JoinWindows`] for lateness and for when unmatched records are emitted.
     ///
     /// ```
     /// use std::time::Duration;
@@ -527,8 +527,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     }
 
     /// Windowed left join with another stream: like [`KStream::join_stream`], and a left
-    /// record that matched nothing is emitted once with `None`, when no right record that
-    /// could match it can arrive any more (never before, and never in addition to a match).
+    /// record that matched nothing is emitted once with `None`, when its window plus grace has
+    /// closed (`t + after + grace < stream time`, see [`JoinWindows`]), never in addition to
+    /// an earlier match. A right record that arrives later than the grace allows can still
+    /// match it afterwards, as in Kafka Streams.
     pub fn left_join_stream<VO: Clone + 'static, R: Clone + 'static>(
         &self,
         other: &KStream<K, VO>,
@@ -546,7 +548,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     }
 
     /// Windowed outer join with another stream: like [`KStream::left_join_stream`], for the
-    /// records of both sides.
+    /// records of both sides (a right record waits until `t + before + grace < stream time`).
     pub fn outer_join_stream<VO: Clone + 'static, R: Clone + 'static>(
         &self,
         other: &KStream<K, VO>,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use streams_core::{NodeRef, StoreKind, StoreSpec};
 
 use crate::kstream::KStream;
-use crate::ops::stream_join::{SideJoiner, StreamJoinSide, LEFT, RIGHT};
+use crate::ops::stream_join::{JoinClocks, SideJoiner, StreamJoinSide, LEFT, RIGHT};
 use crate::options::{Serdes, StreamJoined};
 use crate::windows::JoinWindows;
 
@@ -84,10 +84,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
                 ..buffer(name)
             });
         }
+        let clocks = Arc::new(JoinClocks::default());
         let side = {
             let (ks, unmatched_store) = (ks.clone(), unmatched_store.clone());
             move |side: u8, this_store: String, other_store: String| {
-                let (ks, unmatched_store) = (ks.clone(), unmatched_store.clone());
+                let (ks, unmatched_store, clocks) =
+                    (ks.clone(), unmatched_store.clone(), clocks.clone());
                 move |inst: &mut streams_core::Instantiation<'_>| {
                     Ok::<_, streams_core::Error>((
                         inst.node_name().to_string(),
@@ -97,7 +99,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
                             .as_deref()
                             .map(|s| inst.kv_store(s))
                             .transpose()?,
-                        ks.clone(),
+                        (ks.clone(), clocks.clock(inst.task_id())),
                         side,
                     ))
                 }
@@ -109,7 +111,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             "KSTREAM-JOINTHIS",
             Some(&format!("{base}-this")),
             move |inst, down| {
-                let (name, this_store, other_store, unmatched, key_serde, side) = left_open(inst)?;
+                let (name, this_store, other_store, unmatched, (key_serde, join_time), side) =
+                    left_open(inst)?;
                 Ok(StreamJoinSide {
                     name,
                     side,
@@ -123,6 +126,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
                     before_ms: before,
                     after_ms: after,
                     grace_ms: grace,
+                    join_time,
                     joiner: left_joiner.clone(),
                     down,
                 })
@@ -133,7 +137,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             "KSTREAM-JOINOTHER",
             Some(&format!("{base}-other")),
             move |inst, down| {
-                let (name, this_store, other_store, unmatched, key_serde, side) = right_open(inst)?;
+                let (name, this_store, other_store, unmatched, (key_serde, join_time), side) =
+                    right_open(inst)?;
                 let joiner = joiner.clone();
                 Ok(StreamJoinSide {
                     name,
@@ -148,6 +153,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
                     before_ms: after,
                     after_ms: before,
                     grace_ms: grace,
+                    join_time,
                     joiner: Arc::new(move |r: Option<&VO>, l: Option<&V>| joiner(l, r)),
                     down,
                 })

@@ -419,11 +419,15 @@ impl SessionWindows {
 /// timestamps in `[t - before, t + after]` (both ends inclusive), and so a right record at `t`
 /// joins left records in `[t - after, t + before]`.
 ///
-/// `grace` bounds disorder: a record is late, and dropped, once its own window has closed by
-/// more than `grace` (left: `t + after + grace < stream time`; right:
-/// `t + before + grace < stream time`). A left (or outer) join emits a record without a match
-/// only when no record that could still match it can arrive, i.e. once
-/// `t + before + after + grace < stream time`.
+/// `grace` bounds disorder, as in Kafka Streams. Each side keeps its records for
+/// `before + after + grace` past the largest timestamp it has seen; a record is joined with
+/// every record of the other side that is still kept and within its window, however late it
+/// is itself. The join's stream time is the largest timestamp either side has seen. A left
+/// (or outer) join emits a left record without a match once no right record that could match
+/// it is expected any more: when `t + after + grace < stream time`; an outer join emits a
+/// right record without a match when `t + before + grace < stream time`. A record whose window
+/// (`t + after` for a left record, `t + before` for a right one) has already ended when it
+/// arrives, and that matches nothing, is emitted without a match at once.
 ///
 /// ```
 /// use std::time::Duration;

@@ -440,34 +440,74 @@ fn stream_joins_inner_left_outer() {
         };
         joined.to("out", Produced::default());
         let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+        // Join windows of 10 ms either way, no grace: each side keeps 20 ms.
         pipe(&mut d, "left", "k", "a", 0);
         pipe(&mut d, "right", "k", "x", 5); // joins a
-        pipe(&mut d, "left", "j", "b", 20); // no match yet
+        pipe(&mut d, "left", "j", "b", 20); // no match yet: waits until 20 + 10 < stream time
         pipe(&mut d, "right", "k", "y", 12); // out of order, within its window; no match
-        pipe(&mut d, "left", "k", "c", 25); // no match
-                                            // Stream time 41: b (20 + 10 + 10 < 41) and y (12 + 20 < 41) can no longer match.
-        pipe(&mut d, "right", "j", "z", 41);
-        pipe(&mut d, "left", "k", "d", 30); // late: 30 + 10 < 41
-        pipe(&mut d, "left", "k", "e", 31); // its window ends at 41: accepted, no match
-        let out = d
-            .read_output_typed("out", &StringSerde, &StringSerde)
-            .unwrap();
-        (out, d.metrics().dropped_for("late"))
+        pipe(&mut d, "left", "k", "c", 25); // no match; y's window closed (12 + 10 < 25)
+        pipe(&mut d, "right", "j", "z", 31); // b's window closed (20 + 10 < 31)
+        pipe(&mut d, "left", "k", "d", 14); // late, but y (12) is still kept: joins y
+        pipe(&mut d, "left", "m", "f", 15); // window ended (15 + 10 < 31), no match: at once
+        d.read_output_typed("out", &StringSerde, &StringSerde)
+            .unwrap()
     };
-    assert_eq!(run("inner"), (vec![(s("k"), s("a+x"), 5)], 1));
+    assert_eq!(
+        run("inner"),
+        vec![(s("k"), s("a+x"), 5), (s("k"), s("d+y"), 14)]
+    );
     assert_eq!(
         run("left"),
-        (vec![(s("k"), s("a+x"), 5), (s("j"), s("b+-"), 20)], 1)
+        vec![
+            (s("k"), s("a+x"), 5),
+            (s("j"), s("b+-"), 20),
+            (s("k"), s("d+y"), 14),
+            (s("m"), s("f+-"), 15)
+        ]
     );
     assert_eq!(
         run("outer"),
-        (
-            vec![
-                (s("k"), s("a+x"), 5),
-                (s("k"), s("-+y"), 12),
-                (s("j"), s("b+-"), 20)
-            ],
-            1
-        )
+        vec![
+            (s("k"), s("a+x"), 5),
+            (s("k"), s("-+y"), 12),
+            (s("j"), s("b+-"), 20),
+            (s("k"), s("d+y"), 14),
+            (s("m"), s("f+-"), 15)
+        ]
     );
+}
+
+#[test]
+fn stream_join_sides_wait_for_their_own_window() {
+    // before 2, after 10, grace 3: a left record waits for right records up to t + 10 (+ 3),
+    // a right record for left records up to t + 2 (+ 3).
+    let b = StreamsBuilder::new();
+    let left = b.stream::<String, String>("left", Consumed::default());
+    let right = b.stream::<String, String>("right", Consumed::default());
+    let windows = JoinWindows::of_time_difference_and_grace(ms(10), ms(3)).before(ms(2));
+    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| s("-"));
+    left.outer_join_stream(
+        &right,
+        move |l, r| format!("{}+{}", show(l), show(r)),
+        windows,
+        StreamJoined::inferred(),
+    )
+    .to("out", Produced::default());
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    pipe(&mut d, "left", "a", "l", 100);
+    pipe(&mut d, "right", "b", "r", 100);
+    let steps = [
+        (105, vec![]),
+        (106, vec![(s("b"), s("-+r"), 100)]),
+        (113, vec![]),
+        (114, vec![(s("a"), s("l+-"), 100)]),
+    ];
+    for (t, closes) in steps {
+        pipe(&mut d, "left", "tick", "t", t);
+        let out = d
+            .read_output_typed("out", &StringSerde, &StringSerde)
+            .unwrap();
+        let out: Vec<_> = out.into_iter().filter(|(k, _, _)| k != "tick").collect();
+        assert_eq!(out, closes, "at stream time {t}");
+    }
 }

@@ -176,7 +176,7 @@ proptest! {
     }
 
     #[test]
-    fn stream_joins_match_a_nested_loop(
+    fn stream_joins_match_the_reference(
         events in prop::collection::vec((any::<bool>(), 0u8..2, 0i64..6, 0i64..12), 1..40),
         before in 0i64..8,
         after in 0i64..8,
@@ -213,41 +213,60 @@ proptest! {
         let mut got = d.read_output_typed("out", &StringSerde, &StringSerde).unwrap();
         got.sort();
 
-        // Reference: drop late records by the same stream-time rule, then a nested loop.
-        let mut stream_time = i64::MIN;
-        let mut accepted = Vec::new();
-        for (left, k, ts, v) in &events {
-            stream_time = stream_time.max(*ts);
-            let reach = if *left { after } else { before };
-            if ts + reach + grace >= stream_time {
-                accepted.push((*left, k.clone(), *ts, v.clone()));
-            }
-        }
-        let lefts: Vec<_> = accepted.iter().filter(|e| e.0).collect();
-        let rights: Vec<_> = accepted.iter().filter(|e| !e.0).collect();
-        let joins = |l: &(bool, String, i64, String), r: &(bool, String, i64, String)| {
-            l.1 == r.1 && r.2 >= l.2 - before && r.2 <= l.2 + after
+        // Reference: Kafka Streams' rules (see `JoinWindows`), simulated record by record.
+        // Each side keeps its records for before + after + grace past the largest timestamp
+        // it has seen; the join's stream time is the largest timestamp of both sides.
+        let span = before + after + grace;
+        let emits = |left: bool| if left { kind >= 1 } else { kind == 2 };
+        let unmatched = |left: bool, k: &str, ts: i64, v: &str| {
+            let text = if left { format!("{v}+-") } else { format!("-+{v}") };
+            (k.to_string(), text, ts)
         };
+        let mut join_time = i64::MIN;
+        let mut kept: [Vec<(String, i64, String)>; 2] = [Vec::new(), Vec::new()];
+        let mut side_max = [i64::MIN; 2];
+        // (left?, key, ts, value) of records waiting for a match.
+        let mut waiting: Vec<(bool, String, i64, String)> = Vec::new();
         let mut expected = Vec::new();
-        for lr in &lefts {
-            for rr in &rights {
-                if joins(lr, rr) {
-                    expected.push((lr.1.clone(), format!("{}+{}", lr.3, rr.3), lr.2.max(rr.2)));
-                }
+        for (left, k, ts, v) in &events {
+            let (left, ts) = (*left, *ts);
+            join_time = join_time.max(ts);
+            let (own, other) = if left { (0, 1) } else { (1, 0) };
+            let (look_back, look_ahead) = if left { (before, after) } else { (after, before) };
+            if ts == join_time {
+                waiting.retain(|(wl, wk, wts, wv)| {
+                    let reach = if *wl { after } else { before };
+                    let closed = wts + reach + grace < join_time;
+                    if closed {
+                        expected.push(unmatched(*wl, wk, *wts, wv));
+                    }
+                    !closed
+                });
             }
-        }
-        let closed = |ts: i64| ts + before + after + grace < stream_time;
-        if kind >= 1 {
-            for lr in &lefts {
-                if closed(lr.2) && !rights.iter().any(|rr| joins(lr, rr)) {
-                    expected.push((lr.1.clone(), format!("{}+-", lr.3), lr.2));
-                }
+            let matches: Vec<(String, i64, String)> = kept[other]
+                .iter()
+                .filter(|(ok, ots, _)| {
+                    ok == k
+                        && *ots >= side_max[other] - span
+                        && *ots >= ts - look_back
+                        && *ots <= ts + look_ahead
+                })
+                .cloned()
+                .collect();
+            for (_, ots, ov) in &matches {
+                let text = if left { format!("{v}+{ov}") } else { format!("{ov}+{v}") };
+                expected.push((k.clone(), text, ts.max(*ots)));
+                waiting.retain(|(wl, wk, wts, _)| !(*wl != left && wk == k && wts == ots));
             }
-        }
-        if kind == 2 {
-            for rr in &rights {
-                if closed(rr.2) && !lefts.iter().any(|lr| joins(lr, rr)) {
-                    expected.push((rr.1.clone(), format!("-+{}", rr.3), rr.2));
+            side_max[own] = side_max[own].max(ts);
+            if ts >= side_max[own] - span {
+                kept[own].push((k.clone(), ts, v.clone()));
+            }
+            if matches.is_empty() && emits(left) {
+                if ts + look_ahead < join_time {
+                    expected.push(unmatched(left, k, ts, v));
+                } else {
+                    waiting.push((left, k.clone(), ts, v.clone()));
                 }
             }
         }
