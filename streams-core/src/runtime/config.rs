@@ -74,6 +74,8 @@ pub struct StreamsConfig {
     /// Stream threads to run.
     pub threads: usize,
     /// How often each thread commits (Kafka's defaults: 30 s, and 100 ms under exactly-once).
+    /// Set it with [`StreamsConfig::with_commit_interval`], so that choosing a guarantee
+    /// keeps it.
     pub commit_interval: Duration,
     /// At-least-once or exactly-once.
     pub guarantee: ProcessingGuarantee,
@@ -98,6 +100,9 @@ pub struct StreamsConfig {
     pub deserialization: RecordErrorHandler,
     /// What happens to records that cannot be encoded or appended.
     pub production: RecordErrorHandler,
+    /// Whether `with_commit_interval` chose the commit interval (the guarantee's default
+    /// applies otherwise).
+    commit_interval_chosen: bool,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -132,6 +137,7 @@ impl StreamsConfig {
             task_timeout: Duration::from_secs(300),
             deserialization: RecordErrorHandler::Fail,
             production: RecordErrorHandler::Fail,
+            commit_interval_chosen: false,
         }
     }
 
@@ -141,21 +147,25 @@ impl StreamsConfig {
         self
     }
 
-    /// Sets the guarantee; exactly-once also shortens the commit interval to 100 ms unless
-    /// one was set explicitly afterwards.
+    /// Sets the guarantee. Unless a commit interval was chosen with
+    /// [`StreamsConfig::with_commit_interval`] (before or after this call), the interval
+    /// becomes the guarantee's default, as in Kafka Streams: 100 ms under exactly-once, 30 s
+    /// under at-least-once.
     pub fn with_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
-        if guarantee == ProcessingGuarantee::ExactlyOnce
-            && self.commit_interval == Duration::from_secs(30)
-        {
-            self.commit_interval = Duration::from_millis(100);
+        if !self.commit_interval_chosen {
+            self.commit_interval = match guarantee {
+                ProcessingGuarantee::ExactlyOnce => Duration::from_millis(100),
+                ProcessingGuarantee::AtLeastOnce => Duration::from_secs(30),
+            };
         }
         self.guarantee = guarantee;
         self
     }
 
-    /// Sets the commit interval.
+    /// Sets how often each thread commits; a guarantee set later keeps it.
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self.commit_interval_chosen = true;
         self
     }
 
@@ -327,6 +337,15 @@ mod tests {
             .with_commit_interval(Duration::from_secs(2))
             .with_guarantee(ProcessingGuarantee::ExactlyOnce);
         assert_eq!(c.commit_interval, Duration::from_secs(2));
+        // An interval chosen explicitly is kept even when it equals the default.
+        let c = StreamsConfig::new("a", "/tmp/x")
+            .with_commit_interval(Duration::from_secs(30))
+            .with_guarantee(ProcessingGuarantee::ExactlyOnce);
+        assert_eq!(c.commit_interval, Duration::from_secs(30));
+        let c = StreamsConfig::new("a", "/tmp/x")
+            .with_guarantee(ProcessingGuarantee::ExactlyOnce)
+            .with_guarantee(ProcessingGuarantee::AtLeastOnce);
+        assert_eq!(c.commit_interval, Duration::from_secs(30));
     }
 
     #[test]
