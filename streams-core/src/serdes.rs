@@ -33,6 +33,14 @@ pub trait Serde<T>: Send + Sync + 'static {
         false
     }
 
+    /// The part of an encoded key that picks its partition under the default partitioner
+    /// (murmur2 of these bytes): all of it, except in serdes of keys that wrap another key. A
+    /// windowed key is partitioned by the key inside it, as by Kafka Streams' windowed
+    /// partitioner, so every window of a key lands on the partition of the key.
+    fn partition_bytes<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        encoded
+    }
+
     /// Decodes bytes that may be absent (a null key or a tombstone). `Ok(None)`: they are
     /// absent and the type has no null.
     fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
@@ -222,6 +230,10 @@ impl<T, S: Serde<T>> Serde<Option<T>> for OptionSerde<S> {
     fn is_null(&self, value: &Option<T>) -> bool {
         value.is_none()
     }
+
+    fn partition_bytes<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        self.0.partition_bytes(encoded)
+    }
 }
 
 /// A shared serde is a serde.
@@ -236,6 +248,10 @@ impl<T: 'static> Serde<T> for std::sync::Arc<dyn Serde<T>> {
 
     fn null_value(&self) -> Option<T> {
         (**self).null_value()
+    }
+
+    fn partition_bytes<'a>(&self, encoded: &'a [u8]) -> &'a [u8] {
+        (**self).partition_bytes(encoded)
     }
 
     fn is_null(&self, value: &T) -> bool {

@@ -17,7 +17,8 @@ use crate::ops::cache_queue;
 use crate::ops::session_aggregate::{MergerFn, SessionAggregate};
 use crate::ops::window_aggregate::{SlidingWindowAggregate, TimeWindowAggregate, WindowedCore};
 use crate::options::{count_materialized, Materialized, Serdes};
-use crate::windows::{SessionWindows, SlidingWindows, TimeWindows, Windowed, WindowedSerde};
+use crate::windowed::{Windowed, WindowedSerde};
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum WindowKind {
@@ -31,10 +32,14 @@ fn windowed_table<K: Clone + 'static, A: Clone + 'static>(
     graph: &crate::graph::GraphRef,
     added: Option<Aggregation<K, Windowed<K>, A>>,
     grace: i64,
+    window_size_ms: Option<i64>,
 ) -> KTable<Windowed<K>, A> {
     match added {
         Some(a) => {
-            let key: Arc<dyn Serde<Windowed<K>>> = Arc::new(WindowedSerde::from_arc(a.key_serde));
+            let key: Arc<dyn Serde<Windowed<K>>> = Arc::new(match window_size_ms {
+                Some(size) => WindowedSerde::time_from_arc(a.key_serde, size),
+                None => WindowedSerde::session_from_arc(a.key_serde),
+            });
             KTable::from_node(
                 graph,
                 a.node,
@@ -77,7 +82,9 @@ fn windowed_table<K: Clone + 'static, A: Clone + 'static>(
 /// for (v, ts) in [(20i64, 100), (25, 105)] {
 ///     driver.pipe_typed("temps", &StringSerde, &I64Serde, &"t1".to_string(), &v, ts)?;
 /// }
-/// let out = driver.read_output_typed("out", &WindowedSerde::new(StringSerde), &OptionSerde(I64Serde))?;
+/// // Sliding windows of a 10 ms difference are 11 ms long.
+/// let keys = WindowedSerde::time(StringSerde, Duration::from_millis(11));
+/// let out = driver.read_output_typed("out", &keys, &OptionSerde(I64Serde))?;
 /// let windows: Vec<(i64, i64, Option<i64>)> =
 ///     out.iter().map(|(w, v, _)| (w.window.start, w.window.end, *v)).collect();
 /// // [90, 100], then [95, 105] (both records) and [101, 111] (the right window of 100).
@@ -194,7 +201,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                 }
             },
         );
-        windowed_table(self.grouped.graph(), added, grace)
+        windowed_table(self.grouped.graph(), added, grace, Some(size))
     }
 }
 
@@ -235,7 +242,8 @@ fn session_retention(w: &SessionWindows) -> i64 {
 /// for ts in [0, 10, 5] {
 ///     driver.pipe_typed("clicks", &StringSerde, &StringSerde, &"u".to_string(), &String::new(), ts)?;
 /// }
-/// let out = driver.read_output_typed("out", &WindowedSerde::new(StringSerde), &OptionSerde(I64Serde))?;
+/// let keys = WindowedSerde::session(StringSerde);
+/// let out = driver.read_output_typed("out", &keys, &OptionSerde(I64Serde))?;
 /// let last: Vec<_> = out[2..].iter().map(|(w, v, _)| (w.window.start, w.window.end, *v)).collect();
 /// // The record at 5 bridges [0, 1) and [10, 11): both go, [0, 11) counts 3.
 /// assert_eq!(last, vec![(0, 1, None), (10, 11, None), (0, 11, Some(3))]);
@@ -334,6 +342,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             self.grouped.graph(),
             added,
             w.grace_ms().saturating_add(w.gap_ms()),
+            None,
         )
     }
 }

@@ -55,6 +55,7 @@ mod ops;
 mod options;
 mod query;
 mod suppressed;
+mod windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
@@ -69,9 +70,8 @@ pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned, Stre
 pub use query::{SessionStoreView, WindowStoreView};
 pub use streams_core::TestDriver;
 pub use suppressed::{BufferConfig, BufferFull, Suppressed};
-pub use windows::{
-    JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed, WindowedSerde,
-};
+pub use windowed::{Windowed, WindowedSerde};
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

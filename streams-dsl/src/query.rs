@@ -10,7 +10,8 @@ use state_store::decode_timestamped;
 use streams_core::{Result, Serde, SessionStoreRef, WindowStoreRef};
 
 use crate::ops::{decode, encode};
-use crate::windows::{Window, Windowed};
+use crate::windowed::Windowed;
+use crate::windows::Window;
 
 const VIEW: &str = "window store query";
 

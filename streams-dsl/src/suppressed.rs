@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::windows::{millis, Windowed};
+use crate::windowed::Windowed;
+use crate::windows::millis;
 
 /// What a full suppression buffer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +111,8 @@ pub(crate) type TimeOf<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
 /// for ts in [1, 3, 12] {
 ///     driver.pipe_typed("clicks", &StringSerde, &StringSerde, &"ann".to_string(), &String::new(), ts)?;
 /// }
-/// let out = driver.read_output_typed("final-counts", &WindowedSerde::new(StringSerde), &OptionSerde(I64Serde))?;
+/// let keys = WindowedSerde::time(StringSerde, Duration::from_millis(10));
+/// let out = driver.read_output_typed("final-counts", &keys, &OptionSerde(I64Serde))?;
 /// assert_eq!(out.len(), 1, "only [0, 10) has closed");
 /// assert_eq!(out[0].0.to_string(), "ann@[1970-01-01T00:00:00.000Z,1970-01-01T00:00:00.010Z)");
 /// assert_eq!(out[0].1, Some(2));

@@ -1,5 +1,5 @@
 //! Window definitions ([`TimeWindows`], [`SlidingWindows`], [`SessionWindows`],
-//! [`JoinWindows`]) and the windowed key [`Windowed<K>`] that windowed tables are keyed by.
+//! [`JoinWindows`]).
 //!
 //! Every window here is a half-open interval `[start, end)` of event time in milliseconds, so a
 //! record at `end` is not in the window. Sliding windows, which Kafka Streams describes as
@@ -10,11 +10,7 @@
 //! late (counted under the reason `"late"`).
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
-
-use state_store::{decode_timestamp, encode_timestamp};
-use streams_core::{Serde, SerdeError};
 
 /// A duration in whole milliseconds, saturating at `i64::MAX`.
 pub(crate) fn millis(d: Duration) -> i64 {
@@ -101,110 +97,6 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
-}
-
-/// A key together with the window its aggregate belongs to: the key type of windowed tables.
-///
-/// Displayed as `key@[start,end)` with UTC times; encoded by [`WindowedSerde`].
-///
-/// ```
-/// use streams_dsl::{Window, Windowed};
-///
-/// let w = Windowed::new("sensor-1".to_string(), Window::new(60_000, 120_000));
-/// assert_eq!(w.to_string(), "sensor-1@[1970-01-01T00:01:00.000Z,1970-01-01T00:02:00.000Z)");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Windowed<K> {
-    /// The record key.
-    pub key: K,
-    /// The window.
-    pub window: Window,
-}
-
-impl<K> Windowed<K> {
-    /// `key` in `window`.
-    pub fn new(key: K, window: Window) -> Self {
-        Windowed { key, window }
-    }
-}
-
-impl<K: fmt::Display> fmt::Display for Windowed<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.key, self.window)
-    }
-}
-
-/// The serde of [`Windowed<K>`] over a serde of `K`.
-///
-/// Byte format (stable): `[key bytes][start: 8 bytes][end: 8 bytes]`, each time an i64 in
-/// big-endian with the sign bit flipped, so encoded keys sort by key bytes, then start, then
-/// end (for keys whose encodings do not prefix one another). The key's length is implied by the
-/// fixed 16-byte suffix. A windowed table's key serde is this one, so sinks and repartition
-/// topics of windowed tables use it.
-///
-/// ```
-/// use streams_core::{Serde, StringSerde};
-/// use streams_dsl::{Window, Windowed, WindowedSerde};
-///
-/// let serde = WindowedSerde::new(StringSerde);
-/// let w = Windowed::new("k".to_string(), Window::new(0, 10));
-/// let bytes = serde.serialize(&w)?;
-/// assert_eq!(bytes.len(), 1 + 16);
-/// assert_eq!(serde.deserialize(&bytes)?, w);
-/// # Ok::<(), streams_core::SerdeError>(())
-/// ```
-pub struct WindowedSerde<K> {
-    inner: Arc<dyn Serde<K>>,
-}
-
-impl<K> Clone for WindowedSerde<K> {
-    fn clone(&self) -> Self {
-        WindowedSerde {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<K: 'static> WindowedSerde<K> {
-    /// Windowed keys whose key part is encoded by `inner`.
-    pub fn new(inner: impl Serde<K>) -> Self {
-        WindowedSerde {
-            inner: Arc::new(inner),
-        }
-    }
-
-    pub(crate) fn from_arc(inner: Arc<dyn Serde<K>>) -> Self {
-        WindowedSerde { inner }
-    }
-}
-
-impl<K: 'static> Serde<Windowed<K>> for WindowedSerde<K> {
-    fn serialize_into(&self, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        self.inner.serialize_into(&value.key, out)?;
-        out.extend_from_slice(&encode_timestamp(value.window.start));
-        out.extend_from_slice(&encode_timestamp(value.window.end));
-        Ok(())
-    }
-
-    fn deserialize(&self, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
-        let Some(key_len) = bytes.len().checked_sub(16) else {
-            return Err(SerdeError::new(
-                "Windowed",
-                format!("{} bytes is shorter than the 16-byte window", bytes.len()),
-            ));
-        };
-        let (key, times) = bytes.split_at(key_len);
-        let (start, end) = times.split_at(8);
-        let time = |b: &[u8]| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            decode_timestamp(a)
-        };
-        Ok(Windowed {
-            key: self.inner.deserialize(key)?,
-            window: Window::new(time(start), time(end)),
-        })
-    }
 }
 
 /// Fixed-size windows aligned to the epoch: tumbling (`advance == size`, the default) or
@@ -494,7 +386,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
-    use streams_core::StringSerde;
 
     #[test]
     fn times_are_shown_in_utc() {
@@ -503,19 +394,6 @@ mod tests {
         assert_eq!(show(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(show(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(show(-1), "1969-12-31T23:59:59.999Z");
-    }
-
-    #[test]
-    fn windowed_bytes_are_stable() {
-        let serde = WindowedSerde::new(StringSerde);
-        let bytes = serde
-            .serialize(&Windowed::new("a".to_string(), Window::new(1, 2)))
-            .unwrap();
-        let mut expected = b"a".to_vec();
-        expected.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 1]);
-        expected.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 2]);
-        assert_eq!(bytes, expected);
-        assert!(serde.deserialize(&bytes[..10]).is_err());
     }
 
     #[test]
@@ -551,13 +429,6 @@ mod tests {
                 .map(|s| Window::new(s, s + size))
                 .collect();
             prop_assert_eq!(got, expected);
-        }
-
-        #[test]
-        fn windowed_round_trip(key in ".*", start: i64, end: i64) {
-            let serde = WindowedSerde::new(StringSerde);
-            let w = Windowed::new(key, Window::new(start, end));
-            prop_assert_eq!(serde.deserialize(&serde.serialize(&w).unwrap()).unwrap(), w);
         }
     }
 }

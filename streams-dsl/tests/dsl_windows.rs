@@ -23,16 +23,25 @@ fn pipe(d: &mut TestDriver, topic: &str, k: &str, v: &str, ts: i64) {
 }
 
 /// `(key, start, end, count, timestamp)` of each windowed update written to `topic`.
-fn windowed_out(d: &mut TestDriver, topic: &str) -> Vec<(String, i64, i64, Option<i64>, i64)> {
-    d.read_output_typed(
-        topic,
-        &WindowedSerde::new(StringSerde),
-        &OptionSerde(I64Serde),
-    )
-    .unwrap()
-    .into_iter()
-    .map(|(w, v, ts)| (w.key, w.window.start, w.window.end, v, ts))
-    .collect()
+fn time(size_ms: u64) -> WindowedSerde<String> {
+    WindowedSerde::time(StringSerde, ms(size_ms))
+}
+
+fn session() -> WindowedSerde<String> {
+    WindowedSerde::session(StringSerde)
+}
+
+/// Keys are read with `keys` (the format of the topic's windows).
+fn windowed_out(
+    d: &mut TestDriver,
+    topic: &str,
+    keys: WindowedSerde<String>,
+) -> Vec<(String, i64, i64, Option<i64>, i64)> {
+    d.read_output_typed(topic, &keys, &OptionSerde(I64Serde))
+        .unwrap()
+        .into_iter()
+        .map(|(w, v, ts)| (w.key, w.window.start, w.window.end, v, ts))
+        .collect()
 }
 
 /// A count per key over `windowed`, written uncached to `out`.
@@ -62,7 +71,7 @@ fn tumbling_counts_with_grace_out_of_order() {
         pipe(&mut d, "in", "a", "", ts);
     }
     assert_eq!(
-        windowed_out(&mut d, "out"),
+        windowed_out(&mut d, "out", time(10)),
         vec![
             (s("a"), 0, 10, Some(1), 0),
             (s("a"), 10, 20, Some(1), 10),
@@ -87,7 +96,7 @@ fn hopping_counts_only_open_windows() {
         pipe(&mut d, "in", "a", "", ts);
     }
     assert_eq!(
-        windowed_out(&mut d, "out"),
+        windowed_out(&mut d, "out", time(10)),
         vec![
             (s("a"), 0, 10, Some(1), 7),
             (s("a"), 5, 15, Some(1), 7),
@@ -113,7 +122,7 @@ fn sliding_windows_follow_the_records() {
     // 10 + grace 20 = 30 <= stream time 30: late, exactly at the limit.
     pipe(&mut d, "in", "a", "", -1);
     assert_eq!(
-        windowed_out(&mut d, "out"),
+        windowed_out(&mut d, "out", time(11)),
         vec![
             // 10: its left window [0, 10].
             (s("a"), 0, 11, Some(1), 10),
@@ -149,7 +158,7 @@ fn sessions_merge_and_respect_grace() {
         pipe(&mut d, "in", "a", "", ts);
     }
     assert_eq!(
-        windowed_out(&mut d, "out"),
+        windowed_out(&mut d, "out", session()),
         vec![
             (s("a"), 0, 1, Some(1), 0),
             (s("a"), 10, 11, Some(1), 10),
@@ -192,7 +201,7 @@ fn suppress_emits_one_final_result_per_window() {
     pipe(&mut d, "in", "a", "", 9);
     pipe(&mut d, "in", "a", "", 30);
     assert_eq!(
-        windowed_out(&mut d, "out"),
+        windowed_out(&mut d, "out", time(10)),
         vec![
             (s("a"), 0, 10, Some(2), 8),
             (s("b"), 0, 10, Some(1), 3),
@@ -217,7 +226,7 @@ fn suppress_final_results_of_sessions_skip_merged_ones() {
         pipe(&mut d, "in", "a", "", ts);
     }
     assert_eq!(
-        windowed_out(&mut d, "out"),
+        windowed_out(&mut d, "out", session()),
         vec![(s("a"), 0, 5, Some(3), 4), (s("a"), 20, 21, Some(1), 20)]
     );
 }
@@ -294,7 +303,7 @@ fn final_results_cannot_be_emitted_early() {
     let b = StreamsBuilder::new();
     b.table::<Windowed<String>, i64>(
         "t",
-        Consumed::with(WindowedSerde::new(StringSerde), I64Serde),
+        Consumed::with(time(10), I64Serde),
         Materialized::inferred(),
     )
     .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
@@ -336,7 +345,7 @@ fn cached_windowed_counts_merge_between_commits() {
     }
     assert!(d.read_output("out").is_empty());
     d.commit().unwrap();
-    let mut out = windowed_out(&mut d, "out");
+    let mut out = windowed_out(&mut d, "out", time(10));
     out.sort();
     assert_eq!(
         out,
@@ -404,7 +413,7 @@ fn window_store_stays_bounded_on_an_endless_stream() {
     // are ever kept, and at most three segments exist on disk, whatever the stream's length.
     assert!(most_entries <= 2 * keys.len(), "{most_entries} entries");
     assert!((1..=3).contains(&most_segments), "{most_segments} segments");
-    let out = windowed_out(&mut d, "out");
+    let out = windowed_out(&mut d, "out", time(MINUTE as u64));
     assert_eq!(out.len(), 120 * keys.len() * 3);
 }
 

@@ -90,7 +90,7 @@ proptest! {
             pipe(&mut d, "in", &k.to_string(), "", ts);
         }
         let out = d
-            .read_output_typed("out", &WindowedSerde::new(StringSerde), &OptionSerde(I64Serde))
+            .read_output_typed("out", &WindowedSerde::time(StringSerde, ms(size)), &OptionSerde(I64Serde))
             .unwrap();
         let mut got = BTreeMap::new();
         for (w, count, _) in out {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use streams_core::{partition_for_key, I64Serde, IsolationLevel, OptionSerde, Serde};
 use streams_dsl::prelude::*;
+use streams_dsl::{TimeWindows, WindowedSerde};
 
 const CURRENCIES: [&str; 5] = ["EUR", "GBP", "JPY", "CHF", "USD"];
 
@@ -191,4 +192,75 @@ fn a_partition_count_of_zero_is_a_build_error() {
         err.contains("none-repartition") && err.contains("at least 1"),
         "{err}"
     );
+}
+
+#[test]
+fn windowed_keys_are_written_to_the_partition_of_their_inner_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StreamsConfig::new("windowed-partitions", dir.path())
+        .with_commit_interval(Duration::from_millis(50));
+    let log = Arc::new(EmbeddedLog::open(config.embedded_log_dir()).unwrap());
+    log.create_topic("clicks", TopicConfig::new(2)).unwrap();
+    log.create_topic("counts", TopicConfig::new(3)).unwrap();
+    let users: Vec<String> = (0..12).map(|u| format!("user-{u}")).collect();
+    for i in 0..240i64 {
+        let user = &users[(i % 12) as usize];
+        let p = partition_for_key(user.as_bytes(), 2);
+        log.append(
+            &TopicPartition::new("clicks", p),
+            &[Record::new(user.as_str(), "", i)],
+        )
+        .unwrap();
+    }
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("clicks", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(
+            10,
+        )))
+        .count(Materialized::named("clicks-per-10ms"))
+        .to_stream()
+        .to("counts", Produced::inferred());
+    let streams = Streams::new(builder.build().unwrap(), config, log.clone()).unwrap();
+    streams.start().unwrap();
+    streams
+        .wait_until_caught_up(Duration::from_secs(120))
+        .unwrap();
+    streams.close().unwrap();
+
+    let keys = WindowedSerde::time(StringSerde, Duration::from_millis(10));
+    let mut windows_of: BTreeMap<String, BTreeMap<i64, u32>> = BTreeMap::new();
+    for p in 0..3 {
+        let fetch = log
+            .read(
+                &TopicPartition::new("counts", p),
+                0,
+                10_000,
+                IsolationLevel::ReadCommitted,
+            )
+            .unwrap();
+        for r in fetch.records {
+            let key = keys.deserialize(&r.record.key.unwrap()).unwrap();
+            assert_eq!(
+                p,
+                partition_for_key(key.key.as_bytes(), 3),
+                "{key} on partition {p}"
+            );
+            windows_of
+                .entry(key.key)
+                .or_default()
+                .insert(key.window.start, p);
+        }
+    }
+    // Every window of every user was written, each on the user's partition.
+    assert_eq!(windows_of.len(), users.len());
+    for (u, user) in users.iter().enumerate() {
+        let starts: std::collections::BTreeSet<i64> = (0..240i64)
+            .filter(|i| i % 12 == u as i64)
+            .map(|i| i - i % 10)
+            .collect();
+        let written: std::collections::BTreeSet<i64> = windows_of[user].keys().copied().collect();
+        assert_eq!(written, starts, "{user}");
+    }
 }

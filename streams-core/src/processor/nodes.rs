@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::context::{ProcessorContext, RecordMeta};
 use super::{Downstream, Processor, ProcessorRef, Rec};
 use crate::error::{Error, RecordPart, Result, SerdeError};
+use crate::partitioner::partition_for_key;
 use crate::record::{Record, StoredRecord};
 use crate::serdes::Serde;
 
@@ -149,7 +150,14 @@ impl<K: 'static, V: 'static> Processor<K, V> for SinkNode<K, V> {
         let partition = self
             .partitioner
             .as_ref()
-            .and_then(|p| p(&rec.key, &rec.value, count));
+            .and_then(|p| p(&rec.key, &rec.value, count))
+            .or_else(|| {
+                let key = key.as_deref()?;
+                Some(partition_for_key(
+                    self.key_serde.partition_bytes(key),
+                    count,
+                ))
+            });
         let record = Record {
             key,
             value,

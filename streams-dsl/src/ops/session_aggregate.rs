@@ -17,7 +17,8 @@ use streams_core::{
 
 use super::aggregate::AggregateFn;
 use super::{decode, encode};
-use crate::windows::{Window, Windowed};
+use crate::windowed::Windowed;
+use crate::windows::Window;
 
 /// `(key, aggregate, aggregate) -> merged aggregate`: combines two sessions a record bridges.
 pub(crate) type MergerFn<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;

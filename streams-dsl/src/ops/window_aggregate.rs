@@ -16,7 +16,8 @@ use streams_core::{
 
 use super::aggregate::AggregateFn;
 use super::{decode, encode, forward_flushed_with};
-use crate::windows::{SlidingWindows, TimeWindows, Window, Windowed};
+use crate::windowed::Windowed;
+use crate::windows::{SlidingWindows, TimeWindows, Window};
 
 fn corrupt(node: &str, what: &str) -> Error {
     Error::Processing {
