@@ -167,6 +167,38 @@ fn windowed_counts_match_a_reference_for_tumbling_and_hopping_windows() {
 }
 
 #[test]
+fn windowed_counts_sums_past_i64_and_refuses_spans_past_the_range_of_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three values of i64::MAX in one window: the sum is exact, neither wrapped nor saturated.
+    let events: Vec<(i64, String, i64)> = (0..3).map(|i| (i, "k".to_string(), i64::MAX)).collect();
+    let input = write(dir.path(), "events.csv", &csv(&events));
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_windowed-counts"),
+        &["--input", &input, "--size-ms", "10", "--partitions", "1"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let sum = 3 * i128::from(i64::MAX);
+    assert_eq!(out, format!("0,10,k,3,{sum}\n"));
+
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_windowed-counts"),
+        &[
+            "--input",
+            &input,
+            "--size-ms",
+            "10",
+            "--grace-ms",
+            &(u64::MAX / 2).to_string(),
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(err.contains("size + grace"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn windowed_counts_sessions_match_a_reference() {
     let dir = tempfile::tempdir().unwrap();
     // In time order, so nothing is late: sessions are runs of a key's times at most `gap`

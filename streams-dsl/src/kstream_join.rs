@@ -48,11 +48,15 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             return this.derive(NodeRef::dangling(), Serdes::none(), false);
         };
         let (before, after, grace) = (windows.before_ms(), windows.after_ms(), windows.grace_ms());
-        if before.saturating_add(after) < 0 {
-            self.graph.borrow_mut().invalid(
-                "JoinWindows",
-                format!("before + after must not be negative, got {before} + {after} ms"),
-            );
+        let problem = if before.saturating_add(after) < 0 {
+            Some(format!(
+                "before + after must not be negative, got {before} + {after} ms"
+            ))
+        } else {
+            crate::windows::fits("before + after + grace + 1", &[before, after, grace, 1]).err()
+        };
+        if let Some(problem) = problem {
+            self.graph.borrow_mut().invalid("JoinWindows", problem);
             return this.derive(NodeRef::dangling(), Serdes::none(), false);
         }
         let base = self

@@ -17,6 +17,21 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// `Ok` when the sum of `parts` (ms) fits in an `i64`; otherwise an error naming `what`.
+pub(crate) fn fits(what: &str, parts: &[i64]) -> Result<(), String> {
+    match parts.iter().try_fold(0i64, |sum, p| sum.checked_add(*p)) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{what} ({} ms) is longer than the largest time span (i64::MAX ms)",
+            parts
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        )),
+    }
+}
+
 /// A half-open interval `[start, end)` of event time, in ms since the Unix epoch.
 ///
 /// ```
@@ -188,7 +203,7 @@ impl TimeWindows {
                 self.size_ms, self.advance_ms
             ));
         }
-        Ok(())
+        fits("size + grace", &[self.size_ms, self.grace_ms])
     }
 }
 
@@ -250,7 +265,12 @@ impl SlidingWindows {
                 self.difference_ms
             ));
         }
-        Ok(())
+        // The store keeps three differences plus grace (see the sliding aggregation).
+        let d = self.difference_ms;
+        fits(
+            "3 × time difference + grace + 2",
+            &[d, d, d, self.grace_ms, 2],
+        )
     }
 }
 
@@ -303,7 +323,11 @@ impl SessionWindows {
                 self.gap_ms
             ));
         }
-        Ok(())
+        // The store keeps two gaps plus grace.
+        fits(
+            "2 × gap + grace + 1",
+            &[self.gap_ms, self.gap_ms, self.grace_ms, 1],
+        )
     }
 }
 

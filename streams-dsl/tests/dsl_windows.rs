@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use streams_core::{DriverConfig, Error, I64Serde, OptionSerde, StringSerde, TestDriver};
 use streams_dsl::prelude::*;
-use streams_dsl::{SessionStoreView, Window, WindowStoreView, WindowedSerde};
+use streams_dsl::{KGroupedStream, SessionStoreView, Window, WindowStoreView, WindowedSerde};
 
 fn s(x: &str) -> String {
     x.to_string()
@@ -519,4 +519,92 @@ fn stream_join_sides_wait_for_their_own_window() {
         let out: Vec<_> = out.into_iter().filter(|(k, _, _)| k != "tick").collect();
         assert_eq!(out, closes, "at stream time {t}");
     }
+}
+
+#[test]
+fn window_spans_past_the_range_of_time_are_build_errors() {
+    let huge = Duration::from_millis(i64::MAX as u64);
+    let build_error = |add: &dyn Fn(KGroupedStream<String, String>)| {
+        let b = StreamsBuilder::new();
+        add(b
+            .stream::<String, String>("in", Consumed::default())
+            .group_by_key(Grouped::inferred()));
+        match b.build() {
+            Err(Error::Config { reason, .. }) => reason,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    };
+    let reason = build_error(&|g| {
+        g.windowed_by(TimeWindows::of_size_and_grace(ms(10), huge))
+            .count(Materialized::inferred());
+    });
+    assert!(reason.contains("size + grace"), "{reason}");
+    let reason = build_error(&|g| {
+        g.windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(
+            Duration::from_millis(i64::MAX as u64 / 2),
+        ))
+        .count(Materialized::inferred());
+    });
+    assert!(reason.contains("time difference"), "{reason}");
+    let reason = build_error(&|g| {
+        g.windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(5), huge))
+            .count(Materialized::inferred());
+    });
+    assert!(reason.contains("gap + grace"), "{reason}");
+
+    let b = StreamsBuilder::new();
+    let l = b.stream::<String, String>("l", Consumed::default());
+    let r = b.stream::<String, String>("r", Consumed::default());
+    l.join_stream(
+        &r,
+        |a, b| format!("{a}{b}"),
+        JoinWindows::of_time_difference_and_grace(ms(10), huge),
+        StreamJoined::inferred(),
+    )
+    .to("out", Produced::default());
+    let err = b.build().unwrap_err().to_string();
+    assert!(err.contains("before + after + grace"), "{err}");
+}
+
+#[test]
+fn records_whose_windows_pass_the_range_of_time_are_errors_naming_them() {
+    let run = |add: &dyn Fn(KGroupedStream<String, String>), ts: i64| {
+        let b = StreamsBuilder::new();
+        add(b
+            .stream::<String, String>("in", Consumed::default())
+            .group_by_key(Grouped::inferred()));
+        let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+        pipe(&mut d, "in", "k", "", 1_000);
+        d.pipe_typed("in", &StringSerde, &StringSerde, &s("k"), &s(""), ts)
+            .unwrap_err()
+            .to_string()
+    };
+    let tumbling = |g: KGroupedStream<String, String>| {
+        g.windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+            .count(Materialized::inferred());
+    };
+    let err = run(&tumbling, i64::MAX - 5);
+    assert!(
+        err.contains(&format!("timestamp {} ms", i64::MAX - 5)),
+        "{err}"
+    );
+    assert!(err.contains("in-0@1"), "names the record: {err}");
+    let sliding = |g: KGroupedStream<String, String>| {
+        g.windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(
+            ms(10),
+            ms(i64::MAX as u64 / 4),
+        ))
+        .count(Materialized::inferred());
+    };
+    let err = run(&sliding, i64::MIN + 3);
+    assert!(
+        err.contains(&format!("timestamp {} ms", i64::MIN + 3)),
+        "{err}"
+    );
+    let sessions = |g: KGroupedStream<String, String>| {
+        g.windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(10)))
+            .count(Materialized::inferred());
+    };
+    let err = run(&sessions, i64::MAX);
+    assert!(err.contains("i64::MAX"), "{err}");
 }

@@ -63,7 +63,9 @@ const APP: &str = "windowed-counts";
 /// Marker keys start with a byte no CSV field can hold, so they never meet real keys.
 const MARKER: &str = "\u{0}end-of-input";
 
-type CountSum = (i64, i64);
+/// Count and sum of a window. The sum is an `i128`: a sum of fewer than 2^63 `i64` values
+/// cannot overflow it, so no input makes it wrap or fail.
+type CountSum = (u64, i128);
 
 fn topology(args: &Args, events: &str, results: &str) -> Result<streams_core::Topology, String> {
     let ms = Duration::from_millis;
@@ -76,7 +78,8 @@ fn topology(args: &Args, events: &str, results: &str) -> Result<streams_core::To
             .with_key_serde(StringSerde)
             .with_value_serde(JsonSerde::new())
     };
-    let add = |_: &String, v: i64, (n, sum): CountSum| (n + 1, sum + v);
+    // A count cannot pass u64::MAX records; the sum of i64s fits in i128 (see CountSum).
+    let add = |_: &String, v: i64, (n, sum): CountSum| (n.saturating_add(1), sum + i128::from(v));
     let table = match args.windows {
         Kind::Tumbling | Kind::Hopping => {
             let mut windows = TimeWindows::of_size_and_grace(ms(args.size_ms), ms(args.grace_ms));
@@ -97,7 +100,9 @@ fn topology(args: &Args, events: &str, results: &str) -> Result<streams_core::To
             .aggregate(
                 || (0, 0),
                 add,
-                |_, (n1, s1), (n2, s2)| (n1 + n2, s1 + s2),
+                |_, (n1, s1): CountSum, (n2, s2): CountSum| {
+                    (n1.saturating_add(n2), s1.saturating_add(s2))
+                },
                 materialized(),
             ),
     };
@@ -160,8 +165,22 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let last = events.iter().map(|e| e.2).max().unwrap_or(0);
     load(&*run.log, &events_topic, args.partitions, events)?;
-    let span = args.size_ms.max(args.gap_ms) + args.advance_ms.unwrap_or(0) + args.grace_ms + 2;
-    let close_all = last.saturating_add(span as i64);
+    // Stamped after every window's end plus grace, so every window closes.
+    let close_all = [
+        args.size_ms.max(args.gap_ms),
+        args.advance_ms.unwrap_or(0),
+        args.grace_ms,
+        2,
+    ]
+    .into_iter()
+    .try_fold(0i64, |sum, ms| sum.checked_add(i64::try_from(ms).ok()?))
+    .and_then(|span| last.checked_add(span))
+    .ok_or_else(|| {
+        format!(
+            "the input's last timestamp ({last} ms) plus the windows' span (--size-ms or --gap-ms, \
+             --advance-ms, --grace-ms) is past the largest time (i64::MAX ms)"
+        )
+    })?;
     for p in 0..args.partitions {
         let marker = Record::new(marker_key(p, args.partitions), "0", close_all);
         run.log

@@ -38,6 +38,26 @@ pub(crate) fn encode<T: 'static>(
     })
 }
 
+/// An error about the record being processed: names the processor and the record (source
+/// topic, partition and offset when it came from a topic, and its timestamp).
+pub(crate) fn record_error(
+    ctx: &ProcessorContext<'_>,
+    node: &str,
+    timestamp: i64,
+    what: &str,
+) -> Error {
+    let meta = ctx.record_meta();
+    let at = match (&meta.topic, meta.offset) {
+        (Some(topic), Some(offset)) => format!(" at {topic}-{}@{offset}", meta.partition),
+        _ => String::new(),
+    };
+    Error::Processing {
+        task: None,
+        processor: node.to_string(),
+        reason: format!("the record{at} with timestamp {timestamp} ms {what}"),
+    }
+}
+
 /// Decodes a value read from a store, naming the node on failure.
 pub(crate) fn decode<T: 'static>(
     serde: &dyn Serde<T>,

@@ -16,7 +16,7 @@ use streams_core::{
 };
 
 use super::aggregate::AggregateFn;
-use super::{decode, encode};
+use super::{decode, encode, record_error};
 use crate::windowed::Windowed;
 use crate::windows::Window;
 
@@ -64,6 +64,15 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
         let t = rec.timestamp;
+        if t == i64::MAX {
+            // Its session would end after it: `[t, t + 1)`.
+            return Err(record_error(
+                ctx,
+                &self.name,
+                t,
+                "is the largest time (i64::MAX ms); a session cannot end after it",
+            ));
+        }
         let kb = encode(self.key_serde.as_ref(), &rec.key, &self.name)?;
         let found = self.overlapping(&kb, t)?;
         let start = found.iter().map(|s| s.0).fold(t, i64::min);

@@ -15,7 +15,7 @@ use streams_core::{
 };
 
 use super::aggregate::AggregateFn;
-use super::{decode, encode, forward_flushed_with};
+use super::{decode, encode, forward_flushed_with, record_error};
 use crate::windowed::Windowed;
 use crate::windows::{SlidingWindows, TimeWindows, Window};
 
@@ -153,6 +153,17 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
         let stream_time = ctx.stream_time();
+        if rec.timestamp.checked_add(self.windows.size_ms()).is_none() {
+            return Err(record_error(
+                ctx,
+                &self.core.name,
+                rec.timestamp,
+                &format!(
+                    "falls in windows of {} ms that end after the largest time (i64::MAX ms)",
+                    self.windows.size_ms()
+                ),
+            ));
+        }
         let kb = encode(self.core.key_serde.as_ref(), &rec.key, &self.core.name)?;
         let mut updated = false;
         for window in self.windows.windows_for(rec.timestamp) {
@@ -205,6 +216,15 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
         let stream_time = ctx.stream_time();
         let (t, d) = (rec.timestamp, self.windows.time_difference_ms());
+        // Its windows span `[t - d, t + d + 2)`.
+        if t.checked_sub(d).is_none() || t.checked_add(d).and_then(|e| e.checked_add(2)).is_none() {
+            return Err(record_error(
+                ctx,
+                &self.core.name,
+                t,
+                &format!("is within {d} ms (the time difference) of the range of i64 ms, where its windows cannot be represented"),
+            ));
+        }
         let grace = self.core.grace_ms;
         let closed = |start: i64| self.core.window(start).closed(grace, stream_time);
         // The latest window a record at `t` can be in starts at `t`; when even that one is
