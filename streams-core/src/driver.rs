@@ -245,7 +245,7 @@ impl TestDriver {
                 Some(t) => t.drain_output(),
                 None => continue,
             };
-            for (tp, record) in out {
+            for (tp, record, _) in out {
                 moved = true;
                 if self.routes.contains_key(&tp.topic) {
                     self.deliver(&tp.topic, record);

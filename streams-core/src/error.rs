@@ -157,6 +157,24 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// Some records of one append were refused and the others appended (a Kafka producer can
+    /// deliver part of a batch). `refused` holds each refused record's index in the batch,
+    /// ascending, with its error; every other record of the batch was appended.
+    #[error(
+        "{} of {records} records refused by {topic}-{partition}: {}",
+        .refused.len(),
+        first_refusal(.refused)
+    )]
+    RecordsRefused {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// How many records the append had.
+        records: usize,
+        /// The refused records: index in the append, and why.
+        refused: Vec<(usize, Error)>,
+    },
     /// The offset asked for is below the log start (deleted by retention) or past its end.
     #[error("offset {offset} is out of range for {topic}-{partition} (valid: {start}..={end})")]
     OffsetOutOfRange {
@@ -273,6 +291,7 @@ impl Error {
             | Error::TopicExists { .. }
             | Error::Config { .. }
             | Error::InvalidRecord { .. }
+            | Error::RecordsRefused { .. }
             | Error::OffsetOutOfRange { .. }
             | Error::Transaction { .. }
             | Error::InvalidState { .. } => ErrorClass::User,
@@ -301,6 +320,33 @@ impl Error {
         }
     }
 
+    /// The kind of error: `streams_core::Error::` and the variant's name (what a dead-letter
+    /// record's `__streams.errors.exception` header holds).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Deserialization { .. } => "streams_core::Error::Deserialization",
+            Error::Serialization { .. } => "streams_core::Error::Serialization",
+            Error::Store { .. } => "streams_core::Error::Store",
+            Error::Processing { .. } => "streams_core::Error::Processing",
+            Error::UnknownTopic { .. } => "streams_core::Error::UnknownTopic",
+            Error::PartitionOutOfRange { .. } => "streams_core::Error::PartitionOutOfRange",
+            Error::TopicExists { .. } => "streams_core::Error::TopicExists",
+            Error::Config { .. } => "streams_core::Error::Config",
+            Error::InvalidRecord { .. } => "streams_core::Error::InvalidRecord",
+            Error::RecordsRefused { .. } => "streams_core::Error::RecordsRefused",
+            Error::OffsetOutOfRange { .. } => "streams_core::Error::OffsetOutOfRange",
+            Error::Locked { .. } => "streams_core::Error::Locked",
+            Error::LostData { .. } => "streams_core::Error::LostData",
+            Error::Corrupt { .. } => "streams_core::Error::Corrupt",
+            Error::Transaction { .. } => "streams_core::Error::Transaction",
+            Error::Io { .. } => "streams_core::Error::Io",
+            Error::InvalidState { .. } => "streams_core::Error::InvalidState",
+            Error::StoreUnavailable { .. } => "streams_core::Error::StoreUnavailable",
+            Error::Kafka { .. } => "streams_core::Error::Kafka",
+            Error::Timeout { .. } => "streams_core::Error::Timeout",
+        }
+    }
+
     /// The task the error happened in, where the error names one.
     pub fn task(&self) -> Option<TaskId> {
         match self {
@@ -325,6 +371,14 @@ impl Error {
             source,
         }
     }
+}
+
+/// The first refused record of a [`Error::RecordsRefused`]: `record <index>: <error>`.
+fn first_refusal(refused: &[(usize, Error)]) -> String {
+    refused
+        .first()
+        .map(|(i, e)| format!("record {i}: {e}"))
+        .unwrap_or_default()
 }
 
 /// ` in task <id>`, or nothing when the error happened outside a task.

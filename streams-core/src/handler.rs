@@ -5,6 +5,11 @@
 //! exception handlers): fail, log and skip (counted), or send the record to a dead-letter
 //! topic with the error in the headers of [`dead_letter_headers`].
 
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::record::Header;
+
 /// What to do with a record that cannot be decoded (a source's key or value) or produced (a
 /// sink cannot encode it, or the log rejects it).
 ///
@@ -35,14 +40,57 @@ impl RecordErrorHandler {
     }
 }
 
-/// Header names carried by dead-lettered records.
+/// Header names carried by dead-lettered records, as Kafka Streams' dead-letter queue
+/// (KIP-1034) names them. Every dead-lettered record carries the same headers whatever the
+/// cause, after the headers of the record itself; the source position is that of the input
+/// record being processed (left out for records produced outside of one, by a punctuation).
 pub mod dead_letter_headers {
+    /// The kind of error ([`Error::kind`](crate::Error::kind)), where Kafka names the
+    /// exception's class.
+    pub const EXCEPTION: &str = "__streams.errors.exception";
     /// The error message.
-    pub const ERROR: &str = "streams.error";
-    /// The source topic.
-    pub const TOPIC: &str = "streams.source.topic";
-    /// The source partition (decimal).
-    pub const PARTITION: &str = "streams.source.partition";
-    /// The source offset (decimal).
-    pub const OFFSET: &str = "streams.source.offset";
+    pub const MESSAGE: &str = "__streams.errors.message";
+    /// The error and its causes, one per line (Kafka's stack trace).
+    pub const STACKTRACE: &str = "__streams.errors.stacktrace";
+    /// The input record's topic.
+    pub const TOPIC: &str = "__streams.errors.topic";
+    /// The input record's partition (decimal).
+    pub const PARTITION: &str = "__streams.errors.partition";
+    /// The input record's offset (decimal).
+    pub const OFFSET: &str = "__streams.errors.offset";
+}
+
+/// Where a record came from: the input record whose processing produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+    pub(crate) offset: u64,
+}
+
+/// Appends the dead-letter headers ([`dead_letter_headers`]) for `error` to `headers`.
+pub(crate) fn push_dead_letter_headers(
+    headers: &mut Vec<Header>,
+    error: &Error,
+    origin: Option<&Origin>,
+) {
+    let mut trace = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        trace.push_str("\ncaused by: ");
+        trace.push_str(&c.to_string());
+        cause = c.source();
+    }
+    headers.extend([
+        Header::new(dead_letter_headers::EXCEPTION, error.kind()),
+        Header::new(dead_letter_headers::MESSAGE, error.to_string()),
+        Header::new(dead_letter_headers::STACKTRACE, trace),
+    ]);
+    if let Some(o) = origin {
+        headers.extend([
+            Header::new(dead_letter_headers::TOPIC, &*o.topic),
+            Header::new(dead_letter_headers::PARTITION, o.partition.to_string()),
+            Header::new(dead_letter_headers::OFFSET, o.offset.to_string()),
+        ]);
+    }
 }

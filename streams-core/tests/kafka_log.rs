@@ -175,6 +175,39 @@ fn kafka_appends_read_back_with_offsets_headers_and_timestamps() {
         );
     }
     assert_eq!(log.end_offset(&p0, RU).unwrap(), 4);
+
+    // A producer delivers part of a batch: the refused records are named, the others are
+    // appended once, in order.
+    let too_large = Record::new("big", vec![7u8; 2_000_000], 50);
+    let refused = log.append(
+        &p0,
+        &[
+            v("r4", 41),
+            too_large,
+            v("r5", 42),
+            Record::new("k", "v", 0),
+            v("r6", 43),
+        ],
+    );
+    match &refused {
+        Err(Error::RecordsRefused {
+            records: 5,
+            refused,
+            ..
+        }) => {
+            let at: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+            assert_eq!(at, vec![1, 3], "{refused:?}");
+            assert!(refused
+                .iter()
+                .all(|(_, e)| matches!(e, Error::InvalidRecord { .. })));
+        }
+        other => panic!("expected RecordsRefused, got {other:?}"),
+    }
+    let tail: Vec<String> = read::read_all(&log, &p0, 4, 10, RU)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(tail, vec!["r4", "r5", "r6"]);
 }
 
 #[test]

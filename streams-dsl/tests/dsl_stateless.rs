@@ -267,7 +267,7 @@ fn undecodable_records_follow_the_deserialization_handler() {
     };
     assert_eq!(header(dead_letter_headers::TOPIC).as_deref(), Some("in"));
     assert_eq!(header(dead_letter_headers::OFFSET).as_deref(), Some("0"));
-    assert!(header(dead_letter_headers::ERROR)
+    assert!(header(dead_letter_headers::MESSAGE)
         .unwrap()
         .contains("expected 8 bytes, got 3"));
     assert!(out(&mut d, "out").is_empty());

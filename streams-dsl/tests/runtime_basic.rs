@@ -407,8 +407,18 @@ fn poison_record_goes_to_the_dead_letter_topic_with_the_error() {
     );
     assert_eq!(header(dead_letter_headers::PARTITION).as_deref(), Some("0"));
     assert_eq!(header(dead_letter_headers::OFFSET).as_deref(), Some("2"));
-    let error = header(dead_letter_headers::ERROR).unwrap();
+    let error = header(dead_letter_headers::MESSAGE).unwrap();
     assert!(error.contains("numbers-0@2"), "{error}");
+    // Kafka Streams' names (KIP-1034), so tools written for its dead-letter topics read ours.
+    assert_eq!(
+        header("__streams.errors.exception").as_deref(),
+        Some("streams_core::Error::Deserialization")
+    );
+    assert_eq!(header("__streams.errors.topic").as_deref(), Some("numbers"));
+    assert_eq!(header("__streams.errors.offset").as_deref(), Some("2"));
+    assert!(header("__streams.errors.stacktrace")
+        .unwrap()
+        .starts_with(&error));
 }
 
 #[test]
@@ -521,11 +531,86 @@ fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
     let dead = &read_topic(&*log, "checked-dlq")[0];
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].value.as_deref(), Some(&b"bad"[..]));
-    assert!(dead[0]
-        .headers
-        .iter()
-        .any(|h| h.key == dead_letter_headers::ERROR
-            && String::from_utf8_lossy(h.value.as_deref().unwrap()).contains("refuses")));
+    let header = |name: &str| {
+        dead[0]
+            .header(name)
+            .and_then(|h| h.value.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert!(header(dead_letter_headers::MESSAGE)
+        .unwrap()
+        .contains("refuses"));
+    assert_eq!(
+        header(dead_letter_headers::EXCEPTION).as_deref(),
+        Some("streams_core::Error::Serialization")
+    );
+    assert_eq!(header(dead_letter_headers::TOPIC).as_deref(), Some("words"));
+    assert_eq!(header(dead_letter_headers::OFFSET).as_deref(), Some("1"));
+}
+
+/// The log refuses an unkeyed record for a compacted topic: with a dead-letter handler the
+/// record goes there as produced (key and value), with the same headers as every other
+/// dead-lettered record, naming the input record that produced it; the records around it
+/// are written once.
+#[test]
+fn records_the_log_refuses_go_to_the_dead_letter_topic_with_their_input_record() {
+    use streams_core::{OptionSerde, RecordErrorHandler};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("words", TopicConfig::new(1)).unwrap();
+    log.create_topic("latest", TopicConfig::compacted(1))
+        .unwrap();
+    log.append(
+        &TopicPartition::new("words", 0),
+        &[
+            Record::new("1", "good", 1),
+            Record::new("-", "keyless", 2),
+            Record::new("3", "fine", 3),
+        ],
+    )
+    .unwrap();
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .map(|k, v| ((k != "-").then(|| k.clone()), v.clone()))
+        .to(
+            "latest",
+            Produced::with(OptionSerde(StringSerde), StringSerde),
+        );
+    let streams = Streams::new(
+        b.build().unwrap(),
+        config(dir.path(), 1)
+            .with_production_handler(RecordErrorHandler::DeadLetter("latest-dlq".into())),
+        log.clone(),
+    )
+    .unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    streams.close().unwrap();
+    let out = decode(&read_topic(&*log, "latest")[0], &StringSerde);
+    assert_eq!(
+        out,
+        vec![("1".into(), "good".into()), ("3".into(), "fine".into())]
+    );
+    let dead = &read_topic(&*log, "latest-dlq")[0];
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, None);
+    assert_eq!(dead[0].value.as_deref(), Some(&b"keyless"[..]));
+    let header = |name: &str| {
+        dead[0]
+            .header(name)
+            .and_then(|h| h.value.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(
+        header(dead_letter_headers::EXCEPTION).as_deref(),
+        Some("streams_core::Error::InvalidRecord")
+    );
+    assert!(header(dead_letter_headers::MESSAGE)
+        .unwrap()
+        .contains("latest-0"));
+    assert_eq!(header(dead_letter_headers::TOPIC).as_deref(), Some("words"));
+    assert_eq!(header(dead_letter_headers::PARTITION).as_deref(), Some("0"));
+    assert_eq!(header(dead_letter_headers::OFFSET).as_deref(), Some("1"));
 }
 
 /// Rates every millisecond, payments every ten, fetched ten records at a time: a payment

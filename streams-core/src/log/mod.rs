@@ -241,6 +241,12 @@ pub trait Log: Send + Sync {
     fn list_topics(&self) -> Result<Vec<String>>;
 
     /// Appends records to a partition, returning the offsets they got.
+    ///
+    /// On a refusal of records as they are (an error of class user), either none of the batch
+    /// was appended, or the error is [`Error::RecordsRefused`], which names the refused
+    /// records: all the others were appended (Kafka can deliver part of a batch; the embedded
+    /// log appends a batch whole or not at all). After an external error (a broker down, a
+    /// timeout) part of the batch may have been appended.
     fn append(&self, tp: &TopicPartition, records: &[Record]) -> Result<AppendInfo>;
 
     /// Reads up to `max_records` records starting at `offset`.

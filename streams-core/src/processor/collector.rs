@@ -7,6 +7,7 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::handler::Origin;
 use crate::partitioner::partition_for_key;
 use crate::record::{Record, TopicPartition};
 
@@ -16,9 +17,14 @@ use crate::record::{Record, TopicPartition};
 /// borrowing the collector. The lock is only ever taken by the task's own thread.
 pub(crate) type ChangelogBuffer = Arc<Mutex<Vec<(TopicPartition, Record)>>>;
 
+/// A record on its way to the log, with the input record that produced it (when one did:
+/// changelog records and punctuations have none), for the dead-letter headers of a record the
+/// log refuses.
+pub(crate) type Output = (TopicPartition, Record, Option<Origin>);
+
 /// Encoded records waiting to be appended, in the order they were produced.
 pub(crate) struct RecordCollector {
-    pending: Vec<(TopicPartition, Record)>,
+    pending: Vec<Output>,
     partitions: Arc<HashMap<String, u32>>,
     round_robin: u32,
 }
@@ -32,13 +38,15 @@ impl RecordCollector {
         }
     }
 
-    /// Queues `record` for `topic`. Without an explicit partition, keyed records go where
-    /// Kafka's default partitioner puts them and unkeyed ones round-robin.
+    /// Queues `record` for `topic`, produced while processing the input record at `origin`.
+    /// Without an explicit partition, keyed records go where Kafka's default partitioner puts
+    /// them and unkeyed ones round-robin.
     pub(crate) fn send(
         &mut self,
         topic: &str,
         partition: Option<u32>,
         record: Record,
+        origin: Option<Origin>,
     ) -> Result<()> {
         let count = *self
             .partitions
@@ -62,7 +70,7 @@ impl RecordCollector {
             }
         };
         self.pending
-            .push((TopicPartition::new(topic, partition), record));
+            .push((TopicPartition::new(topic, partition), record, origin));
         Ok(())
     }
 
@@ -77,7 +85,7 @@ impl RecordCollector {
     }
 
     /// Takes every queued record.
-    pub(crate) fn drain(&mut self) -> Vec<(TopicPartition, Record)> {
+    pub(crate) fn drain(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.pending)
     }
 }

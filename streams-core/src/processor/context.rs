@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::collector::RecordCollector;
 use super::metrics::TaskMetrics;
 use crate::error::Result;
+use crate::handler::Origin;
 use crate::ids::TaskId;
 use crate::record::{Header, Record};
 
@@ -81,6 +82,17 @@ impl ProcessorContext<'_> {
     /// Sends an encoded record to a topic; `partition: None` lets the collector choose
     /// (murmur2 of the key, or round-robin for unkeyed records).
     pub fn send(&mut self, topic: &str, partition: Option<u32>, record: Record) -> Result<()> {
-        self.collector.send(topic, partition, record)
+        let origin = self.origin();
+        self.collector.send(topic, partition, record, origin)
+    }
+
+    /// The input record being processed, when there is one (not in a punctuation).
+    pub(crate) fn origin(&self) -> Option<Origin> {
+        let meta = self.meta;
+        Some(Origin {
+            topic: meta.topic.clone()?,
+            partition: meta.partition,
+            offset: meta.offset?,
+        })
     }
 }

@@ -15,7 +15,7 @@ mod stores;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-pub(crate) use collector::{ChangelogBuffer, RecordCollector};
+pub(crate) use collector::{ChangelogBuffer, Output, RecordCollector};
 pub use context::{ProcessorContext, PunctuationType, RecordMeta};
 pub use metrics::TaskMetrics;
 pub use nodes::SinkPartitioner;

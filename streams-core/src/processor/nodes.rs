@@ -164,6 +164,7 @@ impl<K: 'static, V: 'static> Processor<K, V> for SinkNode<K, V> {
             timestamp: rec.timestamp,
             headers: ctx.meta.headers.clone(),
         };
-        ctx.collector.send(&self.topic, partition, record)
+        let origin = ctx.origin();
+        ctx.collector.send(&self.topic, partition, record, origin)
     }
 }

@@ -26,10 +26,10 @@ use super::config::ProcessingGuarantee;
 use super::metrics::{TaskSnapshot, ThreadMetrics};
 use super::{Request, Shared};
 use crate::error::{Error, Result};
-use crate::handler::{dead_letter_headers, RecordErrorHandler};
+use crate::handler::{push_dead_letter_headers, Origin, RecordErrorHandler};
 use crate::ids::TaskId;
 use crate::log::{IsolationLevel, TxnId};
-use crate::record::{Header, Record, TopicPartition};
+use crate::record::{Record, TopicPartition};
 use crate::task::{StoreResources, Task, TaskEnv, TaskStores};
 
 /// A task this thread holds, with where its inputs are read from.
@@ -475,11 +475,20 @@ impl StreamThread {
 
     /// Appends everything the tasks produced (under exactly-once, inside the thread's
     /// transaction, begun on first use).
+    ///
+    /// When the log refuses records (too large, say) and the production handler does not
+    /// fail, each refused record is dropped or dead-lettered, and only those: a log that
+    /// appended part of a batch says which records it refused
+    /// ([`Error::RecordsRefused`]), and nothing it appended is written again. A log that
+    /// refuses a batch as a whole appended none of it; its records are then tried one by one.
     fn write_outputs(&mut self) -> Result<()> {
-        let mut by_partition: HashMap<TopicPartition, Vec<Record>> = HashMap::new();
+        let mut by_partition: HashMap<TopicPartition, (Vec<Record>, Vec<Option<Origin>>)> =
+            HashMap::new();
         for active in self.tasks.0.values_mut() {
-            for (tp, record) in active.task.drain_output() {
-                by_partition.entry(tp).or_default().push(record);
+            for (tp, record, origin) in active.task.drain_output() {
+                let (records, origins) = by_partition.entry(tp).or_default();
+                records.push(record);
+                origins.push(origin);
             }
         }
         if by_partition.is_empty() {
@@ -491,54 +500,84 @@ impl StreamThread {
             self.txn = Some(log.begin_transaction()?);
         }
         let txn = self.txn;
-        for (tp, records) in by_partition {
+        let handler = self.shared.config.production.clone();
+        for (tp, (records, origins)) in by_partition {
             let append = |records: &[Record]| match txn {
                 Some(txn) => log.append_transactional(txn, &tp, records),
                 None => log.append(&tp, records),
             };
-            if let Err(error) = append(&records) {
-                // A batch is all or nothing; find the records the log refuses one by one.
-                let handler = self.shared.config.production.clone();
-                if handler == RecordErrorHandler::Fail
-                    || !matches!(error.class(), crate::error::ErrorClass::User)
-                {
-                    return Err(error);
+            let Err(error) = append(&records) else {
+                continue;
+            };
+            if handler == RecordErrorHandler::Fail
+                || !matches!(error.class(), crate::error::ErrorClass::User)
+            {
+                return Err(error);
+            }
+            let mut outputs = records
+                .into_iter()
+                .zip(origins)
+                .map(Some)
+                .collect::<Vec<_>>();
+            if let Error::RecordsRefused { refused, .. } = error {
+                for (index, error) in refused {
+                    let output = outputs.get_mut(index).and_then(Option::take);
+                    let Some((record, origin)) = output else {
+                        return Err(Error::Processing {
+                            task: None,
+                            processor: format!("the writer of {tp}"),
+                            reason: format!(
+                                "the log refused record {index} of a batch of {}",
+                                outputs.len()
+                            ),
+                        });
+                    };
+                    self.drop_produced(&tp, record, origin.as_ref(), &error, &handler)?;
                 }
-                for record in records {
-                    if let Err(error) = append(std::slice::from_ref(&record)) {
-                        self.drop_produced(&tp, record, &error, &handler)?;
+                continue;
+            }
+            for (record, origin) in outputs.into_iter().flatten() {
+                if let Err(error) = append(std::slice::from_ref(&record)) {
+                    if !matches!(error.class(), crate::error::ErrorClass::User) {
+                        return Err(error);
                     }
+                    self.drop_produced(&tp, record, origin.as_ref(), &error, &handler)?;
                 }
             }
         }
         Ok(())
     }
 
+    /// Drops (counted) or dead-letters one record the log refused: the record as produced,
+    /// key and value included, with the dead-letter headers naming the error and the input
+    /// record that produced it. When the dead-letter topic refuses it too (a record too
+    /// large for any topic), it goes there without key and value, with the same headers.
     fn drop_produced(
         &mut self,
         tp: &TopicPartition,
         mut record: Record,
+        origin: Option<&Origin>,
         error: &Error,
         handler: &RecordErrorHandler,
     ) -> Result<()> {
         self.metrics.dropped_production += 1;
         tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, %error, "dropping a record the log refused");
-        if let RecordErrorHandler::DeadLetter(topic) = handler {
-            record.headers.extend([
-                Header::new(dead_letter_headers::ERROR, error.to_string()),
-                Header::new(dead_letter_headers::TOPIC, tp.topic.clone()),
-                Header::new(dead_letter_headers::PARTITION, tp.partition.to_string()),
-            ]);
-            // Only the error travels if the record itself is what the log refuses.
+        let RecordErrorHandler::DeadLetter(topic) = handler else {
+            return Ok(());
+        };
+        push_dead_letter_headers(&mut record.headers, error, origin);
+        let dlq = TopicPartition::new(topic.clone(), 0);
+        let log = self.shared.log.clone();
+        let write = |record: &Record| match self.txn {
+            Some(txn) => log.append_transactional(txn, &dlq, std::slice::from_ref(record)),
+            None => log.append(&dlq, std::slice::from_ref(record)),
+        };
+        if let Err(e) = write(&record) {
+            tracing::warn!(thread = %self.name, error = %e, "the dead-letter topic refused the record; sending its headers alone");
+            record.key = None;
             record.value = None;
-            let dlq = TopicPartition::new(topic.clone(), 0);
-            let log = &self.shared.log;
-            let written = match self.txn {
-                Some(txn) => log.append_transactional(txn, &dlq, std::slice::from_ref(&record)),
-                None => log.append(&dlq, std::slice::from_ref(&record)),
-            };
-            if let Err(e) = written {
-                tracing::warn!(thread = %self.name, error = %e, "the dead-letter topic refused the record too");
+            if let Err(e) = write(&record) {
+                tracing::warn!(thread = %self.name, error = %e, "the dead-letter topic refused the record's headers too");
             }
         }
         Ok(())

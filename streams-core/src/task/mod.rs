@@ -19,14 +19,14 @@ use hashbrown::HashMap;
 pub(crate) use self::global::{apply_global, GlobalStores, GlobalUpdater};
 pub(crate) use self::stores::{StoreResources, TaskStores};
 use crate::error::{Error, Result};
-use crate::handler::{dead_letter_headers, RecordErrorHandler};
+use crate::handler::{push_dead_letter_headers, Origin, RecordErrorHandler};
 use crate::ids::TaskId;
 use crate::log::Log;
 use crate::processor::{
-    NodeHooks, ProcessorContext, PunctuationType, RawSource, RecordCollector, RecordMeta,
+    NodeHooks, Output, ProcessorContext, PunctuationType, RawSource, RecordCollector, RecordMeta,
     TaskMetrics,
 };
-use crate::record::{Header, Record, StoredRecord, TopicPartition};
+use crate::record::{Record, StoredRecord, TopicPartition};
 use crate::topology::Instantiation;
 use crate::topology::{NodeKind, Topology};
 
@@ -375,17 +375,14 @@ impl Task {
             }
             RecordErrorHandler::DeadLetter(dlq) => {
                 tracing::warn!(task = %self.id, %error, dead_letter_topic = %dlq, "sending a record to the dead-letter topic");
+                let origin = Origin {
+                    topic,
+                    partition: self.id.partition,
+                    offset: rec.offset,
+                };
                 let mut record: Record = rec.record;
-                record.headers.extend([
-                    Header::new(dead_letter_headers::ERROR, error.to_string()),
-                    Header::new(dead_letter_headers::TOPIC, &*topic),
-                    Header::new(
-                        dead_letter_headers::PARTITION,
-                        self.id.partition.to_string(),
-                    ),
-                    Header::new(dead_letter_headers::OFFSET, rec.offset.to_string()),
-                ]);
-                self.collector.send(dlq, None, record)
+                push_dead_letter_headers(&mut record.headers, &error, Some(&origin));
+                self.collector.send(dlq, None, record, Some(origin))
             }
         }
     }
@@ -439,9 +436,15 @@ impl Task {
 
     /// Takes the records produced so far: sink output first in production order, then the
     /// changelog records of the stores.
-    pub(crate) fn drain_output(&mut self) -> Vec<(TopicPartition, Record)> {
+    pub(crate) fn drain_output(&mut self) -> Vec<Output> {
         let mut out = self.collector.drain();
-        out.append(&mut self.stores.buffer.lock());
+        out.extend(
+            self.stores
+                .buffer
+                .lock()
+                .drain(..)
+                .map(|(tp, r)| (tp, r, None)),
+        );
         out
     }
 

@@ -13,7 +13,7 @@ use super::client::{code, kafka_error, partition_i32, timed_out};
 use super::config::{ClientKind, KafkaLogConfig};
 use super::KafkaLog;
 use crate::error::{Error, Result};
-use crate::log::{AppendInfo, CleanupPolicy, IsolationLevel, Log};
+use crate::log::{AppendInfo, CleanupPolicy, IsolationLevel, Log, TopicConfig};
 use crate::record::{Record, TopicPartition};
 
 /// Where a delivery report goes: the call that sent the record, and the record's index.
@@ -60,7 +60,35 @@ impl KafkaLog {
             .create_with_context(DeliveryContext)
     }
 
+    /// Why `record` cannot be sent to `tp` as it is, checked before sending.
+    fn refusal(tp: &TopicPartition, config: &TopicConfig, record: &Record) -> Option<Error> {
+        let invalid = |reason: String| Error::InvalidRecord {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            reason,
+        };
+        if config.cleanup_policy == CleanupPolicy::Compact && record.key.is_none() {
+            return Some(invalid("a compacted topic needs keyed records".into()));
+        }
+        if record.timestamp <= 0 {
+            // librdkafka reads a timestamp of 0 as "now": the record would silently get
+            // another time.
+            return Some(invalid(format!(
+                "timestamp {} cannot be sent to Kafka: negative times do not exist there, and \
+                 librdkafka replaces 0 with the current time",
+                record.timestamp
+            )));
+        }
+        None
+    }
+
     /// Sends `records` to `tp` through `producer` and waits for every delivery report.
+    ///
+    /// A producer can deliver part of a batch: records it refuses (invalid, too large) do not
+    /// stop the others. When some are refused and the rest delivered, the error is
+    /// [`Error::RecordsRefused`] naming the refused ones (an append of a single record fails
+    /// with that record's own error). Any other failure (a broker down, a timeout) returns at once;
+    /// some records may have been delivered then.
     pub(super) fn produce(
         &self,
         producer: &DeliveryProducer,
@@ -68,28 +96,6 @@ impl KafkaLog {
         records: &[Record],
     ) -> Result<AppendInfo> {
         let config = self.check_partition(tp)?;
-        for record in records {
-            if config.cleanup_policy == CleanupPolicy::Compact && record.key.is_none() {
-                return Err(Error::InvalidRecord {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    reason: "a compacted topic needs keyed records".into(),
-                });
-            }
-            if record.timestamp <= 0 {
-                // librdkafka reads a timestamp of 0 as "now": the record would silently get
-                // another time.
-                return Err(Error::InvalidRecord {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    reason: format!(
-                        "timestamp {} cannot be sent to Kafka: negative times do not exist \
-                         there, and librdkafka replaces 0 with the current time",
-                        record.timestamp
-                    ),
-                });
-            }
-        }
         if records.is_empty() {
             let end = self.end_offset(tp, IsolationLevel::ReadUncommitted)?;
             return Ok(AppendInfo {
@@ -100,7 +106,13 @@ impl KafkaLog {
         let deadline = Instant::now() + self.config.timeout;
         let operation = || format!("append to {tp}");
         let (tx, rx) = mpsc::channel();
+        let mut refused: Vec<(usize, Error)> = Vec::new();
+        let mut sent = 0usize;
         for (index, record) in records.iter().enumerate() {
+            if let Some(error) = Self::refusal(tp, &config, record) {
+                refused.push((index, error));
+                continue;
+            }
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for h in &record.headers {
                 headers = headers.insert(rdkafka::message::Header {
@@ -125,7 +137,10 @@ impl KafkaLog {
             }
             loop {
                 match producer.send(message) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        sent += 1;
+                        break;
+                    }
                     Err((e, back))
                         if code(&e) == Some(RDKafkaErrorCode::QueueFull)
                             && Instant::now() < deadline =>
@@ -133,33 +148,57 @@ impl KafkaLog {
                         message = back;
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err((e, _)) => return Err(self.produce_error(tp, &e)),
+                    Err((e, _)) => {
+                        let error = self.produce_error(tp, &e);
+                        if !matches!(error, Error::InvalidRecord { .. }) {
+                            return Err(error);
+                        }
+                        refused.push((index, error));
+                        break;
+                    }
                 }
             }
         }
         drop(tx);
         let (mut first, mut last) = (u64::MAX, 0u64);
-        for _ in 0..records.len() {
+        for _ in 0..sent {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok((_, Ok(offset))) => {
-                    let offset = offset.max(0) as u64;
+                    let offset = u64::try_from(offset).unwrap_or(0);
                     first = first.min(offset);
                     last = last.max(offset);
                 }
                 Ok((index, Err(e))) => {
                     let mut error = self.produce_error(tp, &e);
-                    if let Error::Kafka { reason, .. } = &mut error {
-                        reason.push_str(&format!(" (record {index} of {})", records.len()));
+                    match &mut error {
+                        Error::InvalidRecord { .. } => refused.push((index, error)),
+                        Error::Kafka { reason, .. } => {
+                            reason.push_str(&format!(" (record {index} of {})", records.len()));
+                            return Err(error);
+                        }
+                        _ => return Err(error),
                     }
-                    return Err(error);
                 }
                 Err(_) => return Err(timed_out(operation(), self.config.timeout)),
             }
         }
-        Ok(AppendInfo {
-            base_offset: first,
-            next_offset: last + 1,
+        if refused.is_empty() {
+            return Ok(AppendInfo {
+                base_offset: first,
+                next_offset: last + 1,
+            });
+        }
+        if refused.len() == 1 && records.len() == 1 {
+            let (_, error) = refused.remove(0);
+            return Err(error);
+        }
+        refused.sort_by_key(|(index, _)| *index);
+        Err(Error::RecordsRefused {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            records: records.len(),
+            refused,
         })
     }
 
