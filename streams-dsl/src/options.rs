@@ -301,7 +301,7 @@ impl<K, V> Materialized<K, V> {
     pub(crate) fn key_value_spec(&self, name: &str) -> streams_core::StoreSpec {
         streams_core::StoreSpec {
             name: name.to_string(),
-            kind: streams_core::StoreKind::KeyValue,
+            kind: streams_core::StoreKind::KeyValue { timestamped: false },
             persistent: !self.in_memory,
             logged: self.logging,
             cached: self.caching,
