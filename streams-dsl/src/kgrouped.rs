@@ -220,6 +220,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
                     Ok(Aggregate {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
+                        store_name: store_name.clone(),
                         queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         agg_serde: as_.clone(),

@@ -115,6 +115,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     Ok(Materialize {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
+                        store_name: store_name.clone(),
                         queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
@@ -313,6 +314,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     Ok(MaterializeChanges(Materialize {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
+                        store_name: store_name.clone(),
                         queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
