@@ -4,9 +4,10 @@
 //! forwarded with.
 //!
 //! Invariant: every DSL operator that reads or writes a table's key-value store goes through
-//! these functions, so a store never holds a value without its timestamp. A value shorter than
-//! the timestamp (a store written before tables kept timestamps) is reported as corrupt, naming
-//! the store, rather than misread.
+//! these functions, so a store never holds a value without its timestamp. A store (or
+//! changelog) written before tables kept timestamps must be reset: a value of it shorter than
+//! the timestamp is reported as corrupt, naming the store, and one whose remainder the serde
+//! rejects (an 8-byte count) fails to decode, but a longer value cannot be told apart.
 
 use state_store::{decode_timestamped, push_timestamp_prefix};
 use streams_core::{Error, KvStoreRef, Result, Serde};
