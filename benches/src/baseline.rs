@@ -265,12 +265,21 @@ pub(crate) fn raw_read(
     Ok((start.elapsed(), n))
 }
 
-/// The latest value of each key of a compacted (key → i64) topic, digested. Not timed.
+/// The latest value of each key of a table's changelog (key → `[timestamp][i64]`), digested.
+/// Not timed.
 pub(crate) fn latest_digest(log: &dyn Log, topic: &str) -> Result<Digest, BenchError> {
     let mut latest: HashMap<Vec<u8>, Option<i64>> = HashMap::new();
     for_each_batch(log, topic, 10_000, |records| {
         for r in records {
-            let v = I64Serde.deserialize_nullable(r.record.value.as_deref())?;
+            // A table's changelog holds `[timestamp][count]`.
+            let v = match r.record.value.as_deref() {
+                Some(v) => {
+                    let (_, count) = state_store::decode_timestamped(topic, v)
+                        .map_err(streams_core::Error::from)?;
+                    Some(I64Serde.deserialize(count)?)
+                }
+                None => None,
+            };
             latest.insert(r.record.key.clone().unwrap_or_default(), v);
         }
         Ok(())

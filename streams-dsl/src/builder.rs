@@ -78,7 +78,8 @@ impl StreamsBuilder {
     }
 
     /// A table of the latest value per key of the (compacted) topic `topic`, materialized in a
-    /// store (named by `materialized`, or internal).
+    /// store (named by `materialized`, or internal). Each row keeps the timestamp of the record
+    /// that wrote it, and its updates are forwarded with that timestamp.
     pub fn table<K, V>(
         &self,
         topic: &str,

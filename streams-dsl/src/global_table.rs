@@ -6,6 +6,10 @@
 //! whole topic before any task processes, then kept up to date by the application's global
 //! thread, so lookups see the table as the global thread last read it (not as of the stream
 //! record's timestamp, as in Kafka Streams). Table updates alone emit nothing.
+//!
+//! The global store keeps plain values, without timestamps (its topic is its changelog, and it
+//! is filled with the topic's values as they are): a join result carries the stream record's
+//! timestamp, so nothing reads a global row's time.
 
 use std::sync::Arc;
 

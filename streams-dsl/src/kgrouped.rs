@@ -15,6 +15,11 @@ use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 /// A stream grouped by key. Aggregations produce a table with one row per key, updated for
 /// every record (merged by the cache between commits when caching is on).
 ///
+/// Each aggregate keeps a timestamp, as in Kafka Streams: a key's first aggregate takes its
+/// record's time, every later one the larger of the record's time and the previous
+/// aggregate's, so a late (out-of-order) record updates the aggregate without moving it back in
+/// time. Updates are forwarded with that timestamp.
+///
 /// ```
 /// use streams_dsl::prelude::*;
 /// use streams_core::{TestDriver, StringSerde, I64Serde};
@@ -220,6 +225,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
                     Ok(Aggregate {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
+                        store_name: store_name.clone(),
                         queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         agg_serde: as_.clone(),

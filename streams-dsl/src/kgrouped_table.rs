@@ -29,6 +29,10 @@ use crate::options::{count_materialized, Grouped, Materialized, Serdes};
 
 /// A table grouped by a new key. See the module docs for the add/subtract semantics.
 ///
+/// Timestamps follow Kafka Streams: a group's first aggregate takes the time of the row update
+/// that created it; every later subtraction or addition stamps the aggregate with the larger of
+/// the update's time and the previous aggregate's.
+///
 /// ```
 /// use streams_dsl::prelude::*;
 /// use streams_core::{I64Serde, OptionSerde, StringSerde, TestDriver};

@@ -453,7 +453,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     }
 
     /// Inner join with a table: each record is joined with the table's current value for its
-    /// key; records with no match are dropped, table updates alone emit nothing.
+    /// key; records with no match are dropped, table updates alone emit nothing. A result
+    /// carries the stream record's timestamp.
     pub fn join<T: Clone + 'static, R: Clone + 'static>(
         &self,
         table: &KTable<K, T>,

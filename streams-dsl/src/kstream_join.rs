@@ -84,7 +84,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let mut specs = vec![buffer(&this_store), buffer(&other_store)];
         if let Some(name) = &unmatched_store {
             specs.push(StoreSpec {
-                kind: StoreKind::KeyValue,
+                kind: StoreKind::KeyValue { timestamped: false },
                 ..buffer(name)
             });
         }

@@ -17,6 +17,12 @@ use crate::suppressed::{BufferFull, Suppressed};
 /// A table: for each key, its latest value. Internally a stream of changes
 /// (`new` and `old` value per update), so downstream tables and joins can retract old values.
 ///
+/// Every row has a timestamp, as in Kafka Streams, kept with the value in the table's store
+/// (and changelog, so it survives a restore): the record's for a table read from a topic, the
+/// aggregation's rule for an aggregated table (see [`KGroupedStream`](crate::KGroupedStream)),
+/// passed through unchanged by [`filter`](KTable::filter) and [`map_values`](KTable::map_values),
+/// the later of both sides for a table–table join (see [`join`](KTable::join)).
+///
 /// ```
 /// use streams_dsl::prelude::*;
 /// use streams_core::{TestDriver, StringSerde, OptionSerde};
@@ -115,6 +121,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     Ok(Materialize {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
+                        store_name: store_name.clone(),
                         queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
@@ -175,6 +182,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     /// The table of rows for which `predicate` holds; rows that stop passing are deleted.
+    /// Updates keep their timestamps.
     pub fn filter(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -202,7 +210,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             .with_window_grace(self.window_grace)
     }
 
-    /// The table with each value replaced by `f(key, value)`.
+    /// The table with each value replaced by `f(key, value)`. Updates keep their timestamps.
     pub fn map_values<V2: Clone + 'static>(
         &self,
         f: impl Fn(&K, &V) -> V2 + Send + Sync + 'static,
@@ -289,6 +297,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     /// Materializes this table into a store (named by `materialized`), so it can be queried.
+    /// The store keeps each row's timestamp as it arrives.
     pub fn materialize(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
         let serdes = materialized.serdes.clone().or(&self.serdes);
         let (Some(ks), Some(vs)) = (serdes.key, serdes.value) else {
@@ -313,6 +322,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     Ok(MaterializeChanges(Materialize {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
+                        store_name: store_name.clone(),
                         queue: cache_queue(inst, &store_name, cached)?,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
@@ -362,6 +372,34 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     /// Inner join: a row for each key present in both tables.
+    ///
+    /// An update on either side is joined with the other side's current row. The result's
+    /// timestamp is the larger of the update's and that row's (Kafka Streams' rule), so a
+    /// result is never older than either input; a deletion on one side yields a deletion with
+    /// the larger of the deletion's time and the other row's. The same holds for
+    /// [`left_join`](KTable::left_join) and [`outer_join`](KTable::outer_join), where an update
+    /// that finds no row on the other side keeps its own timestamp.
+    ///
+    /// ```
+    /// use streams_dsl::prelude::*;
+    /// use streams_core::{OptionSerde, StringSerde, TestDriver};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Consumed::default(), Materialized::named("names"));
+    /// let cities = builder.table::<String, String>("cities", Consumed::default(), Materialized::named("cities"));
+    /// names
+    ///     .join(&cities, |n, c| format!("{n} in {c}"))
+    ///     .to_stream()
+    ///     .to("located", Produced::with(StringSerde, OptionSerde(StringSerde)));
+    /// let mut driver = TestDriver::new(&builder.build()?)?;
+    /// let s = |x: &str| x.to_string();
+    /// driver.pipe_typed("cities", &StringSerde, &StringSerde, &s("u1"), &s("Oslo"), 20)?;
+    /// driver.pipe_typed("names", &StringSerde, &StringSerde, &s("u1"), &s("Ann"), 10)?;
+    /// let out = driver.read_output_typed("located", &StringSerde, &OptionSerde(StringSerde))?;
+    /// // Stamped with the city's time, the later of the two.
+    /// assert_eq!(out, vec![(s("u1"), Some(s("Ann in Oslo")), 20)]);
+    /// # Ok::<(), streams_core::Error>(())
+    /// ```
     pub fn join<R: Clone + 'static, O: Clone + 'static>(
         &self,
         other: &KTable<K, R>,
@@ -375,6 +413,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     }
 
     /// Left join: a row for each key of this table, with the other side's value if any.
+    /// Timestamps as for [`join`](KTable::join).
     pub fn left_join<R: Clone + 'static, O: Clone + 'static>(
         &self,
         other: &KTable<K, R>,
@@ -387,7 +426,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         )
     }
 
-    /// Outer join: a row for each key present in either table.
+    /// Outer join: a row for each key present in either table. Timestamps as for
+    /// [`join`](KTable::join).
     pub fn outer_join<R: Clone + 'static, O: Clone + 'static>(
         &self,
         other: &KTable<K, R>,

@@ -67,7 +67,7 @@ pub use ktable::KTable;
 pub use kwindowed::{SessionWindowedKStream, TimeWindowedKStream};
 pub use ops::BranchPredicate;
 pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned, StreamJoined};
-pub use query::{SessionStoreView, WindowStoreView};
+pub use query::{KeyValueStoreView, SessionStoreView, WindowStoreView};
 pub use streams_core::TestDriver;
 pub use suppressed::{BufferConfig, BufferFull, Suppressed};
 pub use windowed::{Windowed, WindowedSerde};

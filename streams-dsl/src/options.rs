@@ -197,8 +197,17 @@ impl<K, V> Repartitioned<K, V> {
 /// Where and how an operator's state is kept: a named, queryable store (or an internal one),
 /// serdes for its keys and values, RocksDB or memory, caching, changelogging.
 ///
+/// A table's key-value store keeps each value behind the timestamp of the update that wrote it
+/// (`[timestamp][value]`, as Kafka Streams' timestamped key-value stores), and so does its
+/// changelog, so a restored table knows how recent each row is. Queries through
+/// [`Streams::key_value_store`](streams_core::Streams::key_value_store) and
+/// [`KeyValueStoreView`](crate::KeyValueStoreView) return the values alone. Stores and
+/// changelogs written by a version whose tables kept no timestamps cannot be read: reset the
+/// application (state directory and internal topics) when upgrading.
+///
 /// ```
 /// use streams_dsl::prelude::*;
+/// use streams_dsl::KeyValueStoreView;
 /// use streams_core::{StringSerde, I64Serde, TestDriver};
 ///
 /// let builder = StreamsBuilder::new();
@@ -208,9 +217,8 @@ impl<K, V> Repartitioned<K, V> {
 ///     .count(Materialized::named("clicks-per-user").in_memory().with_caching(false));
 /// let mut driver = TestDriver::new(&builder.build()?)?;
 /// driver.pipe_typed("clicks", &StringSerde, &StringSerde, &"ann".to_string(), &"/".to_string(), 1)?;
-/// let store = driver.kv_store("clicks-per-user")?;
-/// let count = store.borrow().get(b"ann").ok().flatten().map(|b| I64Serde.deserialize(&b));
-/// assert_eq!(count, Some(Ok(1)));
+/// let store = KeyValueStoreView::new(driver.kv_store("clicks-per-user")?, StringSerde, I64Serde);
+/// assert_eq!(store.get(&"ann".to_string())?, Some(1));
 /// # Ok::<(), streams_core::Error>(())
 /// ```
 pub struct Materialized<K, V> {
@@ -297,11 +305,12 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
 }
 
 impl<K, V> Materialized<K, V> {
-    /// The key-value store these options describe, under `name`.
+    /// The key-value store these options describe, under `name`: timestamped, as every table's
+    /// store is (values are `[timestamp][value]`).
     pub(crate) fn key_value_spec(&self, name: &str) -> streams_core::StoreSpec {
         streams_core::StoreSpec {
             name: name.to_string(),
-            kind: streams_core::StoreKind::KeyValue,
+            kind: streams_core::StoreKind::KeyValue { timestamped: true },
             persistent: !self.in_memory,
             logged: self.logging,
             cached: self.caching,

@@ -1,19 +1,111 @@
-//! Typed interactive queries over the stores of windowed aggregations: [`WindowStoreView`]
-//! (time and sliding windows) and [`SessionStoreView`].
+//! Typed, read-only views of the stores the DSL writes, for the test driver and user
+//! processors: [`KeyValueStoreView`] (tables), [`WindowStoreView`] (time and sliding windows)
+//! and [`SessionStoreView`].
 //!
-//! The views decode what the aggregations write: window store values carry the largest record
-//! timestamp of their window in front of the aggregate (8 bytes), which the view strips.
+//! The views decode what the operators write: table values carry the timestamp of the update
+//! that wrote them, window store values the largest record timestamp of their window, in front
+//! of the value (8 bytes), which the views strip.
 
 use std::sync::Arc;
 
 use state_store::decode_timestamped;
-use streams_core::{Result, Serde, SessionStoreRef, WindowStoreRef};
+use streams_core::{KvStoreRef, Result, Serde, SessionStoreRef, WindowStoreRef};
 
+use crate::ops::stamped::decode_stamped;
 use crate::ops::{decode, encode};
 use crate::windowed::Windowed;
 use crate::windows::Window;
 
 const VIEW: &str = "window store query";
+const KV_VIEW: &str = "key-value store query";
+
+/// A typed, read-only view of a table's key-value store (an aggregation's, a source table's or
+/// a materialized table's), whose values are kept behind their timestamp.
+///
+/// ```
+/// use streams_dsl::prelude::*;
+/// use streams_dsl::KeyValueStoreView;
+/// use streams_core::{I64Serde, StringSerde, TestDriver};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks", Consumed::default())
+///     .group_by_key(Grouped::inferred())
+///     .count(Materialized::named("clicks-per-user"));
+/// let mut driver = TestDriver::new(&builder.build()?)?;
+/// let ann = "ann".to_string();
+/// for ts in [5, 3] {
+///     driver.pipe_typed("clicks", &StringSerde, &StringSerde, &ann, &"/".to_string(), ts)?;
+/// }
+/// let view = KeyValueStoreView::new(driver.kv_store("clicks-per-user")?, StringSerde, I64Serde);
+/// assert_eq!(view.get(&ann)?, Some(2));
+/// // The count is as recent as its latest record, not its last one.
+/// assert_eq!(view.get_with_timestamp(&ann)?, Some((2, 5)));
+/// assert_eq!(view.all()?, vec![(ann, 2)]);
+/// # Ok::<(), streams_core::Error>(())
+/// ```
+pub struct KeyValueStoreView<K, V> {
+    store: KvStoreRef,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K: 'static, V: 'static> KeyValueStoreView<K, V> {
+    /// A view of the table store `store`.
+    pub fn new(store: KvStoreRef, key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        KeyValueStoreView {
+            store,
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        }
+    }
+
+    fn stamped(&self, bytes: &[u8]) -> Result<(V, i64)> {
+        decode_stamped(
+            self.value_serde.as_ref(),
+            bytes,
+            self.store.borrow().name(),
+            KV_VIEW,
+        )
+    }
+
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        Ok(self.get_with_timestamp(key)?.map(|(v, _)| v))
+    }
+
+    /// The value of `key` and the timestamp of the update that wrote it, if any.
+    pub fn get_with_timestamp(&self, key: &K) -> Result<Option<(V, i64)>> {
+        let kb = encode(self.key_serde.as_ref(), key, KV_VIEW)?;
+        let bytes = self.store.borrow().get(&kb)?;
+        bytes.map(|b| self.stamped(&b)).transpose()
+    }
+
+    /// Every entry, in encoded-key order.
+    pub fn all(&self) -> Result<Vec<(K, V)>> {
+        Ok(self
+            .all_with_timestamps()?
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect())
+    }
+
+    /// Every entry with its timestamp, in encoded-key order.
+    pub fn all_with_timestamps(&self) -> Result<Vec<(K, V, i64)>> {
+        let store = self.store.borrow();
+        let mut raw = Vec::new();
+        for r in store.all()? {
+            raw.push(r?);
+        }
+        drop(store);
+        raw.into_iter()
+            .map(|(k, bytes)| {
+                let (v, ts) = self.stamped(&bytes)?;
+                Ok((decode(self.key_serde.as_ref(), &k, KV_VIEW)?, v, ts))
+            })
+            .collect()
+    }
+}
 
 /// A typed, read-only view of the window store of a windowed aggregation.
 ///

@@ -1,12 +1,18 @@
 #![allow(clippy::unwrap_used)]
 //! Model-based test: random stateless pipelines followed by a grouped aggregation, run through
-//! the `TestDriver` and compared with a plain-Rust reference over `Vec<(String, u64)>`.
+//! the `TestDriver` and compared with a plain-Rust reference over `Vec<(String, u64, i64)>`.
+//! Timestamps are out of order; an aggregate's timestamp is the largest of its records' (Kafka
+//! Streams' rule: the larger of the record's and the previous aggregate's).
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use streams_core::{DriverConfig, I64Serde, OptionSerde, StringSerde, TestDriver, U64Serde};
 use streams_dsl::prelude::*;
+use streams_dsl::KeyValueStoreView;
+
+/// A key's aggregate and its timestamp.
+type Table = BTreeMap<String, (u64, i64)>;
 
 /// One stateless operator, applicable both to a `KStream<String, u64>` and to the reference.
 #[derive(Debug, Clone)]
@@ -37,23 +43,29 @@ impl Op {
         }
     }
 
-    fn apply_model(&self, records: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    /// The operator over `(key, value, timestamp)`; every operator keeps the timestamp.
+    fn apply_model(&self, records: Vec<(String, u64, i64)>) -> Vec<(String, u64, i64)> {
         match self {
-            Op::FilterNotMultiple(m) => records.into_iter().filter(|(_, v)| v % m != 0).collect(),
-            Op::AddValue(c) => records.into_iter().map(|(k, v)| (k, v + c)).collect(),
+            Op::FilterNotMultiple(m) => {
+                records.into_iter().filter(|(_, v, _)| v % m != 0).collect()
+            }
+            Op::AddValue(c) => records
+                .into_iter()
+                .map(|(k, v, ts)| (k, v + c, ts))
+                .collect(),
             Op::Repeat(n) => records
                 .into_iter()
                 .flat_map(|r| std::iter::repeat_n(r, *n))
                 .collect(),
             Op::KeySuffix(suffix) => records
                 .into_iter()
-                .map(|(k, v)| (format!("{k}{suffix}"), v))
+                .map(|(k, v, ts)| (format!("{k}{suffix}"), v, ts))
                 .collect(),
             Op::KeyFromValue(m) => records
                 .into_iter()
-                .map(|(_, v)| (format!("v{}", v % m), v))
+                .map(|(_, v, ts)| (format!("v{}", v % m), v, ts))
                 .collect(),
-            Op::DropAtLeast(t) => records.into_iter().filter(|(_, v)| v < t).collect(),
+            Op::DropAtLeast(t) => records.into_iter().filter(|(_, v, _)| v < t).collect(),
         }
     }
 }
@@ -86,32 +98,33 @@ fn input_strategy() -> impl Strategy<Value = Vec<(String, u64, i64)>> {
     )
 }
 
-/// Final aggregate per key, computed in plain Rust.
-fn reference(input: &[(String, u64, i64)], ops: &[Op], agg: Agg) -> BTreeMap<String, u64> {
-    let mut records: Vec<(String, u64)> = input.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
+/// Final aggregate per key and the largest timestamp of its records, computed in plain Rust.
+fn reference(input: &[(String, u64, i64)], ops: &[Op], agg: Agg) -> Table {
+    let mut records = input.to_vec();
     for op in ops {
         records = op.apply_model(records);
     }
     let mut table = BTreeMap::new();
-    for (k, v) in records {
-        let entry = table.entry(k).or_insert(0u64);
-        *entry += match agg {
+    for (k, v, ts) in records {
+        let entry = table.entry(k).or_insert((0u64, i64::MIN));
+        entry.0 += match agg {
             Agg::Count => 1,
             Agg::Sum => v,
         };
+        entry.1 = entry.1.max(ts);
     }
     table
 }
 
 /// Runs the pipeline through the driver; returns the store contents and the last value per key
-/// emitted on the output topic.
+/// emitted on the output topic, each with its timestamp.
 fn run_dsl(
     input: &[(String, u64, i64)],
     ops: &[Op],
     agg: Agg,
     caching: bool,
     commit_every_record: bool,
-) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+) -> (Table, Table) {
     let b = StreamsBuilder::new();
     let mut stream = b.stream::<String, u64>("in", Consumed::default());
     for op in ops {
@@ -147,24 +160,24 @@ fn run_dsl(
     }
     d.commit().unwrap();
 
-    let decode_value = |bytes: &[u8]| -> u64 {
-        match agg {
-            Agg::Count => u64::try_from(I64Serde.deserialize(bytes).unwrap()).unwrap(),
-            Agg::Sum => U64Serde.deserialize(bytes).unwrap(),
-        }
+    let store = d.kv_store("agg").unwrap();
+    let entries: Vec<(String, u64, i64)> = match agg {
+        Agg::Count => KeyValueStoreView::new(store, StringSerde, I64Serde)
+            .all_with_timestamps()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v, ts)| (k, u64::try_from(v).unwrap(), ts))
+            .collect(),
+        Agg::Sum => KeyValueStoreView::new(store, StringSerde, U64Serde)
+            .all_with_timestamps()
+            .unwrap(),
     };
     let mut table = BTreeMap::new();
-    {
-        let store = d.kv_store("agg").unwrap();
-        let store = store.borrow();
-        for entry in store.all().unwrap() {
-            let (k, v) = entry.unwrap();
-            let key = StringSerde.deserialize(&k).unwrap();
-            assert!(
-                table.insert(key, decode_value(&v)).is_none(),
-                "duplicate key in store"
-            );
-        }
+    for (key, v, ts) in entries {
+        assert!(
+            table.insert(key, (v, ts)).is_none(),
+            "duplicate key in store"
+        );
     }
 
     let mut last = BTreeMap::new();
@@ -173,17 +186,18 @@ fn run_dsl(
             let out = d
                 .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
                 .unwrap();
-            for (k, v, _) in out {
+            for (k, v, ts) in out {
                 let v = v.expect("an aggregation never emits a tombstone here");
-                last.insert(k, u64::try_from(v).unwrap());
+                last.insert(k, (u64::try_from(v).unwrap(), ts));
             }
         }
         Agg::Sum => {
             let out = d
                 .read_output_typed("out", &StringSerde, &OptionSerde(U64Serde))
                 .unwrap();
-            for (k, v, _) in out {
-                last.insert(k, v.expect("an aggregation never emits a tombstone here"));
+            for (k, v, ts) in out {
+                let v = v.expect("an aggregation never emits a tombstone here");
+                last.insert(k, (v, ts));
             }
         }
     }
@@ -237,6 +251,7 @@ fn dsl_model_fixed_pipeline() {
     // values 2, 4, 10(dropped: multiple of 5)... after +1: 2,3,4,10 -> 10 % 5 == 0 dropped;
     // each kept twice, keys by parity: v0 = {2,4,2,4}, v1 = {3,3}.
     let expected = reference(&input, &ops, Agg::Sum);
-    assert_eq!(expected.get("v0"), Some(&12));
-    assert_eq!(expected.get("v1"), Some(&6));
+    // v0's records came at 5 and 1, v1's at 3.
+    assert_eq!(expected.get("v0"), Some(&(12, 5)));
+    assert_eq!(expected.get("v1"), Some(&(6, 3)));
 }

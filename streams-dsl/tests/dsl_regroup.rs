@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use streams_core::{DriverConfig, I64Serde, OptionSerde, Record, Serde, StringSerde, TestDriver};
+use streams_core::{DriverConfig, I64Serde, OptionSerde, Record, StringSerde, TestDriver};
 use streams_dsl::prelude::*;
+use streams_dsl::KeyValueStoreView;
 
 fn s(x: &str) -> String {
     x.to_string()
@@ -113,8 +114,8 @@ fn rows_moving_between_groups_are_subtracted_then_added() {
             (s("eu"), Some(0), 5),
         ]
     );
-    let odd = d.kv_store("odd-per-region").unwrap();
-    let value = |k: &str| I64Serde.deserialize(&odd.borrow().get(k.as_bytes()).unwrap().unwrap());
+    let odd = KeyValueStoreView::new(d.kv_store("odd-per-region").unwrap(), StringSerde, I64Serde);
+    let value = |k: &str| odd.get(&k.to_string()).unwrap().ok_or("absent");
     // eu: max(10, 5) = 10; a1 leaves: -990; a2 leaves (5): -1990, returns (8): 8; a2
     // deleted: -992.
     assert_eq!(value("eu").unwrap(), -992);

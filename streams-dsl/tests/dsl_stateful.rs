@@ -5,6 +5,7 @@ use streams_core::{
     DriverConfig, I64Serde, OptionSerde, Record, StringSerde, TestDriver, U64Serde,
 };
 use streams_dsl::prelude::*;
+use streams_dsl::KeyValueStoreView;
 
 fn s(x: &str) -> String {
     x.to_string()
@@ -40,9 +41,8 @@ fn count_emits_an_update_per_record_without_caching() {
             (s("a"), Some(3), 4)
         ]
     );
-    let store = d.kv_store("counts").unwrap();
-    let a = store.borrow().get(b"a").unwrap().unwrap();
-    assert_eq!(I64Serde.deserialize(&a).unwrap(), 3);
+    let store = KeyValueStoreView::new(d.kv_store("counts").unwrap(), StringSerde, I64Serde);
+    assert_eq!(store.get_with_timestamp(&s("a")).unwrap(), Some((3, 4)));
 }
 
 #[test]
@@ -286,4 +286,243 @@ fn joins_declare_copartitioning_and_the_check_names_both_topics() {
         .to_string();
     assert!(err.contains("rates") && err.contains("payments"), "{err}");
     assert!(err.contains("4") && err.contains("3"), "{err}");
+}
+
+/// Kafka Streams' rule for non-windowed aggregations: an aggregate's timestamp is the larger
+/// of the record's and the previous aggregate's, so a late record does not move it back.
+#[test]
+fn aggregates_keep_the_largest_timestamp_of_their_records() {
+    let b = StreamsBuilder::new();
+    let words = b.stream::<String, u64>("words", Consumed::default());
+    let grouped = || words.group_by_key(Grouped::inferred());
+    grouped()
+        .count(Materialized::named("counts").with_caching(false))
+        .to_stream()
+        .to("counts", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    grouped()
+        .reduce(
+            |a, b| a + b,
+            Materialized::named("sums").with_caching(false),
+        )
+        .to_stream()
+        .to("sums", Produced::with(StringSerde, OptionSerde(U64Serde)));
+    grouped()
+        .aggregate(
+            || 0u64,
+            |_, v, agg| agg.max(v),
+            Materialized::named("max")
+                .with_key_serde(StringSerde)
+                .with_value_serde(U64Serde)
+                .with_caching(false),
+        )
+        .to_stream()
+        .to("max", Produced::with(StringSerde, OptionSerde(U64Serde)));
+    let topo = b.build().unwrap();
+    let mut d = TestDriver::new(&topo).unwrap();
+    for (k, v, ts) in [
+        ("a", 1u64, 5),
+        ("a", 2, 3),
+        ("b", 4, 2),
+        ("a", 3, 4),
+        ("a", 1, 9),
+    ] {
+        d.pipe_typed("words", &StringSerde, &U64Serde, &s(k), &v, ts)
+            .unwrap();
+    }
+    let times = |out: Vec<(String, Option<u64>, i64)>| -> Vec<(String, i64)> {
+        out.into_iter().map(|(k, _, ts)| (k, ts)).collect()
+    };
+    let expected = vec![
+        (s("a"), 5),
+        (s("a"), 5),
+        (s("b"), 2),
+        (s("a"), 5),
+        (s("a"), 9),
+    ];
+    let counts = d
+        .read_output_typed("counts", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v, ts)| (k, v.map(|v| v as u64), ts))
+        .collect();
+    assert_eq!(times(counts), expected, "count");
+    let sums = d
+        .read_output_typed("sums", &StringSerde, &OptionSerde(U64Serde))
+        .unwrap();
+    assert_eq!(times(sums), expected, "reduce");
+    let max = d
+        .read_output_typed("max", &StringSerde, &OptionSerde(U64Serde))
+        .unwrap();
+    assert_eq!(max.last(), Some(&(s("a"), Some(3), 9)));
+    assert_eq!(times(max), expected, "aggregate");
+    let store = KeyValueStoreView::new(d.kv_store("counts").unwrap(), StringSerde, I64Serde);
+    assert_eq!(store.get_with_timestamp(&s("a")).unwrap(), Some((4, 9)));
+}
+
+/// With caching, the one change forwarded at the commit carries the aggregate's timestamp
+/// (the largest), not the time of the last write.
+#[test]
+fn cached_aggregates_forward_the_aggregate_timestamp_on_flush() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    let config = DriverConfig {
+        commit_every_record: false,
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&b.build().unwrap(), config).unwrap();
+    for ts in [7, 2, 3] {
+        pipe_str(&mut d, "words", "a", "", ts);
+    }
+    d.commit().unwrap();
+    let got = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    assert_eq!(got, vec![(s("a"), Some(3), 7)]);
+}
+
+/// Kafka Streams' rule for table–table joins: a result carries the larger of the update's
+/// timestamp and the other side's value's; with no value on the other side, the update's.
+/// Deletions follow the same rule.
+#[test]
+fn table_table_joins_stamp_results_with_the_later_side() {
+    let b = StreamsBuilder::new();
+    let l = b.table::<String, String>(
+        "l",
+        Consumed::default(),
+        Materialized::named("l").with_caching(false),
+    );
+    let r = b.table::<String, String>(
+        "r",
+        Consumed::default(),
+        Materialized::named("r").with_caching(false),
+    );
+    let opt = |x: Option<&String>| x.cloned().unwrap_or_else(|| "-".into());
+    let out = || Produced::with(StringSerde, OptionSerde(StringSerde));
+    l.join(&r, |a, b| format!("{a}+{b}"))
+        .to_stream()
+        .to("inner", out());
+    l.left_join(&r, move |a, b| format!("{a}+{}", opt(b)))
+        .to_stream()
+        .to("left", out());
+    l.outer_join(&r, move |a, b| format!("{}+{}", opt(a), opt(b)))
+        .to_stream()
+        .to("outer", out());
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    pipe_str(&mut d, "l", "k", "a", 10);
+    pipe_str(&mut d, "r", "k", "x", 5); // joined with l's value of 10
+    pipe_str(&mut d, "l", "k", "b", 3); // joined with r's value of 5
+    d.pipe("r", Record::tombstone("k", 2)).unwrap(); // l's value is of 3
+    d.pipe("l", Record::tombstone("k", 1)).unwrap(); // r has no value
+    pipe_str(&mut d, "l", "j", "c", 7);
+    pipe_str(&mut d, "r", "j", "y", 6);
+    pipe_str(&mut d, "r", "j", "z", 8);
+    let read = |d: &mut TestDriver, t| {
+        d.read_output_typed(t, &StringSerde, &OptionSerde(StringSerde))
+            .unwrap()
+    };
+    let some = |k: &str, v: &str, ts| (s(k), Some(s(v)), ts);
+    let none = |k: &str, ts| (s(k), None, ts);
+    assert_eq!(
+        read(&mut d, "inner"),
+        vec![
+            some("k", "a+x", 10),
+            some("k", "b+x", 5),
+            none("k", 3),
+            some("j", "c+y", 7),
+            some("j", "c+z", 8),
+        ]
+    );
+    let left_and_outer = vec![
+        some("k", "a+-", 10),
+        some("k", "a+x", 10),
+        some("k", "b+x", 5),
+        some("k", "b+-", 3),
+        none("k", 1),
+        some("j", "c+-", 7),
+        some("j", "c+y", 7),
+        some("j", "c+z", 8),
+    ];
+    assert_eq!(read(&mut d, "left"), left_and_outer);
+    assert_eq!(read(&mut d, "outer"), left_and_outer);
+}
+
+/// Re-grouped tables follow the aggregation rule too: the larger of the record's and the
+/// previous aggregate's timestamp, for the subtraction as for the addition.
+#[test]
+fn regrouped_table_aggregates_keep_the_largest_timestamp() {
+    let b = StreamsBuilder::new();
+    b.table::<String, String>(
+        "users",
+        Consumed::default(),
+        Materialized::named("users").with_caching(false),
+    )
+    .group_by(
+        |_, city| (city.clone(), ()),
+        Grouped::with(StringSerde, streams_core::UnitSerde),
+    )
+    .count(Materialized::named("per-city").with_caching(false))
+    .to_stream()
+    .to(
+        "per-city",
+        Produced::with(StringSerde, OptionSerde(I64Serde)),
+    );
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    pipe_str(&mut d, "users", "ann", "Paris", 5);
+    pipe_str(&mut d, "users", "bob", "Paris", 2);
+    pipe_str(&mut d, "users", "ann", "Oslo", 3);
+    let got = d
+        .read_output_typed("per-city", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (s("Paris"), Some(1), 5),
+            (s("Paris"), Some(2), 5),
+            (s("Paris"), Some(1), 5),
+            (s("Oslo"), Some(1), 3),
+        ]
+    );
+}
+
+/// A materialized filtered and mapped table keeps the timestamps its changes pass through, so
+/// a join downstream of it sees them.
+#[test]
+fn materialized_derived_tables_keep_the_timestamps_they_pass_through() {
+    let b = StreamsBuilder::new();
+    let prices = b
+        .table::<String, u64>(
+            "prices",
+            Consumed::default(),
+            Materialized::named("prices").with_caching(false),
+        )
+        .filter(|_, p| *p > 0)
+        .map_values(|_, p| p * 2)
+        .materialize(
+            Materialized::named("doubled")
+                .with_value_serde(U64Serde)
+                .with_caching(false),
+        );
+    let names = b.table::<String, String>(
+        "names",
+        Consumed::default(),
+        Materialized::named("names").with_caching(false),
+    );
+    names
+        .join(&prices, |n, p| format!("{n}={p}"))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, OptionSerde(StringSerde)));
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    d.pipe_typed("prices", &StringSerde, &U64Serde, &s("k"), &4, 9)
+        .unwrap();
+    pipe_str(&mut d, "names", "k", "tea", 1);
+    let got = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(StringSerde))
+        .unwrap();
+    assert_eq!(got, vec![(s("k"), Some(s("tea=8")), 9)]);
+    let doubled = KeyValueStoreView::new(d.kv_store("doubled").unwrap(), StringSerde, U64Serde);
+    assert_eq!(doubled.get_with_timestamp(&s("k")).unwrap(), Some((8, 9)));
 }

@@ -4,7 +4,8 @@
 //! thread, runs between two batches there, and the answer comes back. A key is looked up in
 //! the task its key bytes partition to (Kafka's partitioner, as for the topics); range and
 //! full scans ask every task of the store and merge the answers in key order. Reads see the
-//! latest values, including those still in the record cache.
+//! latest values, including those still in the record cache. Values of timestamped stores
+//! (the DSL's tables and windowed aggregations) are returned without their timestamp.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -140,8 +141,17 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
             let value = store.borrow().get(key).map_err(Error::from);
             value
         })?;
-        raw.map(|v| decode(&*self.values, &v, &self.at.store, "value"))
-            .transpose()
+        raw.map(|v| self.value(&v)).transpose()
+    }
+
+    /// Decodes a stored value, behind its timestamp in a timestamped store (the DSL's tables).
+    fn value(&self, bytes: &[u8]) -> Result<V> {
+        let bytes = if self.at.kind.timestamped() {
+            state_store::decode_timestamped(&self.at.store, bytes)?.1
+        } else {
+            bytes
+        };
+        decode(&*self.values, bytes, &self.at.store, "value")
     }
 
     /// Entries with `from <= key <= to` (in encoded-key order), from every task.
@@ -182,7 +192,7 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
             .map(|(k, v)| {
                 Ok((
                     decode(&*self.keys, &k, &self.at.store, "key")?,
-                    decode(&*self.values, &v, &self.at.store, "value")?,
+                    self.value(&v)?,
                 ))
             })
             .collect()
@@ -222,13 +232,7 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
             entries.map_err(Error::from)
         })?;
         // DSL windowed aggregations keep the window's latest record timestamp in front.
-        let timestamped = matches!(
-            self.at.kind,
-            StoreKind::Window {
-                timestamped: true,
-                ..
-            }
-        );
+        let timestamped = self.at.kind.timestamped();
         raw.into_iter()
             .map(|(start, v)| {
                 let v = if timestamped {

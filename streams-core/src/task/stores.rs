@@ -217,7 +217,7 @@ impl TaskStores {
                 }};
             }
             let store = match &spec.kind {
-                StoreKind::KeyValue => {
+                StoreKind::KeyValue { .. } => {
                     let mut b = layers!(StoreBuilder::key_value(spec.name.clone()));
                     if let Some(l) = listener {
                         b = b.with_caching(&resources.cache).with_flush_listener(l);

@@ -7,7 +7,11 @@ use crate::ids::TopicName;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// Key-value.
-    KeyValue,
+    KeyValue {
+        /// Whether values start with the 8-byte timestamp of the update that wrote them
+        /// (`[timestamp][value]`, the DSL's tables, as Kafka's timestamped key-value stores).
+        timestamped: bool,
+    },
     /// Window store.
     Window {
         /// How long windows are kept, in ms.
@@ -27,6 +31,19 @@ pub enum StoreKind {
     },
 }
 
+impl StoreKind {
+    /// Whether the store's values start with a timestamp (`[timestamp][value]`, see
+    /// `state_store::encode_timestamped`), which readers strip.
+    pub fn timestamped(&self) -> bool {
+        match self {
+            StoreKind::KeyValue { timestamped } | StoreKind::Window { timestamped, .. } => {
+                *timestamped
+            }
+            StoreKind::Session { .. } => false,
+        }
+    }
+}
+
 /// How a store is built for each task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSpec {
@@ -43,11 +60,11 @@ pub struct StoreSpec {
 }
 
 impl StoreSpec {
-    /// A persistent, logged, cached key-value store.
+    /// A persistent, logged, cached key-value store of plain values (no timestamps).
     pub fn key_value(name: impl Into<String>) -> Self {
         StoreSpec {
             name: name.into(),
-            kind: StoreKind::KeyValue,
+            kind: StoreKind::KeyValue { timestamped: false },
             persistent: true,
             logged: true,
             cached: true,

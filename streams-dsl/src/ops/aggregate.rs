@@ -1,6 +1,12 @@
-//! `count`, `reduce` and `aggregate` of a grouped stream: read the key's aggregate, apply
-//! the record, write it back, forward the change. With caching, the change is forwarded when
-//! the cache flushes (commit) or evicts, merged over every update in between.
+//! `count`, `reduce` and `aggregate` of a grouped stream (and, over add/subtract halves, of a
+//! re-grouped table): read the key's aggregate, apply the record, write it back, forward the
+//! change. With caching, the change is forwarded when the cache flushes (commit) or evicts,
+//! merged over every update in between.
+//!
+//! Timestamps, as in Kafka Streams: the store keeps each aggregate behind its timestamp
+//! (`[timestamp][aggregate]`); a key's first aggregate takes the record's time, every later
+//! one the larger of the record's time and the previous aggregate's, so an out-of-order record
+//! never moves an aggregate back in time. The change is forwarded with that timestamp.
 
 use std::sync::Arc;
 
@@ -8,14 +14,17 @@ use streams_core::{
     Change, Downstream, FlushQueue, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
-use super::{decode, encode};
+use super::encode;
+use super::stamped::{encode_stamped, get_stamped};
 
 /// `(key, value, previous aggregate or None) -> new aggregate`.
 pub(crate) type AggregateFn<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 
 pub(crate) struct Aggregate<K, V, A> {
     pub(crate) name: String,
+    /// A timestamped store.
     pub(crate) store: KvStoreRef,
+    pub(crate) store_name: String,
     pub(crate) queue: Option<FlushQueue>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) agg_serde: Arc<dyn Serde<A>>,
@@ -28,6 +37,7 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Aggregate<K, V, A> {
     fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         super::forward_flushed(
             self.queue.as_ref(),
+            &self.store_name,
             self.key_serde.as_ref(),
             self.agg_serde.as_ref(),
             &self.name,
@@ -40,19 +50,20 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Aggregate<K, V, A> {
 impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V> for Aggregate<K, V, A> {
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
         let kb = encode(self.key_serde.as_ref(), &rec.key, &self.name)?;
-        let old_bytes = self.store.borrow().get(&kb)?;
-        let old = old_bytes
-            .map(|b| decode(self.agg_serde.as_ref(), &b, &self.name))
-            .transpose()?;
+        let (old, timestamp) =
+            match get_stamped(&self.store, &kb, self.agg_serde.as_ref(), &self.name)? {
+                Some((agg, ts)) => (Some(agg), rec.timestamp.max(ts)),
+                None => (None, rec.timestamp),
+            };
         let new = (self.f)(&rec.key, rec.value, old.clone());
-        let nb = encode(self.agg_serde.as_ref(), &new, &self.name)?;
+        let nb = encode_stamped(self.agg_serde.as_ref(), &new, timestamp, &self.name)?;
         self.store.borrow_mut().put(&kb, &nb)?;
         if self.queue.is_some() {
             self.drain(ctx)
         } else {
             self.down.forward(
                 ctx,
-                Rec::new(rec.key, Change::new(Some(new), old), rec.timestamp),
+                Rec::new(rec.key, Change::new(Some(new), old), timestamp),
             )
         }
     }
@@ -218,6 +229,7 @@ mod tests {
             Ok(Aggregate {
                 name: inst.node_name().to_string(),
                 store: Rc::new(RefCell::new(store)),
+                store_name: "counts".into(),
                 queue: None,
                 key_serde: Arc::new(StringSerde),
                 agg_serde: Arc::new(I64Serde),

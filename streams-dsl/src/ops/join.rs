@@ -5,6 +5,14 @@
 //! updates alone emit nothing. Inner joins drop records with no match; left joins emit them
 //! with `None`. Table–table: an update on either side looks up the other side's store and
 //! emits the joined change (new and old), deletions included.
+//!
+//! Timestamps, as in Kafka Streams: a stream–table result carries the stream record's time.
+//! A table–table result carries the larger of the update's time and the time the other side's
+//! current value was written (tables keep it in their timestamped stores), so a result is never
+//! older than either of its inputs; when the other side has no value for the key, the update's
+//! time. A deletion on one side is an update like any other: its result (a deletion, or for
+//! left and outer joins the row joined with `None`) carries the larger of the deletion's time
+//! and the other side's value's time.
 
 use std::sync::Arc;
 
@@ -12,18 +20,19 @@ use streams_core::{
     Change, Downstream, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
-use super::{decode, encode};
+use super::encode;
+use super::stamped::get_stamped;
 
+/// The value of `key` in a table's (timestamped) store and the time it was written.
 fn lookup<K: 'static, T: 'static>(
     store: &KvStoreRef,
     key_serde: &dyn Serde<K>,
     value_serde: &dyn Serde<T>,
     key: &K,
     node: &str,
-) -> Result<Option<T>> {
+) -> Result<Option<(T, i64)>> {
     let kb = encode(key_serde, key, node)?;
-    let b = store.borrow().get(&kb)?;
-    b.map(|b| decode(value_serde, &b, node)).transpose()
+    get_stamped(store, &kb, value_serde, node)
 }
 
 /// `(key, stream value, table value) -> joined value`, or `None` to emit nothing (an inner
@@ -50,7 +59,8 @@ impl<K: Clone + 'static, V: 'static, T: 'static, R: Clone + 'static> Processor<K
             self.table_serde.as_ref(),
             &rec.key,
             &self.name,
-        )?;
+        )?
+        .map(|(v, _)| v);
         match (self.joiner)(&rec.key, rec.value, found) {
             Some(out) => self
                 .down
@@ -89,12 +99,16 @@ impl<K: Clone + 'static, This: 'static, Other: 'static, O: Clone + 'static>
             &rec.key,
             &self.name,
         )?;
+        let (other, timestamp) = match other {
+            Some((v, ts)) => (Some(v), rec.timestamp.max(ts)),
+            None => (None, rec.timestamp),
+        };
         let new = (self.joiner)(&rec.key, rec.value.new.as_ref(), other.as_ref());
         let old = (self.joiner)(&rec.key, rec.value.old.as_ref(), other.as_ref());
         if new.is_none() && old.is_none() {
             return Ok(());
         }
         self.down
-            .forward(ctx, Rec::new(rec.key, Change::new(new, old), rec.timestamp))
+            .forward(ctx, Rec::new(rec.key, Change::new(new, old), timestamp))
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod map;
 pub(crate) mod passthrough;
 pub(crate) mod peek;
 pub(crate) mod session_aggregate;
+pub(crate) mod stamped;
 pub(crate) mod stream_join;
 pub(crate) mod suppress;
 pub(crate) mod table;
@@ -95,10 +96,12 @@ pub(crate) fn flush_cached<S: state_store::StateStore + ?Sized>(
     Ok(true)
 }
 
-/// Forwards the changes a cached store flushed or evicted, decoded, each with the timestamp
-/// of the write that made it. Changes from absent to absent are skipped.
+/// Forwards the changes a cached timestamped key-value store (a table's, `store`) flushed or
+/// evicted, decoded, each with the timestamp its new value carries (a deletion: the time of
+/// the write that made it). Changes from absent to absent are skipped.
 pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
     queue: Option<&FlushQueue>,
+    store: &str,
     key_serde: &dyn Serde<K>,
     value_serde: &dyn Serde<V>,
     node: &str,
@@ -110,7 +113,10 @@ pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
         down,
         ctx,
         |b| decode(key_serde, b, node),
-        |b| Ok((decode(value_serde, b, node)?, None)),
+        |b| {
+            let (v, ts) = stamped::decode_stamped(value_serde, b, store, node)?;
+            Ok((v, Some(ts)))
+        },
     )
 }
 

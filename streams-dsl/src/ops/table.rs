@@ -8,14 +8,22 @@ use streams_core::{
     Change, Downstream, FlushQueue, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
-use super::{decode, encode};
+use super::encode;
+use super::stamped::{encode_stamped, get_stamped};
 
 /// Writes each update into the table's store and forwards `Change { new, old }`. Input values
 /// are `Option<V>`: `None` is a tombstone (a deletion). Used for source tables (input is the
 /// topic's records) and for materializing derived tables (input is their changes' new value).
+///
+/// The store is timestamped: a value is kept behind the timestamp of the update that wrote it
+/// (a source table: the topic record's; a derived table: the change's, which `filter` and
+/// `map_values` pass through), and the change is forwarded with that timestamp, as Kafka
+/// Streams' `KTableSource` and materialized `KTableFilter`/`KTableMapValues` do.
 pub(crate) struct Materialize<K, V> {
     pub(crate) name: String,
+    /// A timestamped store.
     pub(crate) store: KvStoreRef,
+    pub(crate) store_name: String,
     pub(crate) queue: Option<FlushQueue>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
@@ -26,6 +34,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
     fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         super::forward_flushed(
             self.queue.as_ref(),
+            &self.store_name,
             self.key_serde.as_ref(),
             self.value_serde.as_ref(),
             &self.name,
@@ -44,15 +53,12 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
         let kb = encode(self.key_serde.as_ref(), &key, &self.name)?;
         let old = match self.queue {
             Some(_) => None,
-            None => {
-                let b = self.store.borrow().get(&kb)?;
-                b.map(|b| decode(self.value_serde.as_ref(), &b, &self.name))
-                    .transpose()?
-            }
+            None => get_stamped(&self.store, &kb, self.value_serde.as_ref(), &self.name)?
+                .map(|(v, _)| v),
         };
         match &new {
             Some(v) => {
-                let vb = encode(self.value_serde.as_ref(), v, &self.name)?;
+                let vb = encode_stamped(self.value_serde.as_ref(), v, timestamp, &self.name)?;
                 self.store.borrow_mut().put(&kb, &vb)
             }
             None => self.store.borrow_mut().delete(&kb),
