@@ -173,6 +173,15 @@ impl Graph {
         self.connect_store(node, &name);
     }
 
+    /// [`Graph::add_store_for`] for a store that holds its task's records under their own
+    /// keys (a table or an aggregation), so queries can find a key by its partition.
+    pub(crate) fn add_keyed_store_for(&mut self, node: NodeId, spec: StoreSpec) {
+        let name = spec.name.clone();
+        self.add_store_for(node, spec);
+        let r = self.topo.store_keyed_by_input(&name);
+        self.keep(r);
+    }
+
     /// Declares that the inputs of `a` and `b` must be co-partitioned (they are joined).
     pub(crate) fn copartition(&mut self, a: NodeId, b: NodeId) {
         let mut topics = self.topo.source_topics_of(a);

@@ -200,7 +200,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         };
         let make = make(store.clone(), key_serde.clone(), agg_serde.clone());
         let node = stream.add(prefix, None, make);
-        graph.borrow_mut().add_store_for(node.id, spec);
+        graph.borrow_mut().add_keyed_store_for(node.id, spec);
         Some(Aggregation {
             node,
             key_serde,

@@ -148,7 +148,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         );
         graph
             .borrow_mut()
-            .add_store_for(node.id, materialized.key_value_spec(store));
+            .add_keyed_store_for(node.id, materialized.key_value_spec(store));
         KTable::from_node(
             graph,
             node,

@@ -38,7 +38,7 @@ use state_store::RocksDbMemory;
 
 pub use config::{ExceptionHandler, ExceptionResponse, ProcessingGuarantee, StreamsConfig};
 pub use metrics::{StreamsMetrics, TaskSnapshot, ThreadMetrics};
-pub use query::{KeyValueQuery, WindowQuery};
+pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
 pub use streams::Streams;
 
 use crate::error::{Error, Result};
@@ -131,6 +131,9 @@ pub(crate) struct Shared {
     globals: GlobalStores,
     /// Feeds the global stores; taken by the global thread at start.
     global_updater: Mutex<Option<GlobalUpdater>>,
+    /// Whether the global stores were read to their topics' end at start (queries of them
+    /// wait for it).
+    globals_ready: AtomicBool,
     topology: Arc<Topology>,
     log: Arc<dyn Log>,
     rocksdb: RocksDbMemory,
@@ -183,6 +186,15 @@ impl Shared {
 
     fn state(&self) -> StreamsState {
         *self.state.lock()
+    }
+
+    /// Whether this process runs `task` (every task, unless a consumer group shares them).
+    fn is_local(&self, task: TaskId) -> bool {
+        let group = self.group.lock();
+        group
+            .owned
+            .as_ref()
+            .is_none_or(|owned| owned.contains(&task))
     }
 
     fn stopping(&self) -> bool {

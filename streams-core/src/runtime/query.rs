@@ -1,21 +1,30 @@
 //! Interactive queries: read a materialized store of a running application.
 //!
 //! Stores belong to the stream thread that runs their task, so a query is sent to that
-//! thread, runs between two batches there, and the answer comes back. A key is looked up in
-//! the task its key bytes partition to (Kafka's partitioner, as for the topics); range and
-//! full scans ask every task of the store and merge the answers in key order. Reads see the
-//! latest values, including those still in the record cache. Values of timestamped stores
-//! (the DSL's tables and windowed aggregations) are returned without their timestamp.
+//! thread, runs between two batches there, and the answer comes back. A key is looked up
+//! first in the task its key bytes partition to (Kafka's partitioner, as for the topics).
+//! When the topology itself partitions the store's input by that key (a DSL table or
+//! aggregation behind a repartition topic), that task's answer is the answer. Otherwise (a
+//! table read straight from a topic some producer partitioned, a store of a processor of
+//! your own) a key missing there is looked for in every other local task of the store, and
+//! "absent" is answered only when every one of them could be asked. Range and full scans ask
+//! every task of the store and merge the answers in key order. Reads see the latest values,
+//! including those still in the record cache. Values of timestamped stores (the DSL's tables
+//! and windowed aggregations) are returned without their timestamp.
+//!
+//! Global stores are read in place, from any thread, once they were read to their topics'
+//! end at start.
 
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::{Shared, Streams};
+use super::{Shared, Streams, StreamsState};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
+use crate::ids::TopicName;
 use crate::partitioner::partition_for_key;
 use crate::serdes::Serde;
-use crate::topology::StoreKind;
+use crate::topology::{InternalTopicKind, StoreKind};
 
 fn decode<T: 'static>(serde: &dyn Serde<T>, bytes: &[u8], store: &str, what: &str) -> Result<T> {
     serde.deserialize(bytes).map_err(|e| Error::Processing {
@@ -37,6 +46,14 @@ fn encode<T: 'static>(serde: &dyn Serde<T>, value: &T, store: &str) -> Result<Ve
     Ok(out)
 }
 
+/// Which kind of store a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    KeyValue,
+    Window,
+    Session,
+}
+
 /// Where a store lives: its sub-topology and how many tasks (partitions) it has.
 struct Located {
     shared: Arc<Shared>,
@@ -44,36 +61,45 @@ struct Located {
     kind: StoreKind,
     subtopology: u32,
     partitions: u32,
+    /// Whether a key is only ever in the task its bytes partition to (see the module docs).
+    routed: bool,
 }
 
 impl Located {
-    fn find(shared: &Arc<Shared>, store: &str, want_window: bool) -> Result<Located> {
+    fn find(shared: &Arc<Shared>, store: &str, wanted: Wanted) -> Result<Located> {
         let shared = shared.clone();
-        let spec = shared
-            .topology
-            .stores()
-            .get(store)
-            .ok_or_else(|| Error::Config {
-                key: format!("store `{store}`"),
-                reason: "the topology has no store of that name".into(),
-            })?;
-        let is_window = matches!(spec.kind, StoreKind::Window { .. });
-        if is_window != want_window || matches!(spec.kind, StoreKind::Session { .. }) {
+        let topology = &shared.topology;
+        let spec = topology.stores().get(store).ok_or_else(|| Error::Config {
+            key: format!("store `{store}`"),
+            reason: "the topology has no store of that name".into(),
+        })?;
+        let is = match spec.kind {
+            StoreKind::KeyValue { .. } => Wanted::KeyValue,
+            StoreKind::Window { .. } => Wanted::Window,
+            StoreKind::Session { .. } => Wanted::Session,
+        };
+        if is != wanted {
             return Err(Error::Config {
                 key: format!("store `{store}`"),
                 reason: format!("is a {:?} store", spec.kind),
             });
         }
-        let subtopology = shared
-            .topology
+        let sub = topology
             .subtopologies()
             .iter()
             .find(|s| s.stores.iter().any(|s| s == store))
-            .map(|s| s.id)
             .ok_or_else(|| Error::Config {
                 key: format!("store `{store}`"),
                 reason: "no processor uses it".into(),
             })?;
+        let routed = topology.keyed_by_input.contains(store)
+            && sub.source_topics.iter().all(|t| match t {
+                TopicName::Internal(name) => {
+                    topology.internal_topics().get(name) == Some(&InternalTopicKind::Repartition)
+                }
+                _ => false,
+            });
+        let subtopology = sub.id;
         let partitions = shared.task_counts.get(&subtopology).copied().unwrap_or(0);
         let kind = spec.kind.clone();
         Ok(Located {
@@ -82,19 +108,54 @@ impl Located {
             kind,
             subtopology,
             partitions,
+            routed,
         })
     }
 
-    /// Runs `f` with the stores of the task `key` (encoded) partitions to, on its thread.
+    /// Runs `f` with the stores of the tasks that may hold `key` (encoded), on their threads:
+    /// the task `key` partitions to, then, unless the store is routed, every other local task
+    /// until `found` says an answer holds something. An answer of nothing while some task
+    /// could not be asked is that task's error: absence cannot be vouched for.
     fn ask_key<R: Send + 'static>(
         &self,
         key: Vec<u8>,
-        f: impl FnOnce(&crate::task::TaskStores, &str, &[u8]) -> Result<R> + Send + 'static,
+        f: impl Fn(&crate::task::TaskStores, &str, &[u8]) -> Result<R> + Send + Sync + 'static,
+        found: impl Fn(&R) -> bool,
     ) -> Result<R> {
-        let task = self.task_for(&key);
-        let name = self.store.clone();
-        self.shared
-            .ask(&self.store, task, move |stores| f(stores, &name, &key))
+        let owner = self.task_for(&key);
+        let f = Arc::new(f);
+        let key = Arc::new(key);
+        let ask = |task: TaskId| {
+            let (f, key, name) = (f.clone(), key.clone(), self.store.clone());
+            self.shared
+                .ask(&self.store, task, move |stores| f(stores, &name, &key))
+        };
+        if self.routed {
+            return ask(owner);
+        }
+        let others = self
+            .tasks()
+            .filter(|t| *t != owner && self.shared.is_local(*t));
+        let mut unavailable = None;
+        let mut nothing = None;
+        for task in std::iter::once(owner).chain(others) {
+            match ask(task) {
+                Ok(answer) if found(&answer) => return Ok(answer),
+                Ok(answer) => nothing = Some(answer),
+                Err(e @ Error::StoreUnavailable { .. }) => {
+                    unavailable.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match (unavailable, nothing) {
+            (None, Some(answer)) => Ok(answer),
+            (Some(e), _) => Err(e),
+            (None, None) => Err(Error::StoreUnavailable {
+                store: self.store.clone(),
+                reason: "no task of it runs in this process".into(),
+            }),
+        }
     }
 
     fn task_for(&self, key: &[u8]) -> TaskId {
@@ -127,7 +188,7 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
         values: Arc<dyn Serde<V>>,
     ) -> Result<Self> {
         Ok(KeyValueQuery {
-            at: Located::find(shared, store, false)?,
+            at: Located::find(shared, store, Wanted::KeyValue)?,
             keys,
             values,
         })
@@ -136,11 +197,15 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let bytes = encode(&*self.keys, key, &self.at.store)?;
-        let raw = self.at.ask_key(bytes, |stores, name, key| {
-            let store = stores.kv(name)?;
-            let value = store.borrow().get(key).map_err(Error::from);
-            value
-        })?;
+        let raw = self.at.ask_key(
+            bytes,
+            |stores, name, key| {
+                let store = stores.kv(name)?;
+                let value = store.borrow().get(key).map_err(Error::from);
+                value
+            },
+            Option::is_some,
+        )?;
         raw.map(|v| self.value(&v)).transpose()
     }
 
@@ -214,7 +279,7 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
         values: Arc<dyn Serde<V>>,
     ) -> Result<Self> {
         Ok(WindowQuery {
-            at: Located::find(shared, store, true)?,
+            at: Located::find(shared, store, Wanted::Window)?,
             keys,
             values,
         })
@@ -224,13 +289,17 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
     /// time order.
     pub fn fetch(&self, key: &K, time_from: i64, time_to: i64) -> Result<Vec<(i64, V)>> {
         let bytes = encode(&*self.keys, key, &self.at.store)?;
-        let raw = self.at.ask_key(bytes, move |stores, name, key| {
-            let store = stores.window(name)?;
-            let store = store.borrow();
-            let iter = store.fetch(key, time_from, time_to).map_err(Error::from)?;
-            let entries: std::result::Result<Vec<_>, _> = iter.collect();
-            entries.map_err(Error::from)
-        })?;
+        let raw = self.at.ask_key(
+            bytes,
+            move |stores, name, key| {
+                let store = stores.window(name)?;
+                let store = store.borrow();
+                let iter = store.fetch(key, time_from, time_to).map_err(Error::from)?;
+                let entries: std::result::Result<Vec<_>, _> = iter.collect();
+                entries.map_err(Error::from)
+            },
+            |found: &Vec<_>| !found.is_empty(),
+        )?;
         // DSL windowed aggregations keep the window's latest record timestamp in front.
         let timestamped = self.at.kind.timestamped();
         raw.into_iter()
@@ -246,7 +315,134 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
     }
 }
 
+/// Reads a session store of a running application.
+///
+/// Obtained from [`Streams::session_store`]. Sessions are `(start, end, value)`, `end` being
+/// the time of the session's last record (as in Kafka Streams' session windows).
+pub struct SessionQuery<K, V> {
+    at: Located,
+    keys: Arc<dyn Serde<K>>,
+    values: Arc<dyn Serde<V>>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> SessionQuery<K, V> {
+    /// Every session of `key`, ascending by end, then start.
+    pub fn fetch(&self, key: &K) -> Result<Vec<(i64, i64, V)>> {
+        let bytes = encode(&*self.keys, key, &self.at.store)?;
+        let raw = self.at.ask_key(
+            bytes,
+            |stores, name, key| {
+                let store = stores.session(name)?;
+                let store = store.borrow();
+                let iter = store.fetch(key).map_err(Error::from)?;
+                let entries: std::result::Result<Vec<_>, _> = iter.collect();
+                entries.map_err(Error::from)
+            },
+            |found: &Vec<_>| !found.is_empty(),
+        )?;
+        raw.into_iter()
+            .map(|(s, v)| {
+                let value = decode(&*self.values, &v, &self.at.store, "value")?;
+                Ok((s.start, s.end, value))
+            })
+            .collect()
+    }
+}
+
+/// Reads a global store (a [`GlobalKTable`]'s) of a running application, in place.
+///
+/// Obtained from [`Streams::global_store`]. Its answers are the table as the application's
+/// global thread last read it.
+///
+/// [`GlobalKTable`]: https://docs.rs/streams-dsl/latest/streams_dsl/struct.GlobalKTable.html
+pub struct GlobalQuery<K, V> {
+    shared: Arc<Shared>,
+    store: String,
+    keys: Arc<dyn Serde<K>>,
+    values: Arc<dyn Serde<V>>,
+}
+
+impl<K: 'static, V: 'static> GlobalQuery<K, V> {
+    fn store(&self) -> Result<crate::processor::GlobalStoreRef> {
+        let ready = self
+            .shared
+            .globals_ready
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let state = self.shared.state();
+        if !ready || !matches!(state, StreamsState::Running | StreamsState::Rebalancing) {
+            return Err(Error::StoreUnavailable {
+                store: self.store.clone(),
+                reason: format!("the application is {state}, its global stores are not being kept"),
+            });
+        }
+        self.shared.globals.get(&self.store)
+    }
+
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let bytes = encode(&*self.keys, key, &self.store)?;
+        let raw = self.store()?.lock().get(&bytes).map_err(Error::from)?;
+        raw.map(|v| decode(&*self.values, &v, &self.store, "value"))
+            .transpose()
+    }
+
+    /// Every entry, in encoded-key order.
+    pub fn all(&self) -> Result<Vec<(K, V)>> {
+        let store = self.store()?;
+        let raw: Vec<(Vec<u8>, Vec<u8>)> = {
+            let store = store.lock();
+            let iter = store.all().map_err(Error::from)?;
+            let entries: std::result::Result<Vec<_>, _> = iter.collect();
+            entries.map_err(Error::from)?
+        };
+        raw.into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    decode(&*self.keys, &k, &self.store, "key")?,
+                    decode(&*self.values, &v, &self.store, "value")?,
+                ))
+            })
+            .collect()
+    }
+}
+
 impl Streams {
+    /// Queries a session store by name. `keys` and `values` must be the serdes the store was
+    /// materialized with.
+    pub fn session_store<K: Send + 'static, V: Send + 'static>(
+        &self,
+        store: &str,
+        keys: Arc<dyn Serde<K>>,
+        values: Arc<dyn Serde<V>>,
+    ) -> Result<SessionQuery<K, V>> {
+        Ok(SessionQuery {
+            at: Located::find(&self.shared, store, Wanted::Session)?,
+            keys,
+            values,
+        })
+    }
+
+    /// Queries a global store by name. `keys` and `values` must be the serdes of its topic.
+    pub fn global_store<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        keys: Arc<dyn Serde<K>>,
+        values: Arc<dyn Serde<V>>,
+    ) -> Result<GlobalQuery<K, V>> {
+        if !self.shared.topology.global_stores().contains_key(store) {
+            return Err(Error::Config {
+                key: format!("global store `{store}`"),
+                reason: "the topology has no global store of that name".into(),
+            });
+        }
+        Ok(GlobalQuery {
+            shared: self.shared.clone(),
+            store: store.to_string(),
+            keys,
+            values,
+        })
+    }
+
     /// Queries a key-value store by name. `keys` and `values` must be the serdes the store
     /// was materialized with.
     pub fn key_value_store<K: Send + 'static, V: Send + 'static>(

@@ -86,6 +86,7 @@ impl Streams {
             shared: Arc::new(Shared {
                 globals: updater.stores(),
                 global_updater: Mutex::new((!updater.is_empty()).then_some(updater)),
+                globals_ready: AtomicBool::new(false),
                 config,
                 topology: Arc::new(topology),
                 log,
@@ -159,6 +160,7 @@ impl Streams {
                 self.shared.finish();
                 return Err(e);
             }
+            self.shared.globals_ready.store(true, Ordering::SeqCst);
             Shared::spawn_global_thread(&self.shared, updater)?;
         }
         self.join_group()?;

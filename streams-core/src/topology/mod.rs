@@ -107,6 +107,7 @@ pub struct TopologyBuilder {
     internal_topics: BTreeMap<String, InternalTopicKind>,
     partition_counts: BTreeMap<String, u32>,
     copartition_groups: Vec<BTreeSet<TopicName>>,
+    keyed_by_input: BTreeSet<String>,
 }
 
 impl TopologyBuilder {
@@ -271,6 +272,23 @@ impl TopologyBuilder {
             self.internal_topics.insert(n, InternalTopicKind::Changelog);
         }
         self.stores.insert(spec.name.clone(), spec);
+        Ok(())
+    }
+
+    /// Declares that `store` (registered) holds the records of its task under their own keys,
+    /// as the DSL's tables and aggregations do. A query for a key of such a store then asks
+    /// only the task of the partition the key is written to, when the topology writes the
+    /// store's input itself (a repartition topic, partitioned by murmur2 of the key). For any
+    /// other store a key is looked for in that task first, then in every other task of the
+    /// store, because its keys may lie anywhere.
+    pub fn store_keyed_by_input(&mut self, store: &str) -> Result<()> {
+        if !self.stores.contains_key(store) {
+            return Err(Error::Config {
+                key: format!("store `{store}`"),
+                reason: "is not registered".into(),
+            });
+        }
+        self.keyed_by_input.insert(store.to_string());
         Ok(())
     }
 
@@ -467,6 +485,7 @@ impl TopologyBuilder {
             partition_counts: self.partition_counts,
             copartition_groups: self.copartition_groups,
             subtopologies,
+            keyed_by_input: self.keyed_by_input,
         })
     }
 }
@@ -481,6 +500,8 @@ pub struct Topology {
     pub(crate) partition_counts: BTreeMap<String, u32>,
     pub(crate) copartition_groups: Vec<BTreeSet<TopicName>>,
     pub(crate) subtopologies: Vec<SubTopology>,
+    /// Stores declared with [`TopologyBuilder::store_keyed_by_input`].
+    pub(crate) keyed_by_input: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Topology {

@@ -1,0 +1,232 @@
+#![allow(clippy::unwrap_used)]
+//! Interactive queries of a running application: a key is found in whichever task holds it
+//! when the topology does not partition the store's input itself (a table read from a topic
+//! a producer partitioned its own way, a store of a processor of your own), and session and
+//! global stores are queryable.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::open_log;
+use streams_core::{
+    Downstream, I64Serde, KvStoreRef, Processor, ProcessorContext, Rec, StoreSpec, Streams,
+    StreamsConfig, StreamsState,
+};
+use streams_dsl::prelude::*;
+use streams_dsl::SessionWindows;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn config(dir: &std::path::Path) -> StreamsConfig {
+    StreamsConfig::new("queries", dir)
+        .with_threads(2)
+        .with_commit_interval(Duration::from_millis(50))
+}
+
+/// `(key, value)` records put on partitions round-robin, not where murmur2 of the key would
+/// put them: most keys land in a task other than the one their bytes partition to.
+fn round_robin(log: &dyn Log, topic: &str, partitions: u32, rows: &[(String, String)]) {
+    log.create_topic(topic, TopicConfig::new(partitions))
+        .unwrap();
+    for (i, (k, v)) in rows.iter().enumerate() {
+        let p = i as u32 % partitions;
+        log.append(
+            &TopicPartition::new(topic, p),
+            &[Record::new(k.as_str(), v.as_str(), 1 + i as i64)],
+        )
+        .unwrap();
+    }
+}
+
+fn rows(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("key-{i}"), format!("value-{i}")))
+        .collect()
+}
+
+#[test]
+fn a_table_read_from_a_topic_partitioned_otherwise_answers_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let rows = rows(40);
+    round_robin(&*log, "table-in", 4, &rows);
+    let b = StreamsBuilder::new();
+    b.table::<String, String>("table-in", Consumed::default(), Materialized::named("rows"));
+    let streams = Streams::new(b.build().unwrap(), config(dir.path()), log.clone()).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let store = streams
+        .key_value_store("rows", Arc::new(StringSerde), Arc::new(StringSerde))
+        .unwrap();
+    for (k, v) in &rows {
+        assert_eq!(
+            store.get(k).unwrap().as_ref(),
+            Some(v),
+            "point query of {k}"
+        );
+    }
+    assert_eq!(store.get(&"absent".to_string()).unwrap(), None);
+    streams.close().unwrap();
+}
+
+/// Indexes each record under its value: the store's keys are not the records' keys.
+struct ByValue {
+    store: KvStoreRef,
+    down: Downstream<String, String>,
+}
+
+impl Processor<String, String> for ByValue {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        rec: Rec<String, String>,
+    ) -> streams_core::Result<()> {
+        self.store
+            .borrow_mut()
+            .put(rec.value.as_bytes(), rec.key.as_bytes())?;
+        self.down.forward(ctx, rec)
+    }
+}
+
+#[test]
+fn a_user_processor_store_answers_keys_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let rows = rows(40);
+    log.create_topic("in", TopicConfig::new(4)).unwrap();
+    for (i, (k, v)) in rows.iter().enumerate() {
+        let p = streams_core::partition_for_key(k.as_bytes(), 4);
+        log.append(
+            &TopicPartition::new("in", p),
+            &[Record::new(k.as_str(), v.as_str(), 1 + i as i64)],
+        )
+        .unwrap();
+    }
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .process(vec![StoreSpec::key_value("by-value")], |inst, down| {
+            Ok(ByValue {
+                store: inst.kv_store("by-value")?,
+                down,
+            })
+        })
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let streams = Streams::new(b.build().unwrap(), config(dir.path()), log.clone()).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let store = streams
+        .key_value_store("by-value", Arc::new(StringSerde), Arc::new(StringSerde))
+        .unwrap();
+    for (k, v) in &rows {
+        assert_eq!(
+            store.get(v).unwrap().as_ref(),
+            Some(k),
+            "point query of {v}"
+        );
+    }
+    streams.close().unwrap();
+}
+
+#[test]
+fn session_and_global_stores_are_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    // Clicks per user at these times; sessions split by more than 10 ms of inactivity.
+    let clicks: [(&str, &[i64]); 3] = [
+        ("ann", &[1, 5, 12, 40, 45]),
+        ("bob", &[2, 30]),
+        ("cy", &[3, 4, 6, 8]),
+    ];
+    log.create_topic("clicks", TopicConfig::new(2)).unwrap();
+    let mut expected: BTreeMap<String, Vec<(i64, i64, i64)>> = BTreeMap::new();
+    // In time order, so none is late.
+    let mut in_order: Vec<(i64, &str)> = clicks
+        .iter()
+        .flat_map(|(user, times)| times.iter().map(move |t| (*t, *user)))
+        .collect();
+    in_order.sort();
+    for (t, user) in in_order {
+        let p = streams_core::partition_for_key(user.as_bytes(), 2);
+        log.append(
+            &TopicPartition::new("clicks", p),
+            &[Record::new(user, "", t)],
+        )
+        .unwrap();
+    }
+    for (user, times) in clicks {
+        let mut sessions: Vec<(i64, i64, i64)> = Vec::new();
+        for &t in times {
+            match sessions.last_mut() {
+                Some((_, end, n)) if t - *end <= 10 => {
+                    *end = t;
+                    *n += 1;
+                }
+                _ => sessions.push((t, t, 1)),
+            }
+        }
+        expected.insert(user.to_string(), sessions);
+    }
+    round_robin(
+        &*log,
+        "countries",
+        3,
+        &[("ann".into(), "FR".into()), ("bob".into(), "NZ".into())],
+    );
+
+    let b = StreamsBuilder::new();
+    b.global_table::<String, String>(
+        "countries",
+        Consumed::default(),
+        Materialized::named("country"),
+    );
+    b.stream::<String, String>("clicks", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(10),
+        ))
+        // Kept for a minute, so the early sessions are still there when the test asks.
+        .count(Materialized::named("click-sessions").with_retention(Duration::from_secs(60)));
+    let streams = Streams::new(b.build().unwrap(), config(dir.path()), log.clone()).unwrap();
+    let countries = streams
+        .global_store("country", Arc::new(StringSerde), Arc::new(StringSerde))
+        .unwrap();
+    assert!(
+        countries.get(&"ann".to_string()).is_err(),
+        "not readable before the application reads it"
+    );
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    assert_eq!(streams.state(), StreamsState::Running);
+
+    let sessions = streams
+        .session_store("click-sessions", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    for (user, want) in &expected {
+        assert_eq!(&sessions.fetch(user).unwrap(), want, "sessions of {user}");
+    }
+    assert_eq!(sessions.fetch(&"nobody".to_string()).unwrap(), vec![]);
+    assert!(streams
+        .session_store("country", Arc::new(StringSerde), Arc::new(I64Serde))
+        .is_err());
+
+    assert_eq!(
+        countries.get(&"bob".to_string()).unwrap(),
+        Some("NZ".to_string())
+    );
+    assert_eq!(countries.get(&"cy".to_string()).unwrap(), None);
+    assert_eq!(
+        countries.all().unwrap(),
+        vec![
+            ("ann".to_string(), "FR".to_string()),
+            ("bob".to_string(), "NZ".to_string())
+        ]
+    );
+    streams.close().unwrap();
+    assert!(
+        countries.get(&"ann".to_string()).is_err(),
+        "not after close"
+    );
+}
