@@ -65,7 +65,7 @@ pub use ids::{TaskId, TopicName};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
     FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog,
-    RebalanceListener, TopicConfig, TxnId,
+    OffsetCommit, RebalanceListener, TopicConfig, TxnId,
 };
 #[cfg(feature = "kafka")]
 pub use log::{KafkaLog, KafkaLogConfig};

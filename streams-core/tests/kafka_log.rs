@@ -239,6 +239,36 @@ fn kafka_group_offsets_are_committed_and_listed() {
     assert_eq!(other.committed_offset(&group, &tp(0)).unwrap(), Some(2));
     let groups = log.list_groups().unwrap();
     assert!(groups.contains(&group), "{group} not in {groups:?}");
+
+    // Metadata travels with the offsets (the runtime keeps stream time there), is replaced
+    // by the next commit of the partition, and rides along with a transaction's offsets.
+    let at = |p, offset, metadata: &str| streams_core::OffsetCommit {
+        tp: tp(p),
+        offset,
+        metadata: metadata.into(),
+    };
+    log.commit_offsets_with_metadata(&group, &[at(0, 2, "streams.stream-time=9"), at(1, 1, "x")])
+        .unwrap();
+    let all = [tp(0), tp(1), tp(2)];
+    assert_eq!(
+        other.committed_metadata(&group, &all).unwrap(),
+        vec![(tp(0), "streams.stream-time=9".into()), (tp(1), "x".into())]
+    );
+    log.commit_offsets(&group, &[(tp(1), 2)]).unwrap();
+    assert_eq!(
+        other.committed_metadata(&group, &all).unwrap(),
+        vec![(tp(0), "streams.stream-time=9".into())]
+    );
+    let txn = log.begin_transaction().unwrap();
+    log.append_transactional(txn, &tp(2), &[Record::new("k", "t", 3)])
+        .unwrap();
+    log.commit_transaction_with_metadata(txn, Some((&group, &[at(2, 3, "streams.stream-time=3")])))
+        .unwrap();
+    assert_eq!(other.committed_offset(&group, &tp(2)).unwrap(), Some(3));
+    assert_eq!(
+        other.committed_metadata(&group, &[tp(2)]).unwrap(),
+        vec![(tp(2), "streams.stream-time=3".into())]
+    );
 }
 
 /// Keys produced by librdkafka's own murmur2 partitioner land where `partition_for_key` says.

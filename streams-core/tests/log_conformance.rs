@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use streams_core::{
-    EmbeddedLog, EmbeddedLogConfig, Error, IsolationLevel, Log, MemoryLog, Record, StoredRecord,
-    TopicConfig, TopicPartition, TxnId,
+    EmbeddedLog, EmbeddedLogConfig, Error, IsolationLevel, Log, MemoryLog, OffsetCommit, Record,
+    StoredRecord, TopicConfig, TopicPartition, TxnId,
 };
 use tempfile::TempDir;
 
@@ -257,7 +257,42 @@ fn conformance(log: &dyn Log) {
         read_all(log, &p1, 0, 10, RC),
         vec![(0, String::new()), (2, "t6".into())]
     );
+    offset_metadata(log, &p0, &p1);
     log.sync().unwrap();
+}
+
+/// Offset metadata is kept beside each offset, replaced by every commit of that partition
+/// (a commit without metadata clears it), and committed with a transaction's offsets.
+fn offset_metadata(log: &dyn Log, p0: &TopicPartition, p1: &TopicPartition) {
+    let at = |tp: &TopicPartition, offset, metadata: &str| OffsetCommit {
+        tp: tp.clone(),
+        offset,
+        metadata: metadata.into(),
+    };
+    let both = [p0.clone(), p1.clone()];
+    log.commit_offsets_with_metadata("meta", &[at(p0, 3, "t=10"), at(p1, 1, "t=7")])
+        .unwrap();
+    assert_eq!(log.committed_offset("meta", p0).unwrap(), Some(3));
+    assert_eq!(
+        log.committed_metadata("meta", &both).unwrap(),
+        vec![(p0.clone(), "t=10".into()), (p1.clone(), "t=7".into())]
+    );
+    log.commit_offsets("meta", &[(p1.clone(), 2)]).unwrap();
+    assert_eq!(
+        log.committed_metadata("meta", &both).unwrap(),
+        vec![(p0.clone(), "t=10".into())]
+    );
+    let txn = log.begin_transaction().unwrap();
+    log.append_transactional(txn, p1, &[v("m", 0)]).unwrap();
+    log.commit_transaction_with_metadata(txn, Some(("meta", &[at(p1, 3, "t=12")])))
+        .unwrap();
+    assert_eq!(log.committed_offset("meta", p1).unwrap(), Some(3));
+    assert_eq!(
+        log.committed_metadata("meta", std::slice::from_ref(p1))
+            .unwrap(),
+        vec![(p1.clone(), "t=12".into())]
+    );
+    assert!(log.committed_metadata("nobody", &both).unwrap().is_empty());
 }
 
 #[test]

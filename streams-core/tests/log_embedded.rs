@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use streams_core::{
-    EmbeddedLog, EmbeddedLogConfig, Error, IsolationLevel, Log, Record, StoredRecord, TopicConfig,
-    TopicPartition,
+    EmbeddedLog, EmbeddedLogConfig, Error, IsolationLevel, Log, OffsetCommit, Record, StoredRecord,
+    TopicConfig, TopicPartition,
 };
 use tempfile::TempDir;
 
@@ -333,6 +333,15 @@ fn group_offsets_survive_reopen() {
         log.commit_offsets("g1", &[(a0.clone(), 5), (a1.clone(), 7)])
             .unwrap();
         log.commit_offsets("g2", &[(b0.clone(), 1)]).unwrap();
+        log.commit_offsets_with_metadata(
+            "g3",
+            &[OffsetCommit {
+                tp: b0.clone(),
+                offset: 4,
+                metadata: "streams.stream-time=42".into(),
+            }],
+        )
+        .unwrap();
         // A later commit overrides one partition and keeps the others.
         log.commit_offsets("g1", &[(a0.clone(), 9)]).unwrap();
         assert_eq!(log.committed_offset("g1", &a0).unwrap(), Some(9));
@@ -350,7 +359,12 @@ fn group_offsets_survive_reopen() {
     let log = open(dir.path());
     assert_eq!(
         log.list_groups().unwrap(),
-        vec!["g1".to_string(), "g2".to_string()]
+        vec!["g1".to_string(), "g2".to_string(), "g3".to_string()]
+    );
+    assert_eq!(
+        log.committed_metadata("g3", std::slice::from_ref(&b0))
+            .unwrap(),
+        vec![(b0.clone(), "streams.stream-time=42".to_string())]
     );
     let mut g1 = log.committed_offsets("g1").unwrap();
     g1.sort();

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::log::{
     validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets, IsolationLevel, Log,
-    TopicConfig, TxnId,
+    OffsetCommit, TopicConfig, TxnId,
 };
 use crate::record::{Record, StoredRecord, TopicPartition};
 
@@ -23,7 +23,7 @@ struct MemPartition {
 #[derive(Default)]
 struct State {
     topics: BTreeMap<String, (TopicConfig, Vec<MemPartition>)>,
-    groups: BTreeMap<String, BTreeMap<TopicPartition, u64>>,
+    groups: BTreeMap<String, BTreeMap<TopicPartition, (u64, String)>>,
     next_txn: u64,
     open: BTreeMap<u64, BTreeSet<TopicPartition>>,
     aborted: BTreeSet<u64>,
@@ -226,7 +226,7 @@ impl Log for MemoryLog {
             .map(|(_, r)| r.offset))
     }
 
-    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+    fn commit_offsets_with_metadata(&self, group: &str, offsets: &[OffsetCommit]) -> Result<()> {
         // As the embedded log: an empty group name would be listed and looked up as a group.
         if group.is_empty() {
             return Err(Error::Config {
@@ -235,12 +235,12 @@ impl Log for MemoryLog {
             });
         }
         let mut s = self.state.lock();
-        for (tp, _) in offsets {
-            s.partition(tp)?;
+        for c in offsets {
+            s.partition(&c.tp)?;
         }
         let g = s.groups.entry(group.to_string()).or_default();
-        for (tp, o) in offsets {
-            g.insert(tp.clone(), *o);
+        for c in offsets {
+            g.insert(c.tp.clone(), (c.offset, c.metadata.clone()));
         }
         Ok(())
     }
@@ -251,8 +251,26 @@ impl Log for MemoryLog {
             .lock()
             .groups
             .get(group)
-            .map(|g| g.iter().map(|(tp, o)| (tp.clone(), *o)).collect())
+            .map(|g| g.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect())
             .unwrap_or_default())
+    }
+
+    fn committed_metadata(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, String)>> {
+        let s = self.state.lock();
+        let Some(g) = s.groups.get(group) else {
+            return Ok(Vec::new());
+        };
+        Ok(partitions
+            .iter()
+            .filter_map(|tp| {
+                let (_, m) = g.get(tp)?;
+                (!m.is_empty()).then(|| (tp.clone(), m.clone()))
+            })
+            .collect())
     }
 
     fn list_groups(&self) -> Result<Vec<String>> {
@@ -285,10 +303,10 @@ impl Log for MemoryLog {
         Ok(info)
     }
 
-    fn commit_transaction(
+    fn commit_transaction_with_metadata(
         &self,
         txn: TxnId,
-        offsets: Option<(&str, &[(TopicPartition, u64)])>,
+        offsets: Option<(&str, &[OffsetCommit])>,
     ) -> Result<()> {
         let mut s = self.state.lock();
         let Some(touched) = s.open.remove(&txn.0) else {
@@ -302,8 +320,8 @@ impl Log for MemoryLog {
         }
         if let Some((group, offsets)) = offsets {
             let g = s.groups.entry(group.to_string()).or_default();
-            for (tp, o) in offsets {
-                g.insert(tp.clone(), *o);
+            for c in offsets {
+                g.insert(c.tp.clone(), (c.offset, c.metadata.clone()));
             }
         }
         debug_assert!(s.committed(txn.0));

@@ -196,6 +196,32 @@ pub struct Fetch {
 /// A consumer group's committed positions: for each partition, the next offset to read.
 pub type GroupOffsets = Vec<(TopicPartition, u64)>;
 
+/// A group's position in one partition with the metadata committed beside it (Kafka's offset
+/// metadata; the runtime keeps the partition's stream time there, as Kafka Streams does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The next offset to read.
+    pub offset: u64,
+    /// Free text kept with the offset; empty for none.
+    pub metadata: String,
+}
+
+impl OffsetCommit {
+    /// Offset commits without metadata.
+    pub fn plain(offsets: &[(TopicPartition, u64)]) -> Vec<OffsetCommit> {
+        offsets
+            .iter()
+            .map(|(tp, offset)| OffsetCommit {
+                tp: tp.clone(),
+                offset: *offset,
+                metadata: String::new(),
+            })
+            .collect()
+    }
+}
+
 /// Identifies an open transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxnId(pub u64);
@@ -268,8 +294,22 @@ pub trait Log: Send + Sync {
     /// The first offset whose record timestamp is at least `timestamp`, if any.
     fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<u64>>;
 
-    /// Durably records a group's positions (next offset to read) for some partitions.
-    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()>;
+    /// Durably records a group's positions (next offset to read) for some partitions, without
+    /// metadata (a commit replaces the metadata committed before, as in Kafka).
+    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        self.commit_offsets_with_metadata(group, &OffsetCommit::plain(offsets))
+    }
+
+    /// Durably records a group's positions with metadata per partition.
+    fn commit_offsets_with_metadata(&self, group: &str, offsets: &[OffsetCommit]) -> Result<()>;
+
+    /// The metadata the group committed with its positions in these partitions (those with
+    /// metadata that is not empty).
+    fn committed_metadata(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, String)>>;
 
     /// All positions committed by a group.
     fn committed_offsets(&self, group: &str) -> Result<GroupOffsets>;
@@ -316,6 +356,21 @@ pub trait Log: Send + Sync {
         &self,
         txn: TxnId,
         offsets: Option<(&str, &[(TopicPartition, u64)])>,
+    ) -> Result<()> {
+        match offsets {
+            Some((group, offsets)) => self.commit_transaction_with_metadata(
+                txn,
+                Some((group, &OffsetCommit::plain(offsets))),
+            ),
+            None => self.commit_transaction_with_metadata(txn, None),
+        }
+    }
+
+    /// [`Log::commit_transaction`] with metadata beside each offset.
+    fn commit_transaction_with_metadata(
+        &self,
+        txn: TxnId,
+        offsets: Option<(&str, &[OffsetCommit])>,
     ) -> Result<()>;
 
     /// Discards the transaction: its records stay invisible to read-committed readers.

@@ -28,9 +28,11 @@ use super::{Request, Shared};
 use crate::error::{Error, Result};
 use crate::handler::{push_dead_letter_headers, Origin, RecordErrorHandler};
 use crate::ids::TaskId;
-use crate::log::{IsolationLevel, TxnId};
+use crate::log::{IsolationLevel, OffsetCommit, TxnId};
 use crate::record::{Record, TopicPartition};
-use crate::task::{StoreResources, Task, TaskEnv, TaskStores};
+use crate::task::{
+    parse_stream_time_metadata, stream_time_metadata, StoreResources, Task, TaskEnv, TaskStores,
+};
 
 /// A task this thread holds, with where its inputs are read from.
 pub(crate) struct Active {
@@ -385,6 +387,15 @@ impl StreamThread {
             };
             positions.push((tp, position));
         }
+        let inputs: Vec<TopicPartition> = positions.iter().map(|(tp, _)| tp.clone()).collect();
+        let resumed = log
+            .committed_metadata(app, &inputs)?
+            .iter()
+            .filter_map(|(_, m)| parse_stream_time_metadata(m))
+            .max();
+        if let Some(stream_time) = resumed {
+            task.resume_stream_time(stream_time);
+        }
         task.punctuate_wall_clock(now_ms())?;
         tracing::info!(
             thread = %self.name, task = %id, restored, restore_ms = restore_time.as_millis() as u64,
@@ -598,6 +609,7 @@ impl StreamThread {
         self.current = None;
         self.write_outputs()?;
         let mut offsets = Vec::new();
+        let mut commits = Vec::new();
         let mut changed = self.txn.is_some();
         for active in self.tasks.0.values_mut() {
             // Inputs read to the end may have skipped records nobody processes (aborted
@@ -611,6 +623,19 @@ impl StreamThread {
             if consumed != active.committed || active.dirty {
                 changed = true;
             }
+            // Each input's offset carries the task's stream time, which a restart or the
+            // task's next owner resumes from.
+            let stream_time = active.task.stream_time();
+            let metadata = if stream_time > i64::MIN {
+                stream_time_metadata(stream_time)
+            } else {
+                String::new()
+            };
+            commits.extend(consumed.iter().map(|(tp, offset)| OffsetCommit {
+                tp: tp.clone(),
+                offset: *offset,
+                metadata: metadata.clone(),
+            }));
             offsets.extend(consumed);
         }
         if !changed {
@@ -620,8 +645,8 @@ impl StreamThread {
         let log = self.shared.log.clone();
         let app = self.shared.config.application_id.clone();
         match self.txn.take() {
-            Some(txn) => log.commit_transaction(txn, Some((&app, &offsets)))?,
-            None if !offsets.is_empty() => log.commit_offsets(&app, &offsets)?,
+            Some(txn) => log.commit_transaction_with_metadata(txn, Some((&app, &commits)))?,
+            None if !commits.is_empty() => log.commit_offsets_with_metadata(&app, &commits)?,
             None => {}
         }
         {

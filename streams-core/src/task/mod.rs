@@ -102,6 +102,19 @@ pub(crate) struct Task {
     meta: RecordMeta,
 }
 
+/// The offset metadata the runtime commits with a task's input offsets: the task's stream time.
+/// Plain text, so tools listing a group's offsets show it.
+pub(crate) fn stream_time_metadata(stream_time: i64) -> String {
+    format!("{STREAM_TIME_METADATA}{stream_time}")
+}
+
+/// The stream time in offset metadata the runtime committed, if `metadata` is that.
+pub(crate) fn parse_stream_time_metadata(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix(STREAM_TIME_METADATA)?.parse().ok()
+}
+
+const STREAM_TIME_METADATA: &str = "streams.stream-time=";
+
 impl Task {
     /// Builds the task's stores and processors. Stores still need [`Task::restore`].
     pub(crate) fn new(topology: &Topology, id: TaskId, env: &TaskEnv) -> Result<Task> {
@@ -227,6 +240,13 @@ impl Task {
     /// Stream time: the largest timestamp processed, `i64::MIN` before the first record.
     pub(crate) fn stream_time(&self) -> i64 {
         self.stream_time
+    }
+
+    /// Resumes from the stream time committed with the task's input offsets (the largest
+    /// timestamp processed before them), so records that were late before a restart or a
+    /// move are late after it too, as in Kafka Streams.
+    pub(crate) fn resume_stream_time(&mut self, committed: i64) {
+        self.stream_time = self.stream_time.max(committed);
     }
 
     /// Replays the stores' changelogs (only the tail past a valid checkpoint). Returns the

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::log::OffsetCommit;
 use crate::record::TopicPartition;
 
 /// One journal entry.
@@ -34,12 +35,26 @@ pub(crate) enum Entry {
     NextTxnId {
         next: u64,
     },
+    /// `Offsets` with metadata beside each offset (added last, so older journals still read).
+    OffsetsWithMetadata {
+        group: String,
+        offsets: Vec<(String, u32, u64, String)>,
+    },
+    /// `TxnCommit` with metadata beside each offset.
+    TxnCommitWithMetadata {
+        id: u64,
+        group: Option<String>,
+        offsets: Vec<(String, u32, u64, String)>,
+    },
 }
+
+/// A group's committed positions: per partition, the next offset and its metadata.
+pub(crate) type GroupState = BTreeMap<String, BTreeMap<TopicPartition, (u64, String)>>;
 
 /// What replaying the journal yields.
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
-    pub(crate) groups: BTreeMap<String, BTreeMap<TopicPartition, u64>>,
+    pub(crate) groups: GroupState,
     pub(crate) next_txn_id: u64,
     pub(crate) aborted: BTreeSet<u64>,
     /// Begun but neither committed nor aborted: in flight when the process stopped.
@@ -53,10 +68,17 @@ pub(crate) struct Journal {
     snapshot_bytes: u64,
 }
 
-pub(crate) fn offsets_vec(offsets: &[(TopicPartition, u64)]) -> Vec<(String, u32, u64)> {
+pub(crate) fn offsets_vec(offsets: &[OffsetCommit]) -> Vec<(String, u32, u64, String)> {
     offsets
         .iter()
-        .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+        .map(|c| {
+            (
+                c.tp.topic.clone(),
+                c.tp.partition,
+                c.offset,
+                c.metadata.clone(),
+            )
+        })
         .collect()
 }
 
@@ -184,7 +206,7 @@ impl Journal {
     /// Rewrites the journal as the minimal set of entries that replays to the same state.
     pub(crate) fn snapshot(
         &mut self,
-        groups: &BTreeMap<String, BTreeMap<TopicPartition, u64>>,
+        groups: &GroupState,
         aborted: &BTreeSet<u64>,
         next_txn_id: u64,
     ) -> Result<()> {
@@ -195,9 +217,9 @@ impl Journal {
         for (group, offsets) in groups {
             let offsets = offsets
                 .iter()
-                .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+                .map(|(tp, (o, m))| (tp.topic.clone(), tp.partition, *o, m.clone()))
                 .collect();
-            out.extend(encode(&Entry::Offsets {
+            out.extend(encode(&Entry::OffsetsWithMetadata {
                 group: group.clone(),
                 offsets,
             })?);
@@ -248,21 +270,37 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 fn apply(r: &mut Replayed, entry: Entry) {
-    let put = |r: &mut Replayed, group: String, offsets: Vec<(String, u32, u64)>| {
+    let put = |r: &mut Replayed, group: String, offsets: Vec<(String, u32, u64, String)>| {
         let g = r.groups.entry(group).or_default();
-        for (topic, partition, offset) in offsets {
-            g.insert(TopicPartition { topic, partition }, offset);
+        for (topic, partition, offset, metadata) in offsets {
+            g.insert(TopicPartition { topic, partition }, (offset, metadata));
         }
     };
+    let plain = |offsets: Vec<(String, u32, u64)>| {
+        offsets
+            .into_iter()
+            .map(|(t, p, o)| (t, p, o, String::new()))
+            .collect()
+    };
+    let commit = |r: &mut Replayed, id: u64| {
+        r.unfinished.remove(&id);
+        r.next_txn_id = r.next_txn_id.max(id + 1);
+    };
     match entry {
-        Entry::Offsets { group, offsets } => put(r, group, offsets),
+        Entry::Offsets { group, offsets } => put(r, group, plain(offsets)),
+        Entry::OffsetsWithMetadata { group, offsets } => put(r, group, offsets),
         Entry::TxnBegin { id } => {
             r.unfinished.insert(id);
             r.next_txn_id = r.next_txn_id.max(id + 1);
         }
         Entry::TxnCommit { id, group, offsets } => {
-            r.unfinished.remove(&id);
-            r.next_txn_id = r.next_txn_id.max(id + 1);
+            commit(r, id);
+            if let Some(group) = group {
+                put(r, group, plain(offsets));
+            }
+        }
+        Entry::TxnCommitWithMetadata { id, group, offsets } => {
+            commit(r, id);
             if let Some(group) = group {
                 put(r, group, offsets);
             }

@@ -30,12 +30,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
-use self::journal::{offsets_vec, Entry, Journal};
+use self::journal::{offsets_vec, Entry, GroupState, Journal};
 use self::partition::Partition;
 use crate::error::{Error, Result};
 use crate::log::{
     validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets, IsolationLevel, Log,
-    TopicConfig, TxnId,
+    OffsetCommit, TopicConfig, TxnId,
 };
 use crate::record::{Record, TopicPartition};
 
@@ -104,7 +104,7 @@ impl TxnState {
 }
 
 /// How a transaction ends: `None` aborts it, `Some(offsets)` commits it with those offsets.
-type TxnOutcome<'a> = Option<Option<(&'a str, &'a [(TopicPartition, u64)])>>;
+type TxnOutcome<'a> = Option<Option<(&'a str, &'a [OffsetCommit])>>;
 
 struct Topic {
     config: TopicConfig,
@@ -117,7 +117,7 @@ struct Inner {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     txns: RwLock<TxnState>,
     journal: Mutex<Journal>,
-    groups: Mutex<BTreeMap<String, BTreeMap<TopicPartition, u64>>>,
+    groups: Mutex<GroupState>,
     _lock: File,
 }
 
@@ -345,7 +345,7 @@ impl EmbeddedLog {
             }
         }
         let entry = match commit {
-            Some(offsets) => Entry::TxnCommit {
+            Some(offsets) => Entry::TxnCommitWithMetadata {
                 id,
                 group: offsets.map(|(g, _)| g.to_string()),
                 offsets: offsets.map(|(_, o)| offsets_vec(o)).unwrap_or_default(),
@@ -358,8 +358,8 @@ impl EmbeddedLog {
             if let Some(Some((group, offsets))) = commit {
                 let mut groups = self.inner.groups.lock();
                 let g = groups.entry(group.to_string()).or_default();
-                for (tp, o) in offsets {
-                    g.insert(tp.clone(), *o);
+                for c in offsets {
+                    g.insert(c.tp.clone(), (c.offset, c.metadata.clone()));
                 }
             }
         }
@@ -377,9 +377,9 @@ impl EmbeddedLog {
         self.maybe_snapshot_journal()
     }
 
-    fn check_offsets(&self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
-        for (tp, _) in offsets {
-            self.with_partition(tp, |_, _| Ok(()))?;
+    fn check_offsets(&self, offsets: &[OffsetCommit]) -> Result<()> {
+        for c in offsets {
+            self.with_partition(&c.tp, |_, _| Ok(()))?;
         }
         Ok(())
     }
@@ -518,7 +518,7 @@ impl Log for EmbeddedLog {
         self.with_partition(tp, |p, _| p.offset_for_timestamp(timestamp))
     }
 
-    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+    fn commit_offsets_with_metadata(&self, group: &str, offsets: &[OffsetCommit]) -> Result<()> {
         if group.is_empty() {
             return Err(Error::Config {
                 key: "group".into(),
@@ -528,15 +528,15 @@ impl Log for EmbeddedLog {
         self.check_offsets(offsets)?;
         {
             let mut journal = self.inner.journal.lock();
-            let entry = Entry::Offsets {
+            let entry = Entry::OffsetsWithMetadata {
                 group: group.to_string(),
                 offsets: offsets_vec(offsets),
             };
             journal.append(&entry, self.inner.config.fsync == FsyncPolicy::Always)?;
             let mut groups = self.inner.groups.lock();
             let g = groups.entry(group.to_string()).or_default();
-            for (tp, o) in offsets {
-                g.insert(tp.clone(), *o);
+            for c in offsets {
+                g.insert(c.tp.clone(), (c.offset, c.metadata.clone()));
             }
         }
         self.maybe_snapshot_journal()
@@ -548,8 +548,26 @@ impl Log for EmbeddedLog {
             .groups
             .lock()
             .get(group)
-            .map(|g| g.iter().map(|(tp, o)| (tp.clone(), *o)).collect())
+            .map(|g| g.iter().map(|(tp, (o, _))| (tp.clone(), *o)).collect())
             .unwrap_or_default())
+    }
+
+    fn committed_metadata(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, String)>> {
+        let groups = self.inner.groups.lock();
+        let Some(g) = groups.get(group) else {
+            return Ok(Vec::new());
+        };
+        Ok(partitions
+            .iter()
+            .filter_map(|tp| {
+                let (_, m) = g.get(tp)?;
+                (!m.is_empty()).then(|| (tp.clone(), m.clone()))
+            })
+            .collect())
     }
 
     fn list_groups(&self) -> Result<Vec<String>> {
@@ -592,10 +610,10 @@ impl Log for EmbeddedLog {
         Ok(info)
     }
 
-    fn commit_transaction(
+    fn commit_transaction_with_metadata(
         &self,
         txn: TxnId,
-        offsets: Option<(&str, &[(TopicPartition, u64)])>,
+        offsets: Option<(&str, &[OffsetCommit])>,
     ) -> Result<()> {
         self.end_txn(txn, Some(offsets))
     }

@@ -21,6 +21,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use super::client::{bounded, code, kafka_error};
 use super::offset_list;
 use crate::error::{Error, Result};
+use crate::log::OffsetCommit;
 use crate::log::{GroupMembership, RebalanceListener};
 use crate::record::TopicPartition;
 
@@ -99,7 +100,7 @@ pub(crate) fn create(
 pub(crate) fn commit<C: ConsumerContext + 'static>(
     consumer: Arc<BaseConsumer<C>>,
     group: &str,
-    offsets: &[(TopicPartition, u64)],
+    offsets: &[OffsetCommit],
     timeout: Duration,
 ) -> Result<()> {
     let operation = format!("commit offsets of group {group}");

@@ -45,10 +45,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
-use self::client::{kafka_error, partition_i32, retry_transient, timed_out, topic_error, wait};
+use self::client::{kafka_error, partition_i32, timed_out, topic_error, wait};
 use super::{
     validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupMembership, GroupOffsets,
-    IsolationLevel, Log, RebalanceListener, TopicConfig, TxnId,
+    IsolationLevel, Log, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
 };
 use crate::error::{Error, Result};
 use crate::record::{Record, TopicPartition};
@@ -335,7 +335,7 @@ impl Log for KafkaLog {
         })
     }
 
-    fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+    fn commit_offsets_with_metadata(&self, group: &str, offsets: &[OffsetCommit]) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -366,39 +366,26 @@ impl Log for KafkaLog {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<GroupOffsets> {
-        let operation = || format!("fetch the committed offsets of group {group}");
-        let mut list = TopicPartitionList::with_capacity(partitions.len());
-        for tp in partitions {
-            list.add_partition(&tp.topic, partition_i32(tp.partition));
-        }
-        if list.count() == 0 {
-            return Ok(Vec::new());
-        }
-        let consumer = self.group_consumer(group)?;
-        // The group's coordinator moves (or loads the offsets) while a broker restarts.
-        let found = retry_transient(
-            self.config.timeout,
-            &[
-                RDKafkaErrorCode::NotCoordinator,
-                RDKafkaErrorCode::CoordinatorNotAvailable,
-                RDKafkaErrorCode::CoordinatorLoadInProgress,
-            ],
-            |left| consumer.committed_offsets(list.clone(), left),
-        )
-        .map_err(|e| kafka_error(operation(), None, &e))?;
-        let mut out: GroupOffsets = found
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) if o >= 0 => Some((
-                    TopicPartition::new(e.topic(), e.partition().max(0) as u32),
-                    o as u64,
-                )),
-                _ => None,
-            })
+        let mut out: GroupOffsets = self
+            .fetch_committed(group, partitions)?
+            .into_iter()
+            .map(|c| (c.tp, c.offset))
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    fn committed_metadata(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, String)>> {
+        Ok(self
+            .fetch_committed(group, partitions)?
+            .into_iter()
+            .filter(|c| !c.metadata.is_empty())
+            .map(|c| (c.tp, c.metadata))
+            .collect())
     }
 
     fn list_groups(&self) -> Result<Vec<String>> {
@@ -437,10 +424,10 @@ impl Log for KafkaLog {
         self.produce(&producer.producer, tp, records)
     }
 
-    fn commit_transaction(
+    fn commit_transaction_with_metadata(
         &self,
         txn: TxnId,
-        offsets: Option<(&str, &[(TopicPartition, u64)])>,
+        offsets: Option<(&str, &[OffsetCommit])>,
     ) -> Result<()> {
         let producer = self.close_txn(txn)?;
         let name = self.txn_name(&producer);
