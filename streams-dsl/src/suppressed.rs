@@ -91,7 +91,7 @@ pub(crate) type TimeOf<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
 ///   limit: a key's first update since its last emission starts a timer of `limit` (record
 ///   time), and its latest value is emitted when stream time reaches the timer's end.
 ///
-/// The buffer lives in a
+/// Updates are emitted on the first commit once their time has come. The buffer lives in a
 /// key-value store of the task named `<node name>-store` (the node is named with
 /// [`Suppressed::named`], or `KTABLE-SUPPRESS-<index>`), changelogged to
 /// `<application id>-<node name>-store-changelog` and restored like any store, so what is

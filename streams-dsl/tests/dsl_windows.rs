@@ -274,6 +274,35 @@ fn suppress_emits_windows_buffered_across_a_restart_once() {
 }
 
 #[test]
+fn suppress_waits_for_the_updates_a_cache_holds_back() {
+    let topo = final_counts_topology();
+    let config = DriverConfig {
+        commit_every_record: false,
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&topo, config).unwrap();
+    pipe(&mut d, "in", "a", "", 1);
+    d.commit().unwrap();
+    // The count cache forwards in the order keys became dirty: b's [0, 10) before a's second
+    // update, and b's [20, 30), whose record closed [0, 10), last.
+    pipe(&mut d, "in", "b", "", 2);
+    pipe(&mut d, "in", "a", "", 3);
+    pipe(&mut d, "in", "b", "", 20);
+    d.commit().unwrap();
+    pipe(&mut d, "in", "c", "", 100);
+    d.commit().unwrap();
+    assert_eq!(
+        windowed_out(&mut d, "out"),
+        vec![
+            (s("a"), 0, 10, Some(2), 3),
+            (s("b"), 0, 10, Some(1), 2),
+            (s("b"), 20, 30, Some(1), 20),
+        ],
+        "each window once, with every update counted"
+    );
+}
+
+#[test]
 fn suppression_buffer_bounds_count_what_a_restart_restored() {
     let b = StreamsBuilder::new();
     b.stream::<String, String>("in", Consumed::default())

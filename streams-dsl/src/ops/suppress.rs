@@ -7,8 +7,15 @@
 //! Deletions (sessions merged away) are never emitted as final results. Time limit: buffer time
 //! is the record time of the key's first update since it was last emitted.
 //!
-//! The buffer is checked on every update and on every commit (`flush`), so a window closed by
-//! the records of other keys is emitted at the next commit at the latest.
+//! Updates whose time has come are emitted on commit (`flush`), never while an update is
+//! being buffered: a cached aggregation upstream forwards its updates in batches (on commit,
+//! or when the cache evicts), in the order its keys first became dirty, not in time order, so
+//! stream time can pass a window's close while the window's last update still sits in that
+//! cache. A commit flushes processors parents first, so when this one flushes, every update
+//! of the interval has reached the buffer and a closed window's buffered value is final.
+//! (Emitting on update, as this did before, emitted such a window early with a stale count,
+//! and again when its last update arrived.) Bounds are enforced on every update, so a closed
+//! window counts against them until the next commit.
 //!
 //! The buffer's contents live in a key-value store of the task, `<node name>-store`
 //! (RocksDB, cached, changelogged to `<application id>-<node name>-store-changelog`), as
@@ -342,7 +349,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
             );
             self.bytes += bytes;
         }
-        self.evict(ctx)?;
+        // No time-based emission here: see the module docs.
         while self.full() {
             match self.when_full {
                 BufferFull::EmitEarly => {
