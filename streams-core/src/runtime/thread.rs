@@ -476,10 +476,19 @@ impl StreamThread {
     /// Appends everything the tasks produced (under exactly-once, inside the thread's
     /// transaction, begun on first use).
     fn write_outputs(&mut self) -> Result<()> {
-        let mut by_partition: HashMap<TopicPartition, Vec<Record>> = HashMap::new();
+        // Partitions in the order a task first wrote to them: its output before its
+        // changelogs (see `Task::drain_output`). Under at-least-once a crash between two
+        // appends must not keep a state change (a suppressed window deleted from its buffer)
+        // and lose the output it produced, which no replay would produce again.
+        let mut by_partition: Vec<(TopicPartition, Vec<Record>)> = Vec::new();
+        let mut index: HashMap<TopicPartition, usize> = HashMap::new();
         for active in self.tasks.0.values_mut() {
             for (tp, record) in active.task.drain_output() {
-                by_partition.entry(tp).or_default().push(record);
+                let i = *index.entry(tp.clone()).or_insert_with(|| {
+                    by_partition.push((tp, Vec::new()));
+                    by_partition.len() - 1
+                });
+                by_partition[i].1.push(record);
             }
         }
         if by_partition.is_empty() {
