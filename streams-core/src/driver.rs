@@ -8,6 +8,11 @@
 //! threads, no sleeps; files only for RocksDB stores, in a temporary directory removed on
 //! drop. By default every piped record is followed by a commit (caches flush), as in Kafka
 //! Streams' driver; [`DriverConfig::commit_every_record`] turns that off to observe caching.
+//!
+//! Changelogs live in an in-memory log the driver keeps, so [`TestDriver::restart`] can
+//! close the tasks and start them again on the same state, as a restarted application does,
+//! and [`TestDriver::restart_without_local_state`] as a task moved to an instance without
+//! its local stores does (everything restored from the changelogs).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -67,6 +72,7 @@ pub struct TestDriver {
     global_topics: Vec<(String, String)>,
     log: MemoryLog,
     config: DriverConfig,
+    env: TaskEnv,
     wall_clock: i64,
     _state_dir: StateDir,
 }
@@ -154,6 +160,7 @@ impl TestDriver {
             log,
             wall_clock: config.initial_wall_clock,
             config,
+            env,
             _state_dir: state_dir,
         };
         // Wall-clock punctuations due at the start may have produced records.
@@ -285,6 +292,53 @@ impl TestDriver {
             task.flush()?;
         }
         self.run()
+    }
+
+    /// Closes the tasks as a clean shutdown does (a commit, then each task's checkpoint
+    /// written and its stores closed) and starts them again from the same state directory
+    /// and changelogs, as a restarted application does. `topology` must be the one the
+    /// driver was made with, or one built the same way (same node and store names). Input
+    /// offsets, unread output and the wall clock carry over; stream time starts again from
+    /// the records piped next.
+    pub fn restart(self, topology: &Topology) -> Result<Self> {
+        self.reopen(topology, true)
+    }
+
+    /// [`TestDriver::restart`], but the tasks' local state is deleted in between, so every
+    /// store is restored from its changelog, as when a task moves to an instance that does
+    /// not have its state.
+    pub fn restart_without_local_state(self, topology: &Topology) -> Result<Self> {
+        self.reopen(topology, false)
+    }
+
+    fn reopen(mut self, topology: &Topology, keep_local_state: bool) -> Result<Self> {
+        self.commit()?;
+        for (_, task) in std::mem::take(&mut self.tasks) {
+            task.write_checkpoint(&self.log)?;
+            task.close()?;
+        }
+        let resources = &self.env.resources;
+        for sub in topology.subtopologies() {
+            let id = TaskId::new(sub.id, 0);
+            if !keep_local_state {
+                let dir = state_store::task_dir(
+                    &resources.state_dir,
+                    &self.env.application_id,
+                    &id.to_string(),
+                );
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove", dir, e)),
+                }
+            }
+            let mut task = Task::new(topology, id, &self.env)?;
+            task.restore(&self.log)?;
+            task.punctuate_wall_clock(self.wall_clock)?;
+            self.tasks.insert(sub.id, task);
+        }
+        self.run()?;
+        Ok(self)
     }
 
     /// Moves the wall clock forward, running due wall-clock punctuations.

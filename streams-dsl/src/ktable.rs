@@ -3,13 +3,13 @@
 use crate::ops::{Predicate, ValueMapper};
 use std::sync::Arc;
 
-use streams_core::{Change, NodeRef, OptionSerde, Serde, TopicName};
+use streams_core::{Change, NodeRef, OptionSerde, Serde, StoreSpec, TopicName};
 
 use crate::graph::GraphRef;
 use crate::kstream::KStream;
 use crate::ops::cache_queue;
 use crate::ops::join::{TableJoiner, TableTableJoin};
-use crate::ops::suppress::Suppress;
+use crate::ops::suppress::{Suppress, SuppressParts};
 use crate::ops::table::{FilterChanges, MapChanges, Materialize, MaterializeChanges, ToStream};
 use crate::options::{Consumed, Materialized, Serdes};
 use crate::suppressed::{BufferFull, Suppressed};
@@ -262,36 +262,43 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 "a final result cannot be emitted early: use fail_when_full()",
             );
         }
-        let Some(key_serde) = self.serdes.key.clone() else {
-            self.graph.borrow_mut().missing_serde("suppress", "key");
-            return KTable::from_node(&self.graph, NodeRef::dangling(), Serdes::none(), None);
-        };
-        let value_serde = self.serdes.value.clone();
-        if suppressed.buffer.max_bytes.is_some() && value_serde.is_none() {
+        let (Some(key_serde), Some(value_serde)) =
+            (self.serdes.key.clone(), self.serdes.value.clone())
+        else {
             self.graph
                 .borrow_mut()
-                .missing_serde("suppress with max_bytes", "value");
-        }
+                .missing_serde("suppress", "key and value");
+            return KTable::from_node(&self.graph, NodeRef::dangling(), Serdes::none(), None);
+        };
         let name = self
             .graph
             .borrow_mut()
             .name("KTABLE-SUPPRESS", suppressed.name.as_deref());
+        // The buffer's store; its changelog topic derives from the node's name.
+        let store = format!("{name}-store");
         let suppressed = Arc::new(suppressed);
-        let node = self.graph.borrow_mut().add_processor(
-            &name,
-            Some(&name),
-            &[self.node],
-            move |inst, down| {
-                Ok(Suppress::new(
-                    inst.node_name().to_string(),
-                    key_serde.clone(),
-                    value_serde.clone(),
-                    &suppressed,
-                    delay,
-                    down,
-                ))
-            },
-        );
+        let node = {
+            let store = store.clone();
+            self.graph.borrow_mut().add_processor(
+                &name,
+                Some(&name),
+                &[self.node],
+                move |inst, down| {
+                    let parts = SuppressParts {
+                        name: inst.node_name().to_string(),
+                        store_name: store.clone(),
+                        store: inst.kv_store(&store)?,
+                        key_serde: key_serde.clone(),
+                        value_serde: value_serde.clone(),
+                        down,
+                    };
+                    Ok(Suppress::new(parts, &suppressed, delay))
+                },
+            )
+        };
+        self.graph
+            .borrow_mut()
+            .add_store_for(node.id, StoreSpec::key_value(store));
         KTable::from_node(&self.graph, node, self.serdes.clone(), None)
             .with_window_grace(self.window_grace)
     }

@@ -31,9 +31,13 @@
 //!   stays the same window is updated in place, not deleted and re-added.
 //! - Sliding windows are built as in KIP-450, but records before `time difference` (near the
 //!   epoch) get windows with negative starts instead of Kafka's shared `[0, d]` window.
-//! - [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits each window once, when
-//!   it closes, checking on each update and on each commit; the buffer is in memory and not
-//!   restored after a crash. Bounded buffers can fail or (time limit only) emit early.
+//! - [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits each window once, at
+//!   the first commit after it closes (only then has every update of a cached aggregation
+//!   upstream reached the buffer). The buffer is kept in a changelogged key-value store of the
+//!   task, `<suppress node name>-store`, so windows buffered at a crash, a restart or a task
+//!   move are restored and emitted later: exactly once under exactly-once, at least once
+//!   under at-least-once. Bounded buffers can fail or (time limit only) emit early; their
+//!   bounds count the restored contents too.
 //! - Stream–stream joins drop a record whose own window closed more than `grace` ago, and emit
 //!   a left/outer record without a match only once no match can arrive
 //!   (`t + before + after + grace < stream time`), so never both unmatched and matched.

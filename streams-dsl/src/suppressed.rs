@@ -92,6 +92,14 @@ pub(crate) type TimeOf<K> = Arc<dyn Fn(&K, i64) -> i64 + Send + Sync>;
 ///   limit: a key's first update since its last emission starts a timer of `limit` (record
 ///   time), and its latest value is emitted when stream time reaches the timer's end.
 ///
+/// Updates are emitted on the first commit once their time has come. The buffer lives in a
+/// key-value store of the task named `<node name>-store` (the node is named with
+/// [`Suppressed::named`], or `KTABLE-SUPPRESS-<index>`), changelogged to
+/// `<application id>-<node name>-store-changelog` and restored like any store, so what is
+/// buffered survives a crash, a restart and a task move. Naming the node keeps the store, and
+/// so the buffer, across changes to the topology. The table needs key and value serdes (its
+/// own or those of the aggregation it comes from) to store the buffer.
+///
 /// ```
 /// use std::time::Duration;
 /// use streams_dsl::prelude::*;
@@ -148,7 +156,7 @@ impl<K> Suppressed<K> {
         }
     }
 
-    /// Names the suppress node.
+    /// Names the suppress node, and with it the buffer's store (`<name>-store`).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use streams_core::{DriverConfig, Error, I64Serde, OptionSerde, StringSerde, TestDriver};
+use streams_core::{
+    DriverConfig, Error, I64Serde, InternalTopicKind, OptionSerde, StringSerde, TestDriver,
+};
 use streams_dsl::prelude::*;
 use streams_dsl::{KGroupedStream, SessionStoreView, Window, WindowStoreView, WindowedSerde};
 
@@ -209,6 +211,128 @@ fn suppress_emits_one_final_result_per_window() {
         ]
     );
     assert_eq!(d.metrics().dropped_for("late"), 1);
+}
+
+/// Windowed counts of `in` (size 10, grace 5) suppressed until their windows close.
+fn final_counts_topology() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
+        .count(Materialized::named("counts"))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()).named("final"))
+        .to_stream()
+        .to("out", Produced::inferred());
+    b.build().unwrap()
+}
+
+#[test]
+fn suppress_emits_windows_buffered_across_a_restart_once() {
+    let topo = final_counts_topology();
+    for local_state in [true, false] {
+        let restart = |d: TestDriver| {
+            if local_state {
+                d.restart(&topo).unwrap()
+            } else {
+                d.restart_without_local_state(&topo).unwrap()
+            }
+        };
+        let mut d = TestDriver::new(&topo).unwrap();
+        for (k, ts) in [("a", 1), ("b", 3), ("a", 12)] {
+            pipe(&mut d, "in", k, "", ts);
+        }
+        assert!(d.read_output("out").is_empty(), "no window has closed yet");
+        let mut d = restart(d);
+        assert!(
+            d.read_output("out").is_empty(),
+            "a restart closes no window"
+        );
+        // Stream time 15 closes [0, 10), 40 closes [10, 20): both were buffered before the
+        // restart.
+        pipe(&mut d, "in", "a", "", 15);
+        pipe(&mut d, "in", "b", "", 40);
+        assert_eq!(
+            windowed_out(&mut d, "out", time(10)),
+            vec![
+                (s("a"), 0, 10, Some(1), 1),
+                (s("b"), 0, 10, Some(1), 3),
+                (s("a"), 10, 20, Some(2), 15),
+            ],
+            "local state kept: {local_state}"
+        );
+        // What was emitted left the buffer for good: after another restart only the window
+        // still open then, [40, 50), is emitted.
+        let mut d = restart(d);
+        pipe(&mut d, "in", "a", "", 60);
+        assert_eq!(
+            windowed_out(&mut d, "out", time(10)),
+            vec![(s("b"), 40, 50, Some(1), 40)],
+            "local state kept: {local_state}"
+        );
+    }
+    // The buffer's store is named after the node, and so is its changelog.
+    let described = topo.describe().to_string();
+    assert!(
+        described.contains("Processor: final (stores: [final-store])"),
+        "{described}"
+    );
+    assert_eq!(
+        topo.internal_topics().get("final-store-changelog"),
+        Some(&InternalTopicKind::Changelog)
+    );
+}
+
+#[test]
+fn suppress_waits_for_the_updates_a_cache_holds_back() {
+    let topo = final_counts_topology();
+    let config = DriverConfig {
+        commit_every_record: false,
+        ..DriverConfig::default()
+    };
+    let mut d = TestDriver::with_config(&topo, config).unwrap();
+    pipe(&mut d, "in", "a", "", 1);
+    d.commit().unwrap();
+    // The count cache forwards in the order keys became dirty: b's [0, 10) before a's second
+    // update, and b's [20, 30), whose record closed [0, 10), last.
+    pipe(&mut d, "in", "b", "", 2);
+    pipe(&mut d, "in", "a", "", 3);
+    pipe(&mut d, "in", "b", "", 20);
+    d.commit().unwrap();
+    pipe(&mut d, "in", "c", "", 100);
+    d.commit().unwrap();
+    assert_eq!(
+        windowed_out(&mut d, "out", time(10)),
+        vec![
+            (s("a"), 0, 10, Some(2), 3),
+            (s("b"), 0, 10, Some(1), 2),
+            (s("b"), 20, 30, Some(1), 20),
+        ],
+        "each window once, with every update counted"
+    );
+}
+
+#[test]
+fn suppression_buffer_bounds_count_what_a_restart_restored() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"))
+        .suppress(Suppressed::until_time_limit(
+            ms(100),
+            BufferConfig::max_records(1),
+        ))
+        .to_stream()
+        .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
+    let topo = b.build().unwrap();
+    let mut d = TestDriver::new(&topo).unwrap();
+    pipe(&mut d, "in", "a", "", 0);
+    pipe(&mut d, "in", "a", "", 1);
+    let mut d = d.restart_without_local_state(&topo).unwrap();
+    pipe(&mut d, "in", "b", "", 2);
+    let out = d
+        .read_output_typed("out", &StringSerde, &OptionSerde(I64Serde))
+        .unwrap();
+    assert_eq!(out, vec![(s("a"), Some(2), 1)], "a is pushed out by b");
 }
 
 #[test]

@@ -493,13 +493,21 @@ impl StreamThread {
     /// ([`Error::RecordsRefused`]), and nothing it appended is written again. A log that
     /// refuses a batch as a whole appended none of it; its records are then tried one by one.
     fn write_outputs(&mut self) -> Result<()> {
-        let mut by_partition: HashMap<TopicPartition, (Vec<Record>, Vec<Option<Origin>>)> =
-            HashMap::new();
+        // Partitions in the order a task first wrote to them: its output before its
+        // changelogs (see `Task::drain_output`). Under at-least-once a crash between two
+        // appends must not keep a state change (a suppressed window deleted from its buffer)
+        // and lose the output it produced, which no replay would produce again.
+        type Outputs = (TopicPartition, Vec<Record>, Vec<Option<Origin>>);
+        let mut by_partition: Vec<Outputs> = Vec::new();
+        let mut index: HashMap<TopicPartition, usize> = HashMap::new();
         for active in self.tasks.0.values_mut() {
             for (tp, record, origin) in active.task.drain_output() {
-                let (records, origins) = by_partition.entry(tp).or_default();
-                records.push(record);
-                origins.push(origin);
+                let i = *index.entry(tp.clone()).or_insert_with(|| {
+                    by_partition.push((tp, Vec::new(), Vec::new()));
+                    by_partition.len() - 1
+                });
+                by_partition[i].1.push(record);
+                by_partition[i].2.push(origin);
             }
         }
         if by_partition.is_empty() {
@@ -512,7 +520,7 @@ impl StreamThread {
         }
         let txn = self.txn;
         let handler = self.shared.config.production.clone();
-        for (tp, (records, origins)) in by_partition {
+        for (tp, records, origins) in by_partition {
             let append = |records: &[Record]| match txn {
                 Some(txn) => log.append_transactional(txn, &tp, records),
                 None => log.append(&tp, records),
