@@ -156,11 +156,13 @@ impl CommonArgs {
         let Some(servers) = &self.bootstrap_servers else {
             return Ok(Arc::new(EmbeddedLog::open(config.embedded_log_dir())?));
         };
-        // Transactional ids of the application's own, so that a restarted instance fences
-        // the transactions its predecessor left open.
+        // Transactional ids of this instance's own (its process id is kept in its state
+        // directory): a restarted instance fences the transactions its predecessor left
+        // open, and two replicas never fence each other.
+        let prefix = format!("{}-{}", config.application_id, config.process_id()?);
         let mut kafka = KafkaLogConfig::new(servers.as_str())
             .with_property("client.id", config.application_id.as_str())
-            .with_transactional_id_prefix(config.application_id.as_str());
+            .with_transactional_id_prefix(prefix);
         for (key, value) in &self.kafka_properties {
             kafka = kafka.with_property(key.as_str(), value.as_str());
         }

@@ -116,3 +116,30 @@ fn counts_survive_lost_local_state_through_the_changelog(
     assert_eq!(last_counts(&log)?, expected);
     Ok(())
 }
+
+#[test]
+#[allow(clippy::unwrap_used)]
+fn process_ids_are_kept_per_state_directory_and_differ_between_them() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let id = StreamsConfig::new("app", a.path()).process_id().unwrap();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        StreamsConfig::new("app", a.path()).process_id().unwrap(),
+        id
+    );
+    assert_ne!(
+        StreamsConfig::new("app", b.path()).process_id().unwrap(),
+        id
+    );
+    // Another application in the same directory is another instance.
+    assert_ne!(
+        StreamsConfig::new("other", a.path()).process_id().unwrap(),
+        id
+    );
+    // A damaged file is an error naming it, not a new identity.
+    std::fs::write(a.path().join("app").join("process-id"), "not hex").unwrap();
+    let err = StreamsConfig::new("app", a.path())
+        .process_id()
+        .unwrap_err();
+    assert!(err.to_string().contains("process-id"), "{err}");
+}

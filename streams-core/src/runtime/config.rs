@@ -286,6 +286,55 @@ impl StreamsConfig {
     pub(crate) fn app_state_dir(&self) -> PathBuf {
         Path::new(&self.state_dir).join(&self.application_id)
     }
+
+    /// This instance's process id: 32 random hex digits, made on first use and kept in
+    /// `<state_dir>/<application_id>/process-id`, so it stays the same across restarts and
+    /// differs between replicas (each has its own state directory), as Kafka Streams' process
+    /// id does. Use it where instances must not collide, such as the prefix of Kafka
+    /// `transactional.id`s: `<application_id>-<process id>`.
+    ///
+    /// Fails, naming the file, when it cannot be read or written, or holds something else.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let config = streams_core::StreamsConfig::new("app", dir.path());
+    /// let id = config.process_id()?;
+    /// assert_eq!(id.len(), 32);
+    /// assert_eq!(config.process_id()?, id, "kept in the state directory");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn process_id(&self) -> Result<String> {
+        let dir = self.app_state_dir();
+        let path = dir.join("process-id");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let id = text.trim();
+                if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Ok(id.to_string());
+                }
+                Err(Error::Corrupt {
+                    path,
+                    position: 0,
+                    reason: "a process id is 32 hex digits".into(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(|e| Error::Io {
+                    op: "draw a random process id for",
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, format!("{id}\n")).map_err(|e| Error::io("write", &tmp, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+                Ok(id)
+            }
+            Err(e) => Err(Error::io("read", &path, e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,12 @@ pub struct KafkaLogConfig {
     pub timeout: Duration,
     /// Replication factor of topics the log creates; `-1` leaves it to the broker's default.
     pub replication_factor: i32,
-    /// Prefix of the `transactional.id`s of transactional producers.
+    /// Prefix of the `transactional.id`s of transactional producers (`<prefix>-<slot>`, one
+    /// slot per transaction open at once, so per stream thread). It must differ between
+    /// processes that run at the same time, or they fence each other's transactions; by
+    /// default it is random per configuration. Give a stable one per instance, such as
+    /// `<application id>-<StreamsConfig::process_id>`, so that a restarted instance fences
+    /// what its predecessor left open.
     pub transactional_id_prefix: String,
     /// `group.instance.id` of the group member (static membership): a member that restarts
     /// with the same id within `session_timeout` gets its partitions back without a
@@ -44,6 +49,18 @@ pub struct KafkaLogConfig {
     /// `session.timeout.ms` of the group member: how long the coordinator waits for a
     /// member that stopped sending heartbeats before it gives its partitions to the others.
     pub session_timeout: Duration,
+}
+
+/// `kstreams-` and 16 random hex digits (the process id if no randomness is to be had).
+fn random_prefix() -> String {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("kstreams-{hex}")
+        }
+        Err(_) => format!("kstreams-{}", std::process::id()),
+    }
 }
 
 impl KafkaLogConfig {
@@ -57,7 +74,7 @@ impl KafkaLogConfig {
             consumer_properties: BTreeMap::new(),
             timeout: Duration::from_secs(30),
             replication_factor: -1,
-            transactional_id_prefix: format!("kstreams-{}", std::process::id()),
+            transactional_id_prefix: random_prefix(),
             group_instance_id: None,
             session_timeout: Duration::from_secs(45),
         }
@@ -93,8 +110,9 @@ impl KafkaLogConfig {
         self
     }
 
-    /// Sets the prefix of `transactional.id`s (stable across restarts, so a restarted
-    /// instance fences its predecessor's open transactions).
+    /// Sets the prefix of `transactional.id`s: unique per running instance, and stable across
+    /// its restarts so a restarted instance fences its predecessor's open transactions (see
+    /// [`KafkaLogConfig::transactional_id_prefix`]).
     pub fn with_transactional_id_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.transactional_id_prefix = prefix.into();
         self
