@@ -16,6 +16,7 @@
 //! the last commit) or shut the application down.
 
 mod assignor;
+mod commit;
 mod config;
 mod global_thread;
 mod layout;
