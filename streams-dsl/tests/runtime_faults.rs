@@ -1,0 +1,297 @@
+#![allow(clippy::unwrap_used)]
+//! Faults in local state and in the log, on real files: a counting application runs to the
+//! end and stops; then a store directory, a RocksDB `CURRENT` file, the changelog's tail or the
+//! checkpoint is damaged; the application restarts on the same state directory. What it serves
+//! afterwards must be what the changelog holds, every value of it, and a warning must say why
+//! the local state was not trusted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use state_store::{ChangelogPartition, Checkpoint};
+use streams_core::{I64Serde, OptionSerde, Serde, StringSerde, Topology};
+use streams_core::{Streams, StreamsConfig};
+use streams_dsl::prelude::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+const PARTITIONS: u32 = 2;
+
+/// Everything the tests log, captured once for the whole binary (tests run in parallel, so a
+/// test looks for lines naming its own store).
+fn logs() -> String {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_writer(move || Capture(sink.clone()))
+            .init();
+        buffer
+    });
+    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The log lines that name `store` and contain `what`.
+fn warnings_about(store: &str, what: &str) -> Vec<String> {
+    let needle = format!("store={store}");
+    logs()
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(&needle) && l.contains(what))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `input` → count per key in store `store`, no cache, so every update reaches the changelog.
+fn counting(store: &str) -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("input", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named(store))
+        .to_stream()
+        .to(
+            "counts-out",
+            Produced::with(StringSerde, OptionSerde(I64Serde)),
+        );
+    b.build().unwrap()
+}
+
+fn config(dir: &Path, app: &str) -> StreamsConfig {
+    let mut config = StreamsConfig::new(app, dir)
+        .with_threads(2)
+        .with_cache_max_bytes(0)
+        .with_commit_interval(Duration::from_millis(50));
+    // Small polls: the changelog is written in many batches, so a cut tail loses some.
+    config.max_poll_records = 50;
+    config.max_buffered_records = 100;
+    config
+}
+
+/// What one run served and restored.
+struct Run {
+    /// Every entry of the store, queried after the application caught up.
+    served: BTreeMap<String, i64>,
+    /// Changelog records replayed into the stores at start.
+    restored: u64,
+}
+
+/// Starts the application on `dir`, waits until it caught up, queries the whole store and
+/// stops. The log is opened for the run and closed after it, as a restarted process would.
+fn run(dir: &Path, app: &str, store: &str) -> Run {
+    let log = open_log(dir);
+    let streams = Streams::new(counting(store), config(dir, app), log).unwrap();
+    streams.start().unwrap();
+    if let Err(e) = streams.wait_until_caught_up(WAIT) {
+        panic!("{e}; cause: {:?}", streams.error());
+    }
+    let served = streams
+        .key_value_store(store, Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    let restored = streams.metrics().tasks.values().map(|t| t.restored).sum();
+    streams.close().unwrap();
+    Run { served, restored }
+}
+
+/// The changelog topic of `store`.
+fn changelog(app: &str, store: &str) -> String {
+    format!("{app}-{store}-changelog")
+}
+
+/// The last value per key in the store's changelog (values carry an 8-byte timestamp).
+fn changelog_state(dir: &Path, app: &str, store: &str) -> BTreeMap<String, i64> {
+    let log = open_log(dir);
+    let mut state = BTreeMap::new();
+    for part in read_topic(&*log, &changelog(app, store)) {
+        for r in part {
+            let key = StringSerde.deserialize(r.key.as_deref().unwrap()).unwrap();
+            match r.value {
+                Some(v) => state.insert(key, I64Serde.deserialize(&v[8..]).unwrap()),
+                None => state.remove(&key),
+            };
+        }
+    }
+    state
+}
+
+fn changelog_len(dir: &Path, app: &str, store: &str, partition: u32) -> u64 {
+    read_topic(&*open_log(dir), &changelog(app, store))[partition as usize].len() as u64
+}
+
+/// Writes the input and runs the application once, cleanly: every task checkpointed.
+fn first_run(dir: &Path, app: &str, store: &str) -> BTreeMap<String, i64> {
+    logs();
+    let input = {
+        let log = open_log(dir);
+        write_input(&*log, "input", PARTITIONS, 3_000, 40)
+    };
+    let first = run(dir, app, store);
+    let reference = reference_counts(&input);
+    assert_eq!(first.served, reference);
+    assert_eq!(changelog_state(dir, app, store), reference);
+    for p in 0..PARTITIONS {
+        assert!(
+            Checkpoint::path(&task_dir(dir, app, p)).exists(),
+            "task 0_{p} checkpointed"
+        );
+    }
+    reference
+}
+
+fn task_dir(dir: &Path, app: &str, partition: u32) -> PathBuf {
+    dir.join(app).join(format!("0_{partition}"))
+}
+
+#[test]
+fn a_deleted_store_directory_is_restored_from_the_changelog() {
+    let (app, store) = ("faults-dir", "counts-dir");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(dir.path(), app, store);
+
+    std::fs::remove_dir_all(task_dir(dir.path(), app, 0).join(store)).unwrap();
+    let again = run(dir.path(), app, store);
+    assert_eq!(
+        again.served, reference,
+        "every count, partition 0's restored"
+    );
+    assert!(again.restored >= changelog_len(dir.path(), app, store, 0));
+    let warned = warnings_about(store, "is missing");
+    assert!(!warned.is_empty(), "a warning says why: {}", logs());
+    assert!(warned[0].contains("task=0_0"), "{}", warned[0]);
+
+    // Restored and checkpointed again: the next start trusts it.
+    let third = run(dir.path(), app, store);
+    assert_eq!(third.served, reference);
+    assert_eq!(third.restored, 0);
+}
+
+#[test]
+fn a_deleted_current_file_is_restored_from_the_changelog() {
+    let (app, store) = ("faults-current", "counts-current");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(dir.path(), app, store);
+
+    std::fs::remove_file(task_dir(dir.path(), app, 1).join(store).join("CURRENT")).unwrap();
+    let again = run(dir.path(), app, store);
+    assert_eq!(again.served, reference);
+    assert!(again.restored >= changelog_len(dir.path(), app, store, 1));
+    let warned = warnings_about(store, "CURRENT");
+    assert!(!warned.is_empty(), "a warning says why: {}", logs());
+    assert!(warned[0].contains("task=0_1"), "{}", warned[0]);
+}
+
+#[test]
+fn a_store_whose_files_are_damaged_is_restored_from_the_changelog() {
+    let (app, store) = ("faults-manifest", "counts-manifest");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(dir.path(), app, store);
+
+    let db = task_dir(dir.path(), app, 0).join(store);
+    std::fs::write(db.join("CURRENT"), b"garbage").unwrap();
+    let again = run(dir.path(), app, store);
+    assert_eq!(again.served, reference);
+    assert!(
+        !warnings_about(store, "damaged").is_empty(),
+        "a warning says why: {}",
+        logs()
+    );
+}
+
+#[test]
+fn a_changelog_that_lost_its_tail_is_what_the_store_serves_after_a_restart() {
+    let (app, store) = ("faults-torn", "counts-torn");
+    let dir = tempfile::tempdir().unwrap();
+    first_run(dir.path(), app, store);
+    let before = changelog_len(dir.path(), app, store, 0);
+
+    // A torn write: the last segment of partition 0 loses the last 40% of its bytes.
+    let partition_dir = dir
+        .path()
+        .join("log")
+        .join("topics")
+        .join(changelog(app, store))
+        .join("0");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&partition_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len * 6 / 10)
+        .unwrap();
+    let after = changelog_len(dir.path(), app, store, 0);
+    assert!(after < before, "the cut lost records: {after} of {before}");
+
+    let reference = changelog_state(dir.path(), app, store);
+    let again = run(dir.path(), app, store);
+    assert_eq!(
+        again.served, reference,
+        "the store serves what the changelog holds"
+    );
+    assert!(
+        !warnings_about(store, "past the changelog's end").is_empty(),
+        "a warning says why: {}",
+        logs()
+    );
+}
+
+#[test]
+fn a_checkpoint_offset_past_the_changelog_end_is_not_trusted() {
+    let (app, store) = ("faults-crafted", "counts-crafted");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(dir.path(), app, store);
+
+    let task = task_dir(dir.path(), app, 0);
+    let mut checkpoint = Checkpoint::read(&task).unwrap().unwrap();
+    let partition = ChangelogPartition::new(changelog(app, store), 0);
+    let offset = checkpoint.offset(&partition).unwrap();
+    let id = checkpoint.store_id(&partition).map(str::to_string);
+    match id {
+        Some(id) => checkpoint.set_store_offset(partition, offset + 1_000_000, id),
+        None => checkpoint.set_offset(partition, offset + 1_000_000),
+    }
+    checkpoint.write(&task).unwrap();
+
+    let again = run(dir.path(), app, store);
+    assert_eq!(again.served, reference);
+    assert_eq!(
+        again.restored,
+        changelog_len(dir.path(), app, store, 0),
+        "partition 0 restored from the start of its changelog"
+    );
+    let warned = warnings_about(store, "past the changelog's end");
+    assert!(!warned.is_empty(), "a warning says why: {}", logs());
+    assert!(
+        warned[0].contains(&format!("{}", offset + 1_000_000)),
+        "{}",
+        warned[0]
+    );
+}
