@@ -269,6 +269,24 @@ pub enum Error {
         /// leader moving).
         retriable: bool,
     },
+    /// A task (or a stream thread outside any task) failed again and again without making
+    /// progress in between, so the application stopped rather than retry forever.
+    #[error(
+        "{} failed {failures} times in a row without progress, so the application stopped; \
+         last error: {source}. {advice}",
+        task_name(.task)
+    )]
+    TaskFailed {
+        /// The task that kept failing; `None` for a stream thread failing outside any task.
+        task: Option<TaskId>,
+        /// Failures counted.
+        failures: u32,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+        /// What to do about it.
+        advice: String,
+    },
     /// An operation did not finish in time.
     #[error("{operation} did not finish within {after:?}")]
     Timeout {
@@ -302,6 +320,7 @@ impl Error {
             | Error::Kafka { .. } => ErrorClass::External,
             Error::Corrupt { .. } | Error::LostData { .. } => ErrorClass::Internal,
             Error::Store { source, .. } => source.class(),
+            Error::TaskFailed { source, .. } => source.class(),
         }
     }
 
@@ -344,13 +363,16 @@ impl Error {
             Error::StoreUnavailable { .. } => "streams_core::Error::StoreUnavailable",
             Error::Kafka { .. } => "streams_core::Error::Kafka",
             Error::Timeout { .. } => "streams_core::Error::Timeout",
+            Error::TaskFailed { .. } => "streams_core::Error::TaskFailed",
         }
     }
 
     /// The task the error happened in, where the error names one.
     pub fn task(&self) -> Option<TaskId> {
         match self {
-            Error::Store { task, .. } | Error::Processing { task, .. } => *task,
+            Error::Store { task, .. }
+            | Error::Processing { task, .. }
+            | Error::TaskFailed { task, .. } => *task,
             _ => None,
         }
     }
@@ -379,6 +401,11 @@ fn first_refusal(refused: &[(usize, Error)]) -> String {
         .first()
         .map(|(i, e)| format!("record {i}: {e}"))
         .unwrap_or_default()
+}
+
+/// `task <id>`, or `a stream thread` for a failure outside any task.
+fn task_name(task: &Option<TaskId>) -> String {
+    task.map_or_else(|| "a stream thread".to_string(), |t| format!("task {t}"))
 }
 
 /// ` in task <id>`, or nothing when the error happened outside a task.

@@ -4,19 +4,24 @@
 //! checkpoint is damaged; the application restarts on the same state directory. What it serves
 //! afterwards must be what the changelog holds, every value of it, and a warning must say why
 //! the local state was not trusted.
+//!
+//! Failures end: a task that fails every time stops the application within a bounded number
+//! of attempts and log lines, with one error naming the task, the cause and what to do; a
+//! failure that goes away is retried and nothing is lost.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use state_store::{ChangelogPartition, Checkpoint};
-use streams_core::{I64Serde, OptionSerde, Serde, StringSerde, Topology};
-use streams_core::{Streams, StreamsConfig};
+use streams_core::{partition_for_key, Error, I64Serde, OptionSerde, Serde, StringSerde, Topology};
+use streams_core::{ExceptionResponse, Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -294,4 +299,141 @@ fn a_checkpoint_offset_past_the_changelog_end_is_not_trusted() {
         "{}",
         warned[0]
     );
+}
+
+/// The log lines of application `app` that contain `what`.
+fn lines_of(app: &str, what: &str) -> usize {
+    let needle = format!("application_id={app}");
+    logs()
+        .lines()
+        .filter(|l| l.contains(&needle) && l.contains(what))
+        .count()
+}
+
+/// `input` → count, through a function that panics on record `k3:40` while `panics` (a
+/// counter of the panics still to come) is above zero.
+fn panicking(panics: &'static AtomicU32) -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("input", Consumed::default())
+        .peek(move |_, v| {
+            if v == "k3:40" && panics.load(Ordering::SeqCst) > 0 {
+                panics.fetch_sub(1, Ordering::SeqCst);
+                panic!("user code failed on {v}");
+            }
+        })
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"))
+        .to_stream()
+        .to(
+            "counts-out",
+            Produced::with(StringSerde, OptionSerde(I64Serde)),
+        );
+    b.build().unwrap()
+}
+
+#[test]
+fn a_task_that_always_fails_stops_the_application_with_one_clear_error() {
+    static PANICS: AtomicU32 = AtomicU32::new(u32::MAX);
+    logs();
+    let app = "faults-poison";
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    write_input(&*log, "input", PARTITIONS, 2_000, 20);
+    // No commit before the thread reaches the poison record: every attempt fails with no
+    // progress since the one before.
+    let config = config(dir.path(), app).with_commit_interval(Duration::from_secs(600));
+    let streams = Streams::new(panicking(&PANICS), config, log).unwrap();
+    streams.set_uncaught_exception_handler(|_| ExceptionResponse::ReplaceThread);
+    streams.start().unwrap();
+    let started = Instant::now();
+    streams
+        .wait_for_state(StreamsState::Error, Duration::from_secs(60))
+        .unwrap();
+    println!("stopped after {:?}", started.elapsed());
+
+    let task = format!("task 0_{}", partition_for_key(b"k3", PARTITIONS));
+    let error = streams.error().unwrap();
+    let text = error.to_string();
+    println!("{text}");
+    assert!(text.contains(&task), "names the task: {text}");
+    assert!(
+        text.contains("panicked: user code failed on k3:40"),
+        "names the cause: {text}"
+    );
+    assert!(text.contains("fix it"), "says what to do: {text}");
+    assert!(
+        matches!(*error, Error::TaskFailed { failures: 5, .. }),
+        "{error:?}"
+    );
+    let failed = u32::MAX - PANICS.load(Ordering::SeqCst);
+    assert_eq!(
+        failed, 5,
+        "the poison record was tried max_task_failures times"
+    );
+    // Two threads, and one replacement per failure but the last.
+    assert_eq!(streams.metrics().threads.len(), 2 + 4);
+    assert_eq!(lines_of(app, "stream thread failed"), 5);
+    assert_eq!(lines_of(app, "stopping the application"), 1);
+    assert!(streams.close().is_err());
+}
+
+#[test]
+fn a_failure_that_goes_away_is_retried_with_backoff_and_nothing_is_lost() {
+    static PANICS: AtomicU32 = AtomicU32::new(3);
+    logs();
+    let app = "faults-flaky";
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let input = write_input(&*log, "input", PARTITIONS, 2_000, 20);
+    let streams = Streams::new(panicking(&PANICS), config(dir.path(), app), log.clone()).unwrap();
+    streams.set_uncaught_exception_handler(|_| ExceptionResponse::ReplaceThread);
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        0,
+        "three failures, then none"
+    );
+    assert_eq!(streams.state(), StreamsState::Running);
+    let served: BTreeMap<String, i64> = streams
+        .key_value_store("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    streams.close().unwrap();
+    // At least once: nothing lost, records since a failed attempt's last commit may count
+    // twice.
+    for (k, n) in reference_counts(&input) {
+        assert!(served[&k] >= n, "{k}: {} < {n}", served[&k]);
+    }
+    assert_eq!(lines_of(app, "stream thread failed"), 3);
+}
+
+#[test]
+fn a_checkpoint_path_that_is_a_directory_ends_in_an_error_naming_it() {
+    let (app, store) = ("faults-cpdir", "counts-cpdir");
+    let dir = tempfile::tempdir().unwrap();
+    first_run(dir.path(), app, store);
+    let checkpoint = Checkpoint::path(&task_dir(dir.path(), app, 1));
+    std::fs::remove_file(&checkpoint).unwrap();
+    std::fs::create_dir_all(checkpoint.join("x")).unwrap();
+
+    let streams = Streams::new(
+        counting(store),
+        config(dir.path(), app),
+        open_log(dir.path()),
+    )
+    .unwrap();
+    streams.set_uncaught_exception_handler(|_| ExceptionResponse::ReplaceThread);
+    streams.start().unwrap();
+    streams
+        .wait_for_state(StreamsState::Error, Duration::from_secs(60))
+        .unwrap();
+    let text = streams.error().unwrap().to_string();
+    println!("{text}");
+    assert!(text.contains("task 0_1"), "{text}");
+    assert!(text.contains(&checkpoint.display().to_string()), "{text}");
+    assert!(text.contains("delete"), "says what to do: {text}");
 }

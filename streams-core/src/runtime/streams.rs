@@ -102,6 +102,7 @@ impl Streams {
                 state_changed: Condvar::new(),
                 listener: Mutex::new(None),
                 handler: Mutex::new(default_handler),
+                failures: Mutex::new(HashMap::new()),
                 stop: AtomicBool::new(false),
                 fatal: Mutex::new(None),
                 metrics: Mutex::new(StreamsMetrics::default()),

@@ -103,6 +103,8 @@ pub(crate) struct StreamThread {
     current: Option<TaskId>,
     /// When the thread first failed with a transient error since its last commit.
     retrying_since: Option<Instant>,
+    /// Transient errors retried since the last commit.
+    retry_attempts: u32,
 }
 
 fn now_ms() -> i64 {
@@ -160,6 +162,7 @@ impl StreamThread {
             metrics,
             current: None,
             retrying_since: None,
+            retry_attempts: 0,
         }
     }
 
@@ -170,9 +173,10 @@ impl StreamThread {
             match self.guarded(|t| t.run_loop()) {
                 Ok(()) => break None,
                 Err(error) => {
+                    let task = error.task().or(self.current);
                     self.abandon();
                     if !self.retry_after(&error) {
-                        break Some(error);
+                        break Some((error, task));
                     }
                 }
             }
@@ -188,7 +192,9 @@ impl StreamThread {
     /// After a transient error (the log is unreachable, the group membership was lost), and
     /// with the thread's tasks abandoned: whether to go on. The tasks are opened again on the
     /// next loop, restored from their changelogs and resumed from their last commit, as after
-    /// a crash. Gives up once errors have lasted `task_timeout` without a commit between.
+    /// a crash. Pauses with exponential backoff between attempts, and logs the 1st, 2nd, 4th,
+    /// 8th… attempt only. Gives up once errors have lasted `task_timeout` without a commit
+    /// between.
     fn retry_after(&mut self, error: &Error) -> bool {
         let timeout = self.shared.config.task_timeout;
         if !error.is_retriable() || self.shared.stopping() || timeout.is_zero() {
@@ -196,13 +202,17 @@ impl StreamThread {
         }
         let since = *self.retrying_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= timeout {
-            tracing::error!(thread = %self.name, %error, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
+            tracing::error!(thread = %self.name, %error, attempts = self.retry_attempts, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
             return false;
         }
-        tracing::warn!(thread = %self.name, %error, "transient error: reopening the thread's tasks");
+        self.retry_attempts = self.retry_attempts.saturating_add(1);
+        let attempt = self.retry_attempts;
+        let pause = self.shared.config.backoff(attempt).min(timeout);
+        if attempt.is_power_of_two() {
+            tracing::warn!(thread = %self.name, %error, attempt, pause_ms = pause.as_millis() as u64, "transient error: reopening the thread's tasks (logged at attempts 1, 2, 4, 8...)");
+        }
         self.metrics.retries += 1;
         self.publish_metrics();
-        let pause = Duration::from_millis(200).min(timeout);
         let deadline = Instant::now() + pause;
         while Instant::now() < deadline && !self.shared.stopping() {
             self.serve_requests();
@@ -317,6 +327,10 @@ impl StreamThread {
             if self.tasks.0.contains_key(&id) {
                 continue;
             }
+            if !self.shared.may_open(id) {
+                // Failed recently: backing off before the next attempt.
+                continue;
+            }
             let claimed = {
                 let mut group = self.shared.group.lock();
                 if group.holders.contains_key(&id) {
@@ -334,6 +348,7 @@ impl StreamThread {
                 opened = true;
             }
         }
+        self.current = None;
         if opened {
             self.publish_metrics();
         }
@@ -412,7 +427,8 @@ impl StreamThread {
         // or of any other writer).
         let isolation = IsolationLevel::ReadCommitted;
         let mut polled = 0;
-        for active in self.tasks.0.values_mut() {
+        for (id, active) in self.tasks.0.iter_mut() {
+            self.current = Some(*id);
             for (index, (tp, position)) in active.positions.iter_mut().enumerate() {
                 if active.task.buffered_for(&tp.topic) + max_poll > max_buffered {
                     continue;
@@ -433,6 +449,7 @@ impl StreamThread {
                 }
             }
         }
+        self.current = None;
         Ok(polled)
     }
 
@@ -631,11 +648,17 @@ impl StreamThread {
                 *known = (*known).max(*offset);
             }
         }
-        for active in self.tasks.0.values_mut() {
+        let mut progressed = Vec::new();
+        for (id, active) in self.tasks.0.iter_mut() {
             active.dirty = false;
-            active.committed = active.task.consumed_offsets();
+            let consumed = active.task.consumed_offsets();
+            if consumed != active.committed {
+                progressed.push(*id);
+            }
+            active.committed = consumed;
             active.checkpoint_if(&*log, CHECKPOINT_RECORDS)?;
         }
+        self.shared.progressed(&progressed);
         let latency = started.elapsed();
         let interval = self.last_commit.elapsed().as_secs_f64();
         self.metrics.commits += 1;
@@ -651,6 +674,7 @@ impl StreamThread {
         self.processed_at_last_commit = self.metrics.processed;
         self.last_commit = Instant::now();
         self.retrying_since = None;
+        self.retry_attempts = 0;
         tracing::debug!(
             thread = %self.name, records = since, latency_us = latency.as_micros() as u64,
             "committed"
