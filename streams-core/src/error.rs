@@ -189,6 +189,26 @@ pub enum Error {
         /// The log end offset (next offset to be written).
         end: u64,
     },
+    /// An input partition has no committed offset, or one outside the partition's range, and
+    /// `auto.offset.reset` is `none`: there is nowhere the application may resume from.
+    #[error(
+        "no valid offset to resume {topic}-{partition} from: {}, the partition holds \
+         {start}..{end}, and auto.offset.reset is none; commit a valid offset for the group \
+         (streams-log) or choose earliest or latest (StreamsConfig::with_offset_reset)",
+        .committed.map_or_else(|| "nothing was committed".to_string(), |c| format!("the committed offset is {c}"))
+    )]
+    NoValidOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The committed offset, if there is one.
+        committed: Option<u64>,
+        /// The first offset in the partition.
+        start: u64,
+        /// The partition's end offset.
+        end: u64,
+    },
     /// Another process holds the log directory.
     #[error("log directory {} is in use by another process ({holder})", path.display())]
     Locked {
@@ -311,6 +331,7 @@ impl Error {
             | Error::InvalidRecord { .. }
             | Error::RecordsRefused { .. }
             | Error::OffsetOutOfRange { .. }
+            | Error::NoValidOffset { .. }
             | Error::Transaction { .. }
             | Error::InvalidState { .. } => ErrorClass::User,
             Error::Locked { .. }
@@ -354,6 +375,7 @@ impl Error {
             Error::InvalidRecord { .. } => "streams_core::Error::InvalidRecord",
             Error::RecordsRefused { .. } => "streams_core::Error::RecordsRefused",
             Error::OffsetOutOfRange { .. } => "streams_core::Error::OffsetOutOfRange",
+            Error::NoValidOffset { .. } => "streams_core::Error::NoValidOffset",
             Error::Locked { .. } => "streams_core::Error::Locked",
             Error::LostData { .. } => "streams_core::Error::LostData",
             Error::Corrupt { .. } => "streams_core::Error::Corrupt",

@@ -8,6 +8,11 @@
 //! Failures end: a task that fails every time stops the application within a bounded number
 //! of attempts and log lines, with one error naming the task, the cause and what to do; a
 //! failure that goes away is retried and nothing is lost.
+//!
+//! Offsets out of range: a committed offset past the input's end (its tail cut by a torn
+//! write) or below its start (retention deleted what it pointed at) follows
+//! `auto.offset.reset`, with a warning naming the partition and the offsets, or, under `none`,
+//! stops the application with an error that says so.
 
 mod common;
 
@@ -20,7 +25,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use state_store::{ChangelogPartition, Checkpoint};
-use streams_core::{partition_for_key, Error, I64Serde, OptionSerde, Serde, StringSerde, Topology};
+use streams_core::{
+    partition_for_key, EmbeddedLog, Error, I64Serde, IsolationLevel, Log, OffsetReset, OptionSerde,
+    Record, Serde, StringSerde, TopicConfig, TopicPartition, Topology,
+};
 use streams_core::{ExceptionResponse, Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
 
@@ -436,4 +444,242 @@ fn a_checkpoint_path_that_is_a_directory_ends_in_an_error_naming_it() {
     assert!(text.contains("task 0_1"), "{text}");
     assert!(text.contains(&checkpoint.display().to_string()), "{text}");
     assert!(text.contains("delete"), "says what to do: {text}");
+}
+
+/// Appends `n` records to the single-partition topic `input` (created with small segments if
+/// missing), keys `k0`..`k9`, and returns their keys.
+fn append_input(log: &dyn Log, n: usize) -> Vec<String> {
+    if log.describe_topic("input").is_err() {
+        log.create_topic("input", TopicConfig::new(1).with_segment_bytes(4096))
+            .unwrap();
+    }
+    let keys: Vec<String> = (0..n).map(|i| format!("k{}", i % 10)).collect();
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record::new(k.clone(), "v", i as i64 + 1))
+        .collect();
+    for chunk in records.chunks(100) {
+        log.append(&TopicPartition::new("input", 0), chunk).unwrap();
+    }
+    keys
+}
+
+/// Counts per key of the records of `input` in `[from, to)`.
+fn counts_between(log: &dyn Log, from: u64, to: u64) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    let fetch = log
+        .read(
+            &TopicPartition::new("input", 0),
+            from,
+            (to - from) as usize,
+            IsolationLevel::ReadCommitted,
+        )
+        .unwrap();
+    for r in fetch.records.into_iter().filter(|r| r.offset < to) {
+        let key = String::from_utf8(r.record.key.unwrap()).unwrap();
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn add(a: &BTreeMap<String, i64>, b: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    let mut sum = a.clone();
+    for (k, n) in b {
+        *sum.entry(k.clone()).or_insert(0) += n;
+    }
+    sum
+}
+
+/// Starts the counting application with `reset`; returns it once it caught up, or ended.
+fn start_with(dir: &Path, app: &str, store: &str, reset: OffsetReset) -> Streams {
+    let config = config(dir, app).with_offset_reset(reset);
+    let streams = Streams::new(counting(store), config, open_log(dir)).unwrap();
+    streams.start().unwrap();
+    if reset != OffsetReset::None {
+        streams.wait_until_caught_up(WAIT).unwrap();
+    }
+    streams
+}
+
+fn served(streams: &Streams, store: &str) -> BTreeMap<String, i64> {
+    streams
+        .key_value_store(store, Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Runs the application to the end of 1,000 records; then `fault` moves the partition's range
+/// away from the committed offset (1,000); then the application restarts under `reset`.
+/// Returns the state directory, the restarted application (caught up, or failing under
+/// `none`) and the counts of the first run.
+fn out_of_range(
+    app: &str,
+    store: &str,
+    reset: OffsetReset,
+    fault: impl FnOnce(&Path, &EmbeddedLog),
+) -> (tempfile::TempDir, Streams, BTreeMap<String, i64>) {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    append_input(&*open_log(dir.path()), 1_000);
+    let first = start_with(dir.path(), app, store, OffsetReset::Earliest);
+    let counts = served(&first, store);
+    first.close().unwrap();
+    drop(first);
+    {
+        let log = open_log(dir.path());
+        assert_eq!(
+            log.committed_offset(app, &input_partition()).unwrap(),
+            Some(1_000)
+        );
+        fault(dir.path(), &log);
+    }
+    let streams = start_with(dir.path(), app, store, reset);
+    (dir, streams, counts)
+}
+
+fn input_partition() -> TopicPartition {
+    TopicPartition::new("input", 0)
+}
+
+/// A torn write: the input's last segment loses the last 60% of its bytes, so the partition
+/// ends below the committed offset.
+fn cut_input_tail(dir: &Path, _log: &EmbeddedLog) {
+    let partition = dir.join("log").join("topics").join("input").join("0");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&partition)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len * 4 / 10)
+        .unwrap();
+}
+
+/// Retention deletes the closed segments of `input`, and the group's offset is set to 0,
+/// below the partition's new start.
+fn below_start(log: &EmbeddedLog, app: &str) {
+    log.maintain(i64::MAX / 2).unwrap();
+    assert!(log.start_offset(&input_partition()).unwrap() > 0);
+    log.commit_offsets(app, &[(input_partition(), 0)]).unwrap();
+}
+
+fn end_of(log: &dyn Log) -> u64 {
+    log.end_offset(&input_partition(), IsolationLevel::ReadCommitted)
+        .unwrap()
+}
+
+/// Warnings about resetting `input-0` that name `offset` and `bound` (`start=…`/`end=…`).
+fn reset_warned(offset: u64, bound: &str) -> bool {
+    logs().lines().any(|l| {
+        l.contains(" WARN ")
+            && l.contains("auto.offset.reset")
+            && l.contains("topic=input partition=0")
+            && l.contains(&format!("offset={offset}"))
+            && l.contains(bound)
+    })
+}
+
+#[test]
+fn a_committed_offset_past_the_end_resumes_from_the_earliest_offset() {
+    let app = "reset-end-earliest";
+    let (_dir, streams, first) =
+        out_of_range(app, "counts-ree", OffsetReset::Earliest, cut_input_tail);
+    let log = streams.log().clone();
+    let end = end_of(&*log);
+    assert!(end < 1_000, "the cut moved the end back to {end}");
+    // Everything the partition holds now is counted again, on top of the first run.
+    assert_eq!(
+        served(&streams, "counts-ree"),
+        add(&first, &counts_between(&*log, 0, end))
+    );
+    assert!(
+        reset_warned(1_000, &format!("end={end}")),
+        "a warning names the partition and the offsets: {}",
+        logs()
+    );
+    streams.close().unwrap();
+}
+
+#[test]
+fn a_committed_offset_past_the_end_resumes_from_the_latest_offset() {
+    let (_dir, streams, first) = out_of_range(
+        "reset-end-latest",
+        "counts-rel",
+        OffsetReset::Latest,
+        cut_input_tail,
+    );
+    let log = streams.log().clone();
+    let end = end_of(&*log);
+    assert!(end < 1_000);
+    assert_eq!(served(&streams, "counts-rel"), first, "nothing read again");
+    // Records appended from now on are counted.
+    append_input(&*log, 30);
+    streams.wait_until_caught_up(WAIT).unwrap();
+    assert_eq!(
+        served(&streams, "counts-rel"),
+        add(&first, &counts_between(&*log, end, end + 30))
+    );
+    assert!(reset_warned(1_000, &format!("end={end}")), "{}", logs());
+    streams.close().unwrap();
+}
+
+#[test]
+fn a_committed_offset_below_the_start_resumes_from_the_earliest_offset() {
+    let app = "reset-start-earliest";
+    let (_dir, streams, first) =
+        out_of_range(app, "counts-rse", OffsetReset::Earliest, |_, log| {
+            below_start(log, app)
+        });
+    let log = streams.log().clone();
+    let start = log.start_offset(&input_partition()).unwrap();
+    assert_eq!(
+        served(&streams, "counts-rse"),
+        add(&first, &counts_between(&*log, start, 1_000))
+    );
+    assert!(
+        reset_warned(0, &format!("start={start}")),
+        "a warning names the partition and the offsets: {}",
+        logs()
+    );
+    streams.close().unwrap();
+}
+
+#[test]
+fn a_committed_offset_out_of_range_under_none_stops_with_a_clear_error() {
+    for (app, store, below) in [
+        ("reset-none-end", "counts-rne", false),
+        ("reset-none-start", "counts-rns", true),
+    ] {
+        let (_dir, streams, _) = out_of_range(app, store, OffsetReset::None, |dir, log| {
+            if below {
+                below_start(log, app)
+            } else {
+                cut_input_tail(dir, log)
+            }
+        });
+        streams
+            .wait_for_state(StreamsState::Error, Duration::from_secs(60))
+            .unwrap();
+        let error = streams.error().unwrap();
+        let text = error.to_string();
+        println!("{text}");
+        assert!(matches!(*error, Error::NoValidOffset { .. }), "{error:?}");
+        assert!(text.contains("input-0"), "names the partition: {text}");
+        let committed = if below { 0 } else { 1_000 };
+        assert!(
+            text.contains(&format!("committed offset is {committed}")),
+            "{text}"
+        );
+        assert!(text.contains("auto.offset.reset is none"), "{text}");
+    }
 }

@@ -171,11 +171,13 @@ fn advice(error: &Error, task: Option<TaskId>, config: &StreamsConfig) -> String
              streams-log tool, repair or remove the damaged file, then start the application \
              again."
             .to_string(),
-        Error::OffsetOutOfRange { .. } | Error::LostData { .. } => "The input position is no \
+        Error::OffsetOutOfRange { .. } | Error::NoValidOffset { .. } | Error::LostData { .. } => {
+            "The input position is no \
              longer in the log: choose where to resume with auto.offset.reset \
              (StreamsConfig::with_offset_reset) or reset the group's offsets with the \
              streams-log tool, then start the application again."
-            .to_string(),
+                .to_string()
+        }
         e if e.is_retriable() => "The failure is transient but outlasted every retry: check the \
              resource the error names (the disk, the broker), then start the application again."
             .to_string(),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hashbrown::HashMap;
 use state_store::RecordCache;
 
-use super::config::ProcessingGuarantee;
+use super::config::{OffsetReset, ProcessingGuarantee};
 use super::metrics::{TaskSnapshot, ThreadMetrics};
 use super::{Request, Shared};
 use crate::error::{Error, Result};
@@ -111,6 +111,43 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where to read `tp` from when its committed offset is missing or outside the partition's
+/// range `start..=end`, by `auto.offset.reset`; an offset out of range is warned about.
+fn reset_position(
+    tp: &TopicPartition,
+    policy: OffsetReset,
+    committed: Option<u64>,
+    start: u64,
+    end: u64,
+) -> Result<u64> {
+    let position = match policy {
+        OffsetReset::Earliest => start,
+        OffsetReset::Latest => end,
+        OffsetReset::None => {
+            return Err(Error::NoValidOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                committed,
+                start,
+                end,
+            })
+        }
+    };
+    match committed {
+        Some(offset) => tracing::warn!(
+            topic = %tp.topic, partition = tp.partition, offset, start, end, reset_to = position,
+            policy = ?policy,
+            "the offset to resume from is outside the partition: resuming where \
+             auto.offset.reset says"
+        ),
+        None => tracing::info!(
+            topic = %tp.topic, partition = tp.partition, start, end, reset_to = position,
+            policy = ?policy, "no committed offset: starting where auto.offset.reset says"
+        ),
+    }
+    Ok(position)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -388,15 +425,27 @@ impl StreamThread {
                     });
                 }
             }
+            let end = log.end_offset(&tp, IsolationLevel::ReadUncommitted)?;
+            let policy = self.reset_policy(&task, &topic);
             let position = match found {
+                Some(c) if (start..=end).contains(&c) => {
+                    task.set_consumed(&topic, c)?;
+                    committed.push((tp.clone(), c));
+                    c
+                }
                 Some(c) => {
-                    let p = c.max(start);
+                    let p = reset_position(&tp, policy, Some(c), start, end)?;
                     task.set_consumed(&topic, p)?;
                     committed.push((tp.clone(), c));
                     p
                 }
-                // No commit yet: from the beginning, like `auto.offset.reset=earliest`.
-                None => start,
+                // No commit yet: from the beginning with `earliest`, the default.
+                None if policy == OffsetReset::Earliest => start,
+                None => {
+                    let p = reset_position(&tp, policy, None, start, end)?;
+                    task.set_consumed(&topic, p)?;
+                    p
+                }
             };
             positions.push((tp, position));
         }
@@ -417,6 +466,16 @@ impl StreamThread {
         })
     }
 
+    /// `auto.offset.reset` for an input of `task`: internal topics always start from the
+    /// earliest offset (the application wrote all of them), as in Kafka Streams.
+    fn reset_policy(&self, task: &Task, topic: &str) -> OffsetReset {
+        if task.is_internal_input(topic) {
+            OffsetReset::Earliest
+        } else {
+            self.shared.config.offset_reset
+        }
+    }
+
     fn poll(&mut self) -> Result<usize> {
         let log = self.shared.log.clone();
         let (max_poll, max_buffered) = (
@@ -433,7 +492,23 @@ impl StreamThread {
                 if active.task.buffered_for(&tp.topic) + max_poll > max_buffered {
                     continue;
                 }
-                let fetch = log.read(tp, *position, max_poll, isolation)?;
+                let fetch = match log.read(tp, *position, max_poll, isolation) {
+                    Ok(fetch) => fetch,
+                    // The partition moved under the position (retention deleted records not
+                    // read yet, or the topic lost its tail): `auto.offset.reset` decides.
+                    Err(Error::OffsetOutOfRange {
+                        offset, start, end, ..
+                    }) => {
+                        let policy = if active.task.is_internal_input(&tp.topic) {
+                            OffsetReset::Earliest
+                        } else {
+                            self.shared.config.offset_reset
+                        };
+                        *position = reset_position(tp, policy, Some(offset), start, end)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.metrics.polls += 1;
                 polled += fetch.records.len();
                 *position = fetch.next_offset;
