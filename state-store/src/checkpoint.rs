@@ -1,13 +1,17 @@
 //! Checkpoint files: how far each store of a task has been restored from its changelog.
 //!
 //! One file per task, `<state.dir>/<app-id>/<task-id>/.checkpoint`, mapping changelog
-//! partition → next offset to restore from. Text format:
+//! partition → next offset to restore from, and the id of the store the offset was written for
+//! (see [`new_store_id`](crate::new_store_id)). Text format:
 //!
 //! ```text
-//! kstreams-checkpoint 1
-//! <topic> <partition> <offset>      (one line per entry)
+//! kstreams-checkpoint 2
+//! <topic> <partition> <offset> [<store-id>]      (one line per entry)
 //! crc32c <8 hex digits over every preceding byte>
 //! ```
+//!
+//! Version 1 files (entries without store ids) are still read; an entry without a store id
+//! names no store, so a runtime that checks ids restores that store from its changelog.
 //!
 //! Written atomically (temp file, fsync, rename, fsync of the directory), so a reader sees the
 //! old file or the new one, never a mix. A file that is missing, has another version, or fails
@@ -25,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
 
-const HEADER: &str = "kstreams-checkpoint 1";
+const HEADER: &str = "kstreams-checkpoint 2";
+const HEADER_V1: &str = "kstreams-checkpoint 1";
 const FILE_NAME: &str = ".checkpoint";
 const STORE: &str = "checkpoint";
 
@@ -61,7 +66,7 @@ pub fn store_dir(state_dir: &Path, application_id: &str, task_id: &str, store: &
 /// The restored-up-to offsets of one task's stores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
-    offsets: BTreeMap<ChangelogPartition, u64>,
+    offsets: BTreeMap<ChangelogPartition, (u64, Option<String>)>,
 }
 
 impl Checkpoint {
@@ -72,22 +77,41 @@ impl Checkpoint {
 
     /// The next offset to restore from for `partition`.
     pub fn offset(&self, partition: &ChangelogPartition) -> Option<u64> {
-        self.offsets.get(partition).copied()
+        self.offsets.get(partition).map(|(o, _)| *o)
+    }
+
+    /// The id of the store the offset of `partition` was written for, if it names one.
+    pub fn store_id(&self, partition: &ChangelogPartition) -> Option<&str> {
+        self.offsets
+            .get(partition)
+            .and_then(|(_, id)| id.as_deref())
     }
 
     /// Records that `partition` is restored up to (not including) `next_offset`.
     pub fn set_offset(&mut self, partition: ChangelogPartition, next_offset: u64) {
-        self.offsets.insert(partition, next_offset);
+        self.offsets.insert(partition, (next_offset, None));
+    }
+
+    /// Records that the store with id `store_id` is restored from `partition` up to (not
+    /// including) `next_offset`.
+    pub fn set_store_offset(
+        &mut self,
+        partition: ChangelogPartition,
+        next_offset: u64,
+        store_id: impl Into<String>,
+    ) {
+        self.offsets
+            .insert(partition, (next_offset, Some(store_id.into())));
     }
 
     /// Forgets `partition` (e.g. its store was removed).
     pub fn remove(&mut self, partition: &ChangelogPartition) -> Option<u64> {
-        self.offsets.remove(partition)
+        self.offsets.remove(partition).map(|(o, _)| o)
     }
 
     /// All entries, ordered by topic and partition.
     pub fn iter(&self) -> impl Iterator<Item = (&ChangelogPartition, u64)> {
-        self.offsets.iter().map(|(p, o)| (p, *o))
+        self.offsets.iter().map(|(p, (o, _))| (p, *o))
     }
 
     /// The checkpoint file of a task directory.
@@ -115,12 +139,20 @@ impl Checkpoint {
 
     /// Writes the checkpoint atomically, creating the task directory if needed.
     pub fn write(&self, task_dir: &Path) -> Result<(), StoreError> {
-        for p in self.offsets.keys() {
+        for (p, (_, id)) in &self.offsets {
             if p.topic.is_empty() || p.topic.chars().any(char::is_whitespace) {
                 return Err(StoreError::invalid(
                     STORE,
                     format!("topic name {:?} cannot be checkpointed", p.topic),
                 ));
+            }
+            if let Some(id) = id {
+                if id.is_empty() || id.chars().any(char::is_whitespace) {
+                    return Err(StoreError::invalid(
+                        STORE,
+                        format!("store id {id:?} cannot be checkpointed"),
+                    ));
+                }
             }
         }
         std::fs::create_dir_all(task_dir).map_err(|e| StoreError::io(STORE, task_dir, e))?;
@@ -150,8 +182,11 @@ impl Checkpoint {
 
     fn encode(&self) -> Vec<u8> {
         let mut body = format!("{HEADER}\n");
-        for (p, o) in &self.offsets {
-            body.push_str(&format!("{} {} {}\n", p.topic, p.partition, o));
+        for (p, (o, id)) in &self.offsets {
+            match id {
+                Some(id) => body.push_str(&format!("{} {} {} {}\n", p.topic, p.partition, o, id)),
+                None => body.push_str(&format!("{} {} {}\n", p.topic, p.partition, o)),
+            }
         }
         let crc = crc32c::crc32c(body.as_bytes());
         body.push_str(&format!("crc32c {crc:08x}\n"));
@@ -175,20 +210,33 @@ impl Checkpoint {
             return Err("crc mismatch");
         }
         let mut lines = body.lines();
-        if lines.next() != Some(HEADER) {
-            return Err("unknown version");
-        }
+        let with_ids = match lines.next() {
+            Some(HEADER) => true,
+            Some(HEADER_V1) => false,
+            _ => return Err("unknown version"),
+        };
         let mut checkpoint = Checkpoint::new();
         for line in lines {
             let mut parts = line.split(' ');
-            let (Some(topic), Some(partition), Some(offset), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
+            let (Some(topic), Some(partition), Some(offset), id, None) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
                 return Err("bad entry");
             };
+            if id.is_some() && !with_ids {
+                return Err("bad entry");
+            }
             let partition = partition.parse().map_err(|_| "bad partition")?;
             let offset = offset.parse().map_err(|_| "bad offset")?;
-            checkpoint.set_offset(ChangelogPartition::new(topic, partition), offset);
+            let partition = ChangelogPartition::new(topic, partition);
+            match id {
+                Some(id) => checkpoint.set_store_offset(partition, offset, id),
+                None => checkpoint.set_offset(partition, offset),
+            }
         }
         Ok(checkpoint)
     }
@@ -205,9 +253,33 @@ mod tests {
 
     fn sample() -> Checkpoint {
         let mut c = Checkpoint::new();
-        c.set_offset(ChangelogPartition::new("app-counts-changelog", 3), 42);
+        c.set_store_offset(
+            ChangelogPartition::new("app-counts-changelog", 3),
+            42,
+            "ab12",
+        );
         c.set_offset(ChangelogPartition::new("app-win-changelog", 3), 7);
         c
+    }
+
+    #[test]
+    fn entries_keep_their_store_ids_and_version_1_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        sample().write(dir.path()).unwrap();
+        let read = Checkpoint::read(dir.path()).unwrap().unwrap();
+        let counts = ChangelogPartition::new("app-counts-changelog", 3);
+        assert_eq!(read.store_id(&counts), Some("ab12"));
+        assert_eq!(read.offset(&counts), Some(42));
+        assert_eq!(
+            read.store_id(&ChangelogPartition::new("app-win-changelog", 3)),
+            None
+        );
+        let body = "kstreams-checkpoint 1\nt 0 5\n";
+        let v1 = format!("{body}crc32c {:08x}\n", crc32c::crc32c(body.as_bytes()));
+        std::fs::write(Checkpoint::path(dir.path()), v1).unwrap();
+        let read = Checkpoint::read(dir.path()).unwrap().unwrap();
+        let t = ChangelogPartition::new("t", 0);
+        assert_eq!((read.offset(&t), read.store_id(&t)), (Some(5), None));
     }
 
     #[test]
@@ -235,7 +307,7 @@ mod tests {
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), None);
         std::fs::write(&path, b"").unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), None);
-        std::fs::write(&path, b"kstreams-checkpoint 2\ncrc32c 00000000\n").unwrap();
+        std::fs::write(&path, b"kstreams-checkpoint 3\ncrc32c 00000000\n").unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), None);
     }
 

@@ -119,6 +119,18 @@ impl StoreError {
         }
     }
 
+    /// Whether the error says the store's local files are damaged or incomplete (RocksDB
+    /// reports corruption: a garbled `CURRENT` or `MANIFEST`, a missing `.sst`, a `CURRENT`
+    /// lost while other files stayed). Such data cannot be trusted; only a wipe and a restore
+    /// from the changelog bring the store back. A lock held by another user is not this.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::RocksDb { source, .. } => source.kind() == rocksdb::ErrorKind::Corruption,
+            StoreError::Corrupt { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The name of the store the error came from.
     pub fn store(&self) -> &str {
         match self {

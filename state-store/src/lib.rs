@@ -25,6 +25,7 @@ mod cache;
 mod changelog;
 mod checkpoint;
 mod error;
+mod identity;
 mod keys;
 mod memory;
 mod restore;
@@ -40,6 +41,9 @@ pub use cache::{CacheStats, FlushListener, RecordCache};
 pub use changelog::{changelog_topic, ChangelogSink, RecordClock};
 pub use checkpoint::{store_dir, task_dir, ChangelogPartition, Checkpoint};
 pub use error::{ErrorClass, StoreError};
+pub use identity::{
+    destroy_store_dir, missing_local_data, new_store_id, read_store_id, StoreLayout, STORE_ID_FILE,
+};
 pub use keys::{decode_timestamp, encode_timestamp};
 pub use restore::{restore, restore_start_offset, RestoreOptions, RestoreSummary};
 pub use rocks::{

@@ -218,7 +218,7 @@ fn aside(path: &Path) -> PathBuf {
 /// Deletes a store directory so that a crash part-way leaves all of it or none: RocksDB
 /// cannot open a directory whose files were half deleted (CURRENT naming a MANIFEST that is
 /// gone). The directory is renamed aside first (atomic), then removed.
-fn remove_dir(name: &str, path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_dir(name: &str, path: &Path) -> Result<(), StoreError> {
     let aside = aside(path);
     remove_all(name, &aside)?;
     match std::fs::rename(path, &aside) {

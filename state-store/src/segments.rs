@@ -53,7 +53,7 @@ impl Segment {
     }
 }
 
-const SEGMENT_DIR_PREFIX: &str = "segment.";
+pub(crate) const SEGMENT_DIR_PREFIX: &str = "segment.";
 
 /// The default segment interval for a retention period, as in Kafka Streams.
 pub(crate) fn default_segment_interval(retention_ms: i64) -> i64 {

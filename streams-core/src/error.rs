@@ -189,6 +189,26 @@ pub enum Error {
         /// The log end offset (next offset to be written).
         end: u64,
     },
+    /// An input partition has no committed offset, or one outside the partition's range, and
+    /// `auto.offset.reset` is `none`: there is nowhere the application may resume from.
+    #[error(
+        "no valid offset to resume {topic}-{partition} from: {}, the partition holds \
+         {start}..{end}, and auto.offset.reset is none; commit a valid offset for the group \
+         (streams-log) or choose earliest or latest (StreamsConfig::with_offset_reset)",
+        .committed.map_or_else(|| "nothing was committed".to_string(), |c| format!("the committed offset is {c}"))
+    )]
+    NoValidOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The committed offset, if there is one.
+        committed: Option<u64>,
+        /// The first offset in the partition.
+        start: u64,
+        /// The partition's end offset.
+        end: u64,
+    },
     /// Another process holds the log directory.
     #[error("log directory {} is in use by another process ({holder})", path.display())]
     Locked {
@@ -269,6 +289,24 @@ pub enum Error {
         /// leader moving).
         retriable: bool,
     },
+    /// A task (or a stream thread outside any task) failed again and again without making
+    /// progress in between, so the application stopped rather than retry forever.
+    #[error(
+        "{} failed {failures} times in a row without progress, so the application stopped; \
+         last error: {source}. {advice}",
+        task_name(.task)
+    )]
+    TaskFailed {
+        /// The task that kept failing; `None` for a stream thread failing outside any task.
+        task: Option<TaskId>,
+        /// Failures counted.
+        failures: u32,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+        /// What to do about it.
+        advice: String,
+    },
     /// An operation did not finish in time.
     #[error("{operation} did not finish within {after:?}")]
     Timeout {
@@ -293,6 +331,7 @@ impl Error {
             | Error::InvalidRecord { .. }
             | Error::RecordsRefused { .. }
             | Error::OffsetOutOfRange { .. }
+            | Error::NoValidOffset { .. }
             | Error::Transaction { .. }
             | Error::InvalidState { .. } => ErrorClass::User,
             Error::Locked { .. }
@@ -302,6 +341,7 @@ impl Error {
             | Error::Kafka { .. } => ErrorClass::External,
             Error::Corrupt { .. } | Error::LostData { .. } => ErrorClass::Internal,
             Error::Store { source, .. } => source.class(),
+            Error::TaskFailed { source, .. } => source.class(),
         }
     }
 
@@ -335,6 +375,7 @@ impl Error {
             Error::InvalidRecord { .. } => "streams_core::Error::InvalidRecord",
             Error::RecordsRefused { .. } => "streams_core::Error::RecordsRefused",
             Error::OffsetOutOfRange { .. } => "streams_core::Error::OffsetOutOfRange",
+            Error::NoValidOffset { .. } => "streams_core::Error::NoValidOffset",
             Error::Locked { .. } => "streams_core::Error::Locked",
             Error::LostData { .. } => "streams_core::Error::LostData",
             Error::Corrupt { .. } => "streams_core::Error::Corrupt",
@@ -344,13 +385,16 @@ impl Error {
             Error::StoreUnavailable { .. } => "streams_core::Error::StoreUnavailable",
             Error::Kafka { .. } => "streams_core::Error::Kafka",
             Error::Timeout { .. } => "streams_core::Error::Timeout",
+            Error::TaskFailed { .. } => "streams_core::Error::TaskFailed",
         }
     }
 
     /// The task the error happened in, where the error names one.
     pub fn task(&self) -> Option<TaskId> {
         match self {
-            Error::Store { task, .. } | Error::Processing { task, .. } => *task,
+            Error::Store { task, .. }
+            | Error::Processing { task, .. }
+            | Error::TaskFailed { task, .. } => *task,
             _ => None,
         }
     }
@@ -379,6 +423,11 @@ fn first_refusal(refused: &[(usize, Error)]) -> String {
         .first()
         .map(|(i, e)| format!("record {i}: {e}"))
         .unwrap_or_default()
+}
+
+/// `task <id>`, or `a stream thread` for a failure outside any task.
+fn task_name(task: &Option<TaskId>) -> String {
+    task.map_or_else(|| "a stream thread".to_string(), |t| format!("task {t}"))
 }
 
 /// ` in task <id>`, or nothing when the error happened outside a task.

@@ -77,9 +77,9 @@ pub use processor::{
 };
 pub use record::{Header, Record, StoredRecord, TopicPartition};
 pub use runtime::{
-    ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, ProcessingGuarantee,
-    SessionQuery, Streams, StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot,
-    ThreadMetrics, WindowQuery,
+    ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, OffsetReset,
+    ProcessingGuarantee, SessionQuery, Streams, StreamsConfig, StreamsMetrics, StreamsState,
+    TaskSnapshot, ThreadMetrics, WindowQuery,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

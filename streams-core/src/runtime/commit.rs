@@ -196,11 +196,17 @@ impl StreamThread {
                 *known = (*known).max(*offset);
             }
         }
-        for active in self.tasks.0.values_mut() {
+        let mut progressed = Vec::new();
+        for (id, active) in self.tasks.0.iter_mut() {
             active.dirty = false;
-            active.committed = active.task.consumed_offsets();
+            let consumed = active.task.consumed_offsets();
+            if consumed != active.committed {
+                progressed.push(*id);
+            }
+            active.committed = consumed;
             active.checkpoint_if(&*log, CHECKPOINT_RECORDS)?;
         }
+        self.shared.progressed(&progressed);
         let latency = started.elapsed();
         let interval = self.last_commit.elapsed().as_secs_f64();
         self.metrics.commits += 1;
@@ -216,6 +222,7 @@ impl StreamThread {
         self.processed_at_last_commit = self.metrics.processed;
         self.last_commit = Instant::now();
         self.retrying_since = None;
+        self.retry_attempts = 0;
         tracing::debug!(
             thread = %self.name, records = since, latency_us = latency.as_micros() as u64,
             "committed"

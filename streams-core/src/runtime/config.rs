@@ -37,6 +37,39 @@ impl std::str::FromStr for ProcessingGuarantee {
     }
 }
 
+/// Where a task starts reading an input partition that has no committed offset, or whose
+/// committed offset lies outside the partition (the topic was truncated below it by retention,
+/// or lost its tail, or the offset was set past its end): Kafka's `auto.offset.reset`.
+///
+/// Internal topics (repartition topics) always start from the earliest offset, as in Kafka
+/// Streams: the application wrote everything in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// From the first offset still in the partition (Kafka Streams' default).
+    #[default]
+    Earliest,
+    /// From the partition's end: only records appended from now on.
+    Latest,
+    /// Nowhere: the application stops with an error naming the partition and the offsets.
+    None,
+}
+
+impl std::str::FromStr for OffsetReset {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "earliest" => Ok(OffsetReset::Earliest),
+            "latest" => Ok(OffsetReset::Latest),
+            "none" => Ok(OffsetReset::None),
+            other => Err(Error::Config {
+                key: "auto.offset.reset".into(),
+                reason: format!("`{other}` is not `earliest`, `latest` or `none`"),
+            }),
+        }
+    }
+}
+
 /// What the runtime does after a stream thread fails (an error or a panic in a task).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -96,6 +129,19 @@ pub struct StreamsConfig {
     /// fails. Each retry closes the thread's tasks without committing and opens them again,
     /// restored from their changelogs and resumed from their last commit.
     pub task_timeout: Duration,
+    /// `auto.offset.reset`: where to read an input partition without a committed offset, or
+    /// whose committed offset is out of its range.
+    pub offset_reset: OffsetReset,
+    /// How many times in a row a task may fail, with no commit that moves it forward in
+    /// between, while the exception handler replaces failed threads. At the limit the
+    /// application stops with [`Error::TaskFailed`], which names the task, the cause and what
+    /// to do, instead of replacing threads forever.
+    pub max_task_failures: u32,
+    /// `retry.backoff.ms`: the pause before a failed task is retried (or a thread retries a
+    /// transient error); it doubles with each failure in a row, up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: the longest pause between retries.
+    pub retry_backoff_max: Duration,
     /// What happens to records that cannot be decoded.
     pub deserialization: RecordErrorHandler,
     /// What happens to records that cannot be encoded or appended.
@@ -135,6 +181,10 @@ impl StreamsConfig {
             max_buffered_records: 2000,
             poll_idle: Duration::from_millis(5),
             task_timeout: Duration::from_secs(300),
+            offset_reset: OffsetReset::Earliest,
+            max_task_failures: 5,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
             deserialization: RecordErrorHandler::Fail,
             production: RecordErrorHandler::Fail,
             commit_interval_chosen: false,
@@ -205,6 +255,34 @@ impl StreamsConfig {
         self
     }
 
+    /// Sets `auto.offset.reset`.
+    pub fn with_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.offset_reset = reset;
+        self
+    }
+
+    /// Sets how many failures in a row a task may have before the application stops.
+    pub fn with_max_task_failures(mut self, failures: u32) -> Self {
+        self.max_task_failures = failures;
+        self
+    }
+
+    /// Sets the first and the longest pause between retries.
+    pub fn with_retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_backoff = first;
+        self.retry_backoff_max = max;
+        self
+    }
+
+    /// The pause before retry number `attempt` (1 for the first): `retry_backoff` doubled
+    /// for each earlier attempt, at most `retry_backoff_max`.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        self.retry_backoff
+            .saturating_mul(factor)
+            .min(self.retry_backoff_max)
+    }
+
     /// Checks every setting, naming the first that is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: String| {
@@ -246,6 +324,18 @@ impl StreamsConfig {
                 format!(
                     "{} is below max.poll.records ({})",
                     self.max_buffered_records, self.max_poll_records
+                ),
+            );
+        }
+        if self.max_task_failures == 0 {
+            return bad("max.task.failures", "must be at least 1".into());
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            return bad(
+                "retry.backoff.max.ms",
+                format!(
+                    "{:?} is below retry.backoff.ms ({:?})",
+                    self.retry_backoff_max, self.retry_backoff
                 ),
             );
         }
@@ -361,6 +451,15 @@ mod tests {
                 "commit.interval.ms",
             ),
             (
+                StreamsConfig::new("app", "/tmp/x").with_max_task_failures(0),
+                "max.task.failures",
+            ),
+            (
+                StreamsConfig::new("app", "/tmp/x")
+                    .with_retry_backoff(Duration::from_secs(2), Duration::from_secs(1)),
+                "retry.backoff.max.ms",
+            ),
+            (
                 StreamsConfig::new("app", "/tmp/x").with_rocksdb_memory(4 << 20, 8 << 20),
                 "rocksdb.memtable.bytes",
             ),
@@ -395,6 +494,25 @@ mod tests {
             .with_guarantee(ProcessingGuarantee::ExactlyOnce)
             .with_guarantee(ProcessingGuarantee::AtLeastOnce);
         assert_eq!(c.commit_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit() {
+        let c = StreamsConfig::new("a", "/tmp/x")
+            .with_retry_backoff(Duration::from_millis(100), Duration::from_millis(700));
+        let pauses: Vec<u128> = (1..=5).map(|a| c.backoff(a).as_millis()).collect();
+        assert_eq!(pauses, vec![100, 200, 400, 700, 700]);
+        assert_eq!(c.backoff(u32::MAX), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn offset_reset_parses() {
+        assert_eq!(
+            "latest".parse::<OffsetReset>().ok(),
+            Some(OffsetReset::Latest)
+        );
+        assert_eq!("none".parse::<OffsetReset>().ok(), Some(OffsetReset::None));
+        assert!("smallest".parse::<OffsetReset>().is_err());
     }
 
     #[test]

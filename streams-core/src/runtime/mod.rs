@@ -14,6 +14,15 @@
 //! transaction, drops its tasks without committing, and asks the exception handler what to
 //! do: replace the thread (its tasks move, restore from their changelogs and continue from
 //! the last commit) or shut the application down.
+//!
+//! Failures end. A thread retries a transient error itself (the log unreachable for a
+//! moment), pausing with exponential backoff, for at most `task_timeout`. Failures handed to
+//! the handler are counted per task: a task that failed is opened again only after a backoff
+//! that doubles with each failure in a row, and once it has failed `max_task_failures` times
+//! with no commit moving it forward in between, the application stops with
+//! [`Error::TaskFailed`], naming the task, the cause and what to do. A failure that will not go
+//! away (a panic on one record, damaged local files) thus costs a handful of log lines and
+//! seconds, never an endless stream of thread replacements.
 
 mod assignor;
 mod commit;
@@ -37,7 +46,9 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{Condvar, Mutex};
 use state_store::RocksDbMemory;
 
-pub use config::{ExceptionHandler, ExceptionResponse, ProcessingGuarantee, StreamsConfig};
+pub use config::{
+    ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
+};
 pub use metrics::{StreamsMetrics, TaskSnapshot, ThreadMetrics};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
 pub use streams::Streams;
@@ -125,6 +136,56 @@ impl Group {
     }
 }
 
+/// The failures in a row of one task (or, keyed `None`, of threads outside any task).
+struct Failures {
+    count: u32,
+    /// Not opened again before this.
+    retry_at: Instant,
+}
+
+/// What to do about a failure that kept coming back.
+fn advice(error: &Error, task: Option<TaskId>, config: &StreamsConfig) -> String {
+    let task_dir = task.map_or_else(
+        || config.app_state_dir(),
+        |t| config.app_state_dir().join(t.to_string()),
+    );
+    let task_dir = task_dir.display();
+    match error {
+        Error::Processing { .. } => "The error comes from the application's code (a processor, \
+             or a function given to the DSL): fix it, or make it skip the record that causes it, \
+             then start the application again; the task resumes from its last commit."
+            .to_string(),
+        Error::Deserialization { .. } => "A record cannot be decoded: fix its producer or the \
+             serde, or set a deserialization handler that skips such records or sends them to a \
+             dead-letter topic (StreamsConfig::with_deserialization_handler)."
+            .to_string(),
+        Error::Store { source, .. } if source.is_corruption() => format!(
+            "The task's local state is damaged: stop the application, delete {task_dir} (its \
+             logged stores are then restored from their changelogs) and start it again."
+        ),
+        Error::Store { .. } | Error::Io { .. } => format!(
+            "A file of the application's local state cannot be used (the error names it): fix \
+             it (permissions, disk space, something else in its place), or delete {task_dir} so \
+             that the task restores from its changelogs, then start the application again."
+        ),
+        Error::Corrupt { .. } => "The log data the error names is damaged: inspect it with the \
+             streams-log tool, repair or remove the damaged file, then start the application \
+             again."
+            .to_string(),
+        Error::OffsetOutOfRange { .. } | Error::NoValidOffset { .. } | Error::LostData { .. } => {
+            "The input position is no \
+             longer in the log: choose where to resume with auto.offset.reset \
+             (StreamsConfig::with_offset_reset) or reset the group's offsets with the \
+             streams-log tool, then start the application again."
+                .to_string()
+        }
+        e if e.is_retriable() => "The failure is transient but outlasted every retry: check the \
+             resource the error names (the disk, the broker), then start the application again."
+            .to_string(),
+        _ => "Fix the cause the error names, then start the application again.".to_string(),
+    }
+}
+
 /// What every thread of the application shares.
 pub(crate) struct Shared {
     pub(crate) config: StreamsConfig,
@@ -157,6 +218,8 @@ pub(crate) struct Shared {
     state_changed: Condvar,
     listener: Mutex<Option<StateListener>>,
     handler: Mutex<ExceptionHandler>,
+    /// Tasks that failed with no progress since, by task (`None`: outside any task).
+    failures: Mutex<HashMap<Option<TaskId>, Failures>>,
     stop: AtomicBool,
     fatal: Mutex<Option<Arc<Error>>>,
     pub(crate) metrics: Mutex<StreamsMetrics>,
@@ -256,9 +319,9 @@ impl Shared {
         }
     }
 
-    /// A thread is gone: it let go of its tasks (cleanly or not). With `failure`, the
-    /// exception handler decides what happens next.
-    fn thread_exited(self: &Arc<Self>, index: usize, failure: Option<Error>) {
+    /// A thread is gone: it let go of its tasks (cleanly or not). With `failure` (the error,
+    /// and the task it happened in), the exception handler decides what happens next.
+    fn thread_exited(self: &Arc<Self>, index: usize, failure: Option<(Error, Option<TaskId>)>) {
         self.senders.lock().remove(&index);
         {
             let mut group = self.group.lock();
@@ -269,19 +332,39 @@ impl Shared {
             m.alive = false;
             m.tasks.clear();
         }
-        if let Some(error) = failure {
+        if let Some((error, task)) = failure {
             let response = if self.stopping() {
                 ExceptionResponse::ShutdownClient
             } else {
                 let handler = self.handler.lock().clone();
                 handler(&error)
             };
-            tracing::error!(thread = index, %error, ?response, "stream thread failed");
+            let failures = self.count_failure(task);
+            let limit = self.config.max_task_failures;
+            let task_name = task.map_or_else(|| "none".to_string(), |t| t.to_string());
+            tracing::error!(
+                application_id = %self.config.application_id, thread = index, task = %task_name,
+                %error, ?response, failures, limit, "stream thread failed"
+            );
             match response {
-                ExceptionResponse::ReplaceThread if !self.stopping() => {
+                ExceptionResponse::ReplaceThread if !self.stopping() && failures < limit => {
                     if let Err(e) = Shared::spawn_thread(self) {
                         self.fail(e);
                     }
+                }
+                ExceptionResponse::ReplaceThread if !self.stopping() => {
+                    let advice = advice(&error, task, &self.config);
+                    let error = Error::TaskFailed {
+                        task,
+                        failures,
+                        source: Box::new(error),
+                        advice,
+                    };
+                    tracing::error!(
+                        application_id = %self.config.application_id, %error,
+                        "stopping the application"
+                    );
+                    self.fail(error);
                 }
                 _ => self.fail(error),
             }
@@ -293,6 +376,42 @@ impl Shared {
         let last = self.group.lock().members.is_empty();
         if last && self.stopping() {
             self.finish();
+        }
+    }
+
+    /// Counts a failure of `task` in a row and sets when it may be tried again. Returns the
+    /// failures in a row.
+    fn count_failure(&self, task: Option<TaskId>) -> u32 {
+        let mut failures = self.failures.lock();
+        let entry = failures.entry(task).or_insert(Failures {
+            count: 0,
+            retry_at: Instant::now(),
+        });
+        entry.count = entry.count.saturating_add(1);
+        entry.retry_at = Instant::now() + self.config.backoff(entry.count);
+        entry.count
+    }
+
+    /// Whether `task` may be opened now, or is still backing off after failures.
+    fn may_open(&self, task: TaskId) -> bool {
+        let failures = self.failures.lock();
+        let now = Instant::now();
+        [Some(task), None]
+            .iter()
+            .filter_map(|t| failures.get(t))
+            .all(|f| f.retry_at <= now)
+    }
+
+    /// A commit moved `tasks` forward: their failures (and those outside tasks) no longer
+    /// count as in a row.
+    fn progressed(&self, tasks: &[TaskId]) {
+        let mut failures = self.failures.lock();
+        if failures.is_empty() {
+            return;
+        }
+        failures.remove(&None);
+        for t in tasks {
+            failures.remove(&Some(*t));
         }
     }
 

@@ -102,6 +102,7 @@ impl Streams {
                 state_changed: Condvar::new(),
                 listener: Mutex::new(None),
                 handler: Mutex::new(default_handler),
+                failures: Mutex::new(HashMap::new()),
                 stop: AtomicBool::new(false),
                 fatal: Mutex::new(None),
                 metrics: Mutex::new(StreamsMetrics::default()),
@@ -336,10 +337,21 @@ impl Streams {
         if before != after {
             return Ok(false);
         }
+        // A committed offset past the partition's end is not caught up: it is out of range,
+        // and the application resumes elsewhere (`auto.offset.reset`) and commits again.
+        let log_ends: Vec<u64> = inputs
+            .iter()
+            .map(|tp| log.end_offset(tp, IsolationLevel::ReadUncommitted))
+            .collect::<Result<_>>()?;
         Ok(inputs
             .iter()
-            .zip(&after)
-            .all(|(tp, &end)| end == 0 || committed.iter().any(|(p, o)| p == tp && *o >= end)))
+            .zip(after.iter().zip(&log_ends))
+            .all(|(tp, (&end, &log_end))| {
+                end == 0
+                    || committed
+                        .iter()
+                        .any(|(p, o)| p == tp && *o >= end && *o <= log_end)
+            }))
     }
 
     /// A snapshot of the metrics.

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use state_store::RecordCache;
 
+use super::config::OffsetReset;
 use super::metrics::{TaskSnapshot, ThreadMetrics};
 use super::{Request, Shared};
 use crate::error::{Error, Result};
@@ -100,12 +101,51 @@ pub(crate) struct StreamThread {
     pub(super) current: Option<TaskId>,
     /// When the thread first failed with a transient error since its last commit.
     pub(super) retrying_since: Option<Instant>,
+    /// Transient errors retried since the last commit.
+    pub(super) retry_attempts: u32,
 }
 
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where to read `tp` from when its committed offset is missing or outside the partition's
+/// range `start..=end`, by `auto.offset.reset`; an offset out of range is warned about.
+fn reset_position(
+    tp: &TopicPartition,
+    policy: OffsetReset,
+    committed: Option<u64>,
+    start: u64,
+    end: u64,
+) -> Result<u64> {
+    let position = match policy {
+        OffsetReset::Earliest => start,
+        OffsetReset::Latest => end,
+        OffsetReset::None => {
+            return Err(Error::NoValidOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                committed,
+                start,
+                end,
+            })
+        }
+    };
+    match committed {
+        Some(offset) => tracing::warn!(
+            topic = %tp.topic, partition = tp.partition, offset, start, end, reset_to = position,
+            policy = ?policy,
+            "the offset to resume from is outside the partition: resuming where \
+             auto.offset.reset says"
+        ),
+        None => tracing::info!(
+            topic = %tp.topic, partition = tp.partition, start, end, reset_to = position,
+            policy = ?policy, "no committed offset: starting where auto.offset.reset says"
+        ),
+    }
+    Ok(position)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -157,6 +197,7 @@ impl StreamThread {
             metrics,
             current: None,
             retrying_since: None,
+            retry_attempts: 0,
         }
     }
 
@@ -167,9 +208,10 @@ impl StreamThread {
             match self.guarded(|t| t.run_loop()) {
                 Ok(()) => break None,
                 Err(error) => {
+                    let task = error.task().or(self.current);
                     self.abandon();
                     if !self.retry_after(&error) {
-                        break Some(error);
+                        break Some((error, task));
                     }
                 }
             }
@@ -185,7 +227,9 @@ impl StreamThread {
     /// After a transient error (the log is unreachable, the group membership was lost), and
     /// with the thread's tasks abandoned: whether to go on. The tasks are opened again on the
     /// next loop, restored from their changelogs and resumed from their last commit, as after
-    /// a crash. Gives up once errors have lasted `task_timeout` without a commit between.
+    /// a crash. Pauses with exponential backoff between attempts, and logs the 1st, 2nd, 4th,
+    /// 8th… attempt only. Gives up once errors have lasted `task_timeout` without a commit
+    /// between.
     fn retry_after(&mut self, error: &Error) -> bool {
         let timeout = self.shared.config.task_timeout;
         if !error.is_retriable() || self.shared.stopping() || timeout.is_zero() {
@@ -193,13 +237,17 @@ impl StreamThread {
         }
         let since = *self.retrying_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= timeout {
-            tracing::error!(thread = %self.name, %error, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
+            tracing::error!(thread = %self.name, %error, attempts = self.retry_attempts, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
             return false;
         }
-        tracing::warn!(thread = %self.name, %error, "transient error: reopening the thread's tasks");
+        self.retry_attempts = self.retry_attempts.saturating_add(1);
+        let attempt = self.retry_attempts;
+        let pause = self.shared.config.backoff(attempt).min(timeout);
+        if attempt.is_power_of_two() {
+            tracing::warn!(thread = %self.name, %error, attempt, pause_ms = pause.as_millis() as u64, "transient error: reopening the thread's tasks (logged at attempts 1, 2, 4, 8...)");
+        }
         self.metrics.retries += 1;
         self.publish_metrics();
-        let pause = Duration::from_millis(200).min(timeout);
         let deadline = Instant::now() + pause;
         while Instant::now() < deadline && !self.shared.stopping() {
             self.serve_requests();
@@ -314,6 +362,10 @@ impl StreamThread {
             if self.tasks.0.contains_key(&id) {
                 continue;
             }
+            if !self.shared.may_open(id) {
+                // Failed recently: backing off before the next attempt.
+                continue;
+            }
             let claimed = {
                 let mut group = self.shared.group.lock();
                 if group.holders.contains_key(&id) {
@@ -331,6 +383,7 @@ impl StreamThread {
                 opened = true;
             }
         }
+        self.current = None;
         if opened {
             self.publish_metrics();
         }
@@ -370,15 +423,27 @@ impl StreamThread {
                     });
                 }
             }
+            let end = log.end_offset(&tp, IsolationLevel::ReadUncommitted)?;
+            let policy = self.reset_policy(&task, &topic);
             let position = match found {
+                Some(c) if (start..=end).contains(&c) => {
+                    task.set_consumed(&topic, c)?;
+                    committed.push((tp.clone(), c));
+                    c
+                }
                 Some(c) => {
-                    let p = c.max(start);
+                    let p = reset_position(&tp, policy, Some(c), start, end)?;
                     task.set_consumed(&topic, p)?;
                     committed.push((tp.clone(), c));
                     p
                 }
-                // No commit yet: from the beginning, like `auto.offset.reset=earliest`.
-                None => start,
+                // No commit yet: from the beginning with `earliest`, the default.
+                None if policy == OffsetReset::Earliest => start,
+                None => {
+                    let p = reset_position(&tp, policy, None, start, end)?;
+                    task.set_consumed(&topic, p)?;
+                    p
+                }
             };
             positions.push((tp, position));
         }
@@ -408,6 +473,16 @@ impl StreamThread {
         })
     }
 
+    /// `auto.offset.reset` for an input of `task`: internal topics always start from the
+    /// earliest offset (the application wrote all of them), as in Kafka Streams.
+    fn reset_policy(&self, task: &Task, topic: &str) -> OffsetReset {
+        if task.is_internal_input(topic) {
+            OffsetReset::Earliest
+        } else {
+            self.shared.config.offset_reset
+        }
+    }
+
     fn poll(&mut self) -> Result<usize> {
         let log = self.shared.log.clone();
         let (max_poll, max_buffered) = (
@@ -418,12 +493,29 @@ impl StreamThread {
         // or of any other writer).
         let isolation = IsolationLevel::ReadCommitted;
         let mut polled = 0;
-        for active in self.tasks.0.values_mut() {
+        for (id, active) in self.tasks.0.iter_mut() {
+            self.current = Some(*id);
             for (index, (tp, position)) in active.positions.iter_mut().enumerate() {
                 if active.task.buffered_for(&tp.topic) + max_poll > max_buffered {
                     continue;
                 }
-                let fetch = log.read(tp, *position, max_poll, isolation)?;
+                let fetch = match log.read(tp, *position, max_poll, isolation) {
+                    Ok(fetch) => fetch,
+                    // The partition moved under the position (retention deleted records not
+                    // read yet, or the topic lost its tail): `auto.offset.reset` decides.
+                    Err(Error::OffsetOutOfRange {
+                        offset, start, end, ..
+                    }) => {
+                        let policy = if active.task.is_internal_input(&tp.topic) {
+                            OffsetReset::Earliest
+                        } else {
+                            self.shared.config.offset_reset
+                        };
+                        *position = reset_position(tp, policy, Some(offset), start, end)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.metrics.polls += 1;
                 polled += fetch.records.len();
                 *position = fetch.next_offset;
@@ -439,6 +531,7 @@ impl StreamThread {
                 }
             }
         }
+        self.current = None;
         Ok(polled)
     }
 

@@ -64,6 +64,8 @@ pub(crate) struct TaskEnv {
 /// An input topic of the task: its source, buffered records and consumed position.
 struct Input {
     topic: Arc<str>,
+    /// An internal topic (a repartition topic) of the application.
+    internal: bool,
     source: Rc<RefCell<dyn RawSource>>,
     queue: VecDeque<StoredRecord>,
     /// Next offset to commit, once anything was processed or a position was set.
@@ -155,18 +157,20 @@ impl Task {
                 std::mem::take(&mut inst.schedules),
             )
         };
-        let mut by_topic: BTreeMap<String, Rc<RefCell<dyn RawSource>>> = BTreeMap::new();
+        let mut by_topic: BTreeMap<String, (Rc<RefCell<dyn RawSource>>, bool)> = BTreeMap::new();
         for (node, src) in sources {
             if let NodeKind::Source { topics } = &topology.nodes[node].kind {
                 for t in topics {
-                    by_topic.insert(t.resolve(&env.application_id), src.clone());
+                    let internal = matches!(t, crate::ids::TopicName::Internal(_));
+                    by_topic.insert(t.resolve(&env.application_id), (src.clone(), internal));
                 }
             }
         }
         let inputs = by_topic
             .into_iter()
-            .map(|(topic, source)| Input {
+            .map(|(topic, (source, internal))| Input {
                 topic: Arc::from(topic),
+                internal,
                 source,
                 queue: VecDeque::new(),
                 consumed: None,
@@ -215,6 +219,11 @@ impl Task {
     /// Input topics (resolved names); the task reads partition `id().partition` of each.
     pub(crate) fn input_topics(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().map(|i| &*i.topic)
+    }
+
+    /// Whether input `topic` is an internal topic of the application (a repartition topic).
+    pub(crate) fn is_internal_input(&self, topic: &str) -> bool {
+        self.inputs.iter().any(|i| &*i.topic == topic && i.internal)
     }
 
     fn input_mut(&mut self, topic: &str) -> Result<&mut Input> {

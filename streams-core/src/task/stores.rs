@@ -4,14 +4,14 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use state_store::{
     ChangelogPartition, ChangelogRecord, ChangelogSink, Checkpoint, RecordCache, RecordClock,
-    RestoreOptions, RocksDbMemory, StateStore, StoreBuilder, StoreError,
+    RestoreOptions, RocksDbMemory, StateStore, StoreBuilder, StoreError, StoreLayout,
 };
 
 use super::global::GlobalStores;
@@ -61,9 +61,15 @@ impl AnyStore {
 
 struct Entry {
     spec: StoreSpec,
+    /// The store's directory (persistent stores).
+    dir: PathBuf,
     store: AnyStore,
     queue: Option<FlushQueue>,
     changelog: Option<TopicPartition>,
+    /// The id of the persistent store's local data (see `state_store::new_store_id`).
+    identity: Option<String>,
+    /// Why the local data cannot be what a checkpoint describes, when that was found at open.
+    distrust: Option<String>,
 }
 
 /// Reads a changelog partition from a position up to a fixed end, as restore input.
@@ -162,6 +168,73 @@ fn store_err(task: TaskId) -> impl Fn(StoreError) -> Error {
     }
 }
 
+/// Builds one store in the fixed layer order: cache (with the flush listener feeding `queue`)
+/// over changelogging (into `buffer`) over the backend.
+fn build_store(
+    spec: &StoreSpec,
+    dir: &Path,
+    changelog: Option<&TopicPartition>,
+    buffer: &ChangelogBuffer,
+    clock: &RecordClock,
+    queue: Option<&FlushQueue>,
+    resources: &StoreResources,
+) -> Result<AnyStore, StoreError> {
+    let sink = changelog.map(|tp| BufferSink {
+        tp: tp.clone(),
+        buffer: buffer.clone(),
+    });
+    let listener = queue.cloned().map(|q| {
+        let clock = clock.clone();
+        Box::new(move |k: &[u8], new: Option<&[u8]>, old: Option<&[u8]>| {
+            q.lock().push_back(FlushedChange {
+                key: k.to_vec(),
+                new: new.map(<[u8]>::to_vec),
+                old: old.map(<[u8]>::to_vec),
+                timestamp: clock.get(),
+            });
+        })
+    });
+    macro_rules! layers {
+        ($b:expr) => {{
+            let mut b = $b.with_record_clock(clock.clone());
+            b = if spec.persistent {
+                b.persistent(dir, &resources.rocksdb)
+            } else {
+                b.in_memory()
+            };
+            if let Some(sink) = sink {
+                b = b.with_logging(sink);
+            }
+            b
+        }};
+    }
+    Ok(match &spec.kind {
+        StoreKind::KeyValue { .. } => {
+            let mut b = layers!(StoreBuilder::key_value(spec.name.clone()));
+            if let Some(l) = listener {
+                b = b.with_caching(&resources.cache).with_flush_listener(l);
+            }
+            AnyStore::Kv(Rc::new(RefCell::new(b.build()?)))
+        }
+        StoreKind::Window {
+            retention_ms,
+            retain_duplicates,
+            ..
+        } => {
+            let mut b = layers!(StoreBuilder::window(spec.name.clone(), *retention_ms))
+                .retain_duplicates(*retain_duplicates);
+            if let Some(l) = listener {
+                b = b.with_caching(&resources.cache).with_flush_listener(l);
+            }
+            AnyStore::Window(Rc::new(RefCell::new(b.build()?)))
+        }
+        StoreKind::Session { retention_ms } => {
+            let b = layers!(StoreBuilder::session(spec.name.clone(), *retention_ms));
+            AnyStore::Session(Rc::new(RefCell::new(b.build()?)))
+        }
+    })
+}
+
 impl TaskStores {
     pub(crate) fn open(
         task: TaskId,
@@ -185,69 +258,73 @@ impl TaskStores {
                 &task_name,
                 &spec.name,
             );
-            let sink = changelog.clone().map(|tp| BufferSink {
-                tp,
-                buffer: buffer.clone(),
-            });
             let queue: Option<FlushQueue> =
                 spec.cached.then(|| Arc::new(Mutex::new(VecDeque::new())));
-            let listener = queue.clone().map(|q| {
-                let clock = clock.clone();
-                Box::new(move |k: &[u8], new: Option<&[u8]>, old: Option<&[u8]>| {
-                    q.lock().push_back(FlushedChange {
-                        key: k.to_vec(),
-                        new: new.map(<[u8]>::to_vec),
-                        old: old.map(<[u8]>::to_vec),
-                        timestamp: clock.get(),
-                    });
-                })
-            });
-            macro_rules! layers {
-                ($b:expr) => {{
-                    let mut b = $b.with_record_clock(clock.clone());
-                    b = if spec.persistent {
-                        b.persistent(&dir, &resources.rocksdb)
-                    } else {
-                        b.in_memory()
+            let layout = match spec.kind {
+                StoreKind::KeyValue { .. } => StoreLayout::Single,
+                StoreKind::Window { .. } | StoreKind::Session { .. } => StoreLayout::Segmented,
+            };
+            // Judged before opening: opening creates whatever is missing.
+            let mut distrust = if spec.persistent {
+                state_store::missing_local_data(&dir, layout)
+            } else {
+                None
+            };
+            let build = || {
+                build_store(
+                    spec,
+                    &dir,
+                    changelog.as_ref(),
+                    &buffer,
+                    &clock,
+                    queue.as_ref(),
+                    resources,
+                )
+            };
+            let store = match build() {
+                Ok(store) => store,
+                // Damaged local files of a logged store: its changelog holds the data.
+                Err(e) if spec.persistent && changelog.is_some() && e.is_corruption() => {
+                    let reason = match distrust.take() {
+                        Some(missing) => format!("{missing}, and it could not be opened ({e})"),
+                        None => format!("it could not be opened ({e})"),
                     };
-                    if let Some(sink) = sink {
-                        b = b.with_logging(sink);
-                    }
-                    b
-                }};
-            }
-            let store = match &spec.kind {
-                StoreKind::KeyValue { .. } => {
-                    let mut b = layers!(StoreBuilder::key_value(spec.name.clone()));
-                    if let Some(l) = listener {
-                        b = b.with_caching(&resources.cache).with_flush_listener(l);
-                    }
-                    AnyStore::Kv(Rc::new(RefCell::new(b.build().map_err(&err)?)))
+                    tracing::warn!(
+                        task = %task, store = %spec.name, path = %dir.display(), %reason,
+                        "the store's local files are damaged: deleting them to restore the \
+                         store from its changelog"
+                    );
+                    state_store::destroy_store_dir(&spec.name, &dir).map_err(&err)?;
+                    distrust = Some(reason);
+                    build().map_err(&err)?
                 }
-                StoreKind::Window {
-                    retention_ms,
-                    retain_duplicates,
-                    ..
-                } => {
-                    let mut b = layers!(StoreBuilder::window(spec.name.clone(), *retention_ms))
-                        .retain_duplicates(*retain_duplicates);
-                    if let Some(l) = listener {
-                        b = b.with_caching(&resources.cache).with_flush_listener(l);
+                Err(e) => return Err(err(e)),
+            };
+            let identity = if spec.persistent {
+                let found = state_store::read_store_id(&spec.name, &dir).map_err(&err)?;
+                match (&distrust, found) {
+                    (None, Some(id)) => Some(id),
+                    (None, None) => {
+                        distrust = Some("it carries no store id".into());
+                        Some(state_store::new_store_id(&spec.name, &dir).map_err(&err)?)
                     }
-                    AnyStore::Window(Rc::new(RefCell::new(b.build().map_err(&err)?)))
+                    (Some(_), _) => {
+                        Some(state_store::new_store_id(&spec.name, &dir).map_err(&err)?)
+                    }
                 }
-                StoreKind::Session { retention_ms } => {
-                    let b = layers!(StoreBuilder::session(spec.name.clone(), *retention_ms));
-                    AnyStore::Session(Rc::new(RefCell::new(b.build().map_err(&err)?)))
-                }
+            } else {
+                None
             };
             entries.insert(
                 spec.name.clone(),
                 Entry {
                     spec: (*spec).clone(),
+                    dir,
                     store,
                     queue,
                     changelog,
+                    identity,
+                    distrust,
                 },
             );
         }
@@ -334,24 +411,60 @@ impl TaskStores {
 
     /// Replays each logged store's changelog from its checkpoint (or, with none, wipes the
     /// store and replays from the start). Returns records replayed per store.
-    pub(crate) fn restore(&self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
-        let err = store_err(self.task);
+    ///
+    /// A checkpointed offset is trusted only for the store it was written for (the store id it
+    /// names is the store's, and nothing was found missing when the store was opened) and only
+    /// inside the changelog's current range. Otherwise the store is wiped and restored from the
+    /// start, with a warning that says why: local data the checkpoint does not describe, or a
+    /// changelog that no longer holds what the store holds, must never be served.
+    pub(crate) fn restore(&mut self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
+        let task = self.task;
+        let err = store_err(task);
         let checkpoint = Checkpoint::read(&self.task_dir).map_err(&err)?;
         let mut replayed = BTreeMap::new();
-        for (name, e) in &self.entries {
+        for (name, e) in &mut self.entries {
             let Some(tp) = &e.changelog else { continue };
             let cp = ChangelogPartition::new(tp.topic.clone(), tp.partition);
-            let checkpointed = if e.spec.persistent {
-                checkpoint.as_ref().and_then(|c| c.offset(&cp))
-            } else {
-                None
+            let entry = match (&checkpoint, e.spec.persistent) {
+                (Some(c), true) => c.offset(&cp).map(|o| (o, c.store_id(&cp))),
+                _ => None,
+            };
+            let log_start = log.start_offset(tp)?;
+            let trusted = match entry {
+                None => None,
+                Some((offset, id)) => {
+                    let log_end = log.end_offset(tp, IsolationLevel::ReadUncommitted)?;
+                    let why = distrust_reason(
+                        offset,
+                        id,
+                        e.identity.as_deref(),
+                        e.distrust.as_deref(),
+                        (log_start, log_end),
+                    );
+                    match why {
+                        None => Some(offset),
+                        Some(why) => {
+                            tracing::warn!(
+                                task = %task, store = %name, changelog = %tp, reason = %why,
+                                "not trusting the task's checkpoint for this store: wiping the \
+                                 store and restoring it from its changelog"
+                            );
+                            None
+                        }
+                    }
+                }
             };
             let start = e
                 .store
-                .with(|s| state_store::restore_start_offset(s, checkpointed))
+                .with(|s| state_store::restore_start_offset(s, trusted))
                 .map_err(&err)?;
+            if trusted.is_none() && e.spec.persistent {
+                // Wiped: the local data starts again from nothing.
+                e.identity = Some(state_store::new_store_id(name, &e.dir).map_err(&err)?);
+            }
+            e.distrust = None;
             let end = log.end_offset(tp, IsolationLevel::ReadCommitted)?;
-            let position = start.max(log.start_offset(tp)?);
+            let position = start.max(log_start);
             let options = RestoreOptions {
                 total: Some(end.saturating_sub(position)),
                 ..RestoreOptions::default()
@@ -383,7 +496,11 @@ impl TaskStores {
         for e in self.entries.values() {
             if let (Some(tp), true) = (&e.changelog, e.spec.persistent) {
                 let end = log.end_offset(tp, IsolationLevel::ReadUncommitted)?;
-                cp.set_offset(ChangelogPartition::new(tp.topic.clone(), tp.partition), end);
+                let partition = ChangelogPartition::new(tp.topic.clone(), tp.partition);
+                match &e.identity {
+                    Some(id) => cp.set_store_offset(partition, end, id.clone()),
+                    None => cp.set_offset(partition, end),
+                }
             }
         }
         cp.write(&self.task_dir).map_err(store_err(self.task))
@@ -394,6 +511,48 @@ impl TaskStores {
     pub(crate) fn delete_checkpoint(&self) -> Result<()> {
         Checkpoint::delete(&self.task_dir).map_err(store_err(self.task))
     }
+}
+
+/// Why a checkpointed offset cannot be trusted for a store, or `None` when it can: the
+/// checkpoint names the store's id, nothing was missing when the store was opened, and the
+/// offset lies within the changelog's current range `[start, end]`.
+fn distrust_reason(
+    offset: u64,
+    checkpoint_id: Option<&str>,
+    store_id: Option<&str>,
+    lost: Option<&str>,
+    (start, end): (u64, u64),
+) -> Option<String> {
+    if let Some(lost) = lost {
+        return Some(format!(
+            "the store's local data is not what the checkpoint describes: {lost}"
+        ));
+    }
+    match (checkpoint_id, store_id) {
+        (None, _) => {
+            return Some("the checkpoint names no store id (written by an older version)".into())
+        }
+        (Some(c), Some(s)) if c == s => {}
+        (Some(c), s) => {
+            return Some(format!(
+                "the checkpoint was written for store id {c}, and the store's id is {}",
+                s.unwrap_or("unknown")
+            ))
+        }
+    }
+    if offset > end {
+        return Some(format!(
+            "the checkpointed offset {offset} is past the changelog's end {end} (the changelog \
+             lost records the store holds, or the checkpoint is not of this changelog)"
+        ));
+    }
+    if offset < start {
+        return Some(format!(
+            "the checkpointed offset {offset} is below the changelog's start {start} (records \
+             the store needs were deleted)"
+        ));
+    }
+    None
 }
 
 impl StoreAccess for TaskStores {
