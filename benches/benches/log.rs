@@ -26,11 +26,9 @@ fn records() -> Vec<Record> {
 }
 
 fn open(dir: &std::path::Path) -> EmbeddedLog {
-    let config = EmbeddedLogConfig {
-        fsync: FsyncPolicy::Never,
-        cleaner_interval: None,
-        ..EmbeddedLogConfig::default()
-    };
+    let config = EmbeddedLogConfig::default()
+        .with_fsync(FsyncPolicy::Never)
+        .with_cleaner_interval(None);
     let log = EmbeddedLog::open_with(dir, config).expect("open log");
     log.create_topic("bench", TopicConfig::new(1))
         .expect("create topic");

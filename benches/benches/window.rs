@@ -50,10 +50,7 @@ fn topology(windows: Option<TimeWindows>, in_memory: bool) -> Topology {
 
 /// A fresh driver (built outside the timed part: opening RocksDB is not what is measured).
 fn driver(topology: &Topology) -> TestDriver {
-    let config = DriverConfig {
-        commit_every_record: false,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_commit_every_record(false);
     TestDriver::with_config(topology, config).unwrap()
 }
 

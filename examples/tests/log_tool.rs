@@ -103,10 +103,7 @@ impl Tool {
 
     /// Opens the log with the API; drop it before running the tool again.
     fn open(&self) -> EmbeddedLog {
-        let config = EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..Default::default()
-        };
+        let config = EmbeddedLogConfig::default().with_cleaner_interval(None);
         EmbeddedLog::open_with(&self.log, config).unwrap()
     }
 }

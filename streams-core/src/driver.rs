@@ -31,8 +31,9 @@ use crate::serdes::Serde;
 use crate::task::{apply_global, GlobalStores, GlobalUpdater, StoreResources, Task, TaskEnv};
 use crate::topology::Topology;
 
-/// Settings of a [`TestDriver`].
+/// Settings of a [`TestDriver`]: `DriverConfig::default()` and the `with_*` methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DriverConfig {
     /// Application id (prefix of internal topics).
     pub application_id: String,
@@ -58,6 +59,44 @@ impl Default for DriverConfig {
             production: RecordErrorHandler::Fail,
             initial_wall_clock: 0,
         }
+    }
+}
+
+impl DriverConfig {
+    /// Sets the application id (prefix of internal topics).
+    pub fn with_application_id(mut self, id: impl Into<String>) -> Self {
+        self.application_id = id.into();
+        self
+    }
+
+    /// Commits (flushes caches) after each piped record, or only on `commit()`.
+    pub fn with_commit_every_record(mut self, on: bool) -> Self {
+        self.commit_every_record = on;
+        self
+    }
+
+    /// Sets the bytes of the record cache shared by all tasks.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets the handler for undecodable records.
+    pub fn with_deserialization(mut self, handler: RecordErrorHandler) -> Self {
+        self.deserialization = handler;
+        self
+    }
+
+    /// Sets the handler for records a sink cannot encode.
+    pub fn with_production(mut self, handler: RecordErrorHandler) -> Self {
+        self.production = handler;
+        self
+    }
+
+    /// Sets the wall-clock time at start, in ms.
+    pub fn with_initial_wall_clock(mut self, ms: i64) -> Self {
+        self.initial_wall_clock = ms;
+        self
     }
 }
 

@@ -20,10 +20,7 @@ const KEEP_TOMBSTONES: i64 = i64::MAX / 4;
 fn open(dir: &Path) -> EmbeddedLog {
     EmbeddedLog::open_with(
         dir,
-        EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..Default::default()
-        },
+        EmbeddedLogConfig::default().with_cleaner_interval(None),
     )
     .unwrap()
 }

@@ -19,10 +19,7 @@ const RC: IsolationLevel = IsolationLevel::ReadCommitted;
 fn embedded(dir: &TempDir) -> EmbeddedLog {
     EmbeddedLog::open_with(
         dir.path(),
-        EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..Default::default()
-        },
+        EmbeddedLogConfig::default().with_cleaner_interval(None),
     )
     .unwrap()
 }
@@ -315,12 +312,10 @@ fn embedded_log_conforms_with_every_fsync_policy_and_tiny_segments() {
         let dir = TempDir::new().unwrap();
         let log = EmbeddedLog::open_with(
             dir.path(),
-            EmbeddedLogConfig {
-                cleaner_interval: None,
-                fsync,
-                index_interval_bytes: 1,
-                ..Default::default()
-            },
+            EmbeddedLogConfig::default()
+                .with_cleaner_interval(None)
+                .with_fsync(fsync)
+                .with_index_interval_bytes(1),
         )
         .unwrap();
         conformance(&log);

@@ -16,10 +16,7 @@ const RC: IsolationLevel = IsolationLevel::ReadCommitted;
 fn open(dir: &Path) -> EmbeddedLog {
     EmbeddedLog::open_with(
         dir,
-        EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..Default::default()
-        },
+        EmbeddedLogConfig::default().with_cleaner_interval(None),
     )
     .unwrap()
 }
@@ -376,11 +373,9 @@ fn group_offsets_survive_reopen() {
 #[test]
 fn many_offset_commits_survive_journal_snapshots() {
     let dir = TempDir::new().unwrap();
-    let config = EmbeddedLogConfig {
-        cleaner_interval: None,
-        journal_snapshot_bytes: 512,
-        ..Default::default()
-    };
+    let config = EmbeddedLogConfig::default()
+        .with_cleaner_interval(None)
+        .with_journal_snapshot_bytes(512);
     let tp = TopicPartition::new("t", 0);
     {
         let log = EmbeddedLog::open_with(dir.path(), config.clone()).unwrap();

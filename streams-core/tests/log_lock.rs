@@ -11,10 +11,7 @@ const DIR_VAR: &str = "STREAMS_CORE_LOG_LOCK_CHILD_DIR";
 const CHILD: &str = "child_tries_to_open";
 
 fn config() -> EmbeddedLogConfig {
-    EmbeddedLogConfig {
-        cleaner_interval: None,
-        ..Default::default()
-    }
+    EmbeddedLogConfig::default().with_cleaner_interval(None)
 }
 
 /// Runs in the child process only (when the variable is set); in a normal test run it

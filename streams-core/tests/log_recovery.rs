@@ -18,10 +18,7 @@ const RU: IsolationLevel = IsolationLevel::ReadUncommitted;
 fn open(dir: &Path) -> streams_core::Result<EmbeddedLog> {
     EmbeddedLog::open_with(
         dir,
-        EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..Default::default()
-        },
+        EmbeddedLogConfig::default().with_cleaner_interval(None),
     )
 }
 

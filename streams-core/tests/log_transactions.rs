@@ -16,10 +16,7 @@ const RC: IsolationLevel = IsolationLevel::ReadCommitted;
 fn open(dir: &Path) -> EmbeddedLog {
     EmbeddedLog::open_with(
         dir,
-        EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..Default::default()
-        },
+        EmbeddedLogConfig::default().with_cleaner_interval(None),
     )
     .unwrap()
 }

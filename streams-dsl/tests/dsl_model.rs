@@ -149,10 +149,7 @@ fn run_dsl(
             .to("out", Produced::with(StringSerde, OptionSerde(U64Serde))),
     }
     let topo = b.build().unwrap();
-    let config = DriverConfig {
-        commit_every_record,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_commit_every_record(commit_every_record);
     let mut d = TestDriver::with_config(&topo, config).unwrap();
     for (k, v, ts) in input {
         d.pipe_typed("in", &StringSerde, &U64Serde, k, v, *ts)

@@ -140,7 +140,7 @@ proptest! {
         ops in prop::collection::vec((0u8..8, prop::option::of((0u8..3, -50i64..50))), 1..80),
         caching in any::<bool>(),
     ) {
-        let config = DriverConfig { commit_every_record: false, ..DriverConfig::default() };
+        let config = DriverConfig::default().with_commit_every_record(false);
         let mut d = TestDriver::with_config(&topology_with(caching, |m| m.in_memory()), config).unwrap();
         let mut rows: BTreeMap<String, (String, i64)> = BTreeMap::new();
         for (i, (id, row)) in ops.iter().enumerate() {

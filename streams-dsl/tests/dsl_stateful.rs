@@ -54,10 +54,7 @@ fn caching_merges_updates_between_commits() {
         .to_stream()
         .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
     let topo = b.build().unwrap();
-    let config = DriverConfig {
-        commit_every_record: false,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_commit_every_record(false);
     let mut d = TestDriver::with_config(&topo, config).unwrap();
     for (w, ts) in [("a", 1), ("b", 2), ("a", 3), ("a", 4)] {
         pipe_str(&mut d, "words", w, "", ts);
@@ -369,10 +366,7 @@ fn cached_aggregates_forward_the_aggregate_timestamp_on_flush() {
         .count(Materialized::named("counts"))
         .to_stream()
         .to("out", Produced::with(StringSerde, OptionSerde(I64Serde)));
-    let config = DriverConfig {
-        commit_every_record: false,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_commit_every_record(false);
     let mut d = TestDriver::with_config(&b.build().unwrap(), config).unwrap();
     for ts in [7, 2, 3] {
         pipe_str(&mut d, "words", "a", "", ts);

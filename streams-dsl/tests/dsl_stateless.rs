@@ -239,10 +239,7 @@ fn undecodable_records_follow_the_deserialization_handler() {
     assert!(err.contains("expected 8 bytes, got 15"), "{err}");
 
     // Log and continue: skipped, counted, later records flow.
-    let config = DriverConfig {
-        deserialization: RecordErrorHandler::LogAndContinue,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_deserialization(RecordErrorHandler::LogAndContinue);
     let mut d = TestDriver::with_config(&topo, config).unwrap();
     d.pipe("in", Record::new("k", "bad", 1)).unwrap();
     pipe(&mut d, "in", &[("k", 7, 2)]);
@@ -250,10 +247,8 @@ fn undecodable_records_follow_the_deserialization_handler() {
     assert_eq!(d.metrics().skipped_deserialization, 1);
 
     // Dead letter: the raw record goes to the topic with the error in headers.
-    let config = DriverConfig {
-        deserialization: RecordErrorHandler::DeadLetter("dlq".into()),
-        ..DriverConfig::default()
-    };
+    let config =
+        DriverConfig::default().with_deserialization(RecordErrorHandler::DeadLetter("dlq".into()));
     let mut d = TestDriver::with_config(&topo, config).unwrap();
     d.pipe("in", Record::new("k", "bad", 1)).unwrap();
     let dead = d.read_output("dlq");

@@ -285,10 +285,7 @@ fn suppress_emits_windows_buffered_across_a_restart_once() {
 #[test]
 fn suppress_waits_for_the_updates_a_cache_holds_back() {
     let topo = final_counts_topology();
-    let config = DriverConfig {
-        commit_every_record: false,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_commit_every_record(false);
     let mut d = TestDriver::with_config(&topo, config).unwrap();
     pipe(&mut d, "in", "a", "", 1);
     d.commit().unwrap();
@@ -459,10 +456,7 @@ fn cached_windowed_counts_merge_between_commits() {
         g.windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
             .count(Materialized::named("counts").in_memory())
     });
-    let config = DriverConfig {
-        commit_every_record: false,
-        ..DriverConfig::default()
-    };
+    let config = DriverConfig::default().with_commit_every_record(false);
     let mut d = TestDriver::with_config(&topo, config).unwrap();
     for ts in [1, 2, 3, 11] {
         pipe(&mut d, "in", "a", "", ts);

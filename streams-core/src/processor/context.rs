@@ -12,6 +12,7 @@ use crate::record::{Header, Record};
 
 /// When a punctuation fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PunctuationType {
     /// Driven by the task's stream time (record timestamps): no records, no punctuation.
     StreamTime,

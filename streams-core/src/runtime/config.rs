@@ -10,6 +10,7 @@ use crate::log::validate_topic_name;
 
 /// What a commit promises about output and state after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ProcessingGuarantee {
     /// Nothing is lost; after a failure, records since the last commit are processed again,
     /// so output and aggregates may see them twice.
@@ -18,6 +19,16 @@ pub enum ProcessingGuarantee {
     /// A commit's output records, changelog records and input offsets become visible together
     /// or not at all: read-committed consumers see every input's effect exactly once.
     ExactlyOnce,
+}
+
+/// The names `FromStr` reads: `at-least-once`, `exactly-once`.
+impl std::fmt::Display for ProcessingGuarantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProcessingGuarantee::AtLeastOnce => "at-least-once",
+            ProcessingGuarantee::ExactlyOnce => "exactly-once",
+        })
+    }
 }
 
 impl std::str::FromStr for ProcessingGuarantee {
@@ -44,6 +55,7 @@ impl std::str::FromStr for ProcessingGuarantee {
 /// Internal topics (repartition topics) always start from the earliest offset, as in Kafka
 /// Streams: the application wrote everything in them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OffsetReset {
     /// From the first offset still in the partition (Kafka Streams' default).
     #[default]

@@ -5,6 +5,7 @@ use crate::ids::TopicName;
 
 /// The shape of a state store.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreKind {
     /// Key-value.
     KeyValue {
@@ -91,6 +92,7 @@ pub struct GlobalStoreSpec {
 
 /// What an internal topic is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InternalTopicKind {
     /// Re-keyed records between sub-topologies (`delete` policy).
     Repartition,

@@ -143,10 +143,7 @@ impl LogTarget {
 
     fn open_or_create(&self) -> Result<EmbeddedLog, ToolError> {
         // No background cleaner: a tool that looks at a log must not also delete from it.
-        let config = EmbeddedLogConfig {
-            cleaner_interval: None,
-            ..EmbeddedLogConfig::default()
-        };
+        let config = EmbeddedLogConfig::default().with_cleaner_interval(None);
         let deadline = Instant::now() + self.lock_wait;
         loop {
             match EmbeddedLog::open_with(&self.dir, config.clone()) {

@@ -52,8 +52,9 @@ pub enum FsyncPolicy {
     Interval(Duration),
 }
 
-/// Settings of an [`EmbeddedLog`].
+/// Settings of an [`EmbeddedLog`]: `EmbeddedLogConfig::default()` and the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EmbeddedLogConfig {
     /// When appends are synced to disk.
     pub fsync: FsyncPolicy,
@@ -74,6 +75,32 @@ impl Default for EmbeddedLogConfig {
             cleaner_interval: Some(Duration::from_secs(30)),
             journal_snapshot_bytes: 8 << 20,
         }
+    }
+}
+
+impl EmbeddedLogConfig {
+    /// Sets when appends are synced to disk.
+    pub fn with_fsync(mut self, fsync: FsyncPolicy) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Sets the bytes of batches between two entries of a segment's offset index.
+    pub fn with_index_interval_bytes(mut self, bytes: u64) -> Self {
+        self.index_interval_bytes = bytes;
+        self
+    }
+
+    /// Sets how often the background cleaner runs; `None`: only on [`EmbeddedLog::maintain`].
+    pub fn with_cleaner_interval(mut self, interval: Option<Duration>) -> Self {
+        self.cleaner_interval = interval;
+        self
+    }
+
+    /// Sets the size past which the metadata journal is rewritten as a snapshot.
+    pub fn with_journal_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.journal_snapshot_bytes = bytes;
+        self
     }
 }
 

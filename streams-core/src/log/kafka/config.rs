@@ -20,6 +20,7 @@ use rdkafka::config::ClientConfig;
 /// assert_eq!(config.producer_properties["linger.ms"], "5");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KafkaLogConfig {
     /// `bootstrap.servers`: `host:port[,host:port...]`.
     pub bootstrap_servers: String,
