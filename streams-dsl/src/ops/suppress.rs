@@ -1,5 +1,7 @@
-//! `suppress`: holds a table's updates back in a buffer ordered by buffer time and emits a
-//! key's latest update once stream time reaches `buffer time + delay`.
+//! `suppress`: holds a table's updates back in a buffer ordered by buffer time, then by the
+//! key's bytes (as Kafka Streams' time-ordered buffer, so that windows closing together are
+//! emitted in key order), and emits a key's latest update once stream time reaches
+//! `buffer time + delay`.
 //!
 //! Final results (`until_window_closes`): buffer time is the window's end and delay the grace
 //! of the windowed aggregation, so an update leaves the buffer exactly when its window closes;
@@ -11,7 +13,7 @@
 //! the records of other keys is emitted at the next commit at the latest. It lives in memory:
 //! what it holds at a crash is lost (see the crate docs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use streams_core::{Change, Downstream, Error, Processor, ProcessorContext, Rec, Result, Serde};
@@ -21,7 +23,6 @@ use crate::suppressed::{BufferFull, TimeOf};
 
 struct Entry<K, V> {
     key: K,
-    kb: Vec<u8>,
     change: Change<V>,
     timestamp: i64,
     bytes: usize,
@@ -39,9 +40,10 @@ pub(crate) struct Suppress<K, V> {
     max_records: Option<usize>,
     max_bytes: Option<usize>,
     when_full: BufferFull,
-    buffer: BTreeMap<(i64, u64), Entry<K, V>>,
-    index: HashMap<Vec<u8>, (i64, u64)>,
-    seq: u64,
+    /// The buffered updates by key bytes, each with its buffer time.
+    buffer: HashMap<Vec<u8>, (i64, Entry<K, V>)>,
+    /// Emission order: (buffer time, key bytes) of each buffered update.
+    order: BTreeSet<(i64, Vec<u8>)>,
     bytes: usize,
     down: Downstream<K, Change<V>>,
 }
@@ -70,9 +72,8 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
             } else {
                 BufferFull::EmitEarly
             }),
-            buffer: BTreeMap::new(),
-            index: HashMap::new(),
-            seq: 0,
+            buffer: HashMap::new(),
+            order: BTreeSet::new(),
             bytes: 0,
             down,
         }
@@ -91,11 +92,14 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
             || self.max_bytes.is_some_and(|n| self.bytes > n)
     }
 
-    fn emit(&mut self, ctx: &mut ProcessorContext<'_>, slot: (i64, u64)) -> Result<()> {
-        let Some(e) = self.buffer.remove(&slot) else {
+    /// Emits the first update in emission order, if any.
+    fn emit_first(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
+        let Some((_, kb)) = self.order.pop_first() else {
             return Ok(());
         };
-        self.index.remove(&e.kb);
+        let Some((_, e)) = self.buffer.remove(&kb) else {
+            return Ok(());
+        };
         self.bytes -= e.bytes;
         let deletion = e.change.new.is_none();
         if deletion && (self.final_results || e.change.old.is_none()) {
@@ -108,11 +112,11 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
     /// Emits every update whose time has come.
     fn evict(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         let stream_time = ctx.stream_time();
-        while let Some(&slot) = self.buffer.keys().next() {
-            if slot.0.saturating_add(self.delay_ms) > stream_time {
+        while let Some((time, _)) = self.order.first() {
+            if time.saturating_add(self.delay_ms) > stream_time {
                 break;
             }
-            self.emit(ctx, slot)?;
+            self.emit_first(ctx)?;
         }
         Ok(())
     }
@@ -122,11 +126,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, Change<V>>) -> Result<()> {
         let kb = encode(self.key_serde.as_ref(), &rec.key, &self.name)?;
         let bytes = self.size_of(&kb, rec.value.new.as_ref())?;
-        match self
-            .index
-            .get(&kb)
-            .and_then(|slot| self.buffer.get_mut(slot))
-        {
+        match self.buffer.get_mut(&kb).map(|(_, e)| e) {
             // Keep the first buffered old value: downstream has not seen anything since.
             Some(e) => {
                 e.change.new = rec.value.new;
@@ -139,19 +139,19 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
                     Some(f) => f(&rec.key, rec.timestamp),
                     None => rec.timestamp,
                 };
-                self.seq += 1;
-                let slot = (time, self.seq);
-                self.index.insert(kb.clone(), slot);
+                self.order.insert((time, kb.clone()));
                 self.bytes += bytes;
                 self.buffer.insert(
-                    slot,
-                    Entry {
-                        key: rec.key,
-                        kb,
-                        change: rec.value,
-                        timestamp: rec.timestamp,
-                        bytes,
-                    },
+                    kb,
+                    (
+                        time,
+                        Entry {
+                            key: rec.key,
+                            change: rec.value,
+                            timestamp: rec.timestamp,
+                            bytes,
+                        },
+                    ),
                 );
             }
         }
@@ -159,9 +159,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
         while self.full() {
             match self.when_full {
                 BufferFull::EmitEarly => {
-                    if let Some(&slot) = self.buffer.keys().next() {
-                        self.emit(ctx, slot)?;
-                    }
+                    self.emit_first(ctx)?;
                 }
                 BufferFull::Fail => {
                     return Err(Error::Processing {
