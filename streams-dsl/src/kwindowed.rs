@@ -205,16 +205,13 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
     }
 }
 
-/// The least a session store must keep sessions, in stream time after their end: a record no
-/// older than `gap + grace` looks for sessions ending up to `gap` before it. (A much older
-/// record can still be accepted when it bridges into a live session; sessions it would merge
-/// with that ended longer ago than this are no longer found, as in Kafka Streams, where
-/// segments bound the same way.)
+/// How long a session store keeps sessions, in stream time after their end: `gap + grace`, as
+/// Kafka Streams' session stores. A store finds only sessions ending after
+/// `store time - retention`, where its time is the latest session end written, so a record
+/// at the edge of its grace starts a session of its own instead of merging with one that
+/// ended too long ago, exactly as in Kafka Streams.
 fn session_retention(w: &SessionWindows) -> i64 {
-    w.gap_ms()
-        .saturating_mul(2)
-        .saturating_add(w.grace_ms())
-        .saturating_add(1)
+    w.gap_ms().saturating_add(w.grace_ms())
 }
 
 /// A grouped stream in session windows, ready to aggregate into a table with one row per key
