@@ -108,7 +108,9 @@ final class Topologies {
                 }
             }
             case "global" -> {
-                GlobalKTable<String, String> g = b.globalTable("global", Consumed.with(S, S), kv(S));
+                GlobalKTable<String, String> g = b.globalTable("global", Consumed.with(S, S),
+                    Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("global")
+                        .withKeySerde(S).withValueSerde(S));
                 KStream<String, String> left = b.stream("left", Consumed.with(S, S));
                 KStream<String, String> out = switch (mode(p)) {
                     case "inner" -> left.join(g, (k, v) -> v, (l, r) -> l + "/" + r);
