@@ -231,7 +231,10 @@ fn session_retention(w: &SessionWindows) -> i64 {
 /// builder
 ///     .stream::<String, String>("clicks", Consumed::default())
 ///     .group_by_key(Grouped::inferred())
-///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(5)))
+///     .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(
+///         Duration::from_millis(5),
+///         Duration::from_millis(10),
+///     ))
 ///     .count(Materialized::named("sessions"))
 ///     .to_stream()
 ///     .to("out", Produced::inferred());
@@ -242,7 +245,8 @@ fn session_retention(w: &SessionWindows) -> i64 {
 /// let keys = WindowedSerde::session(StringSerde);
 /// let out = driver.read_output_typed("out", &keys, &OptionSerde(I64Serde))?;
 /// let last: Vec<_> = out[2..].iter().map(|(w, v, _)| (w.window.start, w.window.end, *v)).collect();
-/// // The record at 5 bridges [0, 1) and [10, 11): both go, [0, 11) counts 3.
+/// // The record at 5 bridges [0, 1) and [10, 11): both go, [0, 11) counts 3. (Without the
+/// // grace, the store would have let [0, 1) go by then: it keeps sessions gap + grace.)
 /// assert_eq!(last, vec![(0, 1, None), (10, 11, None), (0, 11, Some(3))]);
 /// # Ok::<(), streams_core::Error>(())
 /// ```
