@@ -69,10 +69,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let buffer = |name: &str| StoreSpec {
             name: name.to_string(),
             kind: StoreKind::Window {
-                retention_ms: before
-                    .saturating_add(after)
-                    .saturating_add(grace)
-                    .saturating_add(1),
+                // As Kafka Streams' join buffers: a record stays visible while
+                // `t + before + after + grace` is after the side's stream time.
+                retention_ms: before.saturating_add(after).saturating_add(grace),
                 window_size_ms: before.saturating_add(after).saturating_add(1),
                 retain_duplicates: true,
                 timestamped: false,

@@ -205,16 +205,13 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
     }
 }
 
-/// The least a session store must keep sessions, in stream time after their end: a record no
-/// older than `gap + grace` looks for sessions ending up to `gap` before it. (A much older
-/// record can still be accepted when it bridges into a live session; sessions it would merge
-/// with that ended longer ago than this are no longer found, as in Kafka Streams, where
-/// segments bound the same way.)
+/// How long a session store keeps sessions, in stream time after their end: `gap + grace`, as
+/// Kafka Streams' session stores. A store finds only sessions ending after
+/// `store time - retention`, where its time is the latest session end written, so a record
+/// at the edge of its grace starts a session of its own instead of merging with one that
+/// ended too long ago, exactly as in Kafka Streams.
 fn session_retention(w: &SessionWindows) -> i64 {
-    w.gap_ms()
-        .saturating_mul(2)
-        .saturating_add(w.grace_ms())
-        .saturating_add(1)
+    w.gap_ms().saturating_add(w.grace_ms())
 }
 
 /// A grouped stream in session windows, ready to aggregate into a table with one row per key
@@ -234,7 +231,10 @@ fn session_retention(w: &SessionWindows) -> i64 {
 /// builder
 ///     .stream::<String, String>("clicks", Consumed::default())
 ///     .group_by_key(Grouped::inferred())
-///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(5)))
+///     .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(
+///         Duration::from_millis(5),
+///         Duration::from_millis(10),
+///     ))
 ///     .count(Materialized::named("sessions"))
 ///     .to_stream()
 ///     .to("out", Produced::inferred());
@@ -245,7 +245,8 @@ fn session_retention(w: &SessionWindows) -> i64 {
 /// let keys = WindowedSerde::session(StringSerde);
 /// let out = driver.read_output_typed("out", &keys, &OptionSerde(I64Serde))?;
 /// let last: Vec<_> = out[2..].iter().map(|(w, v, _)| (w.window.start, w.window.end, *v)).collect();
-/// // The record at 5 bridges [0, 1) and [10, 11): both go, [0, 11) counts 3.
+/// // The record at 5 bridges [0, 1) and [10, 11): both go, [0, 11) counts 3. (Without the
+/// // grace, the store would have let [0, 1) go by then: it keeps sessions gap + grace.)
 /// assert_eq!(last, vec![(0, 1, None), (10, 11, None), (0, 11, Some(3))]);
 /// # Ok::<(), streams_core::Error>(())
 /// ```

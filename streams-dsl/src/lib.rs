@@ -27,8 +27,12 @@
 //!   has processed, the current record included); a record that reaches only closed windows is
 //!   dropped and counted under the reason `"late"` ([`streams_core::TaskMetrics`]).
 //! - Windowed updates carry the largest record timestamp of their window (sessions: their last
-//!   record's). Session merges forward the merged-away sessions as deletions; a session that
-//!   stays the same window is updated in place, not deleted and re-added.
+//!   record's). As in Kafka Streams, a record deletes every session it touches (forwarding the
+//!   deletions) and writes the merged one anew, even when it falls inside one session and the
+//!   window stays the same; only a record that repeats a one-instant session updates it in
+//!   place. Session stores keep a session for `gap + grace` after its end (by the latest session
+//!   end written), as Kafka Streams' do, so a record at the very edge of its grace may start a
+//!   session of its own instead of merging.
 //! - Sliding windows are built as in KIP-450, but records before `time difference` (near the
 //!   epoch) get windows with negative starts instead of Kafka's shared `[0, d]` window.
 //! - [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits each window once, at

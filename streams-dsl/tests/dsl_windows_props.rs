@@ -214,8 +214,9 @@ proptest! {
         got.sort();
 
         // Reference: Kafka Streams' rules (see `JoinWindows`), simulated record by record.
-        // Each side keeps its records for before + after + grace past the largest timestamp
-        // it has seen; the join's stream time is the largest timestamp of both sides.
+        // Each side keeps a record at t while t + before + after + grace is after the largest
+        // timestamp it has seen (Kafka Streams' join buffers, retention before + after +
+        // grace); the join's stream time is the largest timestamp of both sides.
         let span = before + after + grace;
         let emits = |left: bool| if left { kind >= 1 } else { kind == 2 };
         let unmatched = |left: bool, k: &str, ts: i64, v: &str| {
@@ -247,7 +248,7 @@ proptest! {
                 .iter()
                 .filter(|(ok, ots, _)| {
                     ok == k
-                        && *ots >= side_max[other] - span
+                        && *ots > side_max[other] - span
                         && *ots >= ts - look_back
                         && *ots <= ts + look_ahead
                 })

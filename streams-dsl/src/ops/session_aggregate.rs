@@ -88,7 +88,10 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V>
                 None => agg.clone(),
                 Some(m) => (self.merger)(&rec.key, m, agg.clone()),
             });
-            if (s, e) == (start, last) {
+            // As Kafka Streams: unless the record only repeats a session of one instant, every
+            // session it touches is deleted (and the deletion forwarded), the one it falls
+            // inside included, and the merged session written anew.
+            if (s, e) == (start, last) && (s, e) == (t, t) {
                 same_old = Some(agg);
                 continue;
             }

@@ -1,4 +1,5 @@
-//! `suppress`: holds a table's updates back in a buffer ordered by buffer time and emits a
+//! `suppress`: holds a table's updates back in a buffer ordered by buffer time, then by the
+//! key's bytes (as Kafka Streams' time-ordered buffer), and emits a
 //! key's latest update once stream time reaches `buffer time + delay`.
 //!
 //! Final results (`until_window_closes`): buffer time is the window's end and delay the grace
@@ -166,8 +167,9 @@ pub(crate) struct Suppress<K, V> {
     when_full: BufferFull,
     /// Whether `order` and `index` were rebuilt from the store.
     loaded: bool,
-    /// Time order: `(buffer time, seq)` → key bytes.
-    order: BTreeMap<(i64, u64), Vec<u8>>,
+    /// Emission order: `(buffer time, key bytes)` → key bytes. Windows closing together
+    /// leave in key order, as from Kafka Streams' time-ordered buffer.
+    order: BTreeMap<(i64, Vec<u8>), Vec<u8>>,
     index: HashMap<Vec<u8>, Slot>,
     seq: u64,
     bytes: usize,
@@ -244,7 +246,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
                 let size = size_of(&kb, e.new);
                 seq = seq.max(e.seq);
                 bytes += size;
-                order.insert((e.time, e.seq), kb.clone());
+                order.insert((e.time, kb.clone()), kb.clone());
                 index.insert(
                     kb,
                     Slot {
@@ -266,7 +268,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
     }
 
     /// Takes the key at `slot` out of the buffer (and its store) and forwards its change.
-    fn emit(&mut self, ctx: &mut ProcessorContext<'_>, slot: (i64, u64)) -> Result<()> {
+    fn emit(&mut self, ctx: &mut ProcessorContext<'_>, slot: (i64, Vec<u8>)) -> Result<()> {
         let Some(kb) = self.order.remove(&slot) else {
             return Ok(());
         };
@@ -289,7 +291,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
     /// Emits every update whose time has come.
     fn evict(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         let stream_time = ctx.stream_time();
-        while let Some(&slot) = self.order.keys().next() {
+        while let Some(slot) = self.order.keys().next().cloned() {
             if slot.0.saturating_add(self.delay_ms) > stream_time {
                 break;
             }
@@ -338,7 +340,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
                 new: new.as_deref(),
             };
             self.store.borrow_mut().put(&kb, &entry.write())?;
-            self.order.insert((time, self.seq), kb.clone());
+            self.order.insert((time, kb.clone()), kb.clone());
             self.index.insert(
                 kb,
                 Slot {
@@ -353,7 +355,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppres
         while self.full() {
             match self.when_full {
                 BufferFull::EmitEarly => {
-                    if let Some(&slot) = self.order.keys().next() {
+                    if let Some(slot) = self.order.keys().next().cloned() {
                         self.emit(ctx, slot)?;
                     }
                 }
