@@ -725,8 +725,9 @@ fn broker_restart(_: &str) {
     let log = Arc::new(KafkaLog::connect(kafka_config(&broker.servers(), None)).unwrap());
     let streams = Streams::new(
         topology(&s.names),
-        streams_config(&s.app, &s.dir.path().join("app"))
-            .with_task_timeout(Duration::from_secs(60)),
+        // Retries for as long as the test waits: on a loaded machine the broker's JVM can
+        // take most of a minute to start again.
+        streams_config(&s.app, &s.dir.path().join("app")).with_task_timeout(WAIT),
         log,
     )
     .unwrap();
