@@ -4,9 +4,12 @@
 //! `KTable::group_by` maps every row to a (new key, new value) pair. When a row changes, the
 //! pair of its old value is *subtracted* from the aggregate of its old group and the pair of
 //! its new value *added* to the aggregate of its new group, as in Kafka Streams, so the
-//! aggregate always reflects the table's current rows. Both halves travel through a
+//! aggregate always reflects the table's current rows. The halves travel through a
 //! repartition topic (the new key decides the partition), subtraction first; each record
-//! there carries one half, marked in its first byte.
+//! there carries one half, marked in its first byte. A row whose update keeps it in its group
+//! (the old and the new value map to the same new key bytes) sends one record with both, so
+//! the aggregate subtracts and adds in one update and emits once, as Kafka Streams does since
+//! KIP-904.
 
 use std::sync::Arc;
 
@@ -19,6 +22,13 @@ pub(crate) enum Half<V> {
     Subtract(V),
     /// The row's value joins the group.
     Add(V),
+    /// The row stays in the group: its old value leaves and its new one joins, in one update.
+    Replace {
+        /// The value that leaves.
+        old: V,
+        /// The value that joins.
+        new: V,
+    },
 }
 
 use crate::kgrouped::KGroupedStream;
@@ -72,21 +82,50 @@ pub(crate) struct HalfSerde<V>(pub(crate) Arc<dyn Serde<V>>);
 
 impl<V: 'static> Serde<Half<V>> for HalfSerde<V> {
     fn serialize_into(&self, value: &Half<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        let (marker, v) = match value {
-            Half::Subtract(v) => (0, v),
-            Half::Add(v) => (1, v),
-        };
-        out.push(marker);
-        self.0.serialize_into(v, out)
+        match value {
+            Half::Subtract(v) => {
+                out.push(0);
+                self.0.serialize_into(v, out)
+            }
+            Half::Add(v) => {
+                out.push(1);
+                self.0.serialize_into(v, out)
+            }
+            Half::Replace { old, new } => {
+                out.push(2);
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                self.0.serialize_into(old, out)?;
+                let len = u32::try_from(out.len() - at - 4)
+                    .map_err(|_| SerdeError::new("table re-grouping", "an old value past 4 GiB"))?;
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                self.0.serialize_into(new, out)
+            }
+        }
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<Half<V>, SerdeError> {
         match bytes.split_first() {
             Some((1, rest)) => Ok(Half::Add(self.0.deserialize(rest)?)),
             Some((0, rest)) => Ok(Half::Subtract(self.0.deserialize(rest)?)),
+            Some((2, rest)) => {
+                let malformed = || {
+                    SerdeError::new(
+                        "table re-grouping",
+                        "a replacement shorter than the length of its old value",
+                    )
+                };
+                let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(malformed)?;
+                let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| malformed())?;
+                let (old, new) = rest.split_at_checked(len).ok_or_else(malformed)?;
+                Ok(Half::Replace {
+                    old: self.0.deserialize(old)?,
+                    new: self.0.deserialize(new)?,
+                })
+            }
             _ => Err(SerdeError::new(
                 "table re-grouping",
-                "expected a 0 (subtract) or 1 (add) marker byte",
+                "expected a 0 (subtract), 1 (add) or 2 (replace) marker byte",
             )),
         }
     }
@@ -102,15 +141,30 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         grouped: Grouped<K2, V2>,
     ) -> KGroupedTable<K2, V2> {
         let selector = Arc::new(selector);
+        let key_serde = grouped.serdes.key.clone();
+        // Whether two new keys are the same group: by their bytes, as partitions are chosen.
+        let same = move |a: &K2, b: &K2| match &key_serde {
+            Some(serde) => {
+                matches!((serde.serialize(a), serde.serialize(b)), (Ok(x), Ok(y)) if x == y)
+            }
+            None => false,
+        };
         let f: crate::ops::map::FlatMapFn<K, Change<V>, K2, Half<V2>> =
             Arc::new(move |k, change, out| {
-                if let Some(old) = &change.old {
-                    let (k2, v2) = selector(&k, old);
-                    out.push((k2, Half::Subtract(v2)));
-                }
-                if let Some(new) = &change.new {
-                    let (k2, v2) = selector(&k, new);
-                    out.push((k2, Half::Add(v2)));
+                let old = change.old.as_ref().map(|v| selector(&k, v));
+                let new = change.new.as_ref().map(|v| selector(&k, v));
+                match (old, new) {
+                    (Some((k_old, old)), Some((k_new, new))) if same(&k_old, &k_new) => {
+                        out.push((k_new, Half::Replace { old, new }));
+                    }
+                    (old, new) => {
+                        if let Some((k2, v2)) = old {
+                            out.push((k2, Half::Subtract(v2)));
+                        }
+                        if let Some((k2, v2)) = new {
+                            out.push((k2, Half::Add(v2)));
+                        }
+                    }
                 }
             });
         let node = self.graph.borrow_mut().add_processor(
@@ -160,6 +214,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
             match half {
                 Half::Add(_) => n + 1,
                 Half::Subtract(_) => n - 1,
+                Half::Replace { .. } => n,
             }
         });
         self.grouped
@@ -177,8 +232,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
         let f: AggregateFn<K, Half<V>, V> = Arc::new(move |_, half, old| match (half, old) {
             (Half::Add(v), Some(agg)) => adder(agg, v),
             (Half::Subtract(v), Some(agg)) => subtractor(agg, v),
+            (Half::Replace { old, new }, Some(agg)) => adder(subtractor(agg, old), new),
             // A row is added to its group before it can leave, so this is the first row.
-            (Half::Add(v) | Half::Subtract(v), None) => v,
+            (Half::Add(v) | Half::Subtract(v) | Half::Replace { new: v, .. }, None) => v,
         });
         let materialized = Materialized {
             serdes: materialized.serdes.or(&Serdes {
@@ -206,9 +262,35 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
             match half {
                 Half::Add(v) => adder(k, v, agg),
                 Half::Subtract(v) => subtractor(k, v, agg),
+                Half::Replace { old, new } => adder(k, new, subtractor(k, old, agg)),
             }
         });
         self.grouped
             .aggregate_with("KTABLE-AGGREGATE", materialized, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use streams_core::StringSerde;
+
+    #[test]
+    fn halves_round_trip_and_malformed_ones_are_errors() {
+        let serde = HalfSerde::<String>(Arc::new(StringSerde));
+        for half in [
+            Half::Subtract("a".to_string()),
+            Half::Add(String::new()),
+            Half::Replace {
+                old: "old".into(),
+                new: "new".into(),
+            },
+        ] {
+            let bytes = serde.serialize(&half).unwrap();
+            assert_eq!(serde.deserialize(&bytes).unwrap(), half);
+        }
+        assert!(serde.deserialize(&[2, 0, 0, 0, 9, b'x']).is_err());
+        assert!(serde.deserialize(&[7]).is_err());
     }
 }

@@ -754,9 +754,6 @@ fn known_open(topo: &Topo) -> Option<&'static str> {
         Topo::TableTable(_) => {
             Some("table-table joins: Kafka Streams forwards deletions of absent keys when uncached")
         }
-        Topo::TableGroupBy(_) => Some(
-            "KTable.groupBy: Kafka Streams applies subtract and add of a row that stays in its group as one update",
-        ),
         _ => None,
     }
 }
