@@ -164,11 +164,42 @@ impl Streams {
             self.shared.globals_ready.store(true, Ordering::SeqCst);
             Shared::spawn_global_thread(&self.shared, updater)?;
         }
+        self.fence_predecessors()?;
         self.join_group()?;
         for _ in 0..self.shared.config.threads {
             Shared::spawn_thread(&self.shared)?;
         }
         Ok(())
+    }
+
+    /// Under exactly-once: opens one transaction per stream thread, all at once, and aborts
+    /// them. On Kafka that initialises every `transactional.id` this run can use
+    /// (`<prefix>-0` up to one per thread) before anything is processed, which fences a
+    /// crashed predecessor's producers and aborts what they left open; an id this run never
+    /// needed would otherwise keep its predecessor's transaction open until the broker's
+    /// transaction timeout, holding back every read-committed reader of its partitions.
+    fn fence_predecessors(&self) -> Result<()> {
+        if self.shared.config.guarantee != super::config::ProcessingGuarantee::ExactlyOnce {
+            return Ok(());
+        }
+        let log = &self.shared.log;
+        let mut opened = Vec::with_capacity(self.shared.config.threads);
+        let mut outcome = Ok(());
+        for _ in 0..self.shared.config.threads {
+            match log.begin_transaction() {
+                Ok(txn) => opened.push(txn),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        for txn in opened {
+            if let Err(e) = log.abort_transaction(txn) {
+                outcome = outcome.and(Err(e));
+            }
+        }
+        outcome
     }
 
     /// On a log shared by several processes, joins the application's consumer group: this

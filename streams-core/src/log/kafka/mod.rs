@@ -295,7 +295,7 @@ impl Log for KafkaLog {
                 Ok(fetch)
             }
             other => {
-                self.release(reader, isolation);
+                self.release_after(reader, isolation, &other);
                 other.map(|(fetch, _)| fetch)
             }
         }

@@ -183,7 +183,11 @@ impl KafkaLog {
             None => self.new_reader(isolation)?,
         };
         let out = f(&reader);
-        pool.lock().push(reader);
+        match &out {
+            // As in `release_after`: no stale client back into the pool.
+            Err(e) if e.is_retriable() => drop(reader),
+            _ => pool.lock().push(reader),
+        }
         out
     }
 
@@ -372,8 +376,9 @@ impl KafkaLog {
                 })
             }
             Err(e) => {
-                self.release(cursor.reader, isolation);
-                Err(e)
+                let out = Err(e);
+                self.release_after(cursor.reader, isolation, &out);
+                out
             }
         }
     }
@@ -382,5 +387,23 @@ impl KafkaLog {
     pub(super) fn release(&self, reader: Reader, isolation: IsolationLevel) {
         let _ = reader.unassign();
         self.readers[isolation as usize].lock().push(reader);
+    }
+
+    /// Returns a reader to the pool after a call, unless the call failed with a transient
+    /// error: a client that lost its broker can keep a stale view for minutes (after a broker
+    /// freeze, "Local: Unknown partition" for a partition the broker serves again, metadata
+    /// refreshes notwithstanding), so the next call gets a new client instead.
+    pub(super) fn release_after<T>(
+        &self,
+        reader: Reader,
+        isolation: IsolationLevel,
+        outcome: &Result<T>,
+    ) {
+        match outcome {
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "dropping a reader client after a transient error");
+            }
+            _ => self.release(reader, isolation),
+        }
     }
 }
