@@ -156,7 +156,9 @@ impl Segments {
             .next_back()
             .map_or(i64::MIN, |id| id.saturating_mul(interval));
         let newest = segments.keys().next_back().map_or(i64::MIN, |id| {
-            id.saturating_add(1).saturating_mul(interval).saturating_sub(1)
+            id.saturating_add(1)
+                .saturating_mul(interval)
+                .saturating_sub(1)
         });
         Ok(Segments {
             name: name.to_owned(),

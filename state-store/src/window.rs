@@ -278,8 +278,11 @@ impl WindowStore for SegmentedWindowStore {
             group.0 = group.0.max(*start);
             group.1.push((window_key(key, *start, None), *value));
         }
+        // Every pending segment is live; in the oldest, a write may have been accepted before
+        // later ones moved the retention bound past it, and stays, as it would one by one.
+        let min_live = self.segments.min_live_time();
         for (_, (max_start, raws)) in pending {
-            let Some(segment) = self.segments.segment_for_write(max_start)? else {
+            let Some(segment) = self.segments.segment_for_write(max_start.max(min_live))? else {
                 continue;
             };
             let entries: Vec<(&[u8], Option<&[u8]>)> =
