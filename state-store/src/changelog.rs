@@ -240,6 +240,21 @@ impl WindowStore for LoggedWindowStore {
             .send(&window_key(key, window_start, seq), value, self.clock.get())
     }
 
+    fn put_all(&mut self, writes: &[(&[u8], i64, Option<&[u8]>)]) -> Result<(), StoreError> {
+        if self.seq.is_some() {
+            for (key, start, value) in writes {
+                self.put(key, *value, *start)?;
+            }
+            return Ok(());
+        }
+        self.inner.put_all(writes)?;
+        let ts = self.clock.get();
+        for (key, start, value) in writes {
+            self.sink.send(&window_key(key, *start, None), *value, ts)?;
+        }
+        Ok(())
+    }
+
     fn retention_ms(&self) -> i64 {
         self.inner.retention_ms()
     }

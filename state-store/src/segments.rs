@@ -110,6 +110,10 @@ pub(crate) struct Segments {
     retention: i64,
     segments: BTreeMap<i64, Segment>,
     stream_time: i64,
+    /// No segment holds a time later than this: the largest time written (put or restored)
+    /// since the segments were opened or wiped, or, for segments found on disk, the end of
+    /// the newest one. Lets a point lookup of a newer window answer without a read.
+    newest: i64,
     open: bool,
 }
 
@@ -151,6 +155,11 @@ impl Segments {
             .keys()
             .next_back()
             .map_or(i64::MIN, |id| id.saturating_mul(interval));
+        let newest = segments.keys().next_back().map_or(i64::MIN, |id| {
+            id.saturating_add(1)
+                .saturating_mul(interval)
+                .saturating_sub(1)
+        });
         Ok(Segments {
             name: name.to_owned(),
             backend,
@@ -158,6 +167,7 @@ impl Segments {
             retention,
             segments,
             stream_time,
+            newest,
             open: true,
         })
     }
@@ -186,6 +196,12 @@ impl Segments {
     #[cfg(test)]
     pub(crate) fn segment_ids(&self) -> Vec<i64> {
         self.segments.keys().copied().collect()
+    }
+
+    /// The segment of id `id`, live or not yet dropped.
+    #[cfg(test)]
+    pub(crate) fn segment_by_id(&self, id: i64) -> Option<&Segment> {
+        self.segments.get(&id)
     }
 
     /// The oldest timestamp still retained.
@@ -221,6 +237,7 @@ impl Segments {
         if ts < self.min_live_time() {
             return Ok(None);
         }
+        self.newest = self.newest.max(ts);
         let id = self.segment_id(ts);
         if !self.segments.contains_key(&id) {
             let segment = match &self.backend {
@@ -240,10 +257,11 @@ impl Segments {
         Ok(self.segments.get_mut(&id))
     }
 
-    /// The segment holding `ts`, if it exists and is live.
+    /// The segment holding `ts`, if it exists and is live and may hold `ts`: a time later
+    /// than any written has nothing stored, so it costs no read.
     pub(crate) fn segment(&self, ts: i64) -> Result<Option<&Segment>, StoreError> {
         self.check_open()?;
-        if ts < self.min_live_time() {
+        if ts < self.min_live_time() || ts > self.newest {
             return Ok(None);
         }
         Ok(self.segments.get(&self.segment_id(ts)))
@@ -320,6 +338,7 @@ impl Segments {
             segment.destroy()?;
         }
         self.stream_time = i64::MIN;
+        self.newest = i64::MIN;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! Streams. Sequence numbers restart at 0 when a store is reopened, so duplicates must live
 //! shorter than a restart (true of join buffers, whose retention is the join window).
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::error::StoreError;
@@ -66,6 +67,15 @@ pub trait WindowStore: ReadOnlyWindowStore + StateStore {
         value: Option<&[u8]>,
         window_start: i64,
     ) -> Result<(), StoreError>;
+
+    /// Stores each `(key, window_start, value)` in order, exactly as that sequence of
+    /// [`put`](WindowStore::put)s would; a store may write them in one batch.
+    fn put_all(&mut self, writes: &[(&[u8], i64, Option<&[u8]>)]) -> Result<(), StoreError> {
+        for (key, start, value) in writes {
+            self.put(key, *value, *start)?;
+        }
+        Ok(())
+    }
 
     /// Retention period, ms.
     fn retention_ms(&self) -> i64;
@@ -238,6 +248,50 @@ impl WindowStore for SegmentedWindowStore {
         }
     }
 
+    /// Without duplicates: one batch per segment. Writes into a segment that a later write of
+    /// the sequence expires are dropped with it, as the puts one by one would leave them.
+    fn put_all(&mut self, writes: &[(&[u8], i64, Option<&[u8]>)]) -> Result<(), StoreError> {
+        if self.schema.retain_duplicates {
+            for (key, start, value) in writes {
+                self.put(key, *value, *start)?;
+            }
+            return Ok(());
+        }
+        // Segment id → (largest start, raw writes in order).
+        type Pending<'a> = BTreeMap<i64, (i64, Vec<(Vec<u8>, Option<&'a [u8]>)>)>;
+        let mut pending: Pending<'_> = BTreeMap::new();
+        let mut min_live = self.segments.min_live_time();
+        for (key, start, value) in writes {
+            self.segments.observe(*start)?;
+            if self.segments.min_live_time() != min_live {
+                min_live = self.segments.min_live_time();
+                // Observing may have dropped whole segments; their pending writes go with them.
+                pending = pending.split_off(&self.segments.segment_id(min_live));
+            }
+            if *start < min_live {
+                tracing::debug!(store = %self.segments.name(), window_start = start, "dropping put into expired window");
+                continue;
+            }
+            let group = pending
+                .entry(self.segments.segment_id(*start))
+                .or_insert((*start, Vec::new()));
+            group.0 = group.0.max(*start);
+            group.1.push((window_key(key, *start, None), *value));
+        }
+        // Every pending segment is live; in the oldest, a write may have been accepted before
+        // later ones moved the retention bound past it, and stays, as it would one by one.
+        let min_live = self.segments.min_live_time();
+        for (_, (max_start, raws)) in pending {
+            let Some(segment) = self.segments.segment_for_write(max_start.max(min_live))? else {
+                continue;
+            };
+            let entries: Vec<(&[u8], Option<&[u8]>)> =
+                raws.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+            segment.store_mut().put_all(&entries)?;
+        }
+        Ok(())
+    }
+
     fn retention_ms(&self) -> i64 {
         self.segments.retention()
     }
@@ -280,5 +334,65 @@ mod tests {
             .collect();
         assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(s.fetch_one(b"k", 10).unwrap(), Some(b"a".to_vec()));
+    }
+
+    fn all_of(s: &SegmentedWindowStore) -> Vec<(WindowedKey, Vec<u8>)> {
+        let mut got: Vec<_> = s.all().unwrap().map(|r| r.unwrap()).collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn put_all_stores_what_puts_one_by_one_store() {
+        // Starts cross segments (interval 500) and expire some (retention 1,000) within the
+        // batch; a key is written twice and deleted once.
+        let writes: Vec<(&[u8], i64, Option<&[u8]>)> = vec![
+            (b"a", 100, Some(b"1")),
+            (b"b", 600, Some(b"2")),
+            (b"a", 100, Some(b"3")),
+            (b"c", 1_200, Some(b"4")),
+            (b"b", 600, None),
+            (b"d", 2_400, Some(b"5")),
+            (b"e", 1_300, Some(b"6")),
+            (b"f", 1_600, Some(b"7")),
+        ];
+        let mut one_by_one =
+            SegmentedWindowStore::open("w", SegmentBackend::Memory, 1_000, 500, false).unwrap();
+        for (k, t, v) in &writes {
+            one_by_one.put(k, *v, *t).unwrap();
+        }
+        let mut batched =
+            SegmentedWindowStore::open("w", SegmentBackend::Memory, 1_000, 500, false).unwrap();
+        batched.put_all(&writes).unwrap();
+        assert_eq!(all_of(&batched), all_of(&one_by_one));
+        assert_eq!(batched.segment_ids(), one_by_one.segment_ids());
+        // Raw contents too, expired-but-kept rows included.
+        for id in batched.segment_ids() {
+            let raw = |s: &SegmentedWindowStore| -> Vec<(Vec<u8>, Vec<u8>)> {
+                let seg = s.segments.segment_by_id(id).unwrap();
+                seg.store().all().unwrap().map(|r| r.unwrap()).collect()
+            };
+            assert_eq!(raw(&batched), raw(&one_by_one), "segment {id}");
+        }
+    }
+
+    #[test]
+    fn windows_in_a_reopened_newest_segment_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = || SegmentBackend::RocksDb {
+            dir: dir.path().join("w"),
+            memory: crate::RocksDbMemory::default(),
+        };
+        let mut s = SegmentedWindowStore::open("w", backend(), 10_000, 1_000, false).unwrap();
+        s.put(b"k", Some(b"early"), 2_100).unwrap();
+        s.put(b"k", Some(b"late"), 2_900).unwrap();
+        // Later than anything written: answered without a read, and absent.
+        assert_eq!(s.fetch_one(b"k", 2_901).unwrap(), None);
+        s.close().unwrap();
+        // Reopened, the store knows only that segment 2 (2,000..3,000) exists.
+        let s = SegmentedWindowStore::open("w", backend(), 10_000, 1_000, false).unwrap();
+        assert_eq!(s.fetch_one(b"k", 2_900).unwrap(), Some(b"late".to_vec()));
+        assert_eq!(s.fetch_one(b"k", 2_100).unwrap(), Some(b"early".to_vec()));
+        assert_eq!(s.fetch_one(b"k", 3_000).unwrap(), None);
     }
 }

@@ -22,8 +22,8 @@
 //! [`RecordCache::split`]), as Kafka Streams does.
 //!
 //! The parts, from the bottom up (each uses only the ones before it):
-//! - `namespace`: one store's entries (hashed, with their keys also kept in order), its flush
-//!   listener and the store below it;
+//! - `namespace`: one store's entries (hashed; their keys also kept in order once a range scan
+//!   asks), its flush listener and the store below it;
 //! - `flush`: writing a namespace's dirty entries below and delivering them to listeners;
 //! - `record_cache`: the shared cache, its byte bound and LRU eviction;
 //! - `caching_store`: a store's handle on its namespace and the `StateStore` lifecycle, the
