@@ -15,7 +15,9 @@ use crate::session::{ReadOnlySessionStore, SessionIter, SessionStore};
 use crate::store::{
     ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
 };
-use crate::window::{ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKeyValueIter};
+use crate::window::{
+    ReadOnlyWindowStore, WindowIter, WindowStore, WindowWrite, WindowedKeyValueIter,
+};
 
 /// Where a logged store sends its changes. The runtime implements it over the log.
 ///
@@ -240,7 +242,7 @@ impl WindowStore for LoggedWindowStore {
             .send(&window_key(key, window_start, seq), value, self.clock.get())
     }
 
-    fn put_all(&mut self, writes: &[(&[u8], i64, Option<&[u8]>)]) -> Result<(), StoreError> {
+    fn put_all(&mut self, writes: &[WindowWrite<'_>]) -> Result<(), StoreError> {
         if self.seq.is_some() {
             for (key, start, value) in writes {
                 self.put(key, *value, *start)?;

@@ -55,4 +55,6 @@ pub use store::{ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueSt
 pub use timestamped::{
     decode_timestamped, encode_timestamped, push_timestamp_prefix, TIMESTAMP_PREFIX_LEN,
 };
-pub use window::{ReadOnlyWindowStore, WindowIter, WindowStore, WindowedKey, WindowedKeyValueIter};
+pub use window::{
+    ReadOnlyWindowStore, WindowIter, WindowStore, WindowWrite, WindowedKey, WindowedKeyValueIter,
+};

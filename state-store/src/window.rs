@@ -56,6 +56,9 @@ pub trait ReadOnlyWindowStore {
     }
 }
 
+/// One write of [`WindowStore::put_all`]: key, window start, value (`None` deletes).
+pub type WindowWrite<'a> = (&'a [u8], i64, Option<&'a [u8]>);
+
 /// A window store.
 pub trait WindowStore: ReadOnlyWindowStore + StateStore {
     /// Stores `value` for `key` in the window starting at `window_start`; `None` deletes it
@@ -70,7 +73,7 @@ pub trait WindowStore: ReadOnlyWindowStore + StateStore {
 
     /// Stores each `(key, window_start, value)` in order, exactly as that sequence of
     /// [`put`](WindowStore::put)s would; a store may write them in one batch.
-    fn put_all(&mut self, writes: &[(&[u8], i64, Option<&[u8]>)]) -> Result<(), StoreError> {
+    fn put_all(&mut self, writes: &[WindowWrite<'_>]) -> Result<(), StoreError> {
         for (key, start, value) in writes {
             self.put(key, *value, *start)?;
         }
@@ -250,7 +253,7 @@ impl WindowStore for SegmentedWindowStore {
 
     /// Without duplicates: one batch per segment. Writes into a segment that a later write of
     /// the sequence expires are dropped with it, as the puts one by one would leave them.
-    fn put_all(&mut self, writes: &[(&[u8], i64, Option<&[u8]>)]) -> Result<(), StoreError> {
+    fn put_all(&mut self, writes: &[WindowWrite<'_>]) -> Result<(), StoreError> {
         if self.schema.retain_duplicates {
             for (key, start, value) in writes {
                 self.put(key, *value, *start)?;
@@ -346,7 +349,7 @@ mod tests {
     fn put_all_stores_what_puts_one_by_one_store() {
         // Starts cross segments (interval 500) and expire some (retention 1,000) within the
         // batch; a key is written twice and deleted once.
-        let writes: Vec<(&[u8], i64, Option<&[u8]>)> = vec![
+        let writes: Vec<WindowWrite<'_>> = vec![
             (b"a", 100, Some(b"1")),
             (b"b", 600, Some(b"2")),
             (b"a", 100, Some(b"3")),

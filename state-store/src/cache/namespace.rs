@@ -16,7 +16,7 @@ use crate::changelog::RecordClock;
 use crate::error::StoreError;
 use crate::keys::split_window_key;
 use crate::store::{KeyValueStore, StateStore};
-use crate::window::WindowStore;
+use crate::window::{WindowStore, WindowWrite};
 
 /// Receives each flushed change: `(key, new value, old value)`; `None` means absent/deleted.
 pub type FlushListener = Box<dyn FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) + Send>;
@@ -45,7 +45,7 @@ impl Backing {
         match self {
             Backing::Kv(s) => s.put_all(entries),
             Backing::Window(s) => {
-                let writes: Vec<(&[u8], i64, Option<&[u8]>)> = entries
+                let writes: Vec<WindowWrite<'_>> = entries
                     .iter()
                     .filter_map(|(key, value)| {
                         split_window_key(key, false).map(|(k, start)| (k, start, *value))
