@@ -18,10 +18,10 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{decode, reference_counts, write_input};
+use common::{decode, read_topic, reference_counts, write_input};
 use streams_core::{
-    I64Serde, IsolationLevel, KafkaLog, KafkaLogConfig, Log, OptionSerde, ProcessingGuarantee,
-    Record, Streams, StreamsConfig, StringSerde, TopicPartition, Topology,
+    I64Serde, KafkaLog, KafkaLogConfig, Log, OptionSerde, ProcessingGuarantee, Streams,
+    StreamsConfig, StringSerde, Topology,
 };
 use streams_dsl::prelude::*;
 
@@ -107,34 +107,6 @@ fn spawn(dir: &Path, servers: &str, names: &Names, finish: bool) -> Child {
         .env("KAFKA_CRASH_MODE", if finish { "finish" } else { "run" })
         .spawn()
         .unwrap()
-}
-
-/// Every record of a topic visible to read-committed readers, per partition in offset order,
-/// up to each partition's last stable offset (an empty fetch before it, as a consumer polls
-/// past aborted transactions, does not end the read).
-fn read_topic(log: &dyn Log, topic: &str) -> Vec<Vec<Record>> {
-    let partitions = log.describe_topic(topic).unwrap().partitions;
-    (0..partitions)
-        .map(|p| {
-            let tp = TopicPartition::new(topic, p);
-            let end = log.end_offset(&tp, IsolationLevel::ReadCommitted).unwrap();
-            let mut offset = log.start_offset(&tp).unwrap();
-            let mut out = Vec::new();
-            let started = Instant::now();
-            while offset < end {
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "reading {tp} stalled at {offset} of {end}"
-                );
-                let fetch = log
-                    .read(&tp, offset, 10_000, IsolationLevel::ReadCommitted)
-                    .unwrap();
-                offset = fetch.next_offset;
-                out.extend(fetch.records.into_iter().map(|r| r.record));
-            }
-            out
-        })
-        .collect()
 }
 
 fn committed(log: &dyn Log, names: &Names) -> u64 {

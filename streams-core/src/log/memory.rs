@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::log::{
-    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets, IsolationLevel, Log,
-    OffsetCommit, TopicConfig, TxnId,
+    metadata_in, validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets,
+    IsolationLevel, Log, OffsetCommit, TopicConfig, TxnId,
 };
 use crate::record::{Record, StoredRecord, TopicPartition};
 
@@ -260,17 +260,7 @@ impl Log for MemoryLog {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, String)>> {
-        let s = self.state.lock();
-        let Some(g) = s.groups.get(group) else {
-            return Ok(Vec::new());
-        };
-        Ok(partitions
-            .iter()
-            .filter_map(|tp| {
-                let (_, m) = g.get(tp)?;
-                (!m.is_empty()).then(|| (tp.clone(), m.clone()))
-            })
-            .collect())
+        Ok(metadata_in(self.state.lock().groups.get(group), partitions))
     }
 
     fn list_groups(&self) -> Result<Vec<String>> {

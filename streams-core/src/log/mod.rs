@@ -222,6 +222,24 @@ impl OffsetCommit {
     }
 }
 
+/// The metadata a group committed in `partitions` (those where it is not empty), from a group's
+/// positions kept as partition → (offset, metadata): the in-process logs' shared reading.
+pub(crate) fn metadata_in(
+    group: Option<&std::collections::BTreeMap<TopicPartition, (u64, String)>>,
+    partitions: &[TopicPartition],
+) -> Vec<(TopicPartition, String)> {
+    let Some(g) = group else {
+        return Vec::new();
+    };
+    partitions
+        .iter()
+        .filter_map(|tp| {
+            let (_, m) = g.get(tp)?;
+            (!m.is_empty()).then(|| (tp.clone(), m.clone()))
+        })
+        .collect()
+}
+
 /// Identifies an open transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxnId(pub u64);

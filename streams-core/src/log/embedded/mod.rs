@@ -34,8 +34,8 @@ use self::journal::{offsets_vec, Entry, GroupState, Journal};
 use self::partition::Partition;
 use crate::error::{Error, Result};
 use crate::log::{
-    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets, IsolationLevel, Log,
-    OffsetCommit, TopicConfig, TxnId,
+    metadata_in, validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets,
+    IsolationLevel, Log, OffsetCommit, TopicConfig, TxnId,
 };
 use crate::record::{Record, TopicPartition};
 
@@ -584,17 +584,7 @@ impl Log for EmbeddedLog {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, String)>> {
-        let groups = self.inner.groups.lock();
-        let Some(g) = groups.get(group) else {
-            return Ok(Vec::new());
-        };
-        Ok(partitions
-            .iter()
-            .filter_map(|tp| {
-                let (_, m) = g.get(tp)?;
-                (!m.is_empty()).then(|| (tp.clone(), m.clone()))
-            })
-            .collect())
+        Ok(metadata_in(self.inner.groups.lock().get(group), partitions))
     }
 
     fn list_groups(&self) -> Result<Vec<String>> {
