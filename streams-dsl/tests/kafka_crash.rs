@@ -109,10 +109,24 @@ fn spawn(dir: &Path, servers: &str, names: &Names, finish: bool) -> Child {
         .unwrap()
 }
 
+/// The input records the application has committed. Right after a kill the broker holds
+/// the killed run's open transaction, and a read of committed offsets waits for it to be
+/// resolved (fenced by the next run, or aborted by its timeout): a read that times out
+/// meanwhile is asked again.
 fn committed(log: &dyn Log, names: &Names) -> u64 {
     let input = names.topic("input");
-    log.committed_offsets(&names.app())
-        .unwrap()
+    let started = Instant::now();
+    let offsets = loop {
+        match log.committed_offsets(&names.app()) {
+            Ok(offsets) => break offsets,
+            Err(e) if e.is_retriable() && started.elapsed() < Duration::from_secs(180) => {
+                println!("committed offsets not read yet: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("read the committed offsets: {e}"),
+        }
+    };
+    offsets
         .into_iter()
         .filter(|(tp, _)| tp.topic == input)
         .map(|(_, o)| o)

@@ -2,6 +2,7 @@
 //! `<prefix>-<slot>`, reused after a commit), for exactly-once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hashbrown::HashMap;
 use rdkafka::error::KafkaError;
@@ -41,6 +42,9 @@ pub(super) fn txn_error(operation: &str, transactional_id: &str, e: &KafkaError)
     }
 }
 
+/// The shortest `transaction.timeout.ms` of the log's transactional producers.
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl KafkaLog {
     /// Opens a transactional producer (or takes an idle one) and begins a transaction on it.
     pub(super) fn txn_producer(&self) -> Result<TxnProducer> {
@@ -54,8 +58,19 @@ impl KafkaLog {
                     txns.next_slot - 1
                 };
                 let id = format!("{}-{slot}", self.config.transactional_id_prefix);
-                let producer = Self::new_producer(&self.config, &[("transactional.id", &id)])
-                    .map_err(|e| txn_error("create the transactional producer", &id, &e))?;
+                // As Kafka Streams does (10 s), a transaction left open by a crashed process
+                // is aborted by the broker soon, not after librdkafka's minute, so that a
+                // successor with other transactional ids (whose reads of committed offsets
+                // wait for it) is not held up; never below the timeout its appends wait for.
+                let txn_timeout = TXN_TIMEOUT.max(self.config.timeout).as_millis().to_string();
+                let producer = Self::new_producer(
+                    &self.config,
+                    &[
+                        ("transactional.id", &id),
+                        ("transaction.timeout.ms", &txn_timeout),
+                    ],
+                )
+                .map_err(|e| txn_error("create the transactional producer", &id, &e))?;
                 producer
                     .init_transactions(self.config.timeout)
                     .map_err(|e| txn_error("initialise transactions", &id, &e))?;
