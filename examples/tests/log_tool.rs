@@ -47,6 +47,13 @@ impl Run {
         self.stdout
     }
 
+    /// Asserts success; returns stdout and what was said on stderr.
+    #[track_caller]
+    fn ok_saying(self) -> (String, String) {
+        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
+        (self.stdout, self.stderr)
+    }
+
     /// Asserts a failure with exit code 1 and one line on stderr; returns that line.
     #[track_caller]
     fn error(self) -> String {
@@ -634,10 +641,12 @@ fn unknown_topic_is_a_one_line_error() {
 }
 
 #[test]
-fn a_log_held_by_another_process_is_a_clear_error() {
+fn a_log_held_by_another_process_is_read_but_not_written() {
     let tool = payments();
     let held = tool.open();
-    let err = tool.run(&["topics"]).error();
+    // Looking needs no lock: read-only commands work beside the writer.
+    assert!(tool.run(&["topics"]).ok().contains("payments"));
+    let err = tool.run(&["create", "other", "--partitions", "1"]).error();
     assert!(err.contains("is in use by another process"), "{err}");
     assert!(
         err.contains(&format!("pid {}", std::process::id())),
@@ -655,7 +664,7 @@ fn a_log_held_by_another_process_is_a_clear_error() {
         3
     );
     drop(held);
-    tool.run(&["topics"]).ok();
+    tool.run(&["create", "other", "--partitions", "1"]).ok();
 }
 
 #[test]
@@ -720,4 +729,172 @@ fn every_subcommand_has_help() {
         assert!(out.contains("Usage: streams-log"), "{sub}: {out}");
         assert!(out.lines().next().unwrap().len() > 10, "{sub}: {out}");
     }
+}
+
+/// Every file under `dir` with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The segment files (`.log`) of partition 0 of `topic`, oldest first.
+fn segments(tool: &Tool, topic: &str) -> Vec<PathBuf> {
+    let dir = tool.log.join("topics").join(topic).join("0");
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+/// A log with a one-partition topic `t` of 300 records in segments of about 1 KiB.
+fn many_segments() -> Tool {
+    let tool = Tool::new();
+    let log = tool.open();
+    log.create_topic(
+        "t",
+        streams_core::TopicConfig::new(1).with_segment_bytes(1024),
+    )
+    .unwrap();
+    let tp = TopicPartition::new("t", 0);
+    for i in 0..300 {
+        let record = streams_core::Record::new(format!("k{i}"), "v", i);
+        log.append(&tp, &[record]).unwrap();
+    }
+    drop(log);
+    assert!(
+        segments(&tool, "t").len() >= 4,
+        "{:?}",
+        segments(&tool, "t")
+    );
+    tool
+}
+
+#[test]
+fn looking_at_a_log_with_a_torn_tail_changes_no_file_and_says_what_it_skipped() {
+    let tool = payments();
+    let active = segments(&tool, "payments").pop().unwrap();
+    // A batch whose length runs past the end: what a crash mid-append leaves.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .unwrap();
+    f.write_all(&[0x40, 0, 0, 0, 9, 9, 9]).unwrap();
+    drop(f);
+    let before = files(&tool.log);
+    for args in [
+        &["topics"][..],
+        &["describe", "payments"],
+        &["consume", "payments"],
+        &["groups"],
+    ] {
+        let (out, said) = tool.run(args).ok_saying();
+        assert!(
+            said.contains(&active.display().to_string()),
+            "{args:?}: {said}"
+        );
+        assert!(
+            said.contains("7 bytes left (read-only)"),
+            "{args:?}: {said}"
+        );
+        if args[0] == "consume" {
+            assert_eq!(out.lines().count(), 5, "{out}");
+        }
+        assert_eq!(
+            files(&tool.log),
+            before,
+            "`{}` changed the log",
+            args.join(" ")
+        );
+    }
+    // A writer cuts the torn bytes, says so, and appends after the last whole batch.
+    let (_, said) = tool.run_with(&["produce", "payments"], "EUR,1").ok_saying();
+    assert!(said.contains("7 bytes cut"), "{said}");
+    let out = tool.run(&["consume", "payments"]).ok();
+    assert_eq!(out.lines().count(), 6, "{out}");
+}
+
+#[test]
+fn a_journal_whose_first_entry_is_damaged_is_an_error_and_is_kept() {
+    let tool = payments();
+    tool.run(&["reset-offsets", "app", "--topic", "payments", "--to-latest"])
+        .ok();
+    let journal = tool.log.join("meta.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[9] ^= 0x10; // inside the first entry's payload
+    std::fs::write(&journal, &bytes).unwrap();
+    for args in [&["groups"][..], &["offsets", "app"]] {
+        let err = tool.run(args).error();
+        assert!(err.contains("meta.journal"), "{err}");
+        assert!(err.contains("first entry is not valid"), "{err}");
+    }
+    // A writer refuses it too, rather than truncating every group's offsets away.
+    let err = tool.run_with(&["produce", "payments"], "EUR,1").error();
+    assert!(err.contains("first entry is not valid"), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes);
+
+    // A damaged first entry that is also the last one is not taken for a torn write.
+    let tool = Tool::new();
+    tool.run(&["create", "t", "--partitions", "1"]).ok();
+    let journal = tool.log.join("meta.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[9] ^= 0x10;
+    std::fs::write(&journal, &bytes).unwrap();
+    for args in [&["groups"][..], &["create", "u", "--partitions", "1"]] {
+        let err = tool.run(args).error();
+        assert!(err.contains("first entry is not valid"), "{err}");
+    }
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes);
+}
+
+#[test]
+fn a_segment_missing_in_the_middle_is_an_error_naming_the_gap() {
+    let tool = many_segments();
+    let logs = segments(&tool, "t");
+    let gone = &logs[logs.len() / 2];
+    std::fs::remove_file(gone).unwrap();
+    std::fs::remove_file(gone.with_extension("index")).unwrap();
+    for args in [&["consume", "t"][..], &["describe", "t"]] {
+        let err = tool.run(args).error();
+        assert!(err.contains("are missing"), "{err}");
+        assert!(
+            err.contains(&logs[logs.len() / 2 - 1].display().to_string()),
+            "{err}"
+        );
+    }
+    // Its index alone left behind names the segment file.
+    let tool = many_segments();
+    let logs = segments(&tool, "t");
+    std::fs::remove_file(&logs[1]).unwrap();
+    let err = tool.run(&["consume", "t"]).error();
+    assert!(err.contains(&logs[1].display().to_string()), "{err}");
+    assert!(err.contains("segment file is missing"), "{err}");
+}
+
+#[test]
+fn a_missing_last_segment_is_an_error_so_offsets_are_not_reused() {
+    let tool = many_segments();
+    let last = segments(&tool, "t").pop().unwrap();
+    std::fs::remove_file(&last).unwrap();
+    let err = tool.run(&["consume", "t"]).error();
+    assert!(err.contains("last segment is missing"), "{err}");
+    // A writer would hand out offsets again from the previous segment's end: refused.
+    let err = tool.run_with(&["produce", "t"], "k,v").error();
+    assert!(err.contains("last segment is missing"), "{err}");
+    assert!(!last.exists());
 }

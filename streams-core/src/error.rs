@@ -217,6 +217,15 @@ pub enum Error {
         /// What the lock file says about its holder.
         holder: String,
     },
+    /// The log was opened read-only (to look at it while an application runs) and was asked
+    /// to change.
+    #[error("cannot {operation}: the log at {} is open read-only", path.display())]
+    ReadOnly {
+        /// The log directory or file.
+        path: PathBuf,
+        /// What was asked.
+        operation: String,
+    },
     /// The log no longer holds what this application committed to it: a committed offset
     /// went back or vanished (a broker that restarted without its data, say).
     #[error("the log lost data of {topic}-{partition}: {reason}")]
@@ -333,7 +342,8 @@ impl Error {
             | Error::OffsetOutOfRange { .. }
             | Error::NoValidOffset { .. }
             | Error::Transaction { .. }
-            | Error::InvalidState { .. } => ErrorClass::User,
+            | Error::InvalidState { .. }
+            | Error::ReadOnly { .. } => ErrorClass::User,
             Error::Locked { .. }
             | Error::Io { .. }
             | Error::StoreUnavailable { .. }
@@ -377,6 +387,7 @@ impl Error {
             Error::OffsetOutOfRange { .. } => "streams_core::Error::OffsetOutOfRange",
             Error::NoValidOffset { .. } => "streams_core::Error::NoValidOffset",
             Error::Locked { .. } => "streams_core::Error::Locked",
+            Error::ReadOnly { .. } => "streams_core::Error::ReadOnly",
             Error::LostData { .. } => "streams_core::Error::LostData",
             Error::Corrupt { .. } => "streams_core::Error::Corrupt",
             Error::Transaction { .. } => "streams_core::Error::Transaction",

@@ -64,8 +64,8 @@ pub use handler::{dead_letter_headers, RecordErrorHandler};
 pub use ids::{TaskId, TopicName};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
-    FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, MaintenanceReport, MemoryLog,
-    OffsetCommit, RebalanceListener, TopicConfig, TxnId,
+    FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, LogRepair, MaintenanceReport,
+    MemoryLog, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
 };
 #[cfg(feature = "kafka")]
 pub use log::{KafkaLog, KafkaLogConfig};

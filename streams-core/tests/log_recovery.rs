@@ -462,10 +462,12 @@ fn a_torn_journal_tail_is_cut_and_earlier_commits_survive() {
 fn a_flipped_bit_in_an_earlier_journal_entry_fails_open() {
     let dir = TempDir::new().unwrap();
     let tp = TopicPartition::new("t", 0);
-    let mut ends = vec![0u64];
     let journal = dir.path().join("meta.journal");
+    let mut ends = vec![0u64];
     {
         let log = open(dir.path()).unwrap();
+        // A new journal starts with an entry of its own.
+        ends.push(std::fs::metadata(&journal).unwrap().len());
         log.create_topic("t", TopicConfig::new(1)).unwrap();
         for i in 1..=3u64 {
             log.commit_offsets("g", &[(tp.clone(), i)]).unwrap();
@@ -473,7 +475,7 @@ fn a_flipped_bit_in_an_earlier_journal_entry_fails_open() {
         }
     }
     // Damage to any entry but the last must not silently drop the entries after it.
-    for pos in 0..ends[2] {
+    for pos in 0..ends[3] {
         // Every bit of the entry headers (length, CRC), two bits of each payload byte.
         let in_header = ends.iter().any(|&e| pos >= e && pos < e + 8);
         let bits: Vec<u8> = if in_header {
@@ -500,4 +502,57 @@ fn a_flipped_bit_in_an_earlier_journal_entry_fails_open() {
             }
         }
     }
+}
+
+#[test]
+fn a_read_only_open_refuses_writes_and_keeps_open_transactions_invisible() {
+    let dir = TempDir::new().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let writer = open(dir.path()).unwrap();
+    writer.create_topic("t", TopicConfig::new(1)).unwrap();
+    writer
+        .append(&tp, &[Record::new("a", "1", 1), Record::new("b", "2", 2)])
+        .unwrap();
+    let txn = writer.begin_transaction().unwrap();
+    writer
+        .append_transactional(txn, &tp, &[Record::new("c", "3", 3)])
+        .unwrap();
+    // The writer holds the lock; a read-only open needs none.
+    let reader = EmbeddedLog::open_with(
+        dir.path(),
+        EmbeddedLogConfig::default().with_read_only(true),
+    )
+    .unwrap();
+    assert_eq!(
+        reader
+            .end_offset(&tp, IsolationLevel::ReadUncommitted)
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        reader
+            .end_offset(&tp, IsolationLevel::ReadCommitted)
+            .unwrap(),
+        2
+    );
+    let refused = [
+        reader.append(&tp, &[Record::new("d", "4", 4)]).unwrap_err(),
+        reader.create_topic("u", TopicConfig::new(1)).unwrap_err(),
+        reader.commit_offsets("g", &[(tp.clone(), 1)]).unwrap_err(),
+        reader.begin_transaction().unwrap_err(),
+        reader.maintain(0).unwrap_err(),
+    ];
+    for e in refused {
+        assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
+        assert!(e.to_string().contains("open read-only"), "{e}");
+    }
+    // The writer goes on as if nothing had looked.
+    writer.commit_transaction(txn, None).unwrap();
+    assert_eq!(
+        writer
+            .end_offset(&tp, IsolationLevel::ReadCommitted)
+            .unwrap(),
+        3
+    );
+    assert!(reader.repairs().is_empty());
 }

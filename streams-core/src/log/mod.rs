@@ -15,7 +15,7 @@ pub(crate) mod embedded;
 mod kafka;
 mod memory;
 
-pub use embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy, MaintenanceReport};
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy, LogRepair, MaintenanceReport};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaLog, KafkaLogConfig};
 pub use memory::MemoryLog;

@@ -1,9 +1,8 @@
 //! `consume`: print records, partition by partition, optionally following the log.
 //!
-//! Reading never commits: a group's offsets only choose where to start. `--follow` cannot keep
-//! the log open, because the log admits one process at a time and a follower that held it
-//! would lock out the very producer it waits for; so it closes the log after each poll and
-//! opens it again for the next, waiting while another process holds it.
+//! Reading never commits: a group's offsets only choose where to start. The log is opened
+//! read-only, so this works beside the application writing it; a read-only open sees the log
+//! as it was when it opened, so `--follow` opens it again for each poll.
 
 use std::io::Write;
 use std::time::Duration;
@@ -172,20 +171,10 @@ pub(crate) fn run(target: &LogTarget, args: &ConsumeArgs) -> Result<(), ToolErro
     let mut positions = start_positions(&log, args)?;
     budget -= drain(&log, &mut positions, args, budget, &mut out)?;
     drop(log);
-    let mut waiting = false;
     while args.follow && budget > 0 {
         std::thread::sleep(POLL);
-        match target.try_open()? {
-            Some(log) => {
-                waiting = false;
-                budget -= drain(&log, &mut positions, args, budget, &mut out)?;
-            }
-            None if !waiting => {
-                waiting = true;
-                eprintln!("the log is in use by another process; waiting for it to close");
-            }
-            None => {}
-        }
+        let log = target.open()?;
+        budget -= drain(&log, &mut positions, args, budget, &mut out)?;
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! `streams-log`: look into and operate on an embedded log from the command line.
 //!
 //! Lists and creates topics, appends lines from stdin, prints records, and shows and moves
-//! consumer groups' committed offsets (rewind and replay). The embedded log is opened by one
-//! process at a time, so every command opens it, does its work and closes it again; a log held
-//! by a running application is an error (or, with `--lock-wait-ms`, a wait), never a second
-//! writer. `consume --follow` reopens the log for each poll for the same reason.
+//! consumer groups' committed offsets (rewind and replay). Commands that only look (`topics`,
+//! `describe`, `consume`, `groups`, `offsets`) open the log read-only: they work while an
+//! application runs and never change a file (a torn tail is reported, not cut). Commands that
+//! write (`create`, `produce`, `reset-offsets`) need the log to themselves: a log held by a
+//! running application is an error (or, with `--lock-wait-ms`, a wait), never a second
+//! writer. `consume --follow` reopens the log for each poll to see what was appended.
 
 mod consume;
 mod groups;
@@ -22,7 +24,8 @@ use streams_core::{EmbeddedLog, EmbeddedLogConfig, Log, StreamsConfig, TopicPart
 
 /// Inspect and operate on the embedded log of a stream-processing application.
 ///
-/// The log is opened by one process at a time: stop the application first (or pass
+/// Reading commands work while the application runs. Writing commands (`create`, `produce`,
+/// `reset-offsets`) need the log to themselves: stop the application first (or pass
 /// `--lock-wait-ms` to wait for it to let go).
 #[derive(Parser, Debug)]
 #[command(name = "streams-log", version)]
@@ -39,7 +42,8 @@ struct Cli {
     /// An application's state directory; the log is `DIR/log`.
     #[arg(long, global = true, help_heading = "Log", value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// If another process holds the log, retry for up to this long before giving up.
+    /// If another process holds the log, a writing command retries for up to this long
+    /// before giving up.
     #[arg(
         long,
         global = true,
@@ -74,6 +78,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // What recovery finds (a torn tail, a transaction left open) is said on stderr.
+    streams_examples::init_tracing();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         // `streams-log consume ... | head`: the reader has gone, which is not a failure.
@@ -91,11 +97,11 @@ fn run(cli: &Cli) -> Result<(), ToolError> {
         Command::Topics => topics::list(&target.open()?),
         Command::Create(args) => topics::create(&target.open_or_create()?, args),
         Command::Describe(args) => topics::describe(&target.open()?, args),
-        Command::Produce(args) => produce::run(&target.open()?, args),
+        Command::Produce(args) => produce::run(&target.open_for_writing()?, args),
         Command::Consume(args) => consume::run(&target, args),
         Command::Groups => groups::list(&target.open()?),
         Command::Offsets(args) => groups::offsets(&target.open()?, args),
-        Command::ResetOffsets(args) => groups::reset(&target.open()?, args),
+        Command::ResetOffsets(args) => groups::reset(&target.open_for_writing()?, args),
     }
 }
 
@@ -124,9 +130,24 @@ impl LogTarget {
         })
     }
 
-    /// Opens an existing log. Refuses a directory that holds none, rather than creating an
-    /// empty log there (a mistyped path, or a state directory passed as `--log-dir`).
+    /// Opens an existing log read-only: no lock, no file changed.
     pub(crate) fn open(&self) -> Result<EmbeddedLog, ToolError> {
+        self.check_exists()?;
+        let config = EmbeddedLogConfig::default()
+            .with_cleaner_interval(None)
+            .with_read_only(true);
+        Ok(EmbeddedLog::open_with(&self.dir, config)?)
+    }
+
+    /// Opens an existing log to write to it (holding its lock).
+    fn open_for_writing(&self) -> Result<EmbeddedLog, ToolError> {
+        self.check_exists()?;
+        self.open_or_create()
+    }
+
+    /// Refuses a directory that holds no log, rather than creating an empty log there (a
+    /// mistyped path, or a state directory passed as `--log-dir`).
+    fn check_exists(&self) -> Result<(), ToolError> {
         if !self.dir.join("topics").is_dir() {
             let hint = if self.dir.join("log").join("topics").is_dir() {
                 "; it looks like a state directory: pass it as --state-dir"
@@ -138,7 +159,7 @@ impl LogTarget {
                 self.dir.display()
             )));
         }
-        self.open_or_create()
+        Ok(())
     }
 
     fn open_or_create(&self) -> Result<EmbeddedLog, ToolError> {
@@ -152,15 +173,6 @@ impl LogTarget {
                 }
                 other => return other.map_err(ToolError::from),
             }
-        }
-    }
-
-    /// Like [`LogTarget::open`], but `None` while another process holds the log.
-    pub(crate) fn try_open(&self) -> Result<Option<EmbeddedLog>, ToolError> {
-        match self.open() {
-            Ok(log) => Ok(Some(log)),
-            Err(ToolError::Log(streams_core::Error::Locked { .. })) => Ok(None),
-            Err(e) => Err(e),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::LogRepair;
 use crate::error::{Error, Result};
 use crate::log::OffsetCommit;
 use crate::record::TopicPartition;
@@ -63,7 +64,8 @@ pub(crate) struct Replayed {
 
 pub(crate) struct Journal {
     path: PathBuf,
-    file: File,
+    /// `None` when the log was opened read-only.
+    file: Option<File>,
     size: u64,
     snapshot_bytes: u64,
 }
@@ -99,72 +101,65 @@ fn encode(entry: &Entry) -> Result<Vec<u8>> {
 }
 
 impl Journal {
-    /// Opens the journal, replaying it. A torn last entry is truncated; damage before it is an
-    /// error naming the position.
-    pub(crate) fn open(path: PathBuf, snapshot_bytes: u64) -> Result<(Journal, Replayed)> {
-        let data = match std::fs::read(&path) {
+    /// Opens the journal, replaying it. A torn last entry is truncated (with `read_only`,
+    /// ignored) and returned as a repair; damage before it, or in the first entry, is an error
+    /// naming the position. A new journal is created with a first entry written whole (a
+    /// temporary file renamed into place), so a first entry that does not read is damage,
+    /// never a torn write. With `read_only` no file is changed and transactions left open
+    /// stay in [`Replayed::unfinished`].
+    pub(crate) fn open(
+        path: PathBuf,
+        snapshot_bytes: u64,
+        read_only: bool,
+    ) -> Result<(Journal, Replayed, Option<LogRepair>)> {
+        let mut data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        let mut replayed = Replayed::default();
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let rest = &data[pos..];
-            let torn = |reason: &str| {
-                tracing::warn!(journal = %path.display(), position = pos, reason, "truncating a torn journal entry");
-            };
-            if rest.len() < 8 {
-                torn("incomplete entry header");
-                break;
-            }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-            if rest.len() < 8 + len {
-                check_nothing_valid_after(&path, &data, pos, "entry length runs past the end")?;
-                torn("incomplete entry");
-                break;
-            }
-            let payload = &rest[8..8 + len];
-            let entry = if crc32c::crc32c(payload) == crc {
-                bincode::serde::decode_from_slice::<Entry, _>(payload, bincode::config::standard())
-                    .map(|(e, _)| e)
-                    .map_err(|e| e.to_string())
-            } else {
-                Err("CRC mismatch".to_string())
-            };
-            match entry {
-                Ok(entry) => apply(&mut replayed, entry),
-                Err(reason) if pos + 8 + len == data.len() => {
-                    check_nothing_valid_after(&path, &data, pos, &reason)?;
-                    torn(&reason);
-                    break;
-                }
-                Err(reason) => {
-                    return Err(Error::Corrupt {
-                        path,
-                        position: pos as u64,
-                        reason,
-                    });
-                }
-            }
-            pos += 8 + len;
+        if data.is_empty() && !read_only {
+            data = encode(&Entry::NextTxnId { next: 1 })?;
+            let tmp = path.with_extension("tmp");
+            write_synced(&tmp, &data)?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
-        if (pos as u64) < data.len() as u64 {
-            file.set_len(pos as u64)
-                .map_err(|e| Error::io("truncate", &path, e))?;
-        }
+        let (replayed, pos, torn) = replay(&path, &data)?;
+        let repair = torn.map(|reason| LogRepair {
+            path: path.clone(),
+            position: pos as u64,
+            bytes: (data.len() - pos) as u64,
+            reason: format!("torn journal entry ({reason})"),
+            applied: !read_only,
+        });
+        let file = if read_only {
+            None
+        } else {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            Some(file)
+        };
         let mut journal = Journal {
             path,
             file,
             size: pos as u64,
             snapshot_bytes,
         };
+        if read_only {
+            if let Some(r) = &repair {
+                tracing::warn!(repair = %r, "ignoring a torn journal entry (the log is open read-only)");
+            }
+            return Ok((journal, replayed, repair));
+        }
+        if let Some(r) = &repair {
+            tracing::warn!(repair = %r, "truncating a torn journal entry");
+            journal
+                .writable()?
+                .set_len(pos as u64)
+                .map_err(|e| Error::io("truncate", &journal.path, e))?;
+        }
+        let mut replayed = replayed;
         // Transactions that were open when the process stopped can never commit now.
         for id in std::mem::take(&mut replayed.unfinished) {
             tracing::warn!(
@@ -177,13 +172,23 @@ impl Journal {
         if journal.size > journal.snapshot_bytes {
             journal.snapshot(&replayed.groups, &replayed.aborted, replayed.next_txn_id)?;
         }
-        Ok((journal, replayed))
+        Ok((journal, replayed, repair))
+    }
+
+    /// The file to write to; none when the log was opened read-only.
+    fn writable(&mut self) -> Result<&mut File> {
+        self.file.as_mut().ok_or_else(|| Error::ReadOnly {
+            path: self.path.clone(),
+            operation: "write the journal".into(),
+        })
     }
 
     pub(crate) fn append(&mut self, entry: &Entry, sync: bool) -> Result<()> {
         let frame = encode(entry)?;
-        if let Err(e) = self.file.write_all(&frame) {
-            let _ = self.file.set_len(self.size);
+        let size = self.size;
+        let file = self.writable()?;
+        if let Err(e) = file.write_all(&frame) {
+            let _ = file.set_len(size);
             return Err(Error::io("append to", &self.path, e));
         }
         self.size += frame.len() as u64;
@@ -194,9 +199,12 @@ impl Journal {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("sync", &self.path, e))
+        match &self.file {
+            Some(file) => file
+                .sync_data()
+                .map_err(|e| Error::io("sync", &self.path, e)),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn needs_snapshot(&self) -> bool {
@@ -210,6 +218,7 @@ impl Journal {
         aborted: &BTreeSet<u64>,
         next_txn_id: u64,
     ) -> Result<()> {
+        self.writable()?;
         let mut out = encode(&Entry::NextTxnId { next: next_txn_id })?;
         for id in aborted {
             out.extend(encode(&Entry::TxnAbort { id: *id })?);
@@ -227,13 +236,69 @@ impl Journal {
         let tmp = self.path.with_extension("tmp");
         write_synced(&tmp, &out)?;
         std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("rename", &tmp, e))?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io("open", &self.path, e))?;
+        self.file = Some(
+            OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| Error::io("open", &self.path, e))?,
+        );
         self.size = out.len() as u64;
         Ok(())
     }
+}
+
+/// Replays the entries of `data`: the state, where the valid entries end, and why the rest
+/// (if any) is a torn last entry.
+fn replay(path: &Path, data: &[u8]) -> Result<(Replayed, usize, Option<String>)> {
+    let mut replayed = Replayed::default();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            position: pos as u64,
+            reason: if pos == 0 {
+                format!("the first entry is not valid ({reason}): the journal is damaged")
+            } else {
+                reason
+            },
+        };
+        // Damage to the last entry is a torn write, unless it is the first entry (written
+        // whole when the journal was made) or a valid entry follows it.
+        let damaged = |reason: String| -> Result<()> {
+            if pos == 0 {
+                return Err(corrupt(reason));
+            }
+            check_nothing_valid_after(path, data, pos, &reason)
+        };
+        if rest.len() < 8 {
+            damaged("incomplete entry header".into())?;
+            return Ok((replayed, pos, Some("incomplete entry header".into())));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let Some(payload) = rest.get(8..).and_then(|r| r.get(..len)) else {
+            damaged("entry length runs past the end".into())?;
+            return Ok((replayed, pos, Some("incomplete entry".into())));
+        };
+        let entry = if crc32c::crc32c(payload) == crc {
+            bincode::serde::decode_from_slice::<Entry, _>(payload, bincode::config::standard())
+                .map(|(e, _)| e)
+                .map_err(|e| e.to_string())
+        } else {
+            Err("CRC mismatch".to_string())
+        };
+        match entry {
+            Ok(entry) => apply(&mut replayed, entry),
+            Err(reason) if pos + 8 + len == data.len() => {
+                damaged(reason.clone())?;
+                return Ok((replayed, pos, Some(reason)));
+            }
+            Err(reason) => return Err(corrupt(reason)),
+        }
+        pos += 8 + len;
+    }
+    Ok((replayed, pos, None))
 }
 
 /// Decodes the entry framed at the start of `buf`, if it is complete and valid.

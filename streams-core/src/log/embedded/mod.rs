@@ -18,12 +18,14 @@
 
 mod batch;
 mod journal;
+mod open;
 mod partition;
 mod segment;
 
+pub use self::open::LogRepair;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,6 +67,9 @@ pub struct EmbeddedLogConfig {
     pub cleaner_interval: Option<Duration>,
     /// The metadata journal is rewritten as a snapshot once it grows past this size.
     pub journal_snapshot_bytes: u64,
+    /// Open without a lock and change no file: to look at a log while an application runs
+    /// (every write is refused with [`Error::ReadOnly`]; a torn tail is left and skipped).
+    pub read_only: bool,
 }
 
 impl Default for EmbeddedLogConfig {
@@ -74,6 +79,7 @@ impl Default for EmbeddedLogConfig {
             index_interval_bytes: 4096,
             cleaner_interval: Some(Duration::from_secs(30)),
             journal_snapshot_bytes: 8 << 20,
+            read_only: false,
         }
     }
 }
@@ -100,6 +106,12 @@ impl EmbeddedLogConfig {
     /// Sets the size past which the metadata journal is rewritten as a snapshot.
     pub fn with_journal_snapshot_bytes(mut self, bytes: u64) -> Self {
         self.journal_snapshot_bytes = bytes;
+        self
+    }
+
+    /// Opens the log read-only (see [`EmbeddedLogConfig::read_only`]).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 }
@@ -145,7 +157,10 @@ struct Inner {
     txns: RwLock<TxnState>,
     journal: Mutex<Journal>,
     groups: Mutex<GroupState>,
-    _lock: File,
+    /// What recovery cut (or, read-only, would cut) when the log opened.
+    repairs: Vec<LogRepair>,
+    /// The directory lock; none when opened read-only.
+    _lock: Option<File>,
 }
 
 /// The embedded, on-disk log. Cheap to clone; all clones share one open directory.
@@ -168,122 +183,7 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn lock_dir(root: &Path) -> Result<File> {
-    let path = root.join(".lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(Error::Locked {
-                path,
-                holder: if holder.is_empty() {
-                    "holder unknown".into()
-                } else {
-                    holder.into()
-                },
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
-    }
-    let text = format!("pid {} since {} ms", std::process::id(), now_ms());
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(text.as_bytes()))
-        .map_err(|e| Error::io("write lock file", &path, e))?;
-    Ok(file)
-}
-
 impl EmbeddedLog {
-    /// Opens (creating if needed) the log in `root` with default settings.
-    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(root, EmbeddedLogConfig::default())
-    }
-
-    /// Opens (creating if needed) the log in `root`, recovering from a crash if the last run
-    /// did not close cleanly: torn batches at the end of partitions are truncated, transactions
-    /// left open are aborted.
-    pub fn open_with(root: impl AsRef<Path>, config: EmbeddedLogConfig) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
-        std::fs::create_dir_all(root.join("topics"))
-            .map_err(|e| Error::io("create log directory", &root, e))?;
-        let lock = lock_dir(&root)?;
-        let (journal, replayed) =
-            Journal::open(root.join("meta.journal"), config.journal_snapshot_bytes)?;
-        let txns = TxnState {
-            next_id: replayed.next_txn_id.max(1),
-            open: HashSet::new(),
-            aborted: replayed.aborted,
-            touched: BTreeMap::new(),
-        };
-        let mut topics = BTreeMap::new();
-        let topics_dir = root.join("topics");
-        let entries =
-            std::fs::read_dir(&topics_dir).map_err(|e| Error::io("list", &topics_dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &topics_dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.path().join("topic.json");
-            if !meta.exists() {
-                continue;
-            }
-            let text = std::fs::read(&meta).map_err(|e| Error::io("read", &meta, e))?;
-            let topic_config: TopicConfig =
-                serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
-                    path: meta.clone(),
-                    position: e.column() as u64,
-                    reason: format!("topic configuration is not valid: {e}"),
-                })?;
-            let topic = Self::open_topic(&root, &config, &name, topic_config)?;
-            topics.insert(name, Arc::new(topic));
-        }
-        let inner = Arc::new(Inner {
-            root,
-            config: config.clone(),
-            topics: RwLock::new(topics),
-            txns: RwLock::new(txns),
-            journal: Mutex::new(journal),
-            groups: Mutex::new(replayed.groups),
-            _lock: lock,
-        });
-        if let Some(every) = config.cleaner_interval {
-            spawn_cleaner(Arc::downgrade(&inner), every);
-        }
-        Ok(EmbeddedLog { inner })
-    }
-
-    fn open_topic(
-        root: &Path,
-        config: &EmbeddedLogConfig,
-        name: &str,
-        topic_config: TopicConfig,
-    ) -> Result<Topic> {
-        let dir = root.join("topics").join(name);
-        let partitions = (0..topic_config.partitions)
-            .map(|p| {
-                Partition::open(
-                    dir.join(p.to_string()),
-                    TopicPartition::new(name, p),
-                    config.index_interval_bytes,
-                    config.fsync,
-                )
-                .map(Mutex::new)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Topic {
-            config: topic_config,
-            partitions,
-        })
-    }
-
     /// The directory this log lives in.
     pub fn root(&self) -> &Path {
         &self.inner.root
@@ -337,6 +237,7 @@ impl EmbeddedLog {
     /// `now_ms` is the wall-clock time retention compares append times with. A background
     /// thread calls this every [`EmbeddedLogConfig::cleaner_interval`].
     pub fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport> {
+        self.check_writable("run retention and compaction")?;
         maintain(&self.inner, now_ms)
     }
 
@@ -462,6 +363,7 @@ fn spawn_cleaner(inner: Weak<Inner>, every: Duration) {
 
 impl Log for EmbeddedLog {
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_writable("create a topic")?;
         validate_topic_name(name)?;
         config.validate(name)?;
         let mut topics = self.inner.topics.write();
@@ -477,7 +379,8 @@ impl Log for EmbeddedLog {
         }
         let dir = self.inner.root.join("topics").join(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create topic directory", &dir, e))?;
-        let topic = Self::open_topic(&self.inner.root, &self.inner.config, name, config.clone())?;
+        let (topic, _) =
+            Self::open_topic(&self.inner.root, &self.inner.config, name, config.clone())?;
         // The configuration is written last: a topic directory without it is ignored on open.
         let meta = dir.join("topic.json");
         let tmp = dir.join("topic.json.tmp");
@@ -500,6 +403,7 @@ impl Log for EmbeddedLog {
     }
 
     fn append(&self, tp: &TopicPartition, records: &[Record]) -> Result<AppendInfo> {
+        self.check_writable("append")?;
         self.with_partition(tp, |p, config| {
             Self::check_records(tp, config, records)?;
             p.append(records, 0, now_ms(), config.segment_bytes)
@@ -552,6 +456,7 @@ impl Log for EmbeddedLog {
                 reason: "is empty".into(),
             });
         }
+        self.check_writable("commit offsets")?;
         self.check_offsets(offsets)?;
         {
             let mut journal = self.inner.journal.lock();
@@ -592,6 +497,7 @@ impl Log for EmbeddedLog {
     }
 
     fn begin_transaction(&self) -> Result<TxnId> {
+        self.check_writable("begin a transaction")?;
         let mut txns = self.inner.txns.write();
         let id = txns.next_id;
         // Written (and, unless syncing is off, synced) before any of the transaction's data:

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hashbrown::HashMap;
+use std::collections::HashSet;
 
 use super::batch;
 use super::segment::{segment_paths, Segment};
-use super::{FsyncPolicy, TxnState};
+use super::{FsyncPolicy, LogRepair, TxnState};
 use crate::error::{Error, Result};
 use crate::log::{AppendInfo, Fetch, TopicConfig};
 use crate::record::{Record, StoredRecord, TopicPartition};
@@ -31,6 +32,15 @@ pub(crate) struct Partition {
     /// their first record: the last stable offset is the smallest of these.
     pub(crate) open_txns: BTreeMap<u64, u64>,
     buf: Vec<u8>,
+}
+
+/// How a partition is opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenMode {
+    /// Change no file.
+    pub(crate) read_only: bool,
+    /// The topic is compacted: cleaned segments may end before the next one starts.
+    pub(crate) compacted: bool,
 }
 
 /// What one compaction pass did.
@@ -55,60 +65,68 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Er
 
 impl Partition {
     /// Opens (or creates) the partition directory, finishing an interrupted compaction swap and
-    /// recovering the active segment's tail.
+    /// recovering the active segment's tail; returns what recovery cut. `mode` says how: a
+    /// read-only open changes no file (it reads the directory a writer would end up with and
+    /// ignores a torn tail), and fails on a partition with no segment.
+    ///
+    /// A missing segment is corruption, never skipped: a gap between segments of a
+    /// delete-policy topic (compaction records where a cleaned segment ended in its index, so
+    /// in a compacted topic only a segment whose index was rebuilt may end early), an index
+    /// without its segment, or a closed last segment (its successor, the active one, is gone).
     pub(crate) fn open(
         dir: PathBuf,
         tp: TopicPartition,
         index_interval: u64,
         fsync: FsyncPolicy,
-    ) -> Result<Self> {
-        Self::finish_swap(&dir)?;
-        std::fs::create_dir_all(&dir).map_err(io("create partition dir", &dir))?;
-        let mut bases = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
-            let entry = entry.map_err(io("list", &dir))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".log") {
-                let base = stem.parse::<u64>().map_err(|_| Error::Corrupt {
-                    path: entry.path(),
-                    position: 0,
-                    reason: "segment file name is not an offset".into(),
-                })?;
-                bases.push(base);
-            } else if name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        bases.sort_unstable();
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        if bases.is_empty() {
-            segments.push(Segment::create(&dir, 0, index_interval)?);
+        mode: OpenMode,
+    ) -> Result<(Self, Vec<LogRepair>)> {
+        let read_dir = if mode.read_only {
+            Self::readable_dir(&dir)
         } else {
-            let last = bases.len() - 1;
-            for (i, &base) in bases.iter().enumerate() {
-                let seg = if i == last {
-                    Segment::open_active(&dir, base, index_interval)?
-                } else {
-                    Segment::open_closed(&dir, base, index_interval)?
-                };
-                if let Some(prev) = segments.last() {
-                    let prev: &Segment = prev;
-                    if prev.next_offset > seg.base_offset {
-                        return Err(Error::Corrupt {
-                            path: seg.path.clone(),
-                            position: 0,
-                            reason: format!(
-                                "segment starts at offset {} but the previous one ends at {}",
-                                seg.base_offset, prev.next_offset
-                            ),
-                        });
-                    }
-                }
-                segments.push(seg);
-            }
+            Self::finish_swap(&dir)?;
+            std::fs::create_dir_all(&dir).map_err(io("create partition dir", &dir))?;
+            dir.clone()
+        };
+        let (bases, indexes) = Self::list(&read_dir, mode.read_only)?;
+        if let Some(orphan) = indexes.iter().find(|b| bases.binary_search(b).is_err()) {
+            let (log, index) = segment_paths(&read_dir, *orphan);
+            return Err(Error::Corrupt {
+                path: log,
+                position: 0,
+                reason: format!(
+                    "segment file is missing (its index {} is there)",
+                    index.display()
+                ),
+            });
         }
-        Ok(Partition {
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut repairs = Vec::new();
+        if bases.is_empty() {
+            if mode.read_only {
+                return Err(Error::Corrupt {
+                    path: read_dir,
+                    position: 0,
+                    reason: "partition directory holds no segment".into(),
+                });
+            }
+            segments.push(Segment::create(&dir, 0, index_interval)?);
+        }
+        let last = bases.len().saturating_sub(1);
+        for (i, &base) in bases.iter().enumerate() {
+            let seg = if i == last {
+                let (seg, repair) =
+                    Segment::open_active(&read_dir, base, index_interval, mode.read_only)?;
+                repairs.extend(repair);
+                seg
+            } else {
+                Segment::open_closed(&read_dir, base, index_interval, mode.read_only)?
+            };
+            if let Some(prev) = segments.last_mut() {
+                Self::check_contiguous(prev, &seg, mode)?;
+            }
+            segments.push(seg);
+        }
+        let partition = Partition {
             tp,
             dir,
             segments,
@@ -118,7 +136,85 @@ impl Partition {
             unsynced: false,
             open_txns: BTreeMap::new(),
             buf: Vec::new(),
-        })
+        };
+        Ok((partition, repairs))
+    }
+
+    /// The base offsets of the segment files and of the index files in `dir`, sorted
+    /// (removing leftover temporary files unless `read_only`).
+    fn list(dir: &Path, read_only: bool) -> Result<(Vec<u64>, Vec<u64>)> {
+        let (mut bases, mut indexes) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
+            let entry = entry.map_err(io("list", dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let (stem, list) = if let Some(stem) = name.strip_suffix(".log") {
+                (stem, &mut bases)
+            } else if let Some(stem) = name.strip_suffix(".index") {
+                (stem, &mut indexes)
+            } else {
+                if name.ends_with(".tmp") && !read_only {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                continue;
+            };
+            let base = stem.parse::<u64>().map_err(|_| Error::Corrupt {
+                path: entry.path(),
+                position: 0,
+                reason: "segment file name is not an offset".into(),
+            })?;
+            list.push(base);
+        }
+        bases.sort_unstable();
+        indexes.sort_unstable();
+        Ok((bases, indexes))
+    }
+
+    /// Checks that `seg` starts where `prev` ends (see [`Partition::open`]); a compacted
+    /// segment rescanned without its index is taken to end where `seg` starts.
+    fn check_contiguous(prev: &mut Segment, seg: &Segment, mode: OpenMode) -> Result<()> {
+        let (end, next) = (prev.next_offset, seg.base_offset);
+        if end > next {
+            return Err(Error::Corrupt {
+                path: seg.path.clone(),
+                position: 0,
+                reason: format!(
+                    "segment starts at offset {next} but the previous one ends at {end}"
+                ),
+            });
+        }
+        if end < next {
+            if mode.compacted && !prev.indexed {
+                prev.next_offset = next;
+                if !mode.read_only {
+                    prev.write_index()?;
+                }
+                return Ok(());
+            }
+            return Err(Error::Corrupt {
+                path: seg.path.clone(),
+                position: 0,
+                reason: format!(
+                    "offsets {end}..{next} are missing: {} ends at {end}, so a segment \
+                     between it and this one is gone",
+                    prev.path.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The directory a read-only open reads: the partition's, or the result of a compaction
+    /// swap a crash interrupted (what [`Partition::finish_swap`] would rename into place).
+    fn readable_dir(dir: &Path) -> PathBuf {
+        if dir.exists() {
+            return dir.to_path_buf();
+        }
+        [".swap", ".old"]
+            .iter()
+            .map(|s| sibling(dir, s))
+            .find(|d| d.exists())
+            .unwrap_or_else(|| dir.to_path_buf())
     }
 
     /// Completes or undoes a compaction swap that a crash interrupted.
@@ -160,6 +256,22 @@ impl Partition {
 
     pub(crate) fn end_offset(&self) -> u64 {
         self.active().next_offset
+    }
+
+    /// Finds where the transactions in `open` (left open in the journal, seen by a read-only
+    /// open) start in this partition, so that the last stable offset stops there. Reads every
+    /// batch header; only done when the journal has open transactions.
+    pub(crate) fn find_open_txns(&mut self, open: &HashSet<u64>) -> Result<()> {
+        let found = &mut self.open_txns;
+        for seg in &self.segments {
+            seg.for_each_batch(seg.base_offset, |h, _| {
+                if open.contains(&h.txn_id) {
+                    found.entry(h.txn_id).or_insert(h.base_offset);
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(())
     }
 
     /// The last stable offset: readers that see only committed data stop here.
@@ -233,9 +345,11 @@ impl Partition {
         if self.fsync != FsyncPolicy::Never {
             active.sync()?;
         }
-        active.write_index()?;
         let next = active.next_offset;
+        // The next segment exists before this one is marked closed, so a closed last segment
+        // always means its successor was lost (see `Segment::open_active`).
         let seg = Segment::create(&self.dir, next, self.index_interval)?;
+        active.write_index()?;
         self.segments.push(seg);
         Ok(())
     }
@@ -466,6 +580,9 @@ impl Partition {
                     reason: format!("re-encoded batch does not check: {e:?}"),
                 })?;
                 if out.size > 0 && out.size + frame.len() as u64 > config.segment_bytes {
+                    // The offsets removed up to this batch belong to the segment before it,
+                    // so the segments stay contiguous (a gap would be a lost segment).
+                    out.next_offset = out.next_offset.max(header.base_offset);
                     out.sync()?;
                     out.write_index()?;
                     out = Segment::create(&cleaning, header.base_offset, self.index_interval)?;
@@ -499,12 +616,18 @@ impl Partition {
         let open_txns = std::mem::take(&mut self.open_txns);
         // The active segment is the same file: appends not yet synced still need a sync.
         let (unsynced, last_sync) = (self.unsynced, self.last_sync);
-        *self = Partition::open(
+        // The cleaned output was just written: nothing to recover in it.
+        let (reopened, _) = Partition::open(
             self.dir.clone(),
             self.tp.clone(),
             self.index_interval,
             self.fsync,
+            OpenMode {
+                read_only: false,
+                compacted: true,
+            },
         )?;
+        *self = reopened;
         self.open_txns = open_txns;
         self.unsynced = unsynced;
         self.last_sync = last_sync;

@@ -11,6 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::batch::{self, BatchHeader, FrameError};
+use super::LogRepair;
 use crate::error::{Error, Result};
 
 const INDEX_MAGIC: &[u8; 8] = b"KSIDX001";
@@ -42,6 +43,9 @@ pub(crate) struct Segment {
     index: Vec<IndexEntry>,
     bytes_since_index: u64,
     index_interval: u64,
+    /// Whether `next_offset` was read from the index written when the segment closed (for a
+    /// compacted segment that is where its records would have ended), not found by a scan.
+    pub(crate) indexed: bool,
 }
 
 /// What a scan of a segment file found.
@@ -74,22 +78,29 @@ impl Segment {
             index: Vec::new(),
             bytes_since_index: 0,
             index_interval,
+            indexed: false,
         })
     }
 
-    fn open_file(path: &Path) -> Result<File> {
+    fn open_file(path: &Path, read_only: bool) -> Result<File> {
         OpenOptions::new()
             .read(true)
-            .append(true)
+            .append(!read_only)
             .open(path)
             .map_err(|e| Error::io("open segment", path, e))
     }
 
     /// Opens a closed segment from its index file, or by scanning it when the index is missing
-    /// or unreadable. Any damage in a closed segment is an error: it is not the tail.
-    pub(crate) fn open_closed(dir: &Path, base: u64, index_interval: u64) -> Result<Self> {
+    /// or unreadable (and, unless `read_only`, writing the index again). Any damage in a
+    /// closed segment is an error: it is not the tail.
+    pub(crate) fn open_closed(
+        dir: &Path,
+        base: u64,
+        index_interval: u64,
+        read_only: bool,
+    ) -> Result<Self> {
         let (path, index_path) = segment_paths(dir, base);
-        let file = Self::open_file(&path)?;
+        let file = Self::open_file(&path, read_only)?;
         let actual_size = file
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
@@ -106,6 +117,7 @@ impl Segment {
             index: Vec::new(),
             bytes_since_index: 0,
             index_interval,
+            indexed: false,
         };
         match seg.load_index() {
             Ok(Some(expected_size)) => {
@@ -118,6 +130,7 @@ impl Segment {
                         ),
                     });
                 }
+                seg.indexed = true;
                 Ok(seg)
             }
             Ok(None) | Err(_) => {
@@ -132,16 +145,24 @@ impl Segment {
                         })
                     }
                 }
-                seg.write_index()?;
+                if !read_only {
+                    seg.write_index()?;
+                }
                 Ok(seg)
             }
         }
     }
 
-    /// Opens the active (last) segment, scanning it fully and truncating a torn tail.
-    pub(crate) fn open_active(dir: &Path, base: u64, index_interval: u64) -> Result<Self> {
+    /// Opens the active (last) segment, scanning it fully. A torn tail is truncated, or with
+    /// `read_only` left in the file and ignored; either way it is returned as a repair.
+    pub(crate) fn open_active(
+        dir: &Path,
+        base: u64,
+        index_interval: u64,
+        read_only: bool,
+    ) -> Result<(Self, Option<LogRepair>)> {
         let (path, index_path) = segment_paths(dir, base);
-        let file = Self::open_file(&path)?;
+        let file = Self::open_file(&path, read_only)?;
         let size = file
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
@@ -158,30 +179,45 @@ impl Segment {
             index: Vec::new(),
             bytes_since_index: 0,
             index_interval,
+            indexed: false,
         };
-        // An index of the active segment can only be left from a roll interrupted by a crash;
-        // the scan below is the truth.
+        // A roll creates the next segment before it writes this one's index, so an index
+        // here means the segment was closed and the ones after it are gone.
         if seg.index_path.exists() {
-            std::fs::remove_file(&seg.index_path)
-                .map_err(|e| Error::io("remove stale index", &seg.index_path, e))?;
+            return Err(Error::Corrupt {
+                path: seg.index_path.clone(),
+                position: 0,
+                reason: format!(
+                    "segment {} was closed (it has an index) but no segment follows it: the \
+                     partition's last segment is missing",
+                    seg.path.display()
+                ),
+            });
         }
+        let mut repair = None;
         if let ScanEnd::TornTail { position, reason } = seg.scan()? {
-            tracing::warn!(
-                segment = %seg.path.display(),
+            let cut = LogRepair {
+                path: seg.path.clone(),
                 position,
-                dropped_bytes = size - position,
-                %reason,
-                "truncating a torn batch at the end of the log"
-            );
-            seg.file
-                .set_len(position)
-                .map_err(|e| Error::io("truncate", &seg.path, e))?;
-            seg.file
-                .sync_all()
-                .map_err(|e| Error::io("sync", &seg.path, e))?;
+                bytes: size - position,
+                reason: format!("torn batch at the end of the log ({reason})"),
+                applied: !read_only,
+            };
+            if read_only {
+                tracing::warn!(repair = %cut, "ignoring a torn batch (the log is open read-only)");
+            } else {
+                tracing::warn!(repair = %cut, "truncating a torn batch at the end of the log");
+                seg.file
+                    .set_len(position)
+                    .map_err(|e| Error::io("truncate", &seg.path, e))?;
+                seg.file
+                    .sync_all()
+                    .map_err(|e| Error::io("sync", &seg.path, e))?;
+            }
             seg.size = position;
+            repair = Some(cut);
         }
-        Ok(seg)
+        Ok((seg, repair))
     }
 
     /// Walks every batch, rebuilding the index and end offset. Damage followed by valid-looking
