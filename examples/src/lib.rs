@@ -386,10 +386,19 @@ pub fn read_values(log: &dyn Log, topic: &str) -> streams_core::Result<Vec<(Stri
     Ok(out)
 }
 
-/// Lines of a file, or of stdin for `-` or no file.
+/// Lines of a file, or of stdin for `-` or no file. A file that cannot be opened is an error
+/// naming its path.
 pub fn input(path: Option<&Path>) -> std::io::Result<Box<dyn BufRead + Send>> {
     match path {
-        Some(p) if p != Path::new("-") => Ok(Box::new(BufReader::new(std::fs::File::open(p)?))),
+        Some(p) if p != Path::new("-") => {
+            let file = std::fs::File::open(p).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot open input file {}: {e}", p.display()),
+                )
+            })?;
+            Ok(Box::new(BufReader::new(file)))
+        }
         _ => Ok(Box::new(BufReader::new(std::io::stdin()))),
     }
 }

@@ -199,6 +199,34 @@ fn windowed_counts_sums_past_i64_and_refuses_spans_past_the_range_of_time() {
 }
 
 #[test]
+fn a_missing_input_file_fails_at_once_naming_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-events.csv");
+    let missing = missing.to_str().unwrap();
+    let state = dir.path().join("state");
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_windowed-counts"),
+        &[
+            "--input",
+            missing,
+            "--size-ms",
+            "10",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(&format!("cannot open input file {missing}")),
+        "{err}"
+    );
+    // Nothing was started: no log, no state.
+    assert!(!state.exists(), "{err}");
+}
+
+#[test]
 fn windowed_counts_sessions_match_a_reference() {
     let dir = tempfile::tempdir().unwrap();
     // In time order, so nothing is late: sessions are runs of a key's times at most `gap`

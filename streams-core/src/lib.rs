@@ -65,7 +65,7 @@ pub use ids::{TaskId, TopicName};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
     FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, LogRepair, MaintenanceReport,
-    MemoryLog, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
+    MemoryLog, OffsetCommit, RebalanceListener, TopicConfig, TxnId, MAX_IN_PROCESS_PARTITIONS,
 };
 #[cfg(feature = "kafka")]
 pub use log::{KafkaLog, KafkaLogConfig};

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use streams_core::{
-    EmbeddedLog, EmbeddedLogConfig, Error, IsolationLevel, Log, OffsetCommit, Record, StoredRecord,
-    TopicConfig, TopicPartition,
+    EmbeddedLog, EmbeddedLogConfig, Error, IsolationLevel, Log, MemoryLog, OffsetCommit, Record,
+    StoredRecord, TopicConfig, TopicPartition, MAX_IN_PROCESS_PARTITIONS,
 };
 use tempfile::TempDir;
 
@@ -558,4 +558,29 @@ fn clones_share_one_log_and_threads_append_concurrently() {
             .collect();
         assert_eq!(values, (0..50).collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn partition_counts_are_bounded_and_a_refused_topic_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open_with(
+        dir.path(),
+        EmbeddedLogConfig::default().with_cleaner_interval(None),
+    )
+    .unwrap();
+    let memory = MemoryLog::new();
+    for huge in [MAX_IN_PROCESS_PARTITIONS + 1, u32::MAX] {
+        for err in [
+            log.create_topic("t", TopicConfig::new(huge)).unwrap_err(),
+            memory
+                .create_topic("t", TopicConfig::new(huge))
+                .unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(text.contains("t.partitions"), "{text}");
+            assert!(text.contains(&huge.to_string()), "{text}");
+        }
+    }
+    assert!(!dir.path().join("topics").join("t").exists());
+    log.create_topic("t", TopicConfig::new(3)).unwrap();
 }

@@ -79,7 +79,9 @@ pub use query::{KeyValueStoreView, SessionStoreView, WindowStoreView};
 pub use streams_core::TestDriver;
 pub use suppressed::{BufferConfig, BufferFull, Suppressed};
 pub use windowed::{Windowed, WindowedSerde};
-pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window};
+pub use windows::{
+    JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, MAX_WINDOWS_PER_RECORD,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

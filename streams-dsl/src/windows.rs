@@ -203,9 +203,22 @@ impl TimeWindows {
                 self.size_ms, self.advance_ms
             ));
         }
+        // Every record updates size / advance windows (rounded up).
+        let per_record = (self.size_ms - 1) / self.advance_ms + 1;
+        if per_record > MAX_WINDOWS_PER_RECORD {
+            return Err(format!(
+                "a record would fall into {per_record} windows (size {} ms / advance {} ms); \
+                 at most {MAX_WINDOWS_PER_RECORD}: use a larger advance or sliding windows",
+                self.size_ms, self.advance_ms
+            ));
+        }
         fits("size + grace", &[self.size_ms, self.grace_ms])
     }
 }
+
+/// The most hopping windows one record may fall into (`size / advance`): each is a store
+/// update and, without caching, a result, so more would stall the stream thread.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
 
 /// Sliding windows (Kafka's KIP-450): a window of fixed size `difference + 1` ms whose position
 /// is set by the records themselves, so every distinct set of records at most `difference`

@@ -9,7 +9,10 @@ use streams_core::{
     DriverConfig, Error, I64Serde, InternalTopicKind, OptionSerde, StringSerde, TestDriver,
 };
 use streams_dsl::prelude::*;
-use streams_dsl::{KGroupedStream, SessionStoreView, Window, WindowStoreView, WindowedSerde};
+use streams_dsl::{
+    KGroupedStream, SessionStoreView, Window, WindowStoreView, WindowedSerde,
+    MAX_WINDOWS_PER_RECORD,
+};
 
 fn s(x: &str) -> String {
     x.to_string()
@@ -450,6 +453,30 @@ fn retention_shorter_than_the_windows_need_is_rejected() {
         .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(11)))
         .count(Materialized::inferred());
     assert!(matches!(b.build(), Err(Error::Config { .. })));
+}
+
+#[test]
+fn hopping_windows_that_would_stall_the_thread_are_refused() {
+    let windows = |advance| {
+        let b = StreamsBuilder::new();
+        b.stream::<String, String>("in", Consumed::default())
+            .group_by_key(Grouped::inferred())
+            .windowed_by(
+                TimeWindows::of_size_with_no_grace(ms(100_000_000)).advance_by(ms(advance)),
+            )
+            .count(Materialized::inferred());
+        b.build()
+    };
+    let err = windows(1).unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("100000000 windows"), "{text}");
+    assert!(
+        text.contains(&format!("at most {MAX_WINDOWS_PER_RECORD}")),
+        "{text}"
+    );
+    // The most windows per record that is allowed builds.
+    assert!(windows(100_000_000 / MAX_WINDOWS_PER_RECORD as u64).is_ok());
 }
 
 #[test]

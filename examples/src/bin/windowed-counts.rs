@@ -146,11 +146,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.common.print_description(&topology) {
         return Ok(());
     }
+    // The input is opened before anything starts, so a wrong path fails at once.
+    let lines = input(Some(&args.input))?;
     let run = args.common.batch_run(APP, &topology)?;
     run.create_input_topic(&events_topic, args.partitions)?;
     let mut events = Vec::new();
     read_csv(
-        input(Some(&args.input))?,
+        lines,
         "input",
         |f| {
             expect_fields(f, 3, "TS_MS,KEY,VALUE")?;

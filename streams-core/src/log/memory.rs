@@ -114,7 +114,7 @@ impl MemoryLog {
 impl Log for MemoryLog {
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         validate_topic_name(name)?;
-        config.validate(name)?;
+        config.validate_in_process(name)?;
         let mut s = self.state.lock();
         if let Some((existing, _)) = s.topics.get(name) {
             if existing.partitions != config.partitions {

@@ -108,6 +108,23 @@ impl TopicConfig {
         self
     }
 
+    /// [`TopicConfig::validate`], and at most [`MAX_IN_PROCESS_PARTITIONS`] partitions: what
+    /// the in-process logs (embedded and memory) check before they create a topic.
+    pub(crate) fn validate_in_process(&self, topic: &str) -> Result<()> {
+        self.validate(topic)?;
+        if self.partitions > MAX_IN_PROCESS_PARTITIONS {
+            return Err(Error::Config {
+                key: format!("{topic}.partitions"),
+                reason: format!(
+                    "{} is above the {MAX_IN_PROCESS_PARTITIONS} partitions a topic of an \
+                     in-process log may have",
+                    self.partitions
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the values, naming the first bad one.
     pub fn validate(&self, topic: &str) -> Result<()> {
         let bad = |key: &str, reason: String| {
@@ -221,6 +238,10 @@ impl OffsetCommit {
             .collect()
     }
 }
+
+/// The most partitions a topic of the embedded or memory log may have (each embedded
+/// partition is a directory of files; Kafka topics are bounded by the cluster instead).
+pub const MAX_IN_PROCESS_PARTITIONS: u32 = 10_000;
 
 /// The metadata a group committed in `partitions` (those where it is not empty), from a group's
 /// positions kept as partition → (offset, metadata): the in-process logs' shared reading.

@@ -365,7 +365,7 @@ impl Log for EmbeddedLog {
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_writable("create a topic")?;
         validate_topic_name(name)?;
-        config.validate(name)?;
+        config.validate_in_process(name)?;
         let mut topics = self.inner.topics.write();
         if let Some(existing) = topics.get(name) {
             if existing.config.partitions != config.partitions {
@@ -379,8 +379,21 @@ impl Log for EmbeddedLog {
         }
         let dir = self.inner.root.join("topics").join(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create topic directory", &dir, e))?;
-        let (topic, _) =
-            Self::open_topic(&self.inner.root, &self.inner.config, name, config.clone())?;
+        let (topic, _) = match Self::open_topic(
+            &self.inner.root,
+            &self.inner.config,
+            name,
+            config.clone(),
+        ) {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Leave no half-made topic behind (it has no topic.json yet).
+                if let Err(rm) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %rm, "cannot remove a topic directory left by a failed create");
+                }
+                return Err(e);
+            }
+        };
         // The configuration is written last: a topic directory without it is ignored on open.
         let meta = dir.join("topic.json");
         let tmp = dir.join("topic.json.tmp");
