@@ -232,6 +232,87 @@ fn a_store_whose_files_are_damaged_is_restored_from_the_changelog() {
     );
 }
 
+/// Flips bytes inside the first data block of every table file of `db`: a checksum error on
+/// the first read of it, while opening the store still works.
+fn damage_table_files(db: &Path) -> usize {
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(db).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sst") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            for b in &mut bytes[16..24] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&path, bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    damaged
+}
+
+#[test]
+fn a_store_found_corrupt_while_running_is_wiped_restored_and_not_served_meanwhile() {
+    let (app, store) = ("faults-running", "counts-running");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(dir.path(), app, store);
+    let db = task_dir(dir.path(), app, 0).join(store);
+    assert!(
+        damage_table_files(&db) > 0,
+        "the clean close flushed the store to table files"
+    );
+
+    // The store opens (the checkpoint is trusted); its first read meets the damage.
+    let log = open_log(dir.path());
+    let streams = Streams::new(counting(store), config(dir.path(), app), log.clone()).unwrap();
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let seen = states.clone();
+    streams.set_state_listener(move |_, new| seen.lock().unwrap().push(new));
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let query = streams
+        .key_value_store(store, Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    let mut refused = None;
+    let started = Instant::now();
+    let served: BTreeMap<String, i64> = loop {
+        match query.all() {
+            Ok(all) if refused.is_some() => break all.into_iter().collect(),
+            Ok(all) => panic!("served {} entries from a damaged store", all.len()),
+            Err(e @ Error::StoreUnavailable { .. }) => {
+                refused.get_or_insert(e.to_string());
+            }
+            Err(e) => panic!("a damaged store is unavailable while it is repaired, not {e}"),
+        }
+        assert!(started.elapsed() < WAIT, "not repaired: {refused:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let refused = refused.unwrap();
+    assert!(
+        refused.contains("restored from its changelogs"),
+        "{refused}"
+    );
+    assert!(refused.to_lowercase().contains("corrupt"), "{refused}");
+    assert_eq!(
+        served, reference,
+        "every count, partition 0's restored from its changelog"
+    );
+    let warned = warnings_about(store, "restore it from its changelog");
+    assert!(warned.iter().any(|w| w.contains("task=0_0")), "{}", logs());
+    // The application said it was not serving everything while the task restored.
+    let states = states.lock().unwrap().clone();
+    let rebalancing = states.iter().rposition(|s| *s == StreamsState::Rebalancing);
+    assert!(rebalancing.is_some(), "{states:?}");
+    assert_eq!(states.last(), Some(&StreamsState::Running), "{states:?}");
+
+    // Processing goes on from the repaired store: new records count on top.
+    let more = write_input(&*log, "input", PARTITIONS, 500, 40);
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let expected = add(&reference, &reference_counts(&more));
+    let after: BTreeMap<String, i64> = query.all().unwrap().into_iter().collect();
+    assert_eq!(after, expected);
+    streams.close().unwrap();
+}
+
 #[test]
 fn a_changelog_that_lost_its_tail_is_what_the_store_serves_after_a_restart() {
     let (app, store) = ("faults-torn", "counts-torn");

@@ -143,6 +143,20 @@ struct Failures {
     retry_at: Instant,
 }
 
+/// A task found corrupt while running (see [`Shared::repair_corrupt`]).
+struct Corruption {
+    /// Why its stores are to be wiped when it opens next; empty once they were.
+    reason: String,
+    /// Times found corrupt with no progress between.
+    count: u32,
+}
+
+/// Whether `error` says a store's local files are damaged (a checksum error, say): what
+/// wiping the store and restoring it from its changelog repairs.
+fn is_corruption(error: &Error) -> bool {
+    matches!(error, Error::Store { source, .. } if source.is_corruption())
+}
+
 /// What to do about a failure that kept coming back.
 fn advice(error: &Error, task: Option<TaskId>, config: &StreamsConfig) -> String {
     let task_dir = task.map_or_else(
@@ -220,6 +234,10 @@ pub(crate) struct Shared {
     handler: Mutex<ExceptionHandler>,
     /// Tasks that failed with no progress since, by task (`None`: outside any task).
     failures: Mutex<HashMap<Option<TaskId>, Failures>>,
+    /// Tasks whose local state was found corrupt while running (by processing or by a
+    /// query): why, and how many times in a row. Their logged stores are wiped when the task
+    /// opens next, so that it restores them from the changelogs.
+    corrupt: Arc<Mutex<HashMap<TaskId, Corruption>>>,
     stop: AtomicBool,
     fatal: Mutex<Option<Arc<Error>>>,
     pub(crate) metrics: Mutex<StreamsMetrics>,
@@ -392,6 +410,43 @@ impl Shared {
         entry.count
     }
 
+    /// `task`'s local state is corrupt (`error` says how): marks it to be wiped and restored
+    /// from its changelogs when it opens next, and reports the application as rebalancing
+    /// until it runs again. Returns false once it was found corrupt more than
+    /// `max_task_failures` times in a row: wiping does not help, and the failure stands.
+    fn repair_corrupt(&self, task: TaskId, error: &Error) -> bool {
+        let count = {
+            let mut corrupt = self.corrupt.lock();
+            let entry = corrupt.entry(task).or_insert(Corruption {
+                reason: String::new(),
+                count: 0,
+            });
+            entry.reason = error.to_string();
+            entry.count = entry.count.saturating_add(1);
+            entry.count
+        };
+        if count > self.config.max_task_failures {
+            return false;
+        }
+        tracing::warn!(
+            application_id = %self.config.application_id, task = %task, %error, count,
+            "the task's local state is corrupt: wiping its logged stores to restore them from \
+             their changelogs"
+        );
+        if self.state() == StreamsState::Running {
+            self.set_state(StreamsState::Rebalancing);
+        }
+        true
+    }
+
+    /// Why `task`'s local state must be wiped before it opens, if it must.
+    fn take_corrupt(&self, task: TaskId) -> Option<String> {
+        let mut corrupt = self.corrupt.lock();
+        let entry = corrupt.get_mut(&task)?;
+        // Kept with its count (cleared by progress), so repeated corruption ends.
+        Some(std::mem::take(&mut entry.reason)).filter(|r| !r.is_empty())
+    }
+
     /// Whether `task` may be opened now, or is still backing off after failures.
     fn may_open(&self, task: TaskId) -> bool {
         let failures = self.failures.lock();
@@ -412,6 +467,11 @@ impl Shared {
         failures.remove(&None);
         for t in tasks {
             failures.remove(&Some(*t));
+        }
+        drop(failures);
+        let mut corrupt = self.corrupt.lock();
+        for t in tasks {
+            corrupt.remove(t);
         }
     }
 
@@ -489,6 +549,18 @@ impl Shared {
                     store: String::new(),
                     reason: format!("task {task} moved"),
                 }),
+            };
+            // The thread repairs the task before its next batch; until then it is not served.
+            let answer = match answer {
+                Err(e) if is_corruption(&e) => {
+                    let reason = format!("{e}; task {task} is being restored from its changelogs");
+                    tasks.found_corrupt(task, e);
+                    Err(Error::StoreUnavailable {
+                        store: String::new(),
+                        reason,
+                    })
+                }
+                other => other,
             };
             let _ = reply_tx.send(answer);
         });

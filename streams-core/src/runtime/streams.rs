@@ -103,6 +103,7 @@ impl Streams {
                 listener: Mutex::new(None),
                 handler: Mutex::new(default_handler),
                 failures: Mutex::new(HashMap::new()),
+                corrupt: Arc::new(Mutex::new(HashMap::new())),
                 stop: AtomicBool::new(false),
                 fatal: Mutex::new(None),
                 metrics: Mutex::new(StreamsMetrics::default()),

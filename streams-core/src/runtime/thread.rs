@@ -13,6 +13,7 @@
 //! before it changes local state, so after a crash its next owner restores from the
 //! changelog rather than trust local state that ran ahead of it.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -71,12 +72,32 @@ impl Active {
     }
 }
 
-/// The tasks of one thread, as a query running there sees them.
-pub(crate) struct ActiveTasks(pub(super) BTreeMap<TaskId, Active>);
+/// The tasks of one thread, as a query running there sees them, and a task a query found
+/// corrupt (the thread repairs it before its next batch).
+pub(crate) struct ActiveTasks(
+    pub(super) BTreeMap<TaskId, Active>,
+    pub(super) RefCell<Option<Error>>,
+);
 
 impl ActiveTasks {
     pub(crate) fn stores(&self, task: TaskId) -> Option<&TaskStores> {
         self.0.get(&task).map(|a| a.task.stores())
+    }
+
+    /// A query read damaged local files of `task`.
+    pub(crate) fn found_corrupt(&self, task: TaskId, mut error: Error) {
+        if let Error::Store { task: t, .. } = &mut error {
+            *t = Some(task);
+        }
+        self.1.borrow_mut().get_or_insert(error);
+    }
+
+    /// Fails with what a query found corrupt, if it found anything.
+    fn check_corrupt(&self) -> Result<()> {
+        match self.1.borrow_mut().take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }
 
@@ -189,7 +210,7 @@ impl StreamThread {
             name,
             requests,
             env,
-            tasks: ActiveTasks(BTreeMap::new()),
+            tasks: ActiveTasks(BTreeMap::new(), RefCell::new(None)),
             generation: 0,
             txn: None,
             last_commit: Instant::now(),
@@ -210,6 +231,13 @@ impl StreamThread {
                 Err(error) => {
                     let task = error.task().or(self.current);
                     self.abandon();
+                    // Damaged local files: the task is opened again with its logged stores
+                    // wiped, and restores them from the changelogs (as Kafka Streams does
+                    // with a corrupted task).
+                    let corrupt = task.filter(|_| super::is_corruption(&error));
+                    if corrupt.is_some_and(|t| self.shared.repair_corrupt(t, &error)) {
+                        continue;
+                    }
                     if !self.retry_after(&error) {
                         break Some((error, task));
                     }
@@ -271,6 +299,7 @@ impl StreamThread {
     fn run_loop(&mut self) -> Result<()> {
         loop {
             self.serve_requests();
+            self.tasks.check_corrupt()?;
             if self.shared.stopping() {
                 return self.shut_down();
             }
@@ -395,6 +424,9 @@ impl StreamThread {
         let shared = self.shared.clone();
         let log = &*shared.log;
         let app = &shared.config.application_id;
+        if let Some(reason) = shared.take_corrupt(id) {
+            Task::wipe_logged_stores(&shared.topology, id, &self.env, &reason)?;
+        }
         let mut task = Task::new(&shared.topology, id, &self.env)?;
         let started = Instant::now();
         let replayed = task.restore(log)?;

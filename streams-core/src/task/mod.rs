@@ -118,6 +118,38 @@ pub(crate) fn parse_stream_time_metadata(metadata: &str) -> Option<i64> {
 const STREAM_TIME_METADATA: &str = "streams.stream-time=";
 
 impl Task {
+    /// Deletes the local files of the task's logged persistent stores (`reason` says why),
+    /// so that the task, opened next, restores them from their changelogs. Stores without a
+    /// changelog are kept: nothing could restore them.
+    pub(crate) fn wipe_logged_stores(
+        topology: &Topology,
+        id: TaskId,
+        env: &TaskEnv,
+        reason: &str,
+    ) -> Result<()> {
+        let Some(sub) = topology.subtopologies.get(id.subtopology as usize) else {
+            return Ok(());
+        };
+        let task_name = id.to_string();
+        for spec in sub.stores.iter().filter_map(|s| topology.stores.get(s)) {
+            if !spec.persistent || spec.changelog().is_none() {
+                continue;
+            }
+            let dir = state_store::store_dir(
+                &env.resources.state_dir,
+                &env.application_id,
+                &task_name,
+                &spec.name,
+            );
+            tracing::warn!(task = %id, store = %spec.name, path = %dir.display(), %reason, "deleting the store's local files to restore it from its changelog");
+            state_store::destroy_store_dir(&spec.name, &dir).map_err(|e| Error::Store {
+                task: Some(id),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Builds the task's stores and processors. Stores still need [`Task::restore`].
     pub(crate) fn new(topology: &Topology, id: TaskId, env: &TaskEnv) -> Result<Task> {
         let sub = topology
