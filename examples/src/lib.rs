@@ -1,7 +1,8 @@
 //! What the example programs share: the common command-line options (state directory,
 //! threads, guarantee, `--describe`, and a Kafka cluster to run on instead of the embedded
-//! log), reading CSV input with line-numbered error reports, logging setup, and waiting for
-//! SIGINT/SIGTERM.
+//! log), reading CSV input with line-numbered error reports, and logging setup. What a
+//! service of its own needs (signals, running until one, health routes) is in the library:
+//! `streams_core::Shutdown`, `Streams::run_until`, `streams_core::http`.
 //!
 //! The examples use only the public API of the library, as a user's service would.
 //!
@@ -458,29 +459,5 @@ pub fn expect_fields(fields: &[&str], n: usize, format: &str) -> Result<(), Stri
             "expected {n} fields ({format}), found {}",
             fields.len()
         ))
-    }
-}
-
-/// Resolves when the process gets SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

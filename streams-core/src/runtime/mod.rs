@@ -32,6 +32,8 @@ mod layout;
 mod metrics;
 mod query;
 mod rebalance;
+#[cfg(feature = "tokio")]
+mod service;
 mod streams;
 mod thread;
 
@@ -49,8 +51,10 @@ use state_store::RocksDbMemory;
 pub use config::{
     ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
 };
-pub use metrics::{StreamsMetrics, TaskSnapshot, ThreadMetrics};
+pub use metrics::{RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
+#[cfg(feature = "tokio")]
+pub use service::Shutdown;
 pub use streams::Streams;
 
 use crate::error::{Error, Result};
@@ -97,6 +101,9 @@ impl std::fmt::Display for StreamsState {
 /// Called with (old, new) on every state change, in order, on the thread that caused it. It
 /// must not call [`Streams::set_state_listener`].
 pub(crate) type StateListener = Arc<dyn Fn(StreamsState, StreamsState) + Send + Sync>;
+
+/// One task's stores restoring: store → (offsets replayed, offsets to replay in all).
+type StoresRestoring = BTreeMap<String, (u64, u64)>;
 
 /// Work a query sends to the thread that owns a task: runs there, with the task's stores.
 pub(crate) type Request = Box<dyn FnOnce(&thread::ActiveTasks) + Send>;
@@ -216,12 +223,17 @@ pub(crate) struct Shared {
     committed_high: Mutex<HashMap<TopicPartition, u64>>,
     pub(crate) state: Mutex<StreamsState>,
     state_changed: Condvar,
+    /// The state, for async code (`Streams::state_changes`).
+    #[cfg(feature = "tokio")]
+    state_watch: tokio::sync::watch::Sender<StreamsState>,
+    /// Restores under way: per task, per store, (offsets replayed, offsets in all).
+    restoring: Mutex<BTreeMap<TaskId, StoresRestoring>>,
     listener: Mutex<Option<StateListener>>,
     handler: Mutex<ExceptionHandler>,
     /// Tasks that failed with no progress since, by task (`None`: outside any task).
     failures: Mutex<HashMap<Option<TaskId>, Failures>>,
     stop: AtomicBool,
-    fatal: Mutex<Option<Arc<Error>>>,
+    pub(crate) fatal: Mutex<Option<Arc<Error>>>,
     pub(crate) metrics: Mutex<StreamsMetrics>,
     next_thread: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
@@ -242,6 +254,8 @@ impl Shared {
             old
         };
         self.state_changed.notify_all();
+        #[cfg(feature = "tokio")]
+        self.state_watch.send_replace(new);
         tracing::info!(application_id = %self.config.application_id, from = %old, to = %new, "state change");
         if let Some(l) = &*listener {
             l(old, new);
