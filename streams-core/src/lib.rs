@@ -78,10 +78,11 @@ pub use processor::{
 pub use record::{Header, Record, StoredRecord, TopicPartition};
 #[cfg(feature = "tokio")]
 pub use runtime::Shutdown;
+pub use runtime::ENV_PREFIX;
 pub use runtime::{
     ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, OffsetReset,
-    ProcessingGuarantee, RestoreProgress, SessionQuery, Streams, StreamsConfig, StreamsMetrics,
-    StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
+    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, Streams, StreamsConfig,
+    StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

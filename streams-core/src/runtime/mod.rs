@@ -30,6 +30,7 @@ mod config;
 mod global_thread;
 mod layout;
 mod metrics;
+mod properties;
 mod query;
 mod rebalance;
 #[cfg(feature = "tokio")]
@@ -52,6 +53,7 @@ pub use config::{
     ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
 };
 pub use metrics::{RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics};
+pub use properties::{Properties, ENV_PREFIX};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
 #[cfg(feature = "tokio")]
 pub use service::Shutdown;
