@@ -155,7 +155,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.common.print_description(&topology) {
         return Ok(());
     }
-    let config = args.common.config(APP);
+    let config = args.common.config(APP)?;
     let log = args.common.open_log(&config)?;
     // Updates go to the partition of their key among the topic's partitions, which an
     // existing topic (an earlier run's) may have another number of.

@@ -176,6 +176,16 @@ impl Properties {
         );
     }
 
+    /// Sets one property, saying where it came from (`--threads`, say) for error messages.
+    pub fn set_with_origin(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+        origin: impl Into<String>,
+    ) {
+        self.set_from(key.into(), value.into(), origin.into());
+    }
+
     fn set_from(&mut self, key: String, value: String, origin: String) {
         self.values
             .insert(key.trim().to_string(), (value.trim().to_string(), origin));
