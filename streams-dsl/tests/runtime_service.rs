@@ -46,27 +46,23 @@ async fn the_state_watch_sees_the_transitions_in_order() {
     let sink = all.clone();
     streams.set_state_listener(move |_, new| sink.lock().expect("lock").push(new));
 
+    let shutdown = Shutdown::new();
     let mut states = streams.state_changes();
+    // The watcher asks for the shutdown once it has seen RUNNING: a watch keeps only the
+    // latest state, so a reader must be told apart from the state changes it waits for.
+    let trigger = shutdown.clone();
     let watcher = tokio::spawn(async move {
         let mut seen = vec![*states.borrow_and_update()];
         while states.changed().await.is_ok() {
             let s = *states.borrow_and_update();
             seen.push(s);
-            if s == StreamsState::NotRunning {
-                break;
+            match s {
+                StreamsState::Running => trigger.trigger(),
+                StreamsState::NotRunning => break,
+                _ => {}
             }
         }
         seen
-    });
-    let shutdown = Shutdown::new();
-    let mut running = streams.state_changes();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        running
-            .wait_for(|s| *s == StreamsState::Running)
-            .await
-            .expect("running");
-        trigger.trigger();
     });
     tokio::time::timeout(Duration::from_secs(60), streams.run_until(shutdown.wait()))
         .await
