@@ -16,7 +16,8 @@ start() {
   pid=$!
   for _ in $(seq 600); do
     addr=$(sed -n 's|.* on http://||p' "$work/stderr" | head -1)
-    [ -n "$addr" ] && return
+    # HTTP answers from before the start-up restore; /readyz says when the stores do.
+    [ -n "$addr" ] && curl -sf "http://$addr/readyz" > /dev/null && return
     sleep 0.1
   done
   cat "$work/stderr"; exit 1
@@ -28,7 +29,7 @@ echo "== updates (examples/data/rates.csv):"; cat examples/data/rates.csv
 start --updates examples/data/rates.csv
 sleep 1
 echo "== serving on $addr"
-get /rates; get /rates/USD/GBP; get /rates/CHF/GBP; get /health
+get /rates; get /rates/USD/GBP; get /rates/CHF/GBP; get /health; get /readyz
 curl -s "http://$addr/metrics" | grep -E '^streams_task_records_processed_total' | head -3
 grep 'skipped' "$work/stderr" || true
 stop

@@ -1,7 +1,8 @@
 //! What the example programs share: the common command-line options (state directory,
 //! threads, guarantee, `--describe`, and a Kafka cluster to run on instead of the embedded
-//! log), reading CSV input with line-numbered error reports, logging setup, and waiting for
-//! SIGINT/SIGTERM.
+//! log), reading CSV input with line-numbered error reports, and logging setup. What a
+//! service of its own needs (signals, running until one, health routes) is in the library:
+//! `streams_core::Shutdown`, `Streams::run_until`, `streams_core::http`.
 //!
 //! The examples use only the public API of the library, as a user's service would.
 //!
@@ -21,20 +22,26 @@ use streams_core::TopicName;
 use streams_core::{
     EmbeddedLog, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Streams, TopicPartition, Topology,
 };
-use streams_core::{ExceptionResponse, ProcessingGuarantee, StreamsConfig};
-/// Options every example takes.
+use streams_core::{ExceptionResponse, ProcessingGuarantee, Properties, StreamsConfig};
+/// Options every example takes. Each flag can also come from its environment variable
+/// (`KSTREAMS_<KAFKA NAME>`, as `streams_core::Properties::from_env` reads them) or from a
+/// properties file (`--config`); a flag (or its variable) wins over the file.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
+    /// A Java properties file of settings by their Kafka Streams names (`application.id`,
+    /// `num.stream.threads`, `bootstrap.servers`, `producer.linger.ms`, ...).
+    #[arg(long, value_name = "FILE", env = "KSTREAMS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where local state and the embedded log live (default: a directory under the system
     /// temp dir named after the example). On Kafka it holds the stores only.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "KSTREAMS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Stream threads.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub threads: usize,
-    /// `at-least-once` or `exactly-once`.
-    #[arg(long, value_name = "GUARANTEE", default_value = "at-least-once")]
-    pub guarantee: ProcessingGuarantee,
+    /// Stream threads [default: 2].
+    #[arg(long, value_name = "N", env = "KSTREAMS_NUM_STREAM_THREADS")]
+    pub threads: Option<usize>,
+    /// `at-least-once` or `exactly-once` [default: at-least-once].
+    #[arg(long, value_name = "GUARANTEE", env = "KSTREAMS_PROCESSING_GUARANTEE")]
+    pub guarantee: Option<ProcessingGuarantee>,
     /// Print the topology instead of running: `text` (the default), `mermaid` or `dot`.
     #[arg(
         long,
@@ -44,23 +51,27 @@ pub struct CommonArgs {
     )]
     pub describe: Option<DescribeFormat>,
     /// Run on the Kafka cluster at HOST:PORT[,HOST:PORT...] instead of the embedded log.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "KSTREAMS_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
     /// A librdkafka property for every Kafka client; repeatable.
     #[arg(
         long = "kafka-property",
         value_name = "KEY=VALUE",
-        value_parser = parse_property,
-        requires = "bootstrap_servers"
+        value_parser = parse_property
     )]
     pub kafka_properties: Vec<(String, String)>,
     /// Names the consumer group and prefixes internal topics. Default: the example's name;
     /// on Kafka, a batch example adds a suffix of its own for each run.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", env = "KSTREAMS_APPLICATION_ID")]
     pub application_id: Option<String>,
     /// Prefix of the example's input and output topic names, to keep runs on a shared Kafka
     /// cluster apart.
-    #[arg(long, value_name = "PREFIX", default_value = "")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        env = "KSTREAMS_TOPIC_PREFIX"
+    )]
     pub topic_prefix: String,
 }
 
@@ -84,11 +95,67 @@ pub enum DescribeFormat {
 }
 
 impl CommonArgs {
-    /// The state directory: the one given, or `<temp>/streams-<example>`.
-    pub fn state_dir(&self, example: &str) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("streams-{example}")))
+    /// The settings given: the `--config` file, with the flags (or their environment
+    /// variables) over it.
+    pub fn properties(&self) -> streams_core::Result<Properties> {
+        let mut p = match &self.config {
+            Some(file) => Properties::from_file(file)?,
+            None => Properties::default(),
+        };
+        if let Some(dir) = &self.state_dir {
+            p.set_with_origin(
+                "state.dir",
+                dir.display().to_string(),
+                "--state-dir (or KSTREAMS_STATE_DIR)",
+            );
+        }
+        if let Some(n) = self.threads {
+            p.set_with_origin(
+                "num.stream.threads",
+                n.to_string(),
+                "--threads (or KSTREAMS_NUM_STREAM_THREADS)",
+            );
+        }
+        if let Some(g) = self.guarantee {
+            p.set_with_origin(
+                "processing.guarantee",
+                g.to_string(),
+                "--guarantee (or KSTREAMS_PROCESSING_GUARANTEE)",
+            );
+        }
+        if let Some(servers) = &self.bootstrap_servers {
+            p.set_with_origin(
+                "bootstrap.servers",
+                servers.as_str(),
+                "--bootstrap-servers (or KSTREAMS_BOOTSTRAP_SERVERS)",
+            );
+        }
+        if let Some(id) = &self.application_id {
+            p.set_with_origin(
+                "application.id",
+                id.as_str(),
+                "--application-id (or KSTREAMS_APPLICATION_ID)",
+            );
+        }
+        for (key, value) in &self.kafka_properties {
+            p.set_with_origin(key.as_str(), value.as_str(), "--kafka-property");
+        }
+        if !self.kafka_properties.is_empty() && p.get("bootstrap.servers").is_none() {
+            return Err(streams_core::Error::Config {
+                key: "--kafka-property".into(),
+                reason: "needs --bootstrap-servers (or bootstrap.servers in --config)".into(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// The state directory: the one given (flag, variable or file), or
+    /// `<temp>/streams-<example>`.
+    pub fn state_dir(&self, example: &str) -> streams_core::Result<PathBuf> {
+        Ok(match self.properties()?.get("state.dir") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::temp_dir().join(format!("streams-{example}")),
+        })
     }
 
     /// With `--describe`, prints the topology and returns true: the example then stops.
@@ -111,9 +178,10 @@ impl CommonArgs {
 
     /// The configuration of a long-running example: the application id given or the
     /// example's name, the state directory given or `<temp>/streams-<example>`.
-    pub fn config(&self, example: &str) -> StreamsConfig {
-        let id = self.application_id.as_deref().unwrap_or(example);
-        self.config_in(id, self.state_dir(example))
+    pub fn config(&self, example: &str) -> streams_core::Result<StreamsConfig> {
+        let props = self.properties()?;
+        let id = props.get("application.id").unwrap_or(example).to_string();
+        self.config_in(&id, self.state_dir(example)?)
     }
 
     /// For examples that load their input and run once: the configuration, the log, and
@@ -125,55 +193,52 @@ impl CommonArgs {
         topology: &Topology,
     ) -> Result<Run, Box<dyn std::error::Error>> {
         let stamp = run_stamp();
-        let id = match (&self.application_id, &self.bootstrap_servers) {
-            (Some(id), _) => id.clone(),
+        let props = self.properties()?;
+        let id = match (props.get("application.id"), props.get("bootstrap.servers")) {
+            (Some(id), _) => id.to_string(),
             (None, Some(_)) => format!("{example}-{stamp}"),
             (None, None) => example.to_string(),
         };
-        let (dir, scratch) = match &self.state_dir {
-            Some(dir) => (dir.clone(), ScratchDir(None)),
+        let (dir, scratch) = match props.get("state.dir") {
+            Some(dir) => (PathBuf::from(dir), ScratchDir(None)),
             None => {
                 let dir = std::env::temp_dir().join(format!("streams-{example}-{stamp}"));
                 (dir.clone(), ScratchDir(Some(dir)))
             }
         };
-        let config = self.config_in(&id, dir);
+        let config = self.config_in(&id, dir)?;
         let log = self.open_log(&config)?;
         tracing::info!(application_id = %id, "batch run");
         let run = Run {
             config,
             log,
-            cluster: self.bootstrap_servers.clone(),
+            cluster: props.get("bootstrap.servers").map(str::to_string),
             _scratch: scratch,
         };
         run.check_written_topics(topology)?;
         Ok(run)
     }
 
-    /// The log to run on: the Kafka cluster of `--bootstrap-servers` (with the
-    /// `--kafka-property`s), or the embedded log of the configured state directory.
+    /// The log to run on: the Kafka cluster of `bootstrap.servers` (with the Kafka client
+    /// properties given), or the embedded log of the configured state directory.
     pub fn open_log(&self, config: &StreamsConfig) -> streams_core::Result<Arc<dyn Log>> {
-        let Some(servers) = &self.bootstrap_servers else {
+        let props = self.properties()?;
+        if props.get("bootstrap.servers").is_none() {
             return Ok(Arc::new(EmbeddedLog::open(config.embedded_log_dir())?));
-        };
-        // Transactional ids of this instance's own (its process id is kept in its state
-        // directory): a restarted instance fences the transactions its predecessor left
-        // open, and two replicas never fence each other.
-        let prefix = format!("{}-{}", config.application_id, config.process_id()?);
-        let mut kafka = KafkaLogConfig::new(servers.as_str())
-            .with_property("client.id", config.application_id.as_str())
-            .with_transactional_id_prefix(prefix);
-        for (key, value) in &self.kafka_properties {
-            kafka = kafka.with_property(key.as_str(), value.as_str());
         }
+        let kafka = KafkaLogConfig::from_properties(&props, config)?;
         Ok(Arc::new(KafkaLog::connect(kafka)?))
     }
 
-    fn config_in(&self, application_id: &str, dir: PathBuf) -> StreamsConfig {
-        StreamsConfig::new(application_id, dir)
-            .with_threads(self.threads)
-            .with_guarantee(self.guarantee)
-            .with_commit_interval(Duration::from_millis(100))
+    /// The settings given, for `application_id` in `dir`, over the examples' defaults
+    /// (2 threads, 100 ms commits).
+    fn config_in(&self, application_id: &str, dir: PathBuf) -> streams_core::Result<StreamsConfig> {
+        let defaults =
+            Properties::from_map([("num.stream.threads", "2"), ("commit.interval.ms", "100")]);
+        let mut props = defaults.merge(self.properties()?);
+        props.set("application.id", application_id);
+        props.set("state.dir", dir.display().to_string());
+        StreamsConfig::from_properties(&props)
     }
 }
 
@@ -467,29 +532,5 @@ pub fn expect_fields(fields: &[&str], n: usize, format: &str) -> Result<(), Stri
             "expected {n} fields ({format}), found {}",
             fields.len()
         ))
-    }
-}
-
-/// Resolves when the process gets SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

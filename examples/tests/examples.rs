@@ -334,6 +334,8 @@ fn every_example_has_help() {
         let (ok, out, _) = run(bin, &["--help"], "");
         assert!(ok);
         for option in [
+            "--config",
+            "KSTREAMS_NUM_STREAM_THREADS",
             "--state-dir",
             "--threads",
             "--guarantee",
@@ -346,4 +348,56 @@ fn every_example_has_help() {
             assert!(out.contains(option), "{bin} --help lacks {option}");
         }
     }
+}
+
+/// Settings from `--config FILE` and from environment variables (clap's `env`), a flag over
+/// the file, and bad values reported with the key and where they came from.
+#[test]
+fn settings_come_from_a_config_file_and_the_environment() {
+    let bin = env!("CARGO_BIN_EXE_word-count");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("from-file");
+    let config = write(
+        dir.path(),
+        "wc.properties",
+        &format!(
+            "# word-count\nstate.dir = {}\nnum.stream.threads: 3\ncommit.interval.ms = 50ms\n",
+            state.display()
+        ),
+    );
+    let (ok, out, err) = run(bin, &["--config", &config], "the fox\nthe dog\n");
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), vec!["dog,1", "fox,1", "the,2"]);
+    assert!(
+        state.join("log").is_dir(),
+        "the state dir of the file was used"
+    );
+
+    let bad = write(dir.path(), "bad.properties", "num.stream.threads=lots\n");
+    let (ok, _, err) = run(bin, &["--config", &bad], "a\n");
+    assert!(!ok);
+    assert!(
+        err.contains("num.stream.threads")
+            && err.contains("`lots`")
+            && err.contains("bad.properties"),
+        "{err}"
+    );
+    // A flag wins over the file.
+    let (ok, out, err) = run(bin, &["--config", &bad, "--threads", "1"], "a\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, "a,1\n");
+
+    let typo = write(dir.path(), "typo.properties", "num.stream.thread=2\n");
+    let (ok, _, err) = run(bin, &["--config", &typo], "a\n");
+    assert!(!ok);
+    assert!(err.contains("num.stream.thread"), "{err}");
+
+    let out = std::process::Command::new(bin)
+        .env("KSTREAMS_NUM_STREAM_THREADS", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("num.stream.threads"), "{err}");
 }

@@ -94,3 +94,156 @@ fn serves_rates_and_survives_sigkill() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// The sum of a metric family's samples in Prometheus text.
+fn metric_sum(metrics: &str, family: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Waits for the process to exit and returns whether it succeeded.
+fn wait_exit(app: &mut Running) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(s) = app.child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// HTTP is up before the start-up restore: `/readyz` answers 503 with the restore's progress
+/// and `/livez` 200. A SIGTERM in the middle of the restore closes the application cleanly:
+/// it exits 0 with checkpoints written where the restore got, so the next start replays only
+/// the rest, and every rate is there.
+#[test]
+fn sigterm_during_restore_closes_cleanly() {
+    const PAIRS: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..PAIRS {
+        text.push_str(&format!("P{i}/GBP,1.{}\n", i % 1000 + 1));
+    }
+    let updates = write(dir.path(), "updates.csv", &text);
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().unwrap();
+    let args = ["--state-dir", state_arg, "--http", "127.0.0.1:0"];
+
+    // Build the table, then close cleanly.
+    let mut app = Running::start(BIN, &[&args[..], &["--updates", &updates]].concat());
+    let addr = app.http_addr();
+    let deadline = std::time::Instant::now() + WAIT;
+    while metric_sum(
+        &http_get(addr, "/metrics").1,
+        "streams_task_records_processed_total",
+    ) < PAIRS as f64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the updates were not all processed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    app.signal("TERM");
+    assert!(wait_exit(&mut app).success());
+    drop(app);
+
+    // Without checkpoints, the next start restores every store from its changelog.
+    let app_dir = state.join("exchange-rates");
+    let task_dirs: Vec<_> = std::fs::read_dir(&app_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join(".checkpoint").exists())
+        .collect();
+    assert_eq!(
+        task_dirs.len(),
+        4,
+        "a checkpoint per task after a clean close"
+    );
+    for d in &task_dirs {
+        std::fs::remove_file(d.join(".checkpoint")).unwrap();
+    }
+
+    let mut app = Running::start(BIN, &args);
+    let addr = app.http_addr();
+    let deadline = std::time::Instant::now() + WAIT;
+    let (seen, restoring) = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no restore in progress was seen"
+        );
+        let (status, live) = http_get(addr, "/livez");
+        assert_eq!(status, 200, "/livez during the restore: {live}");
+        let (status, body) = http_get(addr, "/readyz");
+        assert_ne!(status, 200, "ready before the restore was seen: {body}");
+        assert_eq!(status, 503, "{body}");
+        let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(ready["ready"], false);
+        assert_eq!(ready["state"], "REBALANCING");
+        let restored = ready["restored"].as_u64().unwrap();
+        let total = ready["total"].as_u64().unwrap();
+        assert!(restored <= total && total <= PAIRS, "{body}");
+        if restored >= 10_000 && restored < total {
+            let tasks: Vec<String> = ready["restoring"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    assert_eq!(r["store"], "rates-store");
+                    r["task"].as_str().unwrap().to_string()
+                })
+                .collect();
+            break (restored, tasks);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    app.signal("TERM");
+    let status = wait_exit(&mut app);
+    let stderr = app.stderr.lock().unwrap().join("\n");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for task in &restoring {
+        assert!(
+            app_dir.join(task).join(".checkpoint").exists(),
+            "task {task} was restoring at SIGTERM and wrote no checkpoint"
+        );
+    }
+    drop(app);
+
+    // The next start replays what the stopped restore had not, and serves every rate.
+    let app = Running::start(BIN, &args);
+    let addr = app.http_addr();
+    wait_for_answer(
+        addr,
+        "/readyz",
+        (
+            200,
+            r#"{"ready":true,"restored":0,"restoring":[],"state":"RUNNING","total":0}"#,
+        ),
+        WAIT,
+    );
+    assert_eq!(http_get(addr, "/livez").0, 200);
+    let restored = metric_sum(
+        &http_get(addr, "/metrics").1,
+        "streams_task_restored_records",
+    );
+    assert!(
+        restored <= (PAIRS - seen) as f64,
+        "restored {restored} records again; the stopped restore had done {seen} of {PAIRS}"
+    );
+    let (status, all) = http_get(addr, "/rates");
+    assert_eq!(status, 200);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all.as_array().unwrap().len() as u64, PAIRS);
+    assert_eq!(
+        http_get(addr, "/rates/P4321/GBP"),
+        (200, r#"{"pair":"P4321/GBP","rate":1.322}"#.into())
+    );
+}

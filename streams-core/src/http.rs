@@ -12,12 +12,17 @@
 //! | `GET /stores/{store}/range?from=K&to=K` | the same, `from <= key <= to` |
 //! | `GET /stores/{store}/windows/{key}?from=MS&to=MS` | `[{"start":…,"value":…},…]` |
 //! | `GET /health` | 200 `{"state":"RUNNING"}`, else 503 with the state |
+//! | `GET /livez` | 200 unless the application stopped after an error (503 with the error) |
+//! | `GET /readyz` | 200 when this instance's tasks run; else 503 with the restores' progress |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key, 400 for a key or bound
 //! that does not parse, 503 with `Retry-After` while the store's task is being restored or
 //! moved, 500 otherwise. Store reads block on the owning stream thread, so they run on
 //! tokio's blocking pool.
+//!
+//! The routes answer from the moment [`Streams::new`] returned: bind the server before
+//! starting the application, and the probes see the start-up restore (see `health`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,6 +40,8 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::runtime::{KeyValueQuery, Shared, Streams, StreamsState, WindowQuery};
 use crate::serdes::Serde;
+
+mod health;
 
 /// A store read that went wrong, as an HTTP answer.
 #[derive(Debug)]
@@ -226,11 +233,15 @@ impl QueryServer {
         Ok(self)
     }
 
-    /// The routes, to serve as they are or merged into an application's own router.
+    /// The routes (stores, `/health`, `/livez`, `/readyz`, `/metrics`), to serve as they are
+    /// or to merge into a service's own router (`Router::merge`); see the README's "Use it in
+    /// your axum service".
     pub fn router(self) -> Router {
         let state = Arc::new(self);
         Router::new()
             .route("/health", get(health))
+            .route("/livez", get(health::livez))
+            .route("/readyz", get(health::readyz))
             .route("/metrics", get(metrics))
             .route("/stores", get(list))
             .route("/stores/{store}/keys/{key}", get(get_key))
@@ -259,7 +270,8 @@ impl QueryServer {
     }
 }
 
-/// `/health` and `/metrics` for any application, to merge into a router of its own.
+/// `/health`, `/livez`, `/readyz` and `/metrics` for any application, to merge into a router
+/// of its own.
 pub fn health_and_metrics(streams: &Streams) -> Router {
     QueryServer::new(streams).router()
 }

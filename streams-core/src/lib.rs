@@ -76,10 +76,13 @@ pub use processor::{
     TaskMetrics, WindowStoreRef,
 };
 pub use record::{Header, Record, StoredRecord, TopicPartition};
+#[cfg(feature = "tokio")]
+pub use runtime::Shutdown;
+pub use runtime::ENV_PREFIX;
 pub use runtime::{
     ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, OffsetReset,
-    ProcessingGuarantee, SessionQuery, Streams, StreamsConfig, StreamsMetrics, StreamsState,
-    TaskSnapshot, ThreadMetrics, WindowQuery,
+    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, Streams, StreamsConfig,
+    StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

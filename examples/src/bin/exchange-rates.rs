@@ -7,12 +7,16 @@
 //!
 //! - `GET /rates/{BASE}/{QUOTE}` → `{"pair":"USD/GBP","rate":0.71}`, or 404 with a JSON error;
 //! - `GET /rates` → every pair;
-//! - `GET /health`, `GET /metrics` (Prometheus), and the generic `/stores/…` routes.
+//! - `GET /health`, `GET /livez`, `GET /readyz`, `GET /metrics` (Prometheus), and the
+//!   generic `/stores/…` routes.
 //!
-//! It keeps serving after the input ends, until SIGINT or SIGTERM, then closes cleanly.
+//! HTTP is served from before the start-up restore (`/readyz` shows its progress). It keeps
+//! serving after the input ends, until SIGINT or SIGTERM, then closes cleanly, also when the
+//! signal comes during the restore.
 //! Restarted on the same state directory with no input, it serves the last values, restored
 //! from the store's changelog.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,9 +28,9 @@ use axum::{Json, Router};
 use clap::Parser;
 use serde_json::{json, Value};
 use streams_core::http::{blocking, HttpError, QueryServer};
-use streams_core::KeyValueQuery;
 use streams_core::{
-    partition_for_key, JsonSerde, Log, Record, StringSerde, TopicConfig, TopicPartition,
+    partition_for_key, ExceptionResponse, JsonSerde, KeyValueQuery, Log, Record, Shutdown, Streams,
+    StringSerde, TopicConfig, TopicPartition,
 };
 use streams_dsl::prelude::*;
 use streams_examples::{field, input, read_csv, CommonArgs};
@@ -151,7 +155,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.common.print_description(&topology) {
         return Ok(());
     }
-    let config = args.common.config(APP);
+    let config = args.common.config(APP)?;
     let log = args.common.open_log(&config)?;
     // Updates go to the partition of their key among the topic's partitions, which an
     // existing topic (an earlier run's) may have another number of.
@@ -163,16 +167,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(e) => return Err(e.into()),
     };
-    let streams = streams_examples::start(topology, config, log.clone())?;
-    let rates: Rates = Arc::new(streams.key_value_store(
-        STORE,
-        Arc::new(StringSerde),
-        Arc::new(JsonSerde::<f64>::new()),
-    )?);
+    let streams = Streams::new(topology, config, log.clone())?;
+    streams.set_uncaught_exception_handler(|_| ExceptionResponse::ReplaceThread);
+    let values = || Arc::new(JsonSerde::<f64>::new());
+    let rates: Rates = Arc::new(streams.key_value_store(STORE, Arc::new(StringSerde), values())?);
     let server = QueryServer::new(&streams).key_value::<String, f64>(
         STORE,
         Arc::new(StringSerde),
-        Arc::new(JsonSerde::<f64>::new()),
+        values(),
     )?;
     let app = Router::new()
         .route("/rates", get(all_rates))
@@ -185,26 +187,32 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let served = runtime.block_on(async {
+        // Before anything slow: a SIGTERM from now on closes the application cleanly, and
+        // the probes answer during the start-up restore.
+        let shutdown = Shutdown::on_signals()?;
         let listener = tokio::net::TcpListener::bind(args.http).await?;
         eprintln!("serving {} on http://{}", STORE, listener.local_addr()?);
+        let http = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.wait())
+                .into_future(),
+        );
         let publisher = {
             let (log, updates) = (log.clone(), args.updates.clone());
             tokio::task::spawn_blocking(move || publish(log, &topic, updates, partitions))
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(streams_examples::shutdown_signal())
-            .await?;
+        let ran = streams.run_until(shutdown.wait()).await;
+        shutdown.trigger();
+        http.await??;
         // Reading stdin cannot be interrupted; a publisher still waiting for input is left.
         if publisher.is_finished() {
             publisher.await??;
         }
+        ran?;
         Ok::<(), Box<dyn std::error::Error>>(())
     });
-    let closed = streams.close();
     runtime.shutdown_background();
-    served?;
-    closed?;
-    Ok(())
+    served
 }
 
 fn main() -> ExitCode {

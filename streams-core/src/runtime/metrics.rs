@@ -54,6 +54,21 @@ pub struct TaskSnapshot {
     pub stream_time: i64,
 }
 
+/// How far the restore of one store of one task has got (see
+/// [`Streams::restore_progress`](super::Streams::restore_progress)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// The task restoring.
+    pub task: TaskId,
+    /// The store restoring.
+    pub store: String,
+    /// Changelog records (offsets) replayed so far.
+    pub restored: u64,
+    /// Changelog records (offsets) to replay in all: from the checkpoint, or the changelog's
+    /// start, to its end when the restore began.
+    pub total: u64,
+}
+
 /// A snapshot of the application's metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamsMetrics {

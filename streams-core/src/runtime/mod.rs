@@ -30,8 +30,11 @@ mod config;
 mod global_thread;
 mod layout;
 mod metrics;
+mod properties;
 mod query;
 mod rebalance;
+#[cfg(feature = "tokio")]
+mod service;
 mod streams;
 mod thread;
 
@@ -49,8 +52,11 @@ use state_store::RocksDbMemory;
 pub use config::{
     ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
 };
-pub use metrics::{StreamsMetrics, TaskSnapshot, ThreadMetrics};
+pub use metrics::{RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics};
+pub use properties::{Properties, ENV_PREFIX};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
+#[cfg(feature = "tokio")]
+pub use service::Shutdown;
 pub use streams::Streams;
 
 use crate::error::{Error, Result};
@@ -97,6 +103,9 @@ impl std::fmt::Display for StreamsState {
 /// Called with (old, new) on every state change, in order, on the thread that caused it. It
 /// must not call [`Streams::set_state_listener`].
 pub(crate) type StateListener = Arc<dyn Fn(StreamsState, StreamsState) + Send + Sync>;
+
+/// One task's stores restoring: store → (offsets replayed, offsets to replay in all).
+type StoresRestoring = BTreeMap<String, (u64, u64)>;
 
 /// Work a query sends to the thread that owns a task: runs there, with the task's stores.
 pub(crate) type Request = Box<dyn FnOnce(&thread::ActiveTasks) + Send>;
@@ -230,6 +239,11 @@ pub(crate) struct Shared {
     committed_high: Mutex<HashMap<TopicPartition, u64>>,
     pub(crate) state: Mutex<StreamsState>,
     state_changed: Condvar,
+    /// The state, for async code (`Streams::state_changes`).
+    #[cfg(feature = "tokio")]
+    state_watch: tokio::sync::watch::Sender<StreamsState>,
+    /// Restores under way: per task, per store, (offsets replayed, offsets in all).
+    restoring: Mutex<BTreeMap<TaskId, StoresRestoring>>,
     listener: Mutex<Option<StateListener>>,
     handler: Mutex<ExceptionHandler>,
     /// Tasks that failed with no progress since, by task (`None`: outside any task).
@@ -239,7 +253,7 @@ pub(crate) struct Shared {
     /// opens next, so that it restores them from the changelogs.
     corrupt: Arc<Mutex<HashMap<TaskId, Corruption>>>,
     stop: AtomicBool,
-    fatal: Mutex<Option<Arc<Error>>>,
+    pub(crate) fatal: Mutex<Option<Arc<Error>>>,
     pub(crate) metrics: Mutex<StreamsMetrics>,
     next_thread: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
@@ -260,6 +274,8 @@ impl Shared {
             old
         };
         self.state_changed.notify_all();
+        #[cfg(feature = "tokio")]
+        self.state_watch.send_replace(new);
         tracing::info!(application_id = %self.config.application_id, from = %old, to = %new, "state change");
         if let Some(l) = &*listener {
             l(old, new);

@@ -14,7 +14,8 @@ use state_store::RocksDbMemory;
 use super::layout::TopicLayout;
 use super::rebalance::GroupListener;
 use super::{
-    ExceptionHandler, ExceptionResponse, Group, Shared, StreamsConfig, StreamsMetrics, StreamsState,
+    ExceptionHandler, ExceptionResponse, Group, RestoreProgress, Shared, StreamsConfig,
+    StreamsMetrics, StreamsState,
 };
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
@@ -53,6 +54,9 @@ use crate::topology::Topology;
 /// ```
 pub struct Streams {
     pub(crate) shared: Arc<Shared>,
+    /// Whether dropping this handle closes the application: true for the user's, false for
+    /// the handles async methods move onto the blocking pool.
+    closes_on_drop: bool,
 }
 
 impl Streams {
@@ -100,6 +104,9 @@ impl Streams {
                 committed_high: Mutex::new(HashMap::new()),
                 state: Mutex::new(StreamsState::Created),
                 state_changed: Condvar::new(),
+                #[cfg(feature = "tokio")]
+                state_watch: tokio::sync::watch::Sender::new(StreamsState::Created),
+                restoring: Mutex::new(BTreeMap::new()),
                 listener: Mutex::new(None),
                 handler: Mutex::new(default_handler),
                 failures: Mutex::new(HashMap::new()),
@@ -111,7 +118,17 @@ impl Streams {
                 handles: Mutex::new(Vec::new()),
                 senders: Mutex::new(HashMap::new()),
             }),
+            closes_on_drop: true,
         })
+    }
+
+    /// Another handle on the same application, which does not close it when dropped.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn handle(&self) -> Streams {
+        Streams {
+            shared: self.shared.clone(),
+            closes_on_drop: false,
+        }
     }
 
     /// Sets the function told about every state change. Set it before `start`.
@@ -410,11 +427,38 @@ impl Streams {
     pub fn live_threads(&self) -> usize {
         self.shared.group.lock().members.len()
     }
+
+    /// The restores under way in this process, by task and store: what a readiness probe
+    /// shows while the application is `Rebalancing`. Empty once every task is restored.
+    pub fn restore_progress(&self) -> Vec<RestoreProgress> {
+        self.shared.restore_progress()
+    }
+}
+
+impl Shared {
+    pub(crate) fn restore_progress(&self) -> Vec<RestoreProgress> {
+        let restoring = self.restoring.lock();
+        restoring
+            .iter()
+            .flat_map(|(task, stores)| {
+                stores
+                    .iter()
+                    .map(move |(store, &(restored, total))| RestoreProgress {
+                        task: *task,
+                        store: store.clone(),
+                        restored,
+                        total,
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Drop for Streams {
     fn drop(&mut self) {
-        if !matches!(self.state(), StreamsState::NotRunning | StreamsState::Error) {
+        if self.closes_on_drop
+            && !matches!(self.state(), StreamsState::NotRunning | StreamsState::Error)
+        {
             if let Err(e) = self.close() {
                 tracing::warn!(error = %e, "closing the application on drop failed");
             }

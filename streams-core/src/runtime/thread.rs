@@ -29,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::log::{IsolationLevel, TxnId};
 use crate::record::TopicPartition;
-use crate::task::{parse_stream_time_metadata, StoreResources, Task, TaskEnv, TaskStores};
+use crate::task::{
+    parse_stream_time_metadata, RestoreHooks, StoreResources, Task, TaskEnv, TaskStores,
+};
 
 /// A task this thread holds, with where its inputs are read from.
 pub(crate) struct Active {
@@ -406,7 +408,11 @@ impl StreamThread {
             };
             if claimed {
                 self.current = Some(id);
-                let active = self.open_task(id)?;
+                let Some(active) = self.open_task(id)? else {
+                    // Closing: the restore stopped and checkpointed where it got.
+                    self.shared.group.lock().holders.remove(&id);
+                    break;
+                };
                 self.tasks.0.insert(id, active);
                 self.shared.group.lock().ready.insert(id);
                 opened = true;
@@ -420,7 +426,9 @@ impl StreamThread {
         Ok(())
     }
 
-    fn open_task(&mut self, id: TaskId) -> Result<Active> {
+    /// Opens a task, restored; `None` when the application began closing during the
+    /// restore (the task is closed again, its checkpoint written where the restore got).
+    fn open_task(&mut self, id: TaskId) -> Result<Option<Active>> {
         let shared = self.shared.clone();
         let log = &*shared.log;
         let app = &shared.config.application_id;
@@ -429,8 +437,25 @@ impl StreamThread {
         }
         let mut task = Task::new(&shared.topology, id, &self.env)?;
         let started = Instant::now();
-        let replayed = task.restore(log)?;
-        let restored: u64 = replayed.values().sum();
+        let stop = || shared.stopping();
+        let progress = |store: &str, done: u64, total: u64| {
+            let mut restoring = shared.restoring.lock();
+            let stores = restoring.entry(id).or_default();
+            stores.insert(store.to_string(), (done, total));
+        };
+        let hooks = RestoreHooks {
+            stop: &stop,
+            progress: &progress,
+        };
+        let replayed = task.restore_with(log, &hooks);
+        shared.restoring.lock().remove(&id);
+        let replayed = replayed?;
+        if !replayed.complete {
+            task.close()?;
+            tracing::info!(thread = %self.name, task = %id, "restore stopped by close: checkpointed where it got");
+            return Ok(None);
+        }
+        let restored: u64 = replayed.records.values().sum();
         let restore_time = started.elapsed();
         // Local state now matches the changelog's end.
         task.write_checkpoint(log)?;
@@ -493,7 +518,7 @@ impl StreamThread {
             thread = %self.name, task = %id, restored, restore_ms = restore_time.as_millis() as u64,
             "task restored and running"
         );
-        Ok(Active {
+        Ok(Some(Active {
             task,
             positions,
             dirty: false,
@@ -502,7 +527,7 @@ impl StreamThread {
             committed,
             restored,
             restore_time,
-        })
+        }))
     }
 
     /// `auto.offset.reset` for an input of `task`: internal topics always start from the

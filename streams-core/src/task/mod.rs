@@ -7,6 +7,7 @@
 //! is the largest timestamp processed; it drives windows and stream-time punctuation.
 
 mod global;
+mod progress;
 mod stores;
 
 use std::cell::RefCell;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 pub(crate) use self::global::{apply_global, GlobalStores, GlobalUpdater};
+pub(crate) use self::progress::{RestoreHooks, Restored};
 pub(crate) use self::stores::{StoreResources, TaskStores};
 use crate::error::{Error, Result};
 use crate::handler::{push_dead_letter_headers, Origin, RecordErrorHandler};
@@ -293,7 +295,16 @@ impl Task {
     /// Replays the stores' changelogs (only the tail past a valid checkpoint). Returns the
     /// records replayed per store.
     pub(crate) fn restore(&mut self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
-        self.stores.restore(log)
+        Ok(self.stores.restore(log, &RestoreHooks::none())?.records)
+    }
+
+    /// [`Task::restore`], telling `hooks` how far it got and stopping when they say so.
+    pub(crate) fn restore_with(
+        &mut self,
+        log: &dyn Log,
+        hooks: &RestoreHooks<'_>,
+    ) -> Result<Restored> {
+        self.stores.restore(log, hooks)
     }
 
     /// Buffers records read from `topic` (this task's partition), in offset order.

@@ -15,6 +15,7 @@ use state_store::{
 };
 
 use super::global::GlobalStores;
+use super::progress::{RestoreHooks, Restored};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::log::{IsolationLevel, Log};
@@ -80,6 +81,11 @@ struct ChangelogReader<'a> {
     position: u64,
     end: u64,
     buffered: VecDeque<ChangelogRecord>,
+    /// Where the restore started, for progress.
+    from: u64,
+    hooks: &'a RestoreHooks<'a>,
+    /// Set when `hooks.stop` ended the read before `end`.
+    stopped: bool,
 }
 
 impl ChangelogReader<'_> {
@@ -101,6 +107,11 @@ impl Iterator for ChangelogReader<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.buffered.is_empty() && self.position < self.end {
+            if (self.hooks.stop)() {
+                // Everything before `position` was handed out: the store holds it.
+                self.stopped = true;
+                break;
+            }
             let fetch = match self.log.read(
                 self.tp,
                 self.position,
@@ -117,7 +128,12 @@ impl Iterator for ChangelogReader<'_> {
             if fetch.next_offset <= self.position {
                 break;
             }
-            self.position = fetch.next_offset;
+            self.position = fetch.next_offset.min(self.end);
+            (self.hooks.progress)(
+                self.store,
+                self.position - self.from,
+                self.end.saturating_sub(self.from),
+            );
             for r in fetch.records {
                 if r.offset >= self.end {
                     break;
@@ -410,21 +426,37 @@ impl TaskStores {
     }
 
     /// Replays each logged store's changelog from its checkpoint (or, with none, wipes the
-    /// store and replays from the start). Returns records replayed per store.
+    /// store and replays from the start). Returns records replayed per store. When
+    /// `hooks.stop` ends it early, writes a checkpoint of where each store got (stores not
+    /// reached keep their earlier entries) and returns `complete: false`.
     ///
     /// A checkpointed offset is trusted only for the store it was written for (the store id it
     /// names is the store's, and nothing was found missing when the store was opened) and only
     /// inside the changelog's current range. Otherwise the store is wiped and restored from the
     /// start, with a warning that says why: local data the checkpoint does not describe, or a
     /// changelog that no longer holds what the store holds, must never be served.
-    pub(crate) fn restore(&mut self, log: &dyn Log) -> Result<BTreeMap<String, u64>> {
+    pub(crate) fn restore(&mut self, log: &dyn Log, hooks: &RestoreHooks<'_>) -> Result<Restored> {
         let task = self.task;
         let err = store_err(task);
         let checkpoint = Checkpoint::read(&self.task_dir).map_err(&err)?;
         let mut replayed = BTreeMap::new();
+        // Where each store got, for the checkpoint of a restore that is stopped.
+        let mut reached = Checkpoint::new();
+        let mut stopped = false;
         for (name, e) in &mut self.entries {
             let Some(tp) = &e.changelog else { continue };
             let cp = ChangelogPartition::new(tp.topic.clone(), tp.partition);
+            if stopped {
+                // Not reached: its local data is as the earlier checkpoint describes.
+                if let Some(c) = &checkpoint {
+                    match (c.offset(&cp), c.store_id(&cp)) {
+                        (Some(o), Some(id)) => reached.set_store_offset(cp, o, id.to_string()),
+                        (Some(o), None) => reached.set_offset(cp, o),
+                        _ => {}
+                    }
+                }
+                continue;
+            }
             let entry = match (&checkpoint, e.spec.persistent) {
                 (Some(c), true) => c.offset(&cp).map(|o| (o, c.store_id(&cp))),
                 _ => None,
@@ -469,23 +501,39 @@ impl TaskStores {
                 total: Some(end.saturating_sub(position)),
                 ..RestoreOptions::default()
             };
-            let reader = ChangelogReader {
+            let mut reader = ChangelogReader {
                 log,
                 tp,
                 store: name,
                 position,
                 end,
                 buffered: VecDeque::new(),
+                from: position,
+                hooks,
+                stopped: false,
             };
             let summary = e
                 .store
-                .with(|s| state_store::restore(s, reader, &options))
+                .with(|s| state_store::restore(s, &mut reader, &options))
                 .map_err(&err)?;
             // Restored writes skip RocksDB's WAL: flush them before a checkpoint can claim them.
             e.store.with(|s| s.flush()).map_err(&err)?;
             replayed.insert(name.clone(), summary.records);
+            stopped = reader.stopped;
+            if e.spec.persistent {
+                match &e.identity {
+                    Some(id) => reached.set_store_offset(cp, reader.position, id.clone()),
+                    None => reached.set_offset(cp, reader.position),
+                }
+            }
         }
-        Ok(replayed)
+        if stopped {
+            reached.write(&self.task_dir).map_err(&err)?;
+        }
+        Ok(Restored {
+            records: replayed,
+            complete: !stopped,
+        })
     }
 
     /// Records, for each logged persistent store, that it is restored up to the changelog's
