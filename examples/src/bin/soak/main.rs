@@ -297,7 +297,8 @@ fn supervise(args: &Args) -> Result<bool, Error> {
             if let Some(status) = child.try_wait()? {
                 return Err(format!("a run ended by itself ({status})").into());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // Each look opens the log read-only: not too often, it competes with the run.
+            std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(rng.below(200)));
         child.kill()?; // SIGKILL
