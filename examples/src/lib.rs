@@ -404,6 +404,74 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// A progress bar per store restoring from its changelog, on stderr when it is a terminal
+/// (nothing otherwise): set it with `Streams::set_restore_listener`.
+#[derive(Default)]
+pub struct RestoreBars {
+    bars: indicatif::MultiProgress,
+    /// By changelog partition and store, with the offset the restore started at.
+    active: std::sync::Mutex<std::collections::HashMap<String, (indicatif::ProgressBar, u64)>>,
+}
+
+impl RestoreBars {
+    fn name(changelog: &streams_core::TopicPartition, store: &str) -> String {
+        format!("{store} ({changelog})")
+    }
+
+    fn active(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (indicatif::ProgressBar, u64)>>
+    {
+        // A bar is only for show: a poisoned map is still good enough to draw from.
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl streams_core::StateRestoreListener for RestoreBars {
+    fn on_restore_start(
+        &self,
+        changelog: &streams_core::TopicPartition,
+        store: &str,
+        start: u64,
+        end: u64,
+    ) {
+        let bar = self
+            .bars
+            .add(indicatif::ProgressBar::new(end.saturating_sub(start)));
+        let style = indicatif::ProgressStyle::with_template(
+            "restoring {msg} {bar:30} {pos}/{len} records ({eta} left)",
+        );
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        let name = Self::name(changelog, store);
+        bar.set_message(name.clone());
+        self.active().insert(name, (bar, start));
+    }
+
+    fn on_batch_restored(
+        &self,
+        changelog: &streams_core::TopicPartition,
+        store: &str,
+        batch_end: u64,
+        _records: u64,
+    ) {
+        if let Some((bar, start)) = self.active().get(&Self::name(changelog, store)) {
+            bar.set_position(batch_end.saturating_sub(*start));
+        }
+    }
+
+    fn on_restore_end(&self, changelog: &streams_core::TopicPartition, store: &str, _: u64) {
+        if let Some((bar, _)) = self.active().remove(&Self::name(changelog, store)) {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn on_restore_suspended(&self, changelog: &streams_core::TopicPartition, store: &str, _: u64) {
+        self.on_restore_end(changelog, store, 0);
+    }
+}
+
 /// Starts `topology` on `log`, replacing failed threads, and waits until every task is
 /// restored and running.
 pub fn start(
@@ -413,6 +481,7 @@ pub fn start(
 ) -> streams_core::Result<Streams> {
     let streams = Streams::new(topology, config, log)?;
     streams.set_uncaught_exception_handler(|_| ExceptionResponse::ReplaceThread);
+    streams.set_restore_listener(RestoreBars::default());
     streams.start()?;
     streams.wait_for_state(
         streams_core::StreamsState::Running,

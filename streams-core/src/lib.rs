@@ -81,8 +81,8 @@ pub use runtime::Shutdown;
 pub use runtime::ENV_PREFIX;
 pub use runtime::{
     ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, OffsetReset,
-    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, Streams, StreamsConfig,
-    StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
+    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, StateRestoreListener, Streams,
+    StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

@@ -200,6 +200,71 @@ fn a_deleted_store_directory_is_restored_from_the_changelog() {
     assert_eq!(third.restored, 0);
 }
 
+/// One thing a restore listener was told: what, changelog and store, and two numbers.
+type Event = (String, String, u64, u64);
+
+/// What a restore listener was told, in order.
+#[derive(Clone, Default)]
+struct Told(Arc<Mutex<Vec<Event>>>);
+
+impl streams_core::StateRestoreListener for Told {
+    fn on_restore_start(&self, changelog: &TopicPartition, store: &str, start: u64, end: u64) {
+        let what = ("start".into(), format!("{changelog} {store}"), start, end);
+        self.0.lock().unwrap().push(what);
+    }
+    fn on_batch_restored(&self, changelog: &TopicPartition, store: &str, end: u64, n: u64) {
+        let what = ("batch".into(), format!("{changelog} {store}"), end, n);
+        self.0.lock().unwrap().push(what);
+    }
+    fn on_restore_end(&self, changelog: &TopicPartition, store: &str, restored: u64) {
+        let what = ("end".into(), format!("{changelog} {store}"), restored, 0);
+        self.0.lock().unwrap().push(what);
+    }
+}
+
+#[test]
+fn a_restore_listener_is_told_the_start_each_batch_and_the_end() {
+    let (app, store) = ("faults-listener", "counts-listener");
+    let dir = tempfile::tempdir().unwrap();
+    first_run(dir.path(), app, store);
+    std::fs::remove_dir_all(task_dir(dir.path(), app, 0).join(store)).unwrap();
+
+    let told = Told::default();
+    let streams = Streams::new(
+        counting(store),
+        config(dir.path(), app),
+        open_log(dir.path()),
+    )
+    .unwrap();
+    streams.set_restore_listener(told.clone());
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let restored: u64 = streams.metrics().tasks.values().map(|t| t.restored).sum();
+    streams.close().unwrap();
+    drop(streams); // lets go of the log
+
+    let events = told.0.lock().unwrap().clone();
+    // Only partition 0's store had anything to replay: its whole changelog.
+    let changelog_0 = format!("{}-0 {store}", changelog(app, store));
+    assert!(events.iter().all(|e| e.1 == changelog_0), "{events:?}");
+    let end = changelog_len(dir.path(), app, store, 0);
+    assert_eq!(
+        events.first(),
+        Some(&("start".into(), changelog_0.clone(), 0, end))
+    );
+    let batches: Vec<_> = events.iter().filter(|e| e.0 == "batch").collect();
+    assert!(!batches.is_empty());
+    assert!(batches.windows(2).all(|w| w[0].2 < w[1].2), "{batches:?}");
+    assert_eq!(batches.last().unwrap().2, end);
+    let in_batches: u64 = batches.iter().map(|b| b.3).sum();
+    assert_eq!(
+        events.last(),
+        Some(&("end".into(), changelog_0, in_batches, 0))
+    );
+    assert_eq!(in_batches, restored);
+    assert_eq!(restored, end);
+}
+
 #[test]
 fn a_deleted_current_file_is_restored_from_the_changelog() {
     let (app, store) = ("faults-current", "counts-current");

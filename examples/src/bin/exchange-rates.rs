@@ -169,6 +169,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let streams = Streams::new(topology, config, log.clone())?;
     streams.set_uncaught_exception_handler(|_| ExceptionResponse::ReplaceThread);
+    streams.set_restore_listener(streams_examples::RestoreBars::default());
     let values = || Arc::new(JsonSerde::<f64>::new());
     let rates: Rates = Arc::new(streams.key_value_store(STORE, Arc::new(StringSerde), values())?);
     let server = QueryServer::new(&streams).key_value::<String, f64>(

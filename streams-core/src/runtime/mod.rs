@@ -30,9 +30,11 @@ mod config;
 mod global_thread;
 mod layout;
 mod metrics;
+mod positions;
 mod properties;
 mod query;
 mod rebalance;
+mod restore;
 #[cfg(feature = "tokio")]
 mod service;
 mod streams;
@@ -55,6 +57,7 @@ pub use config::{
 pub use metrics::{RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics};
 pub use properties::{Properties, ENV_PREFIX};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
+pub use restore::StateRestoreListener;
 #[cfg(feature = "tokio")]
 pub use service::Shutdown;
 pub use streams::Streams;
@@ -244,6 +247,8 @@ pub(crate) struct Shared {
     state_watch: tokio::sync::watch::Sender<StreamsState>,
     /// Restores under way: per task, per store, (offsets replayed, offsets in all).
     restoring: Mutex<BTreeMap<TaskId, StoresRestoring>>,
+    /// Told about every task's restores.
+    restore_listener: Mutex<Option<Arc<dyn StateRestoreListener>>>,
     listener: Mutex<Option<StateListener>>,
     handler: Mutex<ExceptionHandler>,
     /// Tasks that failed with no progress since, by task (`None`: outside any task).

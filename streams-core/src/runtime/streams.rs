@@ -107,6 +107,7 @@ impl Streams {
                 #[cfg(feature = "tokio")]
                 state_watch: tokio::sync::watch::Sender::new(StreamsState::Created),
                 restoring: Mutex::new(BTreeMap::new()),
+                restore_listener: Mutex::new(None),
                 listener: Mutex::new(None),
                 handler: Mutex::new(default_handler),
                 failures: Mutex::new(HashMap::new()),
@@ -129,6 +130,12 @@ impl Streams {
             shared: self.shared.clone(),
             closes_on_drop: false,
         }
+    }
+
+    /// Sets what is told about the restores of the tasks' stores (see
+    /// [`StateRestoreListener`](crate::StateRestoreListener)); set it before `start`.
+    pub fn set_restore_listener(&self, listener: impl crate::StateRestoreListener + 'static) {
+        *self.shared.restore_listener.lock() = Some(Arc::new(listener));
     }
 
     /// Sets the function told about every state change. Set it before `start`.

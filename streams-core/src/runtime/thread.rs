@@ -24,6 +24,7 @@ use state_store::RecordCache;
 
 use super::config::OffsetReset;
 use super::metrics::{TaskSnapshot, ThreadMetrics};
+use super::positions::reset_position;
 use super::{Request, Shared};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
@@ -132,43 +133,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Where to read `tp` from when its committed offset is missing or outside the partition's
-/// range `start..=end`, by `auto.offset.reset`; an offset out of range is warned about.
-fn reset_position(
-    tp: &TopicPartition,
-    policy: OffsetReset,
-    committed: Option<u64>,
-    start: u64,
-    end: u64,
-) -> Result<u64> {
-    let position = match policy {
-        OffsetReset::Earliest => start,
-        OffsetReset::Latest => end,
-        OffsetReset::None => {
-            return Err(Error::NoValidOffset {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                committed,
-                start,
-                end,
-            })
-        }
-    };
-    match committed {
-        Some(offset) => tracing::warn!(
-            topic = %tp.topic, partition = tp.partition, offset, start, end, reset_to = position,
-            policy = ?policy,
-            "the offset to resume from is outside the partition: resuming where \
-             auto.offset.reset says"
-        ),
-        None => tracing::info!(
-            topic = %tp.topic, partition = tp.partition, start, end, reset_to = position,
-            policy = ?policy, "no committed offset: starting where auto.offset.reset says"
-        ),
-    }
-    Ok(position)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -443,9 +407,16 @@ impl StreamThread {
             let stores = restoring.entry(id).or_default();
             stores.insert(store.to_string(), (done, total));
         };
+        let listener = shared.restore_listener.lock().clone();
+        let events = |event: crate::task::RestoreEvent<'_>| {
+            if let Some(l) = &listener {
+                super::restore::tell(&**l, event);
+            }
+        };
         let hooks = RestoreHooks {
             stop: &stop,
             progress: &progress,
+            events: &events,
         };
         let replayed = task.restore_with(log, &hooks);
         shared.restoring.lock().remove(&id);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 pub(crate) use self::global::{apply_global, GlobalStores, GlobalUpdater};
-pub(crate) use self::progress::{RestoreHooks, Restored};
+pub(crate) use self::progress::{RestoreEvent, RestoreHooks, Restored};
 pub(crate) use self::stores::{StoreResources, TaskStores};
 use crate::error::{Error, Result};
 use crate::handler::{push_dead_letter_headers, Origin, RecordErrorHandler};

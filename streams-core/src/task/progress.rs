@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::record::TopicPartition;
+
 /// Hooks a restore calls between two fetches from a changelog.
 pub(crate) struct RestoreHooks<'a> {
     /// Asked before each fetch: `true` stops the restore where it is.
@@ -12,6 +14,8 @@ pub(crate) struct RestoreHooks<'a> {
     /// Told after each fetch: the store, changelog offsets replayed so far, and offsets to
     /// replay in all (both from the offset the restore started at).
     pub(crate) progress: &'a (dyn Fn(&str, u64, u64) + 'a),
+    /// Told where each store's restore starts, what each fetch replayed and how it ended.
+    pub(crate) events: &'a (dyn Fn(RestoreEvent<'_>) + 'a),
 }
 
 impl RestoreHooks<'static> {
@@ -20,8 +24,37 @@ impl RestoreHooks<'static> {
         RestoreHooks {
             stop: &|| false,
             progress: &|_, _, _| {},
+            events: &|_| {},
         }
     }
+}
+
+/// One step of a store's restore from its changelog partition, for a
+/// [`StateRestoreListener`](crate::StateRestoreListener). Only stores with something to
+/// replay (start below end) have any.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RestoreEvent<'a> {
+    /// The restore replays `start..end` of `changelog` into `store`.
+    Start {
+        changelog: &'a TopicPartition,
+        store: &'a str,
+        start: u64,
+        end: u64,
+    },
+    /// One fetch replayed `records` records, up to (not including) `batch_end`.
+    Batch {
+        changelog: &'a TopicPartition,
+        store: &'a str,
+        batch_end: u64,
+        records: u64,
+    },
+    /// The store reached the end (`complete`) or the restore was stopped by a close.
+    End {
+        changelog: &'a TopicPartition,
+        store: &'a str,
+        restored: u64,
+        complete: bool,
+    },
 }
 
 /// What a restore did.

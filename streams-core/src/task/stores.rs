@@ -15,7 +15,7 @@ use state_store::{
 };
 
 use super::global::GlobalStores;
-use super::progress::{RestoreHooks, Restored};
+use super::progress::{RestoreEvent, RestoreHooks, Restored};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::log::{IsolationLevel, Log};
@@ -134,6 +134,17 @@ impl Iterator for ChangelogReader<'_> {
                 self.position - self.from,
                 self.end.saturating_sub(self.from),
             );
+            let records = fetch
+                .records
+                .iter()
+                .take_while(|r| r.offset < self.end)
+                .count() as u64;
+            (self.hooks.events)(RestoreEvent::Batch {
+                changelog: self.tp,
+                store: self.store,
+                batch_end: self.position,
+                records,
+            });
             for r in fetch.records {
                 if r.offset >= self.end {
                     break;
@@ -501,6 +512,14 @@ impl TaskStores {
                 total: Some(end.saturating_sub(position)),
                 ..RestoreOptions::default()
             };
+            if position < end {
+                (hooks.events)(RestoreEvent::Start {
+                    changelog: tp,
+                    store: name,
+                    start: position,
+                    end,
+                });
+            }
             let mut reader = ChangelogReader {
                 log,
                 tp,
@@ -520,6 +539,14 @@ impl TaskStores {
             e.store.with(|s| s.flush()).map_err(&err)?;
             replayed.insert(name.clone(), summary.records);
             stopped = reader.stopped;
+            if position < end {
+                (hooks.events)(RestoreEvent::End {
+                    changelog: tp,
+                    store: name,
+                    restored: summary.records,
+                    complete: !stopped,
+                });
+            }
             if e.spec.persistent {
                 match &e.identity {
                     Some(id) => reached.set_store_offset(cp, reader.position, id.clone()),
