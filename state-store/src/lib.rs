@@ -42,7 +42,7 @@ pub use builder::{KeyValueStoreBuilder, SessionStoreBuilder, StoreBuilder, Windo
 pub use cache::{CacheStats, FlushListener, RecordCache};
 pub use changelog::{changelog_topic, ChangelogSink, RecordClock};
 pub use checkpoint::{store_dir, task_dir, ChangelogPartition, Checkpoint};
-pub use error::{ErrorClass, StoreError};
+pub use error::{ErrorClass, Report, StoreError};
 pub use identity::{
     destroy_store_dir, missing_local_data, new_store_id, read_store_id, StoreLayout, STORE_ID_FILE,
 };

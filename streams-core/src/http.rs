@@ -70,7 +70,7 @@ impl From<Error> for HttpError {
         };
         HttpError {
             status,
-            message: e.to_string(),
+            message: e.report().to_string(),
         }
     }
 }

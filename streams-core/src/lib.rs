@@ -61,7 +61,7 @@ mod task;
 mod topology;
 
 pub use driver::{DriverConfig, TestDriver};
-pub use error::{Error, ErrorClass, RecordPart, Result, SerdeError};
+pub use error::{Error, ErrorClass, RecordPart, Report, Result, SerdeError};
 pub use handler::{dead_letter_headers, RecordErrorHandler};
 pub use ids::{TaskId, TopicName};
 pub use log::{

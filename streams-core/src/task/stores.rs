@@ -260,8 +260,10 @@ impl TaskStores {
                 // Damaged local files of a logged store: its changelog holds the data.
                 Err(e) if spec.persistent && changelog.is_some() && e.is_corruption() => {
                     let reason = match distrust.take() {
-                        Some(missing) => format!("{missing}, and it could not be opened ({e})"),
-                        None => format!("it could not be opened ({e})"),
+                        Some(missing) => {
+                            format!("{missing}, and it could not be opened ({})", e.report())
+                        }
+                        None => format!("it could not be opened ({})", e.report()),
                     };
                     tracing::warn!(
                         task = %task, store = %spec.name, path = %dir.display(), %reason,
