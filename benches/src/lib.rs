@@ -25,11 +25,12 @@ pub use rss::peak_rss_mib;
 pub use scenario::{run_scenario, Outcome, Params, Scenario};
 pub use workload::{mix64, user_key, Digest, Keys, SplitMix, Workload, BASE_TIMESTAMP};
 
-/// What can stop a benchmark run.
+/// What can stop a benchmark run. `Display` prints this level (and a leaf error's text); the
+/// engine's error is the source: print the whole with `streams_core::Report`.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// The engine (or its log) failed.
-    #[error("engine: {0}")]
+    #[error("engine")]
     Engine(#[from] streams_core::Error),
     /// A serde failed in a baseline.
     #[error("serde: {0}")]

@@ -338,7 +338,7 @@ impl<'a> Harness<'a> {
             .wait_until_caught_up(self.params.timeout)
             .map_err(|e| match streams.error() {
                 // Say why the application stopped, not only that it did.
-                Some(cause) => BenchError::Harness(format!("{e}: {cause}")),
+                Some(cause) => BenchError::Harness(format!("{}: {}", e.report(), cause.report())),
                 None => e.into(),
             })
     }

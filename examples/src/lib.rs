@@ -269,7 +269,7 @@ impl Run {
     pub fn create_input_topic(&self, topic: &str, partitions: u32) -> Result<(), String> {
         self.log
             .create_topic(topic, streams_core::TopicConfig::new(partitions))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.report().to_string())?;
         if self.holds_records(topic)? {
             return Err(self.refusal(topic, &TopicName::User(topic.to_string())));
         }
@@ -317,14 +317,14 @@ impl Run {
         let partitions = match self.log.describe_topic(topic) {
             Ok(c) => c.partitions,
             Err(streams_core::Error::UnknownTopic { .. }) => return Ok(false),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.report().to_string()),
         };
         for p in 0..partitions {
             let tp = TopicPartition::new(topic, p);
             let end = self
                 .log
                 .end_offset(&tp, IsolationLevel::ReadUncommitted)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.report().to_string())?;
             if end > 0 {
                 return Ok(true);
             }
@@ -366,7 +366,7 @@ pub fn load(
 }
 
 /// An example's `main`: sets up logging, runs `run` and turns its error into a message on
-/// stderr (prefixed with `name`) and a failing exit code.
+/// stderr (prefixed with `name`, the error followed by its causes) and a failing exit code.
 pub fn main<A: clap::Parser>(
     name: &str,
     run: impl FnOnce(A) -> Result<(), Box<dyn std::error::Error>>,
@@ -375,7 +375,7 @@ pub fn main<A: clap::Parser>(
     match run(A::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e}");
+            eprintln!("{name}: {}", streams_core::Report::new(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use crate::cache::{CachingKeyValueStore, CachingWindowStore, FlushListener, RecordCache};
+use crate::cache::{CachingKeyValueStore, CachingWindowStore, Flushed, RecordCache};
 use crate::changelog::{
     ChangelogSink, LoggedKeyValueStore, LoggedSessionStore, LoggedWindowStore, RecordClock,
 };
@@ -83,7 +83,7 @@ struct Layers {
     name: String,
     backend: Backend,
     cache: Option<RecordCache>,
-    listener: Option<FlushListener>,
+    flushed: Flushed,
     sink: Option<Box<dyn ChangelogSink>>,
     clock: RecordClock,
 }
@@ -94,7 +94,7 @@ impl Layers {
             name,
             backend: Backend::InMemory,
             cache: None,
-            listener: None,
+            flushed: Flushed::Dropped,
             sink: None,
             clock: RecordClock::new(),
         }
@@ -115,11 +115,18 @@ impl Layers {
                 "store names may use only [A-Za-z0-9._-]",
             ));
         }
-        if self.listener.is_some() && self.cache.is_none() {
-            return Err(StoreError::invalid(
-                &self.name,
-                "a flush listener needs with_caching()",
-            ));
+        if self.cache.is_none() {
+            let wanted = match self.flushed {
+                Flushed::Dropped => None,
+                Flushed::Kept => Some("keep_flushed()"),
+                Flushed::Listener(_) => Some("a flush listener"),
+            };
+            if let Some(what) = wanted {
+                return Err(StoreError::invalid(
+                    &self.name,
+                    format!("{what} needs with_caching()"),
+                ));
+            }
         }
         Ok(())
     }
@@ -183,12 +190,22 @@ impl KeyValueStoreBuilder {
         self
     }
 
-    /// Call `listener(key, new, old)` for every change the cache flushes (needs caching).
+    /// Keep every change the cache writes through (on a flush, or an eviction caused by a
+    /// read or write of this store) until
+    /// [`StateStore::take_flushed`](crate::StateStore::take_flushed) takes it: how the
+    /// operator that owns the store forwards its changes (needs caching).
+    pub fn keep_flushed(mut self) -> Self {
+        self.layers.flushed = Flushed::Kept;
+        self
+    }
+
+    /// Call `listener(key, new, old)` for every change the cache writes through, right after
+    /// the store call that wrote it (instead of keeping it; needs caching).
     pub fn with_flush_listener(
         mut self,
         listener: impl FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) + Send + 'static,
     ) -> Self {
-        self.layers.listener = Some(Box::new(listener));
+        self.layers.flushed = Flushed::Listener(Box::new(listener));
         self
     }
 
@@ -206,7 +223,7 @@ impl KeyValueStoreBuilder {
             store = Box::new(LoggedKeyValueStore::new(store, sink, l.clock.clone()));
         }
         if let Some(cache) = &l.cache {
-            store = Box::new(CachingKeyValueStore::new(store, cache, l.clock, l.listener));
+            store = Box::new(CachingKeyValueStore::new(store, cache, l.clock, l.flushed));
         }
         Ok(store)
     }
@@ -229,13 +246,22 @@ impl WindowStoreBuilder {
         self
     }
 
-    /// Call `listener(window_key, new, old)` for every change the cache flushes; the key is
+    /// Keep every change the cache writes through until
+    /// [`StateStore::take_flushed`](crate::StateStore::take_flushed) takes it; keys are
     /// `[key][window_start]` as encoded by this crate (needs caching).
+    pub fn keep_flushed(mut self) -> Self {
+        self.layers.flushed = Flushed::Kept;
+        self
+    }
+
+    /// Call `listener(window_key, new, old)` for every change the cache writes through, right
+    /// after the store call that wrote it; the key is `[key][window_start]` as encoded by this
+    /// crate (instead of keeping it; needs caching).
     pub fn with_flush_listener(
         mut self,
         listener: impl FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) + Send + 'static,
     ) -> Self {
-        self.layers.listener = Some(Box::new(listener));
+        self.layers.flushed = Flushed::Listener(Box::new(listener));
         self
     }
 
@@ -281,7 +307,7 @@ impl WindowStoreBuilder {
             ));
         }
         if let Some(cache) = &l.cache {
-            store = Box::new(CachingWindowStore::new(store, cache, l.clock, l.listener));
+            store = Box::new(CachingWindowStore::new(store, cache, l.clock, l.flushed));
         }
         Ok(store)
     }

@@ -1,11 +1,61 @@
-//! The crate's one error type.
+//! The crate's one error type, and [`Report`], the way to show an error of the engine to a
+//! person.
 //!
 //! Every variant names the store it came from (and the path where there is one) and has a
 //! [`ErrorClass`] that says whose fault it is, plus [`StoreError::is_retriable`], so the runtime
-//! can decide between failing the task, retrying, and reporting a user mistake.
+//! can decide between failing the task, retrying, and reporting a user mistake. `Display`
+//! prints the variant's own level only; the error below it (RocksDB's, the OS's, the
+//! changelog's) is its `source()`, so a chain printer ([`Report`], anyhow's `{:#}`) prints each
+//! cause once.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::path::PathBuf;
+
+/// An error with the chain of its causes, each printed once: the error's own message, then
+/// `": "` and each cause's down to the root, as anyhow's `{:#}` prints them.
+///
+/// The engine's errors (this crate's [`StoreError`] and `streams_core::Error`) print only their
+/// own level in `Display` and return the error below from `source()`; show them to a person
+/// through this (`StoreError::report`, `streams_core::Error::report`).
+///
+/// ```
+/// use state_store::{Report, StoreError};
+///
+/// let e = StoreError::changelog("counts", true, "broker down");
+/// assert_eq!(e.to_string(), "store `counts`: changelog error");
+/// assert_eq!(
+///     Report::new(&e).to_string(),
+///     "store `counts`: changelog error: broker down"
+/// );
+/// ```
+#[derive(Clone, Copy)]
+pub struct Report<'a>(&'a (dyn StdError + 'static));
+
+impl<'a> Report<'a> {
+    /// The chain of `error` and its sources.
+    pub fn new(error: &'a (dyn StdError + 'static)) -> Self {
+        Report(error)
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 /// Whose fault an error is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,7 +73,7 @@ pub enum ErrorClass {
 #[non_exhaustive]
 pub enum StoreError {
     /// RocksDB reported an error.
-    #[error("store `{store}`: RocksDB error at {}: {source}", .path.display())]
+    #[error("store `{store}`: RocksDB error at {}", .path.display())]
     RocksDb {
         /// Store name.
         store: String,
@@ -34,7 +84,7 @@ pub enum StoreError {
         source: rocksdb::Error,
     },
     /// A file-system operation failed.
-    #[error("store `{store}`: I/O error at {}: {source}", .path.display())]
+    #[error("store `{store}`: I/O error at {}", .path.display())]
     Io {
         /// Store name (or `checkpoint` for checkpoint files).
         store: String,
@@ -45,7 +95,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// Sending a change to the changelog (or reading it during restore) failed.
-    #[error("store `{store}`: changelog error: {source}")]
+    #[error("store `{store}`: changelog error")]
     Changelog {
         /// Store name.
         store: String,
@@ -80,6 +130,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The error and its causes, each once: how to show it to a person.
+    pub fn report(&self) -> Report<'_> {
+        Report::new(self)
+    }
+
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -215,6 +270,56 @@ mod tests {
             StoreError::corrupt("x", "short key").class(),
             ErrorClass::Internal
         );
+    }
+
+    /// How often `needle` occurs in `text`.
+    fn occurrences(text: &str, needle: &str) -> usize {
+        text.matches(needle).count()
+    }
+
+    #[test]
+    fn display_is_one_level_and_the_report_names_each_cause_once() {
+        let e = StoreError::io(
+            "counts",
+            std::path::Path::new("/state/counts"),
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left"),
+        );
+        assert_eq!(e.to_string(), "store `counts`: I/O error at /state/counts");
+        let report = e.report().to_string();
+        assert_eq!(
+            report,
+            "store `counts`: I/O error at /state/counts: no space left"
+        );
+        assert_eq!(occurrences(&report, "no space left"), 1, "{report}");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::StorageFull)
+        );
+    }
+
+    #[test]
+    fn a_rocksdb_error_is_the_source_and_printed_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kv");
+        std::fs::create_dir_all(&path).expect("store dir");
+        // A CURRENT that names no manifest: RocksDB refuses to open the store.
+        std::fs::write(path.join("CURRENT"), "garbage").expect("CURRENT");
+        let e = crate::StoreBuilder::key_value("kv")
+            .persistent(&path, &crate::RocksDbMemory::default())
+            .build()
+            .err()
+            .expect("opening fails");
+        assert!(matches!(e, StoreError::RocksDb { .. }), "{e:?}");
+        let rocks = e
+            .source()
+            .and_then(|s| s.downcast_ref::<rocksdb::Error>())
+            .expect("the source is RocksDB's error");
+        let rocks_text = rocks.to_string();
+        assert!(!e.to_string().contains(&rocks_text), "{e}");
+        let report = e.report().to_string();
+        assert_eq!(report, format!("{e}: {rocks_text}"));
+        assert_eq!(occurrences(&report, &rocks_text), 1, "{report}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Three shapes of store — key-value, window, session — over two backends — RocksDB and
 //! in-memory — with two optional layers on top: a write-back [`RecordCache`] that merges
 //! repeated writes between commits, and changelogging that sends every change to a
-//! [`ChangelogSink`]. [`StoreBuilder`] stacks them in the fixed order
+//! [`ChangelogSink`]. A caching store keeps what its cache writes through (on a flush, or when
+//! a use of that store evicts) as [`FlushedEntry`]s for the one that owns the store to take
+//! ([`StateStore::take_flushed`]) and forward. [`StoreBuilder`] stacks them in the fixed order
 //! cache → changelogging → backend. [`restore`] replays a changelog into a store and
 //! [`Checkpoint`] records how far each store is restored.
 //!
@@ -40,7 +42,7 @@ pub use builder::{KeyValueStoreBuilder, SessionStoreBuilder, StoreBuilder, Windo
 pub use cache::{CacheStats, FlushListener, RecordCache};
 pub use changelog::{changelog_topic, ChangelogSink, RecordClock};
 pub use checkpoint::{store_dir, task_dir, ChangelogPartition, Checkpoint};
-pub use error::{ErrorClass, StoreError};
+pub use error::{ErrorClass, Report, StoreError};
 pub use identity::{
     destroy_store_dir, missing_local_data, new_store_id, read_store_id, StoreLayout, STORE_ID_FILE,
 };
@@ -51,7 +53,9 @@ pub use rocks::{
     DEFAULT_ROCKSDB_MEMTABLE_BYTES,
 };
 pub use session::{ReadOnlySessionStore, SessionIter, SessionKey, SessionStore};
-pub use store::{ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
+pub use store::{
+    ChangelogRecord, FlushedEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
+};
 pub use timestamped::{
     decode_timestamped, encode_timestamped, push_timestamp_prefix, TIMESTAMP_PREFIX_LEN,
 };

@@ -25,6 +25,24 @@ pub struct ChangelogRecord {
     pub value: Option<Vec<u8>>,
 }
 
+/// A change the record cache wrote through to the store below it, on a flush or an eviction:
+/// the merged result of every write to one key since the key's previous flush.
+///
+/// A caching store built with `keep_flushed()` keeps these, oldest first, until its owner
+/// takes them with [`StateStore::take_flushed`] and forwards them (Kafka Streams' flush
+/// listener, whose `forward` this is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushedEntry {
+    /// Raw store key (for window stores: `[key][window_start]`).
+    pub key: Vec<u8>,
+    /// The value written through; `None` for a deletion.
+    pub new: Option<Vec<u8>>,
+    /// What the store below held before the write; `None` if it held nothing.
+    pub old: Option<Vec<u8>>,
+    /// The record time of the key's latest write.
+    pub timestamp: i64,
+}
+
 /// What every store (whatever its shape) offers to the runtime.
 pub trait StateStore: Send {
     /// The store's name; the changelog topic and the directory derive from it.
@@ -42,6 +60,15 @@ pub trait StateStore: Send {
     /// [`StateStore::flush`] adds. A commit needs this; a checkpoint needs `flush`.
     fn flush_cache(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// The changes this store's cache wrote through since the last call, oldest first, each
+    /// given out once. Only a caching store built with `keep_flushed()` has any: its cache
+    /// writes a key through when the store is flushed, or when a read or write of this store
+    /// evicts it (the cache evicts only from the store being used), so the one that uses
+    /// the store finds the changes here right after the call that flushed them.
+    fn take_flushed(&mut self) -> Vec<FlushedEntry> {
+        Vec::new()
     }
 
     /// Flushes and releases resources. Further use returns [`StoreError::Closed`].

@@ -5,12 +5,18 @@
 //! `state-store`) that says whose fault it is; [`Error::is_retriable`] says whether trying
 //! again can help. Errors raised inside a task name it: the task fills in
 //! [`Error::task`] as the error leaves it.
+//!
+//! `Display` prints a variant's own level only; the error it wraps (a serde's, a store's, the
+//! OS's, the last failure of a task) is its `source()`. [`Error::report`] (a [`Report`])
+//! prints the whole chain with each cause once, and is what the engine uses wherever it shows
+//! an error to a person: logs, HTTP error bodies, dead-letter headers; anyhow's `{:#}` prints
+//! the same.
 
 use std::path::PathBuf;
 
 use crate::ids::TaskId;
 
-pub use state_store::ErrorClass;
+pub use state_store::{ErrorClass, Report};
 
 /// A failure to encode a value or decode bytes, without the record's coordinates.
 ///
@@ -69,7 +75,7 @@ impl std::fmt::Display for RecordPart {
 #[non_exhaustive]
 pub enum Error {
     /// A record's key or value could not be decoded.
-    #[error("cannot decode the {part} of {topic}-{partition}@{offset}: {source}")]
+    #[error("cannot decode the {part} of {topic}-{partition}@{offset}")]
     Deserialization {
         /// Topic the record was read from.
         topic: String,
@@ -84,7 +90,7 @@ pub enum Error {
         source: SerdeError,
     },
     /// A key or value could not be encoded for a sink.
-    #[error("cannot encode a record for topic `{topic}` in `{processor}`: {source}")]
+    #[error("cannot encode a record for topic `{topic}` in `{processor}`")]
     Serialization {
         /// The target topic.
         topic: String,
@@ -95,7 +101,7 @@ pub enum Error {
         source: SerdeError,
     },
     /// A state store failed.
-    #[error("state store failed{}: {source}", in_task(.task))]
+    #[error("state store failed{}", in_task(.task))]
     Store {
         /// The task whose store failed; `None` outside a task (a query, a global store).
         task: Option<TaskId>,
@@ -256,7 +262,7 @@ pub enum Error {
         reason: String,
     },
     /// An I/O operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done (`"open"`, `"append to"`, ...).
         op: &'static str,
@@ -301,8 +307,8 @@ pub enum Error {
     /// A task (or a stream thread outside any task) failed again and again without making
     /// progress in between, so the application stopped rather than retry forever.
     #[error(
-        "{} failed {failures} times in a row without progress, so the application stopped; \
-         last error: {source}. {advice}",
+        "{} failed {failures} times in a row without progress, so the application stopped. \
+         {advice} Its last error",
         task_name(.task)
     )]
     TaskFailed {
@@ -310,7 +316,8 @@ pub enum Error {
         task: Option<TaskId>,
         /// Failures counted.
         failures: u32,
-        /// The last failure.
+        /// The last failure: the error's source, which [`Error::report`] prints after this
+        /// error's message ("… Its last error: …").
         #[source]
         source: Box<Error>,
         /// What to do about it.
@@ -327,6 +334,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error and its causes, each once (`"state store failed in task 0_1: store `counts`:
+    /// I/O error at …: No space left on device"`): how to show it to a person, since `Display`
+    /// prints only the error's own level.
+    pub fn report(&self) -> Report<'_> {
+        Report::new(self)
+    }
+
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -428,11 +442,12 @@ impl Error {
     }
 }
 
-/// The first refused record of a [`Error::RecordsRefused`]: `record <index>: <error>`.
+/// The first refused record of a [`Error::RecordsRefused`]: `record <index>: <error>`, with the
+/// error's causes (the refusals are not the error's source).
 fn first_refusal(refused: &[(usize, Error)]) -> String {
     refused
         .first()
-        .map(|(i, e)| format!("record {i}: {e}"))
+        .map(|(i, e)| format!("record {i}: {}", e.report()))
         .unwrap_or_default()
 }
 
@@ -454,5 +469,118 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<state_store::StoreError> for Error {
     fn from(source: state_store::StoreError) -> Self {
         Error::Store { task: None, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// The messages of `error` and of each of its sources, outermost first.
+    fn levels(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut out = vec![error.to_string()];
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            out.push(c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn the_report_names_each_cause_once_and_source_walks_to_the_root() {
+        let task = TaskId::new(0, 1);
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device");
+        let store = state_store::StoreError::Io {
+            store: "counts".into(),
+            path: "/state/app/0_1/counts".into(),
+            source: io,
+        };
+        let failed = Error::TaskFailed {
+            task: Some(task),
+            failures: 3,
+            source: Box::new(Error::Store {
+                task: Some(task),
+                source: store,
+            }),
+            advice: "Free some disk space.".into(),
+        };
+        assert_eq!(
+            levels(&failed),
+            [
+                "task 0_1 failed 3 times in a row without progress, so the application stopped. \
+                 Free some disk space. Its last error",
+                "state store failed in task 0_1",
+                "store `counts`: I/O error at /state/app/0_1/counts",
+                "no space left on device",
+            ]
+        );
+        let report = failed.report().to_string();
+        assert_eq!(report, levels(&failed).join(": "));
+        for part in [
+            "failed 3 times",
+            "state store failed",
+            "store `counts`",
+            "no space left on device",
+        ] {
+            assert_eq!(report.matches(part).count(), 1, "{part}: {report}");
+        }
+        // `source()` still walks to the OS error.
+        let mut root: &(dyn std::error::Error + 'static) = &failed;
+        while let Some(cause) = root.source() {
+            root = cause;
+        }
+        let io = root.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+    }
+
+    #[test]
+    fn wrapping_variants_print_their_own_level_only() {
+        let decode = SerdeError::new("u64", "expected 8 bytes, got 3").at(
+            "numbers",
+            0,
+            2,
+            RecordPart::Value,
+        );
+        assert_eq!(decode.to_string(), "cannot decode the value of numbers-0@2");
+        assert_eq!(
+            decode.report().to_string(),
+            "cannot decode the value of numbers-0@2: u64: expected 8 bytes, got 3"
+        );
+        let encode = Error::Serialization {
+            topic: "out".into(),
+            processor: "sink".into(),
+            source: SerdeError::new("json", "key must be a string"),
+        };
+        assert_eq!(
+            encode.report().to_string(),
+            "cannot encode a record for topic `out` in `sink`: json: key must be a string"
+        );
+        let io = Error::io(
+            "open",
+            "/state/app/.lock",
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied"),
+        );
+        assert_eq!(io.to_string(), "open /state/app/.lock");
+        assert_eq!(
+            io.report().to_string(),
+            "open /state/app/.lock: permission denied"
+        );
+        // Refused records are not the error's source: its own message names the first one,
+        // with its causes.
+        let refused = Error::RecordsRefused {
+            topic: "out".into(),
+            partition: 0,
+            records: 2,
+            refused: vec![(1, decode)],
+        };
+        assert_eq!(
+            refused.report().to_string(),
+            "1 of 2 records refused by out-0: record 1: cannot decode the value of numbers-0@2: \
+             u64: expected 8 bytes, got 3"
+        );
+        assert!(refused.source().is_none());
     }
 }

@@ -48,7 +48,7 @@ pub mod dead_letter_headers {
     /// The kind of error ([`Error::kind`](crate::Error::kind)), where Kafka names the
     /// exception's class.
     pub const EXCEPTION: &str = "__streams.errors.exception";
-    /// The error message.
+    /// The error message, followed by its causes ([`Error::report`](crate::Error::report)).
     pub const MESSAGE: &str = "__streams.errors.message";
     /// The error and its causes, one per line (Kafka's stack trace).
     pub const STACKTRACE: &str = "__streams.errors.stacktrace";
@@ -83,7 +83,7 @@ pub(crate) fn push_dead_letter_headers(
     }
     headers.extend([
         Header::new(dead_letter_headers::EXCEPTION, error.kind()),
-        Header::new(dead_letter_headers::MESSAGE, error.to_string()),
+        Header::new(dead_letter_headers::MESSAGE, error.report().to_string()),
         Header::new(dead_letter_headers::STACKTRACE, trace),
     ]);
     if let Some(o) = origin {

@@ -77,7 +77,7 @@ impl From<Error> for HttpError {
         };
         HttpError {
             status,
-            message: e.to_string(),
+            message: e.report().to_string(),
         }
     }
 }

@@ -22,7 +22,9 @@
 //! that moves to another thread is closed on the first (after a commit) and rebuilt on the
 //! second from the immutable [`Topology`], its stores reopened from disk or restored from
 //! their changelogs. Only application-wide things cross threads: the log, the global stores
-//! (behind a mutex), the thread caches' shared memory budget and metrics.
+//! (behind a mutex), the thread caches' shared memory budget and metrics. A cached store hands
+//! the changes its cache writes through to the processor that owns it, which forwards them
+//! right after the write or flush that produced them: nothing is queued between the two.
 //!
 //! # The embedded log
 //!
@@ -59,7 +61,7 @@ mod task;
 mod topology;
 
 pub use driver::{DriverConfig, TestDriver};
-pub use error::{Error, ErrorClass, RecordPart, Result, SerdeError};
+pub use error::{Error, ErrorClass, RecordPart, Report, Result, SerdeError};
 pub use handler::{dead_letter_headers, RecordErrorHandler};
 pub use ids::{TaskId, TopicName};
 pub use log::{
@@ -71,9 +73,8 @@ pub use log::{
 pub use log::{KafkaLog, KafkaLogConfig};
 pub use partitioner::{murmur2, partition_for_key, to_positive};
 pub use processor::{
-    Change, Downstream, FlushQueue, FlushedChange, GlobalStoreRef, KvStoreRef, Processor,
-    ProcessorContext, PunctuationType, Rec, RecordMeta, SessionStoreRef, SinkPartitioner,
-    TaskMetrics, WindowStoreRef,
+    Change, Downstream, GlobalStoreRef, KvStoreRef, Processor, ProcessorContext, PunctuationType,
+    Rec, RecordMeta, SessionStoreRef, SinkPartitioner, TaskMetrics, WindowStoreRef,
 };
 pub use record::{Header, Record, StoredRecord, TopicPartition};
 #[cfg(feature = "tokio")]

@@ -8,7 +8,6 @@ use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::kwindowed::{SessionWindowedKStream, TimeWindowedKStream, WindowKind};
 use crate::ops::aggregate::{aggregate_fn, count_fn, reduce_fn, Aggregate, AggregateFn};
-use crate::ops::cache_queue;
 use crate::options::{count_materialized, Grouped, Materialized, Serdes};
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
@@ -226,7 +225,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
                         store_name: store_name.clone(),
-                        queue: cache_queue(inst, &store_name, cached)?,
+                        cached,
                         key_serde: ks.clone(),
                         agg_serde: as_.clone(),
                         f: f.clone(),

@@ -7,7 +7,6 @@ use streams_core::{Change, NodeRef, OptionSerde, Serde, StoreSpec, TopicName};
 
 use crate::graph::GraphRef;
 use crate::kstream::KStream;
-use crate::ops::cache_queue;
 use crate::ops::join::{TableJoiner, TableTableJoin};
 use crate::ops::suppress::{Suppress, SuppressParts};
 use crate::ops::table::{FilterChanges, MapChanges, Materialize, MaterializeChanges, ToStream};
@@ -122,7 +121,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
                         store_name: store_name.clone(),
-                        queue: cache_queue(inst, &store_name, cached)?,
+                        cached,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
                         down,
@@ -330,7 +329,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                         name: inst.node_name().to_string(),
                         store: inst.kv_store(&store_name)?,
                         store_name: store_name.clone(),
-                        queue: cache_queue(inst, &store_name, cached)?,
+                        cached,
                         key_serde: ks.clone(),
                         value_serde: vs.clone(),
                         down,

@@ -13,7 +13,6 @@ use streams_core::{Downstream, NodeRef, Processor, Serde};
 use crate::kgrouped::{Aggregation, KGroupedStream};
 use crate::ktable::KTable;
 use crate::ops::aggregate::{aggregate_fn, count_fn, reduce_fn, AggregateFn};
-use crate::ops::cache_queue;
 use crate::ops::session_aggregate::{MergerFn, SessionAggregate};
 use crate::ops::window_aggregate::{SlidingWindowAggregate, TimeWindowAggregate, WindowedCore};
 use crate::options::{count_materialized, Materialized, Serdes};
@@ -191,7 +190,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                     Ok(make(WindowedCore {
                         name: inst.node_name().to_string(),
                         store: inst.window_store(&store_name)?,
-                        queue: cache_queue(inst, &store_name, cached)?,
+                        cached,
                         key_serde: key_serde.clone(),
                         agg_serde: agg_serde.clone(),
                         size_ms: size,

@@ -229,11 +229,13 @@ fn undecodable_records_follow_the_deserialization_handler() {
         .to("out", Produced::default());
     let topo = b.build().unwrap();
 
-    // Fail (the default): the error names the record and what could not be decoded.
+    // Fail (the default): the error names the record, and its cause what could not be
+    // decoded.
     let mut d = TestDriver::new(&topo).unwrap();
     let err = d
         .pipe("in", Record::new("k", "not eight bytes", 1))
         .unwrap_err()
+        .report()
         .to_string();
     assert!(err.contains("in-0@0") && err.contains("value"), "{err}");
     assert!(err.contains("expected 8 bytes, got 15"), "{err}");

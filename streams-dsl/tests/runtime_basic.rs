@@ -416,9 +416,13 @@ fn poison_record_goes_to_the_dead_letter_topic_with_the_error() {
     );
     assert_eq!(header("__streams.errors.topic").as_deref(), Some("numbers"));
     assert_eq!(header("__streams.errors.offset").as_deref(), Some("2"));
-    assert!(header("__streams.errors.stacktrace")
-        .unwrap()
-        .starts_with(&error));
+    // The message is the error with its causes; the trace has each of them on a line.
+    assert_eq!(
+        header("__streams.errors.stacktrace")
+            .unwrap()
+            .replace("\ncaused by: ", ": "),
+        error
+    );
 }
 
 #[test]
@@ -502,7 +506,7 @@ fn unencodable_output_fails_skips_or_goes_to_the_dead_letter_topic() {
     use streams_core::RecordErrorHandler;
     let (_dir, _, streams) = picky_run(RecordErrorHandler::Fail);
     assert!(streams.wait_until_caught_up(WAIT).is_err());
-    let cause = streams.error().unwrap().to_string();
+    let cause = streams.error().unwrap().report().to_string();
     assert!(
         cause.contains("checked") && cause.contains("refuses `bad`"),
         "{cause}"

@@ -507,7 +507,8 @@ fn a_task_that_always_fails_stops_the_application_with_one_clear_error() {
 
     let task = format!("task 0_{}", partition_for_key(b"k3", PARTITIONS));
     let error = streams.error().unwrap();
-    let text = error.to_string();
+    // The error with its causes, as the application's log shows it.
+    let text = error.report().to_string();
     println!("{text}");
     assert!(text.contains(&task), "names the task: {text}");
     assert!(
@@ -585,7 +586,7 @@ fn a_checkpoint_path_that_is_a_directory_ends_in_an_error_naming_it() {
     streams
         .wait_for_state(StreamsState::Error, Duration::from_secs(60))
         .unwrap();
-    let text = streams.error().unwrap().to_string();
+    let text = streams.error().unwrap().report().to_string();
     println!("{text}");
     assert!(text.contains("task 0_1"), "{text}");
     assert!(text.contains(&checkpoint.display().to_string()), "{text}");

@@ -243,7 +243,7 @@ fn main() {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", streams_core::Report::new(&e));
             std::process::exit(2);
         }
     }

@@ -39,7 +39,7 @@ fn main() {
         .init();
     let args = Args::parse();
     if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", streams_core::Report::new(e.as_ref()));
         std::process::exit(1);
     }
 }

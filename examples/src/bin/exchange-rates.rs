@@ -112,7 +112,7 @@ fn publish(
             headers: Vec::new(),
         };
         if let Err(e) = log.append(&tp, &[record]) {
-            eprintln!("cannot publish the update of {pair}: {e}");
+            eprintln!("cannot publish the update of {pair}: {}", e.report());
         }
     })?;
     tracing::info!(

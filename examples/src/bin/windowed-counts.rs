@@ -126,7 +126,7 @@ fn topology(args: &Args, events: &str, results: &str) -> Result<streams_core::To
             )]
         })
         .to(results, Produced::with(StringSerde, StringSerde));
-    builder.build().map_err(|e| e.to_string())
+    builder.build().map_err(|e| e.report().to_string())
 }
 
 /// A key that lands in partition `p`.

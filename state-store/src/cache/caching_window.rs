@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::caching_store::{CachingStore, Shape};
-use super::namespace::{Backing, FlushListener};
+use super::caching_store::{CachingStore, Flushed, Shape};
+use super::namespace::Backing;
 use super::record_cache::RecordCache;
 use crate::changelog::RecordClock;
 use crate::error::StoreError;
@@ -39,14 +39,14 @@ impl CachingWindowStore {
         inner: Box<dyn WindowStore>,
         cache: &RecordCache,
         clock: RecordClock,
-        listener: Option<FlushListener>,
+        flushed: Flushed,
     ) -> Self {
         let name = inner.name().to_owned();
         let shape = Windows {
             retention: inner.retention_ms(),
             stream_time: i64::MIN,
         };
-        CachingStore::register(name, Backing::Window(inner), cache, clock, listener, shape)
+        CachingStore::register(name, Backing::Window(inner), cache, clock, flushed, shape)
     }
 
     fn min_live_time(&self) -> i64 {

@@ -1,25 +1,21 @@
-//! One store's part of the record cache (Kafka Streams' NamedCache): its entries, its dirty
-//! keys, its flush listener and the store below it.
+//! One store's part of the record cache (Kafka Streams' NamedCache): its entries, their
+//! least-recently-used order, its dirty keys and the store below it.
 //!
 //! Invariants: every key of `dirty` names an entry that was dirty when it was pushed (a key is
-//! pushed once per clean-to-dirty change); `EntryMap`'s ordered key set, once a range scan has
-//! built it, holds the same keys as its hash map.
+//! pushed once per clean-to-dirty change); `lru` holds exactly one key per entry, under the
+//! entry's own `tick`; `EntryMap`'s ordered key set, once a range scan has built it, holds the
+//! same keys as its hash map.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::Arc;
 
 use hashbrown::HashMap;
-use parking_lot::Mutex;
 
 use crate::changelog::RecordClock;
 use crate::error::StoreError;
 use crate::keys::split_window_key;
 use crate::store::{KeyValueStore, StateStore};
 use crate::window::{WindowStore, WindowWrite};
-
-/// Receives each flushed change: `(key, new value, old value)`; `None` means absent/deleted.
-pub type FlushListener = Box<dyn FnMut(&[u8], Option<&[u8]>, Option<&[u8]>) + Send>;
 
 /// Bytes charged per entry beyond its key and value (map nodes, LRU link, dirty list).
 const ENTRY_OVERHEAD: usize = 64;
@@ -131,11 +127,14 @@ impl EntryMap {
 pub(super) struct Namespace {
     pub(super) name: String,
     pub(super) entries: EntryMap,
+    /// Access order: tick → key. The first entry is the namespace's least recently used.
+    pub(super) lru: BTreeMap<u64, Vec<u8>>,
     /// Keys that became dirty since the last flush, in that order.
     pub(super) dirty: Vec<Vec<u8>>,
     pub(super) backing: Backing,
     pub(super) clock: RecordClock,
-    pub(super) listener: Option<Arc<Mutex<FlushListener>>>,
+    /// Whether a flush hands out its changes (reading each key's old value below first).
+    pub(super) keep_flushed: bool,
 }
 
 /// A cached value (`None`: a delete not yet flushed), with the record time of its last write

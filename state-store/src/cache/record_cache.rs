@@ -1,22 +1,24 @@
 //! The record cache shared by the stores of one stream thread (Kafka Streams' ThreadCache):
 //! its byte bound, its namespaces and least-recently-used eviction.
 //!
-//! Invariants: `bytes` is the sum of `entry_size` over every cached entry, and `lru` holds
-//! exactly one `(namespace, key)` per cached entry, under the entry's own `tick`. Eviction takes
-//! the least recently used entry; a dirty one is never dropped, its namespace is flushed first
-//! (which may write other keys of that namespace too), so the store below always has every
-//! write the cache let go of.
-
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+//! Invariants: `bytes` is the sum of `entry_size` over every cached entry. Eviction, as in
+//! Kafka Streams' `ThreadCache.maybeEvict`, takes entries only from the namespace being read or
+//! written, least recently used first, until the cache is under its bound or that namespace is
+//! empty; a dirty entry is never dropped, its namespace is flushed first (which may write
+//! other keys of that namespace too), so the store below always has every write the cache let
+//! go of. Since only the namespace in use grows and only it is evicted, the cache is under its
+//! bound after every call, as it was before it; and a store's entries are written through only
+//! by calls on that store, so its flushed changes reach the one that uses it, and no other.
 
 use hashbrown::HashMap;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::flush::{self, Forward};
-use super::namespace::{entry_size, Backing, Entry, EntryMap, FlushListener, Namespace};
+use super::namespace::{entry_size, Backing, Entry, EntryMap, Namespace};
 use crate::changelog::RecordClock;
 use crate::error::StoreError;
+use crate::store::FlushedEntry;
 
 /// Counters of a [`RecordCache`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,8 +61,6 @@ impl RecordCache {
                 tick: 0,
                 next_ns: 0,
                 namespaces: HashMap::new(),
-                lru: BTreeMap::new(),
-                outbox: VecDeque::new(),
                 stats: CacheStats::default(),
             })),
         }
@@ -84,7 +84,7 @@ impl RecordCache {
     pub fn stats(&self) -> CacheStats {
         let g = self.inner.lock();
         let mut s = g.stats;
-        s.entries = g.lru.len() as u64;
+        s.entries = g.namespaces.values().map(|n| n.lru.len() as u64).sum();
         s.bytes = g.bytes as u64;
         s
     }
@@ -94,7 +94,7 @@ impl RecordCache {
         name: &str,
         backing: Backing,
         clock: RecordClock,
-        listener: Option<FlushListener>,
+        keep_flushed: bool,
     ) -> u64 {
         let mut g = self.inner.lock();
         let id = g.next_ns;
@@ -104,45 +104,22 @@ impl RecordCache {
             Namespace {
                 name: name.to_owned(),
                 entries: EntryMap::default(),
+                lru: BTreeMap::new(),
                 dirty: Vec::new(),
                 backing,
                 clock,
-                listener: listener.map(|l| Arc::new(Mutex::new(l))),
+                keep_flushed,
             },
         );
         id
     }
 
-    /// Runs `f` under the lock, then delivers queued changes to listeners outside it.
+    /// Runs `f` under the lock.
     pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut CacheInner) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let out = f(&mut self.inner.lock());
-        self.deliver();
-        out
-    }
-
-    /// Delivers queued changes to their listeners, outside the lock, until none is left or
-    /// all that are left wait for a listener that is running up the stack.
-    fn deliver(&self) {
-        loop {
-            let batch = std::mem::take(&mut self.inner.lock().outbox);
-            if batch.is_empty() {
-                return;
-            }
-            let total = batch.len();
-            let mut blocked = flush::deliver(batch);
-            if !blocked.is_empty() {
-                let stuck = blocked.len() == total;
-                let mut g = self.inner.lock();
-                blocked.append(&mut g.outbox);
-                g.outbox = blocked;
-                if stuck {
-                    return;
-                }
-            }
-        }
+        f(&mut self.inner.lock())
     }
 }
 
@@ -153,9 +130,6 @@ pub(super) struct CacheInner {
     tick: u64,
     next_ns: u64,
     pub(super) namespaces: HashMap<u64, Namespace>,
-    /// Access order: tick → (namespace, key). The first entry is the least recently used.
-    pub(super) lru: BTreeMap<u64, (u64, Vec<u8>)>,
-    outbox: VecDeque<Forward>,
     stats: CacheStats,
 }
 
@@ -183,13 +157,20 @@ impl CacheInner {
             return Ok(None);
         };
         let old = std::mem::replace(&mut e.tick, tick);
-        if let Some(link) = self.lru.remove(&old) {
-            self.lru.insert(tick, link);
+        if let Some(link) = n.lru.remove(&old) {
+            n.lru.insert(tick, link);
         }
         Ok(Some(e.value.clone()))
     }
 
-    pub(super) fn get(&mut self, ns: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The value of `key` in namespace `ns`, from the cache or else the store below (then
+    /// cached, which may evict: changes flushed by that go to `out`).
+    pub(super) fn get(
+        &mut self,
+        ns: u64,
+        key: &[u8],
+        out: &mut Vec<FlushedEntry>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.lookup(ns, key)? {
             self.stats.hits += 1;
             return Ok(v);
@@ -205,19 +186,23 @@ impl CacheInner {
                 tick,
             };
             self.bytes += entry_size(key, &entry.value);
-            self.ns(ns)?.entries.insert(key.to_vec(), entry);
-            self.lru.insert(tick, (ns, key.to_vec()));
-            self.evict()?;
+            let n = self.ns(ns)?;
+            n.entries.insert(key.to_vec(), entry);
+            n.lru.insert(tick, key.to_vec());
+            self.evict(ns, out)?;
         }
         Ok(value)
     }
 
+    /// Caches a write of `key` in namespace `ns` (`None` deletes), which may evict: changes
+    /// flushed by that go to `out`.
     pub(super) fn put(
         &mut self,
         ns: u64,
         key: &[u8],
         value: Option<&[u8]>,
         timestamp: i64,
+        out: &mut Vec<FlushedEntry>,
     ) -> Result<(), StoreError> {
         let tick = self.next_tick();
         let n = self.namespaces.get_mut(&ns).ok_or_else(|| closed(ns))?;
@@ -232,8 +217,8 @@ impl CacheInner {
                     n.dirty.push(key.to_vec());
                 }
                 let old = std::mem::replace(&mut e.tick, tick);
-                if let Some(link) = self.lru.remove(&old) {
-                    self.lru.insert(tick, link);
+                if let Some(link) = n.lru.remove(&old) {
+                    n.lru.insert(tick, link);
                 }
             }
             None => {
@@ -248,36 +233,27 @@ impl CacheInner {
                     },
                 );
                 n.dirty.push(key.to_vec());
-                self.lru.insert(tick, (ns, key.to_vec()));
+                n.lru.insert(tick, key.to_vec());
             }
         }
-        self.evict()
+        self.evict(ns, out)
     }
 
-    /// Evicts least-recently-used entries until under the bound, flushing the namespace of a
-    /// dirty one first.
-    fn evict(&mut self) -> Result<(), StoreError> {
+    /// Evicts least-recently-used entries of namespace `ns` until the cache is under its
+    /// bound or `ns` is empty, flushing `ns` (into `out`) when the next one is dirty.
+    fn evict(&mut self, ns: u64, out: &mut Vec<FlushedEntry>) -> Result<(), StoreError> {
         while self.bytes > self.max_bytes {
-            let Some((&tick, (ns, key))) = self.lru.first_key_value() else {
+            let n = self.namespaces.get_mut(&ns).ok_or_else(|| closed(ns))?;
+            let Some((&tick, key)) = n.lru.first_key_value() else {
                 break;
             };
-            let ns = *ns;
-            let dirty = self
-                .namespaces
-                .get(&ns)
-                .and_then(|n| n.entries.get(key))
-                .is_some_and(|e| e.dirty);
-            if dirty {
+            if n.entries.get(key).is_some_and(|e| e.dirty) {
                 // Leaves the entry clean (or removes it if it was a tombstone); loop again.
-                self.flush_ns(ns)?;
+                self.flush_ns(ns, out)?;
                 continue;
             }
-            if let Some((ns, key)) = self.lru.remove(&tick) {
-                if let Some(e) = self
-                    .namespaces
-                    .get_mut(&ns)
-                    .and_then(|n| n.entries.remove(&key))
-                {
+            if let Some(key) = n.lru.remove(&tick) {
+                if let Some(e) = n.entries.remove(&key) {
                     self.bytes -= entry_size(&key, &e.value);
                 }
             }
@@ -286,16 +262,30 @@ impl CacheInner {
         Ok(())
     }
 
-    /// Writes every dirty entry of `ns` once to the store below and queues its listener calls.
-    pub(super) fn flush_ns(&mut self, ns: u64) -> Result<(), StoreError> {
+    /// Writes every dirty entry of `ns` once to the store below; its changes go to `out`
+    /// when the namespace keeps them.
+    pub(super) fn flush_ns(
+        &mut self,
+        ns: u64,
+        out: &mut Vec<FlushedEntry>,
+    ) -> Result<(), StoreError> {
         let n = self.namespaces.get_mut(&ns).ok_or_else(|| closed(ns))?;
         if n.dirty.is_empty() {
             return Ok(());
         }
         self.stats.flushes += 1;
-        for (tick, size) in n.flush(&mut self.outbox)? {
-            self.lru.remove(&tick);
-            self.bytes -= size;
+        self.bytes -= n.flush(out)?;
+        Ok(())
+    }
+
+    /// Drops the cached entry of `key` in `ns`, if any, dirty or not (a restore is writing the
+    /// key below).
+    pub(super) fn remove_entry(&mut self, ns: u64, key: &[u8]) -> Result<(), StoreError> {
+        let n = self.namespaces.get_mut(&ns).ok_or_else(|| closed(ns))?;
+        if let Some(e) = n.entries.remove(key) {
+            n.dirty.retain(|k| k != key);
+            n.lru.remove(&e.tick);
+            self.bytes -= entry_size(key, &e.value);
         }
         Ok(())
     }
@@ -303,9 +293,9 @@ impl CacheInner {
     pub(super) fn drop_namespace_entries(&mut self, ns: u64) {
         if let Some(n) = self.namespaces.get_mut(&ns) {
             for (k, e) in n.entries.drain() {
-                self.lru.remove(&e.tick);
                 self.bytes -= entry_size(&k, &e.value);
             }
+            n.lru.clear();
             n.dirty.clear();
         }
     }

@@ -21,9 +21,7 @@ pub use metrics::TaskMetrics;
 pub use nodes::SinkPartitioner;
 pub(crate) use nodes::{Hooks, NodeHooks, RawSource, SinkNode, SourceNode};
 pub(crate) use stores::StoreAccess;
-pub use stores::{
-    FlushQueue, FlushedChange, GlobalStoreRef, KvStoreRef, SessionStoreRef, WindowStoreRef,
-};
+pub use stores::{GlobalStoreRef, KvStoreRef, SessionStoreRef, WindowStoreRef};
 
 use crate::error::Result;
 

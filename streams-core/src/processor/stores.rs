@@ -4,9 +4,13 @@
 //! the task's one thread (see the crate docs on threading), so a task store is an
 //! `Rc<RefCell<_>>`. Global stores are read by every task of every thread, so they sit behind
 //! a mutex.
+//!
+//! A cached store keeps the changes its cache writes through (on commit, or when a use of the
+//! store evicts them) for the one processor that owns it: that processor takes them from its
+//! own handle ([`state_store::StateStore::take_flushed`]) right after its write or flush and
+//! forwards them, so nothing sits between the cache and the processor.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -22,23 +26,6 @@ pub type WindowStoreRef = Rc<RefCell<Box<dyn WindowStore>>>;
 /// A session store as processors hold it.
 pub type SessionStoreRef = Rc<RefCell<Box<dyn SessionStore>>>;
 
-/// One entry a store's cache flushed or evicted: the merged change of a key since the last
-/// flush, and the timestamp of its latest write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlushedChange {
-    /// Raw store key.
-    pub key: Vec<u8>,
-    /// The value written; `None` for a deletion.
-    pub new: Option<Vec<u8>>,
-    /// The value the store held before.
-    pub old: Option<Vec<u8>>,
-    /// Timestamp of the record that made the change.
-    pub timestamp: i64,
-}
-
-/// Changes waiting to be forwarded by the processor that owns a cached store.
-pub type FlushQueue = Arc<Mutex<VecDeque<FlushedChange>>>;
-
 /// A global store, shared by every task.
 pub type GlobalStoreRef = Arc<Mutex<Box<dyn KeyValueStore>>>;
 
@@ -51,8 +38,6 @@ pub(crate) trait StoreAccess {
     fn window(&self, name: &str) -> Result<WindowStoreRef>;
     /// The session store `name`.
     fn session(&self, name: &str) -> Result<SessionStoreRef>;
-    /// The queue of changes the cache of store `name` flushed.
-    fn flush_queue(&self, name: &str) -> Result<FlushQueue>;
     /// The global store `name`.
     fn global(&self, name: &str) -> Result<GlobalStoreRef>;
 }

@@ -112,7 +112,7 @@ impl StreamThread {
         handler: &RecordErrorHandler,
     ) -> Result<()> {
         self.metrics.dropped_production += 1;
-        tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, %error, "dropping a record the log refused");
+        tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, error = %error.report(), "dropping a record the log refused");
         let RecordErrorHandler::DeadLetter(topic) = handler else {
             return Ok(());
         };
@@ -124,11 +124,11 @@ impl StreamThread {
             None => log.append(&dlq, std::slice::from_ref(record)),
         };
         if let Err(e) = write(&record) {
-            tracing::warn!(thread = %self.name, error = %e, "the dead-letter topic refused the record; sending its headers alone");
+            tracing::warn!(thread = %self.name, error = %e.report(), "the dead-letter topic refused the record; sending its headers alone");
             record.key = None;
             record.value = None;
             if let Err(e) = write(&record) {
-                tracing::warn!(thread = %self.name, error = %e, "the dead-letter topic refused the record's headers too");
+                tracing::warn!(thread = %self.name, error = %e.report(), "the dead-letter topic refused the record's headers too");
             }
         }
         Ok(())

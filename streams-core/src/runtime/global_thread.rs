@@ -46,7 +46,7 @@ impl Shared {
                                 if since.elapsed() >= worker.config.task_timeout {
                                     return Err(e);
                                 }
-                                tracing::warn!(error = %e, "global stores: transient error, retrying");
+                                tracing::warn!(error = %e.report(), "global stores: transient error, retrying");
                                 std::thread::sleep(Duration::from_millis(200));
                             }
                             Err(e) => return Err(e),
@@ -55,7 +55,7 @@ impl Shared {
                     updater.close(&*log)
                 })();
                 if let Err(e) = outcome {
-                    tracing::error!(error = %e, "the global stream thread failed");
+                    tracing::error!(error = %e.report(), "the global stream thread failed");
                     worker.fail(e);
                 }
             })

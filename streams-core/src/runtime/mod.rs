@@ -383,7 +383,7 @@ impl Shared {
             let task_name = task.map_or_else(|| "none".to_string(), |t| t.to_string());
             tracing::error!(
                 application_id = %self.config.application_id, thread = index, task = %task_name,
-                %error, ?response, failures, limit, "stream thread failed"
+                error = %error.report(), ?response, failures, limit, "stream thread failed"
             );
             match response {
                 ExceptionResponse::ReplaceThread if !self.stopping() && failures < limit => {
@@ -400,8 +400,8 @@ impl Shared {
                         advice,
                     };
                     tracing::error!(
-                        application_id = %self.config.application_id, %error,
-                        "stopping the application"
+                        application_id = %self.config.application_id,
+                        error = %error.report(), "stopping the application"
                     );
                     self.fail(error);
                 }

@@ -181,7 +181,7 @@ impl Streams {
                 self.shared.fail(Error::Processing {
                     task: None,
                     processor: "global stores".into(),
-                    reason: format!("bootstrapping failed: {e}"),
+                    reason: format!("bootstrapping failed: {}", e.report()),
                 });
                 self.shared.finish();
                 return Err(e);
@@ -253,7 +253,7 @@ impl Streams {
                 shared.fail(Error::Processing {
                     task: None,
                     processor: "consumer group".into(),
-                    reason: format!("joining the group failed: {e}"),
+                    reason: format!("joining the group failed: {}", e.report()),
                 });
                 shared.stop.store(true, Ordering::SeqCst);
                 for h in std::mem::take(&mut *shared.handles.lock()) {
@@ -297,7 +297,7 @@ impl Streams {
         let membership = self.shared.membership.lock().take();
         if let Some(membership) = membership {
             if let Err(e) = membership.leave() {
-                tracing::warn!(error = %e, "leaving the consumer group failed");
+                tracing::warn!(error = %e.report(), "leaving the consumer group failed");
             }
         }
         self.shared.finish();
@@ -305,7 +305,7 @@ impl Streams {
             Some(e) => Err(Error::Processing {
                 task: None,
                 processor: "-".into(),
-                reason: format!("the application stopped after an error: {e}"),
+                reason: format!("the application stopped after an error: {}", e.report()),
             }),
             None => Ok(()),
         }
@@ -467,7 +467,7 @@ impl Drop for Streams {
             && !matches!(self.state(), StreamsState::NotRunning | StreamsState::Error)
         {
             if let Err(e) = self.close() {
-                tracing::warn!(error = %e, "closing the application on drop failed");
+                tracing::warn!(error = %e.report(), "closing the application on drop failed");
             }
         }
     }

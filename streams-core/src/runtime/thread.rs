@@ -231,14 +231,14 @@ impl StreamThread {
         }
         let since = *self.retrying_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= timeout {
-            tracing::error!(thread = %self.name, %error, attempts = self.retry_attempts, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
+            tracing::error!(thread = %self.name, error = %error.report(), attempts = self.retry_attempts, after_ms = timeout.as_millis() as u64, "giving up after transient errors");
             return false;
         }
         self.retry_attempts = self.retry_attempts.saturating_add(1);
         let attempt = self.retry_attempts;
         let pause = self.shared.config.backoff(attempt).min(timeout);
         if attempt.is_power_of_two() {
-            tracing::warn!(thread = %self.name, %error, attempt, pause_ms = pause.as_millis() as u64, "transient error: reopening the thread's tasks (logged at attempts 1, 2, 4, 8...)");
+            tracing::warn!(thread = %self.name, error = %error.report(), attempt, pause_ms = pause.as_millis() as u64, "transient error: reopening the thread's tasks (logged at attempts 1, 2, 4, 8...)");
         }
         self.metrics.retries += 1;
         self.publish_metrics();
@@ -619,7 +619,7 @@ impl StreamThread {
     fn abandon(&mut self) {
         if let Some(txn) = self.txn.take() {
             if let Err(e) = self.shared.log.abort_transaction(txn) {
-                tracing::warn!(thread = %self.name, error = %e, "aborting the transaction failed");
+                tracing::warn!(thread = %self.name, error = %e.report(), "aborting the transaction failed");
             }
         }
         let tasks = std::mem::take(&mut self.tasks.0);

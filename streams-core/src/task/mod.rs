@@ -442,11 +442,11 @@ impl Task {
         match handler {
             RecordErrorHandler::Fail => Err(error),
             RecordErrorHandler::LogAndContinue => {
-                tracing::warn!(task = %self.id, %error, "skipping a record");
+                tracing::warn!(task = %self.id, error = %error.report(), "skipping a record");
                 Ok(())
             }
             RecordErrorHandler::DeadLetter(dlq) => {
-                tracing::warn!(task = %self.id, %error, dead_letter_topic = %dlq, "sending a record to the dead-letter topic");
+                tracing::warn!(task = %self.id, error = %error.report(), dead_letter_topic = %dlq, "sending a record to the dead-letter topic");
                 let origin = Origin {
                     topic,
                     partition: self.id.partition,
@@ -499,7 +499,7 @@ impl Task {
                 other => Error::Processing {
                     task: Some(self.id),
                     processor: self.hook_names[i].clone(),
-                    reason: other.to_string(),
+                    reason: other.report().to_string(),
                 },
             })?;
         }

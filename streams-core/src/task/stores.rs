@@ -20,8 +20,7 @@ use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::log::{IsolationLevel, Log};
 use crate::processor::{
-    ChangelogBuffer, FlushQueue, FlushedChange, GlobalStoreRef, KvStoreRef, SessionStoreRef,
-    StoreAccess, WindowStoreRef,
+    ChangelogBuffer, GlobalStoreRef, KvStoreRef, SessionStoreRef, StoreAccess, WindowStoreRef,
 };
 use crate::record::{Record, TopicPartition};
 use crate::topology::{StoreKind, StoreSpec};
@@ -65,7 +64,6 @@ struct Entry {
     /// The store's directory (persistent stores).
     dir: PathBuf,
     store: AnyStore,
-    queue: Option<FlushQueue>,
     changelog: Option<TopicPartition>,
     /// The id of the persistent store's local data (see `state_store::new_store_id`).
     identity: Option<String>,
@@ -195,31 +193,19 @@ fn store_err(task: TaskId) -> impl Fn(StoreError) -> Error {
     }
 }
 
-/// Builds one store in the fixed layer order: cache (with the flush listener feeding `queue`)
-/// over changelogging (into `buffer`) over the backend.
+/// Builds one store in the fixed layer order: cache (keeping its flushed changes for the
+/// processor that owns the store) over changelogging (into `buffer`) over the backend.
 fn build_store(
     spec: &StoreSpec,
     dir: &Path,
     changelog: Option<&TopicPartition>,
     buffer: &ChangelogBuffer,
     clock: &RecordClock,
-    queue: Option<&FlushQueue>,
     resources: &StoreResources,
 ) -> Result<AnyStore, StoreError> {
     let sink = changelog.map(|tp| BufferSink {
         tp: tp.clone(),
         buffer: buffer.clone(),
-    });
-    let listener = queue.cloned().map(|q| {
-        let clock = clock.clone();
-        Box::new(move |k: &[u8], new: Option<&[u8]>, old: Option<&[u8]>| {
-            q.lock().push_back(FlushedChange {
-                key: k.to_vec(),
-                new: new.map(<[u8]>::to_vec),
-                old: old.map(<[u8]>::to_vec),
-                timestamp: clock.get(),
-            });
-        })
     });
     macro_rules! layers {
         ($b:expr) => {{
@@ -238,8 +224,8 @@ fn build_store(
     Ok(match &spec.kind {
         StoreKind::KeyValue { .. } => {
             let mut b = layers!(StoreBuilder::key_value(spec.name.clone()));
-            if let Some(l) = listener {
-                b = b.with_caching(&resources.cache).with_flush_listener(l);
+            if spec.cached {
+                b = b.with_caching(&resources.cache).keep_flushed();
             }
             AnyStore::Kv(Rc::new(RefCell::new(b.build()?)))
         }
@@ -250,8 +236,8 @@ fn build_store(
         } => {
             let mut b = layers!(StoreBuilder::window(spec.name.clone(), *retention_ms))
                 .retain_duplicates(*retain_duplicates);
-            if let Some(l) = listener {
-                b = b.with_caching(&resources.cache).with_flush_listener(l);
+            if spec.cached {
+                b = b.with_caching(&resources.cache).keep_flushed();
             }
             AnyStore::Window(Rc::new(RefCell::new(b.build()?)))
         }
@@ -285,8 +271,6 @@ impl TaskStores {
                 &task_name,
                 &spec.name,
             );
-            let queue: Option<FlushQueue> =
-                spec.cached.then(|| Arc::new(Mutex::new(VecDeque::new())));
             let layout = match spec.kind {
                 StoreKind::KeyValue { .. } => StoreLayout::Single,
                 StoreKind::Window { .. } | StoreKind::Session { .. } => StoreLayout::Segmented,
@@ -297,24 +281,16 @@ impl TaskStores {
             } else {
                 None
             };
-            let build = || {
-                build_store(
-                    spec,
-                    &dir,
-                    changelog.as_ref(),
-                    &buffer,
-                    &clock,
-                    queue.as_ref(),
-                    resources,
-                )
-            };
+            let build = || build_store(spec, &dir, changelog.as_ref(), &buffer, &clock, resources);
             let store = match build() {
                 Ok(store) => store,
                 // Damaged local files of a logged store: its changelog holds the data.
                 Err(e) if spec.persistent && changelog.is_some() && e.is_corruption() => {
                     let reason = match distrust.take() {
-                        Some(missing) => format!("{missing}, and it could not be opened ({e})"),
-                        None => format!("it could not be opened ({e})"),
+                        Some(missing) => {
+                            format!("{missing}, and it could not be opened ({})", e.report())
+                        }
+                        None => format!("it could not be opened ({})", e.report()),
                     };
                     tracing::warn!(
                         task = %task, store = %spec.name, path = %dir.display(), %reason,
@@ -348,7 +324,6 @@ impl TaskStores {
                     spec: (*spec).clone(),
                     dir,
                     store,
-                    queue,
                     changelog,
                     identity,
                     distrust,
@@ -393,28 +368,24 @@ impl TaskStores {
         }
     }
 
-    pub(crate) fn flush_queue(&self, name: &str) -> Result<FlushQueue> {
-        self.entries
-            .get(name)
-            .and_then(|e| e.queue.clone())
-            .ok_or_else(|| self.missing(name, "cached"))
-    }
-
     /// Names of the task's stores.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
     }
 
     /// Writes every store's cache through (changelog records are buffered), then drops
-    /// changes no processor drained.
+    /// changes no processor took. After the processors' own flushes (which take and forward
+    /// their stores' changes) there are none for the DSL's operators; a processor of the
+    /// user's over a cached store that never takes them would otherwise pile them up.
     pub(crate) fn flush_caches(&self) -> Result<()> {
         for e in self.entries.values() {
             e.store
-                .with(|s| s.flush_cache())
+                .with(|s| {
+                    s.flush_cache()?;
+                    drop(s.take_flushed());
+                    Ok(())
+                })
                 .map_err(store_err(self.task))?;
-            if let Some(q) = &e.queue {
-                q.lock().clear();
-            }
         }
         Ok(())
     }
@@ -641,10 +612,6 @@ impl StoreAccess for TaskStores {
 
     fn session(&self, name: &str) -> Result<SessionStoreRef> {
         TaskStores::session(self, name)
-    }
-
-    fn flush_queue(&self, name: &str) -> Result<FlushQueue> {
-        TaskStores::flush_queue(self, name)
     }
 
     fn global(&self, name: &str) -> Result<GlobalStoreRef> {

@@ -13,7 +13,7 @@ use super::{NodeId, NodeKind, Topology};
 use crate::error::{Error, Result};
 use crate::ids::{TaskId, TopicName};
 use crate::processor::{
-    Downstream, FlushQueue, GlobalStoreRef, Hooks, KvStoreRef, NodeHooks, Processor, ProcessorRef,
+    Downstream, GlobalStoreRef, Hooks, KvStoreRef, NodeHooks, Processor, ProcessorRef,
     PunctuationType, RawSource, SessionStoreRef, StoreAccess, WindowStoreRef,
 };
 
@@ -166,7 +166,10 @@ impl<'a> Instantiation<'a> {
         }
     }
 
-    /// A key-value store connected to the node being built.
+    /// A key-value store connected to the node being built. When the store is cached
+    /// ([`StoreSpec::cached`](crate::StoreSpec)), the node owns the changes its cache writes
+    /// through: it takes them ([`state_store::StateStore::take_flushed`]) after each write
+    /// and in [`Processor::flush`], and forwards them; a commit drops what is left.
     pub fn kv_store(&self, name: &str) -> Result<KvStoreRef> {
         self.check_store_access(name)?;
         self.stores.kv(name)
@@ -177,7 +180,8 @@ impl<'a> Instantiation<'a> {
         self.stores.global(name)
     }
 
-    /// A window store connected to the node being built.
+    /// A window store connected to the node being built; when cached, its flushed changes
+    /// are the node's to take, as with [`Instantiation::kv_store`].
     pub fn window_store(&self, name: &str) -> Result<WindowStoreRef> {
         self.check_store_access(name)?;
         self.stores.window(name)
@@ -187,13 +191,6 @@ impl<'a> Instantiation<'a> {
     pub fn session_store(&self, name: &str) -> Result<SessionStoreRef> {
         self.check_store_access(name)?;
         self.stores.session(name)
-    }
-
-    /// The changes a cached store forwards when its cache flushes or evicts: drain it after
-    /// every write and in [`Processor::flush`].
-    pub fn flush_queue(&self, name: &str) -> Result<FlushQueue> {
-        self.check_store_access(name)?;
-        self.stores.flush_queue(name)
     }
 
     /// Asks for [`Processor::punctuate`] with `id` every `interval_ms` of stream or wall-clock

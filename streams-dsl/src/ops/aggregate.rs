@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use streams_core::{
-    Change, Downstream, FlushQueue, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
+    Change, Downstream, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
 use super::encode;
@@ -25,7 +25,9 @@ pub(crate) struct Aggregate<K, V, A> {
     /// A timestamped store.
     pub(crate) store: KvStoreRef,
     pub(crate) store_name: String,
-    pub(crate) queue: Option<FlushQueue>,
+    /// Whether the store is cached: then its changes are forwarded as its cache writes them
+    /// through, taken from the store.
+    pub(crate) cached: bool,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) agg_serde: Arc<dyn Serde<A>>,
     pub(crate) f: AggregateFn<K, V, A>,
@@ -33,10 +35,10 @@ pub(crate) struct Aggregate<K, V, A> {
 }
 
 impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Aggregate<K, V, A> {
-    /// Forwards the changes the cache flushed or evicted.
-    fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
+    /// Forwards the changes the cache wrote through (flushed or evicted).
+    fn forward_flushed(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         super::forward_flushed(
-            self.queue.as_ref(),
+            &self.store,
             &self.store_name,
             self.key_serde.as_ref(),
             self.agg_serde.as_ref(),
@@ -58,8 +60,8 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V> for Agg
         let new = (self.f)(&rec.key, rec.value, old.clone());
         let nb = encode_stamped(self.agg_serde.as_ref(), &new, timestamp, &self.name)?;
         self.store.borrow_mut().put(&kb, &nb)?;
-        if self.queue.is_some() {
-            self.drain(ctx)
+        if self.cached {
+            self.forward_flushed(ctx)
         } else {
             self.down.forward(
                 ctx,
@@ -69,8 +71,8 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V> for Agg
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if super::flush_cached(&self.store, self.queue.as_ref())? {
-            self.drain(ctx)?;
+        if super::flush_cached(&self.store, self.cached)? {
+            self.forward_flushed(ctx)?;
         }
         Ok(())
     }
@@ -230,7 +232,7 @@ mod tests {
                 name: inst.node_name().to_string(),
                 store: Rc::new(RefCell::new(store)),
                 store_name: "counts".into(),
-                queue: None,
+                cached: false,
                 key_serde: Arc::new(StringSerde),
                 agg_serde: Arc::new(I64Serde),
                 f: count_fn::<String, String>(),

@@ -1,6 +1,8 @@
 //! The processors behind DSL operators, one family per file, named after the verb.
 
 pub(crate) mod aggregate;
+#[cfg(test)]
+mod cached_forwarding_tests;
 pub(crate) mod filter;
 pub(crate) mod join;
 pub(crate) mod map;
@@ -13,9 +15,11 @@ pub(crate) mod suppress;
 pub(crate) mod table;
 pub(crate) mod window_aggregate;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use streams_core::{Change, Downstream, Error, FlushQueue, ProcessorContext, Rec, Serde};
+use state_store::StateStore;
+use streams_core::{Change, Downstream, Error, ProcessorContext, Rec, Serde};
 
 /// A record predicate.
 pub(crate) type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
@@ -72,36 +76,27 @@ pub(crate) fn decode<T: 'static>(
     })
 }
 
-/// The flush queue of `store` when it is cached: where an operator over it finds the changes
-/// to forward.
-pub(crate) fn cache_queue(
-    inst: &streams_core::Instantiation<'_>,
-    store: &str,
+/// On commit, for an operator over a cached store (`cached`): writes its cache through, which
+/// leaves the changes in the store for the operator to take (RocksDB is made durable later, at
+/// a checkpoint). Returns whether there are changes to forward.
+pub(crate) fn flush_cached<S: StateStore + ?Sized>(
+    store: &RefCell<Box<S>>,
     cached: bool,
-) -> streams_core::Result<Option<FlushQueue>> {
-    cached.then(|| inst.flush_queue(store)).transpose()
-}
-
-/// On commit, for an operator over a cached store: writes its cache through, which fills
-/// the queue (RocksDB is made durable later, at a checkpoint).
-/// Returns whether there is a queue to drain.
-pub(crate) fn flush_cached<S: state_store::StateStore + ?Sized>(
-    store: &std::cell::RefCell<Box<S>>,
-    queue: Option<&FlushQueue>,
 ) -> streams_core::Result<bool> {
-    if queue.is_none() {
+    if !cached {
         return Ok(false);
     }
     store.borrow_mut().flush_cache()?;
     Ok(true)
 }
 
-/// Forwards the changes a cached timestamped key-value store (a table's, `store`) flushed or
-/// evicted, decoded, each with the timestamp its new value carries (a deletion: the time of
-/// the write that made it). Changes from absent to absent are skipped.
-pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
-    queue: Option<&FlushQueue>,
-    store: &str,
+/// Forwards the changes a cached timestamped key-value store (a table's, `store_name`) wrote
+/// through since they were last taken, decoded, each with the timestamp its new value carries
+/// (a deletion: the time of the write that made it). Changes from absent to absent are
+/// skipped.
+pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static, S: StateStore + ?Sized>(
+    store: &RefCell<Box<S>>,
+    store_name: &str,
     key_serde: &dyn Serde<K>,
     value_serde: &dyn Serde<V>,
     node: &str,
@@ -109,12 +104,12 @@ pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
     ctx: &mut ProcessorContext<'_>,
 ) -> streams_core::Result<()> {
     forward_flushed_with(
-        queue,
+        store,
         down,
         ctx,
         |b| decode(key_serde, b, node),
         |b| {
-            let (v, ts) = stamped::decode_stamped(value_serde, b, store, node)?;
+            let (v, ts) = stamped::decode_stamped(value_serde, b, store_name, node)?;
             Ok((v, Some(ts)))
         },
     )
@@ -123,21 +118,26 @@ pub(crate) fn forward_flushed<K: Clone + 'static, V: Clone + 'static>(
 /// [`forward_flushed`] for stores whose raw keys and values are not plain serde output
 /// (window stores: `[key][start]` keys and timestamped values). `decode_value` may return the
 /// timestamp the value carries, which then replaces the write's.
-pub(crate) fn forward_flushed_with<K: Clone + 'static, V: Clone + 'static>(
-    queue: Option<&FlushQueue>,
+///
+/// The changes go from the store's cache to `down` in this one call: the store hands them
+/// out once, oldest first ([`StateStore::take_flushed`]), so none is forwarded twice and a
+/// key's changes keep their order.
+pub(crate) fn forward_flushed_with<
+    K: Clone + 'static,
+    V: Clone + 'static,
+    S: StateStore + ?Sized,
+>(
+    store: &RefCell<Box<S>>,
     down: &Downstream<K, Change<V>>,
     ctx: &mut ProcessorContext<'_>,
     decode_key: impl Fn(&[u8]) -> streams_core::Result<K>,
     decode_value: impl Fn(&[u8]) -> streams_core::Result<(V, Option<i64>)>,
 ) -> streams_core::Result<()> {
-    let Some(queue) = queue else {
-        return Ok(());
-    };
-    let changes: Vec<_> = queue.lock().drain(..).collect();
+    let changes = store.borrow_mut().take_flushed();
     for c in changes {
         let key = decode_key(&c.key)?;
-        let new = c.new.map(|b| decode_value(&b)).transpose()?;
-        let old = c.old.map(|b| decode_value(&b)).transpose()?;
+        let new = c.new.as_deref().map(&decode_value).transpose()?;
+        let old = c.old.as_deref().map(&decode_value).transpose()?;
         let timestamp = new.as_ref().and_then(|(_, ts)| *ts).unwrap_or(c.timestamp);
         if new.is_none() && old.is_none() {
             continue;

@@ -81,7 +81,12 @@ mod tests {
         let old = I64Serde.serialize(&5).unwrap();
         let err = decode_stamped(&I64Serde, &old, "counts", "node").unwrap_err();
         assert!(err.to_string().contains("node"), "{err}");
+        // The store is named by the store error, the cause.
         let err = decode_stamped(&StringSerde, b"abc", "counts", "node").unwrap_err();
-        assert!(err.to_string().contains("counts"), "{err}");
+        assert!(
+            err.report().to_string().contains("counts"),
+            "{}",
+            err.report()
+        );
     }
 }

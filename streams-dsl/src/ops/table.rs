@@ -5,7 +5,7 @@ use crate::ops::{Predicate, ValueMapper};
 use std::sync::Arc;
 
 use streams_core::{
-    Change, Downstream, FlushQueue, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
+    Change, Downstream, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
 use super::encode;
@@ -24,16 +24,19 @@ pub(crate) struct Materialize<K, V> {
     /// A timestamped store.
     pub(crate) store: KvStoreRef,
     pub(crate) store_name: String,
-    pub(crate) queue: Option<FlushQueue>,
+    /// Whether the store is cached: then changes are forwarded as its cache writes them
+    /// through, taken from the store.
+    pub(crate) cached: bool,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
     pub(crate) down: Downstream<K, Change<V>>,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
-    fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
+    /// Forwards the changes the cache wrote through (flushed or evicted).
+    fn forward_flushed(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         super::forward_flushed(
-            self.queue.as_ref(),
+            &self.store,
             &self.store_name,
             self.key_serde.as_ref(),
             self.value_serde.as_ref(),
@@ -51,9 +54,9 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
         timestamp: i64,
     ) -> Result<()> {
         let kb = encode(self.key_serde.as_ref(), &key, &self.name)?;
-        let old = match self.queue {
-            Some(_) => None,
-            None => get_stamped(&self.store, &kb, self.value_serde.as_ref(), &self.name)?
+        let old = match self.cached {
+            true => None,
+            false => get_stamped(&self.store, &kb, self.value_serde.as_ref(), &self.name)?
                 .map(|(v, _)| v),
         };
         match &new {
@@ -63,8 +66,8 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
             }
             None => self.store.borrow_mut().delete(&kb),
         }?;
-        if self.queue.is_some() {
-            return self.drain(ctx);
+        if self.cached {
+            return self.forward_flushed(ctx);
         }
         if new.is_none() && old.is_none() {
             // Deleting an absent key changes nothing.
@@ -81,8 +84,8 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>> for Materia
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if super::flush_cached(&self.store, self.queue.as_ref())? {
-            self.drain(ctx)?;
+        if super::flush_cached(&self.store, self.cached)? {
+            self.forward_flushed(ctx)?;
         }
         Ok(())
     }

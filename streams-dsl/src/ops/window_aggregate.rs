@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use state_store::{decode_timestamp, decode_timestamped, push_timestamp_prefix};
 use streams_core::{
-    Change, Downstream, Error, FlushQueue, Processor, ProcessorContext, Rec, Result, Serde,
-    WindowStoreRef,
+    Change, Downstream, Error, Processor, ProcessorContext, Rec, Result, Serde, WindowStoreRef,
 };
 
 use super::aggregate::AggregateFn;
@@ -33,12 +32,14 @@ fn split_time(bytes: &[u8], at: usize) -> i64 {
     decode_timestamp(a)
 }
 
-/// What windowed aggregations share: the store, its serdes, and forwarding (directly, or
-/// through the cache's flush queue).
+/// What windowed aggregations share: the store, its serdes, and forwarding (directly, or as
+/// the store's cache writes changes through).
 pub(crate) struct WindowedCore<K, A> {
     pub(crate) name: String,
     pub(crate) store: WindowStoreRef,
-    pub(crate) queue: Option<FlushQueue>,
+    /// Whether the store is cached: then changes are forwarded as its cache writes them
+    /// through, taken from the store.
+    pub(crate) cached: bool,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) agg_serde: Arc<dyn Serde<A>>,
     /// Window length, so a window is known from its start.
@@ -97,7 +98,7 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
                 reason: format!("cannot encode a value for its store: {e}"),
             })?;
         self.store.borrow_mut().put(kb, Some(&bytes), start)?;
-        if self.queue.is_none() {
+        if !self.cached {
             let key = Windowed::new(key.clone(), self.window(start));
             self.down
                 .forward(ctx, Rec::new(key, Change::new(Some(agg), old), ts))?;
@@ -105,11 +106,11 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
         Ok(())
     }
 
-    /// Forwards what the cache flushed or evicted.
-    fn drain(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
+    /// Forwards what the cache wrote through (flushed or evicted).
+    fn forward_flushed(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
         let this = &*self;
         forward_flushed_with(
-            this.queue.as_ref(),
+            &this.store,
             &this.down,
             ctx,
             |raw| {
@@ -127,15 +128,15 @@ impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
     }
 
     fn after_writes(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if self.queue.is_some() {
-            self.drain(ctx)?;
+        if self.cached {
+            self.forward_flushed(ctx)?;
         }
         Ok(())
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        if super::flush_cached(&self.store, self.queue.as_ref())? {
-            self.drain(ctx)?;
+        if super::flush_cached(&self.store, self.cached)? {
+            self.forward_flushed(ctx)?;
         }
         Ok(())
     }

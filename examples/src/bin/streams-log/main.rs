@@ -219,9 +219,10 @@ impl fmt::Display for ToolError {
         match self {
             ToolError::Log(e @ streams_core::Error::Locked { .. }) => write!(
                 f,
-                "{e}; stop the application (or pass --lock-wait-ms) and try again"
+                "{}; stop the application (or pass --lock-wait-ms) and try again",
+                e.report()
             ),
-            ToolError::Log(e) => write!(f, "{e}"),
+            ToolError::Log(e) => write!(f, "{}", e.report()),
             ToolError::Usage(reason) => f.write_str(reason),
             ToolError::Io(e) => write!(f, "{e}"),
         }

@@ -108,7 +108,8 @@ pub(crate) fn run(log: &EmbeddedLog, args: &ProduceArgs) -> Result<(), ToolError
             log.append(&TopicPartition::new(&args.topic, p), &records)
                 .map_err(|e| {
                     ToolError::Usage(format!(
-                        "{e}; {appended} records were appended before the failure"
+                        "{}; {appended} records were appended before the failure",
+                        e.report()
                     ))
                 })?;
             appended += records.len() as u64;

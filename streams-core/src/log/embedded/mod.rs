@@ -353,7 +353,7 @@ fn spawn_cleaner(inner: Weak<Inner>, every: Duration) {
             std::thread::sleep(every);
             let Some(inner) = inner.upgrade() else { return };
             if let Err(e) = maintain(&inner, now_ms()) {
-                tracing::error!(error = %e, "log maintenance failed");
+                tracing::error!(error = %e.report(), "log maintenance failed");
             }
         });
     if let Err(e) = spawned {
@@ -575,12 +575,12 @@ impl Drop for Inner {
         for topic in self.topics.get_mut().values() {
             for p in &topic.partitions {
                 if let Err(e) = p.lock().sync() {
-                    tracing::warn!(error = %e, "sync on close failed");
+                    tracing::warn!(error = %e.report(), "sync on close failed");
                 }
             }
         }
         if let Err(e) = self.journal.get_mut().sync() {
-            tracing::warn!(error = %e, "journal sync on close failed");
+            tracing::warn!(error = %e.report(), "journal sync on close failed");
         }
     }
 }

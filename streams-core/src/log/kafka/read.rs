@@ -401,7 +401,7 @@ impl KafkaLog {
     ) {
         match outcome {
             Err(e) if e.is_retriable() => {
-                tracing::debug!(error = %e, "dropping a reader client after a transient error");
+                tracing::debug!(error = %e.report(), "dropping a reader client after a transient error");
             }
             _ => self.release(reader, isolation),
         }
