@@ -442,7 +442,7 @@ impl Shared {
                 reason: String::new(),
                 count: 0,
             });
-            entry.reason = error.to_string();
+            entry.reason = error.report().to_string();
             entry.count = entry.count.saturating_add(1);
             entry.count
         };
@@ -450,7 +450,8 @@ impl Shared {
             return false;
         }
         tracing::warn!(
-            application_id = %self.config.application_id, task = %task, %error, count,
+            application_id = %self.config.application_id, task = %task,
+            error = %error.report(), count,
             "the task's local state is corrupt: wiping its logged stores to restore them from \
              their changelogs"
         );
@@ -574,7 +575,10 @@ impl Shared {
             // The thread repairs the task before its next batch; until then it is not served.
             let answer = match answer {
                 Err(e) if is_corruption(&e) => {
-                    let reason = format!("{e}; task {task} is being restored from its changelogs");
+                    let reason = format!(
+                        "{}; task {task} is being restored from its changelogs",
+                        e.report()
+                    );
                     tasks.found_corrupt(task, e);
                     Err(Error::StoreUnavailable {
                         store: String::new(),

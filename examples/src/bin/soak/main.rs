@@ -117,7 +117,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", streams_core::Report::new(e.as_ref()));
             ExitCode::FAILURE
         }
     }
