@@ -14,7 +14,7 @@
 //! | `GET /health` | 200 `{"state":"RUNNING"}`, else 503 with the state |
 //! | `GET /livez` | 200 unless the application stopped after an error (503 with the error) |
 //! | `GET /readyz` | 200 when this instance's tasks run; else 503 with the restores' progress |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /metrics` | OpenMetrics text (Prometheus scrapes it), see [`MetricsCollector`](crate::MetricsCollector) |
 //!
 //! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key, 400 for a key or bound
 //! that does not parse, 503 with `Retry-After` while the store's task is being restored or
@@ -288,12 +288,9 @@ async fn health(State(s): Server) -> Response {
 }
 
 async fn metrics(State(s): Server) -> Response {
-    let text = s
-        .shared
-        .metrics
-        .lock()
-        .to_prometheus(&s.shared.config.application_id);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let text = crate::runtime::render_metrics(&s.shared.registry);
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
 async fn list(State(s): Server) -> Json<Value> {

@@ -76,14 +76,18 @@ pub use processor::{
     Change, Downstream, GlobalStoreRef, KvStoreRef, Processor, ProcessorContext, PunctuationType,
     Rec, RecordMeta, SessionStoreRef, SinkPartitioner, TaskMetrics, WindowStoreRef,
 };
+/// The `prometheus-client` crate the metrics are registered through, for a `Registry` of the
+/// same version.
+pub use prometheus_client;
 pub use record::{Header, Record, StoredRecord, TopicPartition};
 #[cfg(feature = "tokio")]
 pub use runtime::Shutdown;
 pub use runtime::ENV_PREFIX;
 pub use runtime::{
-    ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, OffsetReset,
-    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, StateRestoreListener, Streams,
-    StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery,
+    ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, LatencyHistogram,
+    MetricsCollector, OffsetReset, ProcessingGuarantee, Properties, RestoreProgress, SessionQuery,
+    StateRestoreListener, Streams, StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot,
+    ThreadMetrics, WindowQuery, LATENCY_BUCKETS, PUBLISH_INTERVAL,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

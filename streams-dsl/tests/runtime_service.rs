@@ -51,8 +51,11 @@ async fn the_state_watch_sees_the_transitions_in_order() {
     // The watcher asks for the shutdown once it has seen RUNNING: a watch keeps only the
     // latest state, so a reader must be told apart from the state changes it waits for.
     let trigger = shutdown.clone();
+    // Read before the watcher is spawned: the spawned task may first run after the
+    // application already left CREATED.
+    let first = *states.borrow_and_update();
     let watcher = tokio::spawn(async move {
-        let mut seen = vec![*states.borrow_and_update()];
+        let mut seen = vec![first];
         while states.changed().await.is_ok() {
             let s = *states.borrow_and_update();
             seen.push(s);

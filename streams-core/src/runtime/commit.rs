@@ -210,6 +210,7 @@ impl StreamThread {
         let latency = started.elapsed();
         let interval = self.last_commit.elapsed().as_secs_f64();
         self.metrics.commits += 1;
+        self.metrics.commit_latency.observe(latency);
         self.metrics.last_commit_latency = latency;
         self.metrics.max_commit_latency = self.metrics.max_commit_latency.max(latency);
         self.metrics.total_commit_latency += latency;

@@ -1,11 +1,108 @@
 //! Metrics of a running application: per thread and per task, published by each thread after
-//! every commit (and when it goes idle), read as a snapshot through `Streams::metrics`.
+//! every commit, when its tasks change, and at least every [`PUBLISH_INTERVAL`] while it runs
+//! (so a snapshot is at most about that old), read as a snapshot through `Streams::metrics`.
+//!
+//! Latencies are counted in fixed buckets by the thread that measures them, with plain
+//! arithmetic (no lock, no allocation): the thread owns its [`LatencyHistogram`]s and copies
+//! them into the snapshot when it publishes.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use state_store::CacheStats;
+
+use super::thread::StreamThread;
 use crate::ids::TaskId;
+use crate::log::IsolationLevel;
 use crate::processor::TaskMetrics;
+
+/// How often a running thread publishes its metrics at the least (it also publishes after
+/// every commit and whenever its tasks change).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Upper bounds of the latency histograms' buckets, in seconds; a last bucket (`+Inf`) holds
+/// everything above the last bound.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+    300.0,
+];
+
+/// [`LATENCY_BUCKETS`] in microseconds, the unit observations are counted in.
+const BOUNDS_MICROS: [u64; 16] = [
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    60_000_000,
+    300_000_000,
+];
+
+/// Latencies counted in the buckets of [`LATENCY_BUCKETS`], with their number and sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last is above every bound.
+    counts: [u64; 17],
+    count: u64,
+    sum_micros: u64,
+}
+
+impl LatencyHistogram {
+    /// Observations counted.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The sum of all observations (to microseconds).
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_micros)
+    }
+
+    /// `(upper bound in seconds, observations at or below it)` per bucket, cumulative, the
+    /// last with the bound `f64::INFINITY` and the count of all observations.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut total = 0u64;
+        let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        bounds
+            .zip(self.counts)
+            .map(|(bound, n)| {
+                total = total.saturating_add(n);
+                (bound, total)
+            })
+            .collect()
+    }
+
+    /// Counts one latency.
+    pub(crate) fn observe(&mut self, latency: Duration) {
+        self.observe_micros(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one latency given in microseconds.
+    pub(crate) fn observe_micros(&mut self, micros: u64) {
+        let bucket = BOUNDS_MICROS.partition_point(|&bound| bound < micros);
+        self.counts[bucket] = self.counts[bucket].saturating_add(1);
+        self.count = self.count.saturating_add(1);
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+
+    /// Per bucket: observations in it, not cumulative, for the OpenMetrics encoder.
+    pub(crate) fn per_bucket(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(self.counts)
+    }
+}
 
 /// One stream thread's counters.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +132,18 @@ pub struct ThreadMetrics {
     pub retries: u64,
     /// Tasks the thread runs now.
     pub tasks: Vec<TaskId>,
+    /// Commits, by how long each took (flush, write, offsets, checkpoints).
+    pub commit_latency: LatencyHistogram,
+    /// Reads of an input partition from the log, by how long each took.
+    pub poll_latency: LatencyHistogram,
+    /// Batches, by how long each took: a batch is the records one task processes in one pass
+    /// of the thread's loop (up to `max_buffered_records`), observed once per batch.
+    pub process_latency: LatencyHistogram,
+    /// Records, by end-to-end latency: the wall clock when the record was processed minus its
+    /// timestamp (read once per batch, at its start; a timestamp in the future counts as 0).
+    pub end_to_end_latency: LatencyHistogram,
+    /// The thread's record cache (shared by the cached stores of its tasks).
+    pub cache: CacheStats,
 }
 
 /// One task's counters, as last published by the thread that runs it.
@@ -97,98 +206,88 @@ impl StreamsMetrics {
             .sum()
     }
 
-    /// Renders the metrics in Prometheus' text exposition format.
+    /// Renders the metrics as OpenMetrics text (which Prometheus scrapes), the families
+    /// [`MetricsCollector`](super::MetricsCollector) exports, each series labelled with
+    /// `application_id`.
     pub fn to_prometheus(&self, application_id: &str) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let app = application_id;
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(out, "{name}{{application_id=\"{app}\",{labels}}} {v}");
+        super::exporter::render_snapshot(self, application_id)
+    }
+}
+
+impl StreamThread {
+    /// Publishes this thread's metrics and those of its tasks. With `refresh_lag`, the end
+    /// offsets of the inputs are read again (a round trip per partition on Kafka); otherwise
+    /// the lag is computed from the end offsets last read.
+    pub(super) fn publish_metrics_with(&mut self, refresh_lag: bool) {
+        let log = self.shared.log.clone();
+        self.metrics.tasks = self.tasks.0.keys().copied().collect();
+        self.metrics.cache = self.env.resources.cache.stats();
+        let mut snapshots = Vec::with_capacity(self.tasks.0.len());
+        for (id, active) in self.tasks.0.iter_mut() {
+            let mut lag = 0u64;
+            active.ends.resize(active.positions.len(), 0);
+            for ((tp, position), end) in active.positions.iter().zip(active.ends.iter_mut()) {
+                if refresh_lag || *end == 0 {
+                    *end = log
+                        .end_offset(tp, IsolationLevel::ReadCommitted)
+                        .unwrap_or(*position);
+                }
+                let buffered = active.task.buffered_for(&tp.topic) as u64;
+                lag = lag
+                    .saturating_add(end.saturating_sub(*position))
+                    .saturating_add(buffered);
             }
-        };
-        let threads = |f: &dyn Fn(&ThreadMetrics) -> f64| {
-            self.threads
-                .values()
-                .map(|t| (format!("thread=\"{}\"", t.name), f(t)))
-                .collect::<Vec<_>>()
-        };
-        family(
-            "streams_thread_records_processed_total",
-            "counter",
-            "Records processed by the thread.",
-            threads(&|t| t.processed as f64),
-        );
-        family(
-            "streams_thread_process_rate",
-            "gauge",
-            "Records per second over the last commit interval.",
-            threads(&|t| t.process_rate),
-        );
-        family(
-            "streams_thread_commits_total",
-            "counter",
-            "Commits.",
-            threads(&|t| t.commits as f64),
-        );
-        family(
-            "streams_thread_commit_latency_max_seconds",
-            "gauge",
-            "Longest commit.",
-            threads(&|t| t.max_commit_latency.as_secs_f64()),
-        );
-        family(
-            "streams_thread_alive",
-            "gauge",
-            "1 while the thread runs.",
-            threads(&|t| f64::from(u8::from(t.alive))),
-        );
-        let tasks = |f: &dyn Fn(&TaskSnapshot) -> f64| {
-            self.tasks
-                .iter()
-                .map(|(id, t)| (format!("task=\"{id}\""), f(t)))
-                .collect::<Vec<_>>()
-        };
-        family(
-            "streams_task_records_processed_total",
-            "counter",
-            "Records processed by the task.",
-            tasks(&|t| t.counters.processed as f64),
-        );
-        family(
-            "streams_task_lag_records",
-            "gauge",
-            "Records in the task's inputs not yet processed.",
-            tasks(&|t| t.lag as f64),
-        );
-        family(
-            "streams_task_restored_records",
-            "gauge",
-            "Changelog records replayed at the task's last start.",
-            tasks(&|t| t.restored as f64),
-        );
-        family(
-            "streams_task_skipped_deserialization_total",
-            "counter",
-            "Records skipped because they could not be decoded.",
-            tasks(&|t| t.counters.skipped_deserialization as f64),
-        );
-        let mut dropped = Vec::new();
-        for (id, t) in &self.tasks {
-            for ((processor, reason), n) in &t.counters.dropped {
-                dropped.push((
-                    format!("task=\"{id}\",processor=\"{processor}\",reason=\"{reason}\""),
-                    *n as f64,
-                ));
-            }
+            snapshots.push((
+                *id,
+                TaskSnapshot {
+                    thread: self.name.clone(),
+                    counters: active.task.metrics().clone(),
+                    lag,
+                    restored: active.restored,
+                    restore_time: active.restore_time,
+                    stream_time: active.task.stream_time(),
+                },
+            ));
         }
-        family(
-            "streams_task_dropped_records_total",
-            "counter",
-            "Records dropped by processors, by reason.",
-            dropped,
+        self.last_publish = Instant::now();
+        let mut metrics = self.shared.metrics.lock();
+        metrics.threads.insert(self.index, self.metrics.clone());
+        metrics.tasks.retain(|_, t| t.thread != self.name);
+        metrics.tasks.extend(snapshots);
+    }
+
+    /// Publishes with the lag read afresh (after a commit, a change of tasks, a failure).
+    pub(super) fn publish_metrics(&mut self) {
+        self.publish_metrics_with(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_fall_in_the_first_bucket_whose_bound_they_do_not_exceed() {
+        let mut h = LatencyHistogram::default();
+        for micros in [400, 500, 501, 2_000_000, u64::MAX] {
+            h.observe_micros(micros);
+        }
+        h.observe(Duration::from_millis(1));
+        let buckets = h.buckets();
+        assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(
+            buckets[0],
+            (0.0005, 2),
+            "400 µs and 500 µs (bounds are inclusive)"
         );
-        out
+        assert_eq!(buckets[1], (0.001, 4), "501 µs and 1 ms");
+        assert_eq!(buckets[11], (2.5, 5), "2 s");
+        assert_eq!(buckets[16], (f64::INFINITY, 6), "above every bound");
+        assert_eq!(h.count(), 6);
+        assert_eq!(
+            h.sum(),
+            Duration::from_micros(u64::MAX),
+            "the sum saturates"
+        );
     }
 }

@@ -27,6 +27,7 @@
 mod assignor;
 mod commit;
 mod config;
+mod exporter;
 mod global_thread;
 mod layout;
 mod metrics;
@@ -54,7 +55,12 @@ use state_store::RocksDbMemory;
 pub use config::{
     ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
 };
-pub use metrics::{RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics};
+pub(crate) use exporter::render as render_metrics;
+pub use exporter::MetricsCollector;
+pub use metrics::{
+    LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,
+    LATENCY_BUCKETS, PUBLISH_INTERVAL,
+};
 pub use properties::{Properties, ENV_PREFIX};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
 pub use restore::StateRestoreListener;
@@ -259,7 +265,10 @@ pub(crate) struct Shared {
     corrupt: Arc<Mutex<HashMap<TaskId, Corruption>>>,
     stop: AtomicBool,
     pub(crate) fatal: Mutex<Option<Arc<Error>>>,
-    pub(crate) metrics: Mutex<StreamsMetrics>,
+    pub(crate) metrics: Arc<Mutex<StreamsMetrics>>,
+    /// The library's own registry, holding only this application's collector (for the
+    /// HTTP server's `/metrics`).
+    pub(crate) registry: prometheus_client::registry::Registry,
     next_thread: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
     senders: Mutex<HashMap<usize, mpsc::Sender<Request>>>,

@@ -11,6 +11,7 @@ use hashbrown::HashMap;
 use parking_lot::{Condvar, Mutex};
 use state_store::RocksDbMemory;
 
+use super::exporter::{self, MetricsCollector};
 use super::layout::TopicLayout;
 use super::rebalance::GroupListener;
 use super::{
@@ -86,6 +87,11 @@ impl Streams {
             .flat_map(|(&sub, &n)| (0..n).map(move |p| TaskId::new(sub, p)))
             .collect();
         let default_handler: ExceptionHandler = Arc::new(|_| ExceptionResponse::ShutdownClient);
+        let metrics = Arc::new(Mutex::new(StreamsMetrics::default()));
+        let registry = exporter::registry_of(MetricsCollector {
+            metrics: metrics.clone(),
+            application_id: app.clone(),
+        });
         Ok(Streams {
             shared: Arc::new(Shared {
                 globals: updater.stores(),
@@ -114,7 +120,8 @@ impl Streams {
                 corrupt: Arc::new(Mutex::new(HashMap::new())),
                 stop: AtomicBool::new(false),
                 fatal: Mutex::new(None),
-                metrics: Mutex::new(StreamsMetrics::default()),
+                metrics,
+                registry,
                 next_thread: AtomicUsize::new(0),
                 handles: Mutex::new(Vec::new()),
                 senders: Mutex::new(HashMap::new()),
@@ -410,9 +417,49 @@ impl Streams {
             }))
     }
 
-    /// A snapshot of the metrics.
+    /// A snapshot of the metrics, as the stream threads last published them (after each
+    /// commit, when their tasks change, and at least every [`PUBLISH_INTERVAL`](super::PUBLISH_INTERVAL) while they
+    /// run).
     pub fn metrics(&self) -> StreamsMetrics {
         self.shared.metrics.lock().clone()
+    }
+
+    /// The metrics as a `prometheus-client` collector, to register into an application's own
+    /// registry: each scrape encodes the latest published snapshot (see
+    /// [`Streams::register_metrics`] and the README's metrics section for the families).
+    pub fn metrics_collector(&self) -> MetricsCollector {
+        MetricsCollector {
+            metrics: self.shared.metrics.clone(),
+            application_id: self.shared.config.application_id.clone(),
+        }
+    }
+
+    /// Registers [`Streams::metrics_collector`] into `registry` (a sub-registry adds its
+    /// prefix and labels to every family).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use prometheus_client::registry::Registry;
+    /// use streams_core::{Log, MemoryLog, StringSerde, Streams, StreamsConfig, TopicConfig};
+    /// use streams_core::{TopicName, TopologyBuilder};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let log = Arc::new(MemoryLog::new());
+    /// log.create_topic("in", TopicConfig::new(1))?;
+    /// let mut b = TopologyBuilder::new();
+    /// b.add_source::<String, String>("src", vec![TopicName::User("in".into())],
+    ///     Arc::new(StringSerde), Arc::new(StringSerde))?;
+    /// let streams = Streams::new(b.build()?, StreamsConfig::new("my-app", dir.path()), log)?;
+    ///
+    /// let mut registry = Registry::default();
+    /// streams.register_metrics(registry.sub_registry_with_prefix("myservice"));
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    /// assert!(text.contains("# TYPE myservice_streams_thread_commits counter"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(self.metrics_collector()));
     }
 
     /// The log the application runs on.

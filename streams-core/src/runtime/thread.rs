@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use state_store::RecordCache;
 
 use super::config::OffsetReset;
-use super::metrics::{TaskSnapshot, ThreadMetrics};
+use super::metrics::{ThreadMetrics, PUBLISH_INTERVAL};
 use super::positions::reset_position;
 use super::{Request, Shared};
 use crate::error::{Error, Result};
@@ -47,8 +47,10 @@ pub(crate) struct Active {
     processed_at_checkpoint: u64,
     /// Offsets as last committed, to skip commits that would change nothing.
     pub(super) committed: Vec<(TopicPartition, u64)>,
-    restored: u64,
-    restore_time: Duration,
+    pub(super) restored: u64,
+    pub(super) restore_time: Duration,
+    /// Per input: its end offset when the metrics were last published with the lag read.
+    pub(super) ends: Vec<u64>,
 }
 
 impl Active {
@@ -121,6 +123,8 @@ pub(crate) struct StreamThread {
     pub(super) last_commit: Instant,
     pub(super) processed_at_last_commit: u64,
     pub(super) metrics: ThreadMetrics,
+    /// When the metrics were last published.
+    pub(super) last_publish: Instant,
     /// The task being worked on, to name it when a panic is caught.
     pub(super) current: Option<TaskId>,
     /// When the thread first failed with a transient error since its last commit.
@@ -182,6 +186,7 @@ impl StreamThread {
             last_commit: Instant::now(),
             processed_at_last_commit: 0,
             metrics,
+            last_publish: Instant::now(),
             current: None,
             retrying_since: None,
             retry_attempts: 0,
@@ -281,6 +286,8 @@ impl StreamThread {
                 idle && (self.txn.is_some() || self.tasks.0.values().any(|a| a.dirty));
             if caught_up_dirty || self.last_commit.elapsed() >= self.shared.config.commit_interval {
                 self.commit()?;
+            } else if self.last_publish.elapsed() >= PUBLISH_INTERVAL {
+                self.publish_metrics_with(false);
             }
             if idle {
                 match self.requests.recv_timeout(self.shared.config.poll_idle) {
@@ -498,6 +505,7 @@ impl StreamThread {
             committed,
             restored,
             restore_time,
+            ends: Vec::new(),
         }))
     }
 
@@ -527,7 +535,10 @@ impl StreamThread {
                 if active.task.buffered_for(&tp.topic) + max_poll > max_buffered {
                     continue;
                 }
-                let fetch = match log.read(tp, *position, max_poll, isolation) {
+                let started = Instant::now();
+                let read = log.read(tp, *position, max_poll, isolation);
+                self.metrics.poll_latency.observe(started.elapsed());
+                let fetch = match read {
                     Ok(fetch) => fetch,
                     // The partition moved under the position (retention deleted records not
                     // read yet, or the topic lost its tail): `auto.offset.reset` decides.
@@ -577,9 +588,20 @@ impl StreamThread {
                 continue;
             }
             active.touch()?;
+            let started = Instant::now();
+            let now = now_ms();
             let mut n = 0;
-            while n < max && active.task.process_next()? {
+            while n < max {
+                let Some(timestamp) = active.task.process_next_timestamp()? else {
+                    break;
+                };
+                let late_ms = u64::try_from(now.saturating_sub(timestamp)).unwrap_or(0);
+                let e2e = &mut self.metrics.end_to_end_latency;
+                e2e.observe_micros(late_ms.saturating_mul(1000));
                 n += 1;
+            }
+            if n > 0 {
+                self.metrics.process_latency.observe(started.elapsed());
             }
             total += n;
         }
@@ -635,35 +657,5 @@ impl StreamThread {
         // Whatever the thread held is reopened on its next assignment check.
         self.generation = 0;
         self.publish_metrics();
-    }
-
-    pub(super) fn publish_metrics(&mut self) {
-        let log = self.shared.log.clone();
-        self.metrics.tasks = self.tasks.0.keys().copied().collect();
-        let mut snapshots = Vec::with_capacity(self.tasks.0.len());
-        for (id, active) in &self.tasks.0 {
-            let mut lag = 0;
-            for (tp, position) in &active.positions {
-                let end = log
-                    .end_offset(tp, IsolationLevel::ReadCommitted)
-                    .unwrap_or(*position);
-                lag += end.saturating_sub(*position) + active.task.buffered_for(&tp.topic) as u64;
-            }
-            snapshots.push((
-                *id,
-                TaskSnapshot {
-                    thread: self.name.clone(),
-                    counters: active.task.metrics().clone(),
-                    lag,
-                    restored: active.restored,
-                    restore_time: active.restore_time,
-                    stream_time: active.task.stream_time(),
-                },
-            ));
-        }
-        let mut metrics = self.shared.metrics.lock();
-        metrics.threads.insert(self.index, self.metrics.clone());
-        metrics.tasks.retain(|_, t| t.thread != self.name);
-        metrics.tasks.extend(snapshots);
     }
 }

@@ -370,6 +370,12 @@ impl Task {
     /// nothing is buffered, or when an input with nothing buffered still has records to
     /// fetch (see [`Task::set_fetch_pending`]).
     pub(crate) fn process_next(&mut self) -> Result<bool> {
+        Ok(self.process_next_timestamp()?.is_some())
+    }
+
+    /// As [`process_next`](Self::process_next), answering the timestamp of the record
+    /// processed (`None`: nothing was).
+    pub(crate) fn process_next_timestamp(&mut self) -> Result<Option<i64>> {
         // The buffered head with the smallest timestamp; ties go to the first input.
         let mut best: Option<(i64, usize)> = None;
         for (i, input) in self.inputs.iter().enumerate() {
@@ -378,19 +384,19 @@ impl Task {
                     best = Some((r.record.timestamp, i));
                 }
                 Some(_) => {}
-                None if input.fetch_pending => return Ok(false),
+                None if input.fetch_pending => return Ok(None),
                 None => {}
             }
         }
-        let Some((_, index)) = best else {
-            return Ok(false);
+        let Some((timestamp, index)) = best else {
+            return Ok(None);
         };
         let Some(rec) = self.inputs[index].queue.pop_front() else {
-            return Ok(false);
+            return Ok(None);
         };
         let id = self.id;
         self.process_record(index, rec).map_err(|e| e.in_task(id))?;
-        Ok(true)
+        Ok(Some(timestamp))
     }
 
     fn process_record(&mut self, index: usize, rec: StoredRecord) -> Result<()> {
