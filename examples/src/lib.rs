@@ -22,8 +22,9 @@ use streams_core::{
     EmbeddedLog, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Streams, TopicPartition, Topology,
 };
 use streams_core::{ExceptionResponse, ProcessingGuarantee, StreamsConfig};
-/// Options every example takes.
-#[derive(clap::Args, Debug, Clone)]
+/// Options every example takes. Its `Debug` output leaves the values of secret Kafka
+/// properties out ([`KafkaLogConfig::is_secret`]).
+#[derive(clap::Args, Clone)]
 pub struct CommonArgs {
     /// Where local state and the embedded log live (default: a directory under the system
     /// temp dir named after the example). On Kafka it holds the stores only.
@@ -62,6 +63,33 @@ pub struct CommonArgs {
     /// cluster apart.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub topic_prefix: String,
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .kafka_properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if KafkaLogConfig::is_secret(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("CommonArgs")
+            .field("state_dir", &self.state_dir)
+            .field("threads", &self.threads)
+            .field("guarantee", &self.guarantee)
+            .field("describe", &self.describe)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("kafka_properties", &properties)
+            .field("application_id", &self.application_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .finish()
+    }
 }
 
 /// `KEY=VALUE` → (key, value).

@@ -187,3 +187,54 @@ fn kafka_runs_refuse_topics_an_earlier_run_filled() {
     assert!(ok, "{err}");
     assert_eq!(sorted_lines(&out), word_counts(text));
 }
+
+#[test]
+fn kafka_word_count_runs_over_sasl_ssl_with_scram() {
+    let bin = env!("CARGO_BIN_EXE_word-count");
+    let listener = kafka_broker::sasl_ssl();
+    let text = "secure words\nwords over tls\n";
+    let secure = |password: &str| {
+        let ca = format!("ssl.ca.location={}", listener.ca_location.display());
+        let password = format!("sasl.password={password}");
+        let prefix = format!("{}-", kafka_broker::unique("secure"));
+        let args: Vec<String> = [
+            "--partitions",
+            "2",
+            "--bootstrap-servers",
+            &listener.servers,
+            "--topic-prefix",
+            &prefix,
+            "--kafka-property",
+            "security.protocol=SASL_SSL",
+            "--kafka-property",
+            "sasl.mechanism=SCRAM-SHA-512",
+            "--kafka-property",
+            "sasl.username=alice",
+            "--kafka-property",
+            &password,
+            "--kafka-property",
+            &ca,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(bin, &args, text)
+    };
+    let (ok, out, err) = secure("alice-secret");
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), word_counts(text));
+    assert!(!err.contains("alice-secret"), "{err}");
+
+    // A wrong password: the run stops at once, saying why, without the password.
+    let started = std::time::Instant::now();
+    let (ok, _, err) = secure("not-the-secret");
+    assert!(!ok);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("not-the-secret"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
