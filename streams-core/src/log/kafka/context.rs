@@ -123,6 +123,10 @@ impl Faults {
                 tracing::debug!(target: "librdkafka", error = %error, "{}: {reason}", kind.cause());
                 self.record(kind, reason.to_string());
             }
+            // The readers ask for end-of-partition events; they are no failure.
+            None if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(target: "librdkafka", error = %error, "{reason}")
+            }
             None => tracing::warn!(target: "librdkafka", error = %error, "{reason}"),
         }
     }
