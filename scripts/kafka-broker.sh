@@ -265,6 +265,9 @@ start() {
     dir="$(cd "$dir" && pwd)"
     pidfile="$dir/broker.pid"
     logfile="$dir/broker.log"
+    # A fresh log marks the directory as in use at once: the test harnesses remove broker
+    # directories with no running broker and a log older than ten minutes (or none).
+    touch "$logfile"
     if pid="$(running_pid)"; then
         die "a broker started from $dir is already running (pid $pid); stop it first"
     fi
