@@ -12,6 +12,13 @@ if ! have_libclang || ! command -v clang > /dev/null; then
     packages+=(clang libclang-dev) # RocksDB's bindgen needs them
 fi
 command -v curl > /dev/null || packages+=(curl) # the quick start queries the example with it
+# librdkafka's TLS (rdkafka's `ssl`) links the system's OpenSSL, found through pkg-config.
+command -v pkg-config > /dev/null || packages+=(pkg-config)
+if ! pkg-config --exists openssl 2> /dev/null; then
+    packages+=(libssl-dev)
+fi
+# The test broker's SASL_SSL listener gets its test CA and certificate from openssl.
+command -v openssl > /dev/null || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
     echo "==> installing ${packages[*]}" >&2
     SUDO=""

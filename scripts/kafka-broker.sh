@@ -4,7 +4,7 @@
 # integration tests' harness.
 #
 #   kafka-broker.sh install
-#   kafka-broker.sh start [--port N] [--dir DIR] [--owner PID]
+#   kafka-broker.sh start [--port N] [--dir DIR] [--owner PID] [--sasl-ssl-port M]
 #   kafka-broker.sh stop  [--port N] [--dir DIR]
 #   kafka-broker.sh status [--port N] [--dir DIR]
 #
@@ -17,6 +17,15 @@
 # --port) keeps every topic, record and committed offset. With --owner PID the broker is
 # stopped when that process ends (the tests use it so that no broker outlives them).
 # KAFKA_BROKER_HEAP sets the JVM's heap options (default -Xms64m -Xmx512m).
+#
+# With --sasl-ssl-port M the broker also listens on 127.0.0.1:M with SASL_SSL (pass the same M
+# on every start of DIR). The script makes a test CA and a broker certificate for 127.0.0.1
+# and localhost (openssl, installed with apt when missing) into DIR/tls once, and these users:
+#   alice / alice-secret   SCRAM-SHA-512 (added to the storage when it is formatted)
+#   bob / bob-secret       PLAIN
+#   any name               OAUTHBEARER with an unsecured JWT (Kafka's test validator)
+# and `start` prints two more lines: `KAFKA_SASL_SSL_SERVERS=127.0.0.1:M` and
+# `KAFKA_SSL_CA_LOCATION=DIR/tls/ca.pem` (the CA a client must trust).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -28,6 +37,7 @@ jars="${XDG_CACHE_HOME:-$HOME/.cache}/kstreams-kafka-$KAFKA_VERSION"
 port="${KAFKA_BROKER_PORT:-9092}"
 dir=""
 owner=""
+sasl_ssl_port=""
 
 die() {
     echo "kafka-broker.sh: $*" >&2
@@ -35,7 +45,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,29p' "$0" >&2
     exit 2
 }
 
@@ -49,6 +59,7 @@ while [ $# -gt 0 ]; do
         # Accepted for older callers: the storage is always durable.
         --storage) shift 2 ;;
         --owner) owner="$2"; shift 2 ;;
+        --sasl-ssl-port) sasl_ssl_port="$2"; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -139,15 +150,54 @@ cluster_id() {
     done
 }
 
+# The keystore's password (a test secret: the keystore lives in DIR/tls beside its key).
+TLS_PASSWORD="kstreams-test-keystore"
+
+# A test CA and a broker certificate signed by it, for 127.0.0.1 and localhost (librdkafka
+# checks the name), in DIR/tls, made once.
+make_tls() {
+    local tls="$dir/tls"
+    [ -f "$tls/broker.p12" ] && [ -f "$tls/ca.pem" ] && return 0
+    command -v openssl > /dev/null || apt_install openssl || die "installing openssl with apt-get failed"
+    rm -rf "$tls.tmp"
+    mkdir -p "$tls.tmp"
+    (
+        cd "$tls.tmp"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+            -subj "/CN=kstreams test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr \
+            -subj "/CN=127.0.0.1"
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+            "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" > broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out broker.pem -days 3650 -extfile broker.ext
+        openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem \
+            -name broker -out broker.p12 -passout "pass:$TLS_PASSWORD"
+    ) > "$tls.tmp/openssl.log" 2>&1 || {
+        cat "$tls.tmp/openssl.log" >&2
+        die "making the test CA and broker certificate with openssl failed (log above)"
+    }
+    rm -rf "$tls"
+    mv "$tls.tmp" "$tls"
+}
+
 write_config() {
     local cport="$1"
+    local listeners="PLAINTEXT://127.0.0.1:$port"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [ -n "$sasl_ssl_port" ]; then
+        listeners="$listeners,SASL_SSL://127.0.0.1:$sasl_ssl_port"
+        protocols="$protocols,SASL_SSL:SASL_SSL"
+    fi
     cat > "$dir/server.properties" << EOF
 # Written by scripts/kafka-broker.sh: a single-node KRaft broker and controller for tests.
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
@@ -181,6 +231,21 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 background.threads=4
 EOF
+    if [ -n "$sasl_ssl_port" ]; then
+        cat >> "$dir/server.properties" << EOF
+# The SASL_SSL listener (--sasl-ssl-port): SCRAM users live in the cluster's metadata (added
+# when the storage is formatted), PLAIN users in the JAAS line, OAUTHBEARER tokens are
+# unsecured JWTs checked by Kafka's default (test) validator.
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN,OAUTHBEARER
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_bob="bob-secret";
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$dir/tls/broker.p12
+ssl.keystore.password=$TLS_PASSWORD
+ssl.key.password=$TLS_PASSWORD
+EOF
+    fi
     cat > "$dir/log4j2.properties" << EOF
 status = warn
 appender.out.type = Console
@@ -200,11 +265,20 @@ start() {
     dir="$(cd "$dir" && pwd)"
     pidfile="$dir/broker.pid"
     logfile="$dir/broker.log"
+    # A fresh log marks the directory as in use at once: the test harnesses remove broker
+    # directories with no running broker and a log older than ten minutes (or none).
+    touch "$logfile"
     if pid="$(running_pid)"; then
         die "a broker started from $dir is already running (pid $pid); stop it first"
     fi
     if port_answers "$port"; then
         die "127.0.0.1:$port is already in use by another process"
+    fi
+    if [ -n "$sasl_ssl_port" ]; then
+        if port_answers "$sasl_ssl_port"; then
+            die "127.0.0.1:$sasl_ssl_port (--sasl-ssl-port) is already in use by another process"
+        fi
+        make_tls
     fi
     local cport
     cport="$(controller_port)"
@@ -217,8 +291,13 @@ start() {
         "-Dlog4j2.configurationFile=$dir/log4j2.properties")
     if [ ! -f "$dir/data/meta.properties" ]; then
         echo "==> formatting $dir/data for Apache Kafka $KAFKA_VERSION" >&2
+        local scram=()
+        if [ -n "$sasl_ssl_port" ]; then
+            scram=(--add-scram 'SCRAM-SHA-512=[name=alice,password=alice-secret]')
+        fi
         if ! java "${java_opts[@]}" -cp "$jars/*" kafka.tools.StorageTool format \
-            -t "$(cluster_id)" -c "$dir/server.properties" --standalone >> "$logfile" 2>&1; then
+            -t "$(cluster_id)" -c "$dir/server.properties" --standalone "${scram[@]}" \
+            >> "$logfile" 2>&1; then
             tail -n 40 "$logfile" >&2 || true
             die "formatting the broker's storage failed (log above, full log in $logfile)"
         fi
@@ -235,7 +314,8 @@ start() {
     local deadline=$((SECONDS + timeout))
     # Started: the broker is unfenced and serves requests (metadata among them).
     until tail -c +$((from + 1)) "$logfile" | grep -q 'Kafka Server started' \
-        && port_answers "$port"; do
+        && port_answers "$port" \
+        && { [ -z "$sasl_ssl_port" ] || port_answers "$sasl_ssl_port"; }; do
         if ! kill -0 "$pid" 2> /dev/null; then
             tail -n 40 "$logfile" >&2 || true
             rm -f "$pidfile"
@@ -263,6 +343,10 @@ start() {
         ' watchdog "$owner" "$pid" "$pidfile" > /dev/null 2>&1 < /dev/null &
     fi
     echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port"
+    if [ -n "$sasl_ssl_port" ]; then
+        echo "KAFKA_SASL_SSL_SERVERS=127.0.0.1:$sasl_ssl_port"
+        echo "KAFKA_SSL_CA_LOCATION=$dir/tls/ca.pem"
+    fi
 }
 
 stop() {

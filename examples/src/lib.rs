@@ -25,8 +25,9 @@ use streams_core::{
 use streams_core::{ExceptionResponse, ProcessingGuarantee, Properties, StreamsConfig};
 /// Options every example takes. Each flag can also come from its environment variable
 /// (`KSTREAMS_<KAFKA NAME>`, as `streams_core::Properties::from_env` reads them) or from a
-/// properties file (`--config`); a flag (or its variable) wins over the file.
-#[derive(clap::Args, Debug, Clone)]
+/// properties file (`--config`); a flag (or its variable) wins over the file. Its `Debug`
+/// output leaves the values of secret Kafka properties out ([`KafkaLogConfig::is_secret`]).
+#[derive(clap::Args, Clone)]
 pub struct CommonArgs {
     /// A Java properties file of settings by their Kafka Streams names (`application.id`,
     /// `num.stream.threads`, `bootstrap.servers`, `producer.linger.ms`, ...).
@@ -73,6 +74,34 @@ pub struct CommonArgs {
         env = "KSTREAMS_TOPIC_PREFIX"
     )]
     pub topic_prefix: String,
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .kafka_properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if KafkaLogConfig::is_secret(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("CommonArgs")
+            .field("config", &self.config)
+            .field("state_dir", &self.state_dir)
+            .field("threads", &self.threads)
+            .field("guarantee", &self.guarantee)
+            .field("describe", &self.describe)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("kafka_properties", &properties)
+            .field("application_id", &self.application_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .finish()
+    }
 }
 
 /// `KEY=VALUE` → (key, value).

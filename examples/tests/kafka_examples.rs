@@ -187,3 +187,261 @@ fn kafka_runs_refuse_topics_an_earlier_run_filled() {
     assert!(ok, "{err}");
     assert_eq!(sorted_lines(&out), word_counts(text));
 }
+
+#[test]
+fn kafka_word_count_runs_over_sasl_ssl_with_scram() {
+    let bin = env!("CARGO_BIN_EXE_word-count");
+    let listener = kafka_broker::sasl_ssl();
+    let text = "secure words\nwords over tls\n";
+    let secure = |password: &str| {
+        let ca = format!("ssl.ca.location={}", listener.ca_location.display());
+        let password = format!("sasl.password={password}");
+        let prefix = format!("{}-", kafka_broker::unique("secure"));
+        let args: Vec<String> = [
+            "--partitions",
+            "2",
+            "--bootstrap-servers",
+            &listener.servers,
+            "--topic-prefix",
+            &prefix,
+            "--kafka-property",
+            "security.protocol=SASL_SSL",
+            "--kafka-property",
+            "sasl.mechanism=SCRAM-SHA-512",
+            "--kafka-property",
+            "sasl.username=alice",
+            "--kafka-property",
+            &password,
+            "--kafka-property",
+            &ca,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(bin, &args, text)
+    };
+    let (ok, out, err) = secure("alice-secret");
+    assert!(ok, "{err}");
+    assert_eq!(sorted_lines(&out), word_counts(text));
+    assert!(!err.contains("alice-secret"), "{err}");
+
+    // A wrong password: the run stops at once, saying why, without the password.
+    let started = std::time::Instant::now();
+    let (ok, _, err) = secure("not-the-secret");
+    assert!(!ok);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("not-the-secret"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Runs `streams-log` with `args` on `log` (`--log-dir DIR` or `--bootstrap-servers ...`).
+fn log_tool(log: &[String], args: &[&str], stdin: &str) -> String {
+    let mut all: Vec<&str> = log.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    let (ok, out, err) = run(env!("CARGO_BIN_EXE_streams-log"), &all, stdin);
+    assert!(ok, "streams-log {all:?} failed: {err}");
+    assert_eq!(err, "", "streams-log {all:?} complained");
+    out
+}
+
+/// The whitespace-separated fields of the row of `table` whose first field is `first`.
+fn row(table: &str, first: &str) -> Vec<String> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|fields| fields.first().is_some_and(|f| f == first))
+        .unwrap_or_else(|| panic!("no row {first} in:\n{table}"))
+}
+
+#[test]
+fn kafka_log_tool_commands_print_what_they_print_on_the_embedded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = vec![
+        "--log-dir".to_string(),
+        dir.path().join("log").display().to_string(),
+    ];
+    let kafka = vec![
+        "--bootstrap-servers".to_string(),
+        kafka_broker::bootstrap_servers().to_string(),
+    ];
+    let topic = kafka_broker::unique("tool");
+    let compacted = kafka_broker::unique("tool-compact");
+    let group = kafka_broker::unique("tool-group");
+    let input = "a,1\nb,2\nc,3\na,4\nd,5\n";
+    // `partition,offset,timestamp,key,value` of each record, as `consume` prints them.
+    let mut expected: Vec<String> = Vec::new();
+    for p in 0..3 {
+        let mut offset = 0;
+        for l in input.lines() {
+            let (k, v) = l.split_once(',').unwrap();
+            if streams_core::partition_for_key(k.as_bytes(), 3) == p {
+                expected.push(format!("{p},{offset},1000,{k},{v}"));
+                offset += 1;
+            }
+        }
+    }
+    let ends: Vec<usize> = (0..3u32)
+        .map(|p| {
+            expected
+                .iter()
+                .filter(|l| l.starts_with(&format!("{p},")))
+                .count()
+        })
+        .collect();
+    let busiest = (0..3).max_by_key(|&p| ends[p]).unwrap().to_string();
+    // One session of commands, run on both logs: every output must be the same.
+    let session = |log: &[String]| -> Vec<String> {
+        let mut outputs = vec![
+            log_tool(log, &["create", &topic, "--partitions", "3"], ""),
+            log_tool(
+                log,
+                &["create", &topic, "--partitions", "3", "--if-not-exists"],
+                "",
+            ),
+            log_tool(
+                log,
+                &["create", &compacted, "--partitions", "1", "--compact"],
+                "",
+            ),
+            log_tool(log, &["produce", &topic, "--timestamp-ms", "1000"], input),
+            log_tool(
+                log,
+                &["produce", &compacted, "--timestamp-ms", "2000"],
+                "k,v\n",
+            ),
+            log_tool(log, &["consume", &topic], ""),
+            log_tool(log, &["consume", &compacted, "--format", "json"], ""),
+            log_tool(
+                log,
+                &["consume", &topic, "--from-timestamp", "1000", "--max", "2"],
+                "",
+            ),
+        ];
+        // Offsets: a rewind of one partition, then another to the end.
+        outputs.push(log_tool(
+            log,
+            &[
+                "reset-offsets",
+                &group,
+                "--topic",
+                &topic,
+                "--to-earliest",
+                "--dry-run",
+            ],
+            "",
+        ));
+        outputs.push(log_tool(
+            log,
+            &[
+                "reset-offsets",
+                &group,
+                "--topic",
+                &topic,
+                "--to-offset",
+                "1",
+                "--partition",
+                &busiest,
+            ],
+            "",
+        ));
+        outputs.push(log_tool(log, &["offsets", &group], ""));
+        outputs.push(log_tool(log, &["consume", &topic, "--group", &group], ""));
+        outputs.push(log_tool(
+            log,
+            &["reset-offsets", &group, "--topic", &topic, "--to-latest"],
+            "",
+        ));
+        outputs.push(log_tool(log, &["offsets", &group], ""));
+        outputs
+    };
+    let on_embedded = session(&embedded);
+    let on_kafka = session(&kafka);
+    for (i, (e, k)) in on_embedded.iter().zip(&on_kafka).enumerate() {
+        assert_eq!(k, e, "command {i} printed differently on Kafka");
+    }
+    // What the session printed, checked exactly where it does not depend on the log.
+    assert_eq!(
+        on_kafka[0],
+        format!(
+            "created topic `{topic}`: 3 partitions, cleanup.policy=delete, retention.ms=604800000\n"
+        )
+    );
+    assert_eq!(on_kafka[3], format!("appended 5 records to `{topic}`\n"));
+    assert_eq!(on_kafka[5], format!("{}\n", expected.join("\n")));
+    assert_eq!(
+        on_kafka[6],
+        "{\"partition\":0,\"offset\":0,\"timestamp\":2000,\"key\":\"k\",\"value\":\"v\",\"headers\":[]}\n"
+    );
+
+    // Describe: the same settings and offsets; Kafka has no segments or bytes to show.
+    let described = log_tool(&kafka, &["describe", &topic], "");
+    let settings: Vec<&str> = described.lines().take(7).collect();
+    assert_eq!(
+        settings,
+        [
+            format!("topic                {topic}").as_str(),
+            "partitions           3",
+            "cleanup.policy       delete",
+            "retention.ms         604800000",
+            "retention.bytes      none",
+            "delete.retention.ms  86400000",
+            "segment.bytes        67108864",
+        ]
+    );
+    let mut partitions = String::from("PARTITION  START  END  STABLE-END\n");
+    for (p, end) in ends.iter().enumerate() {
+        partitions.push_str(&format!("{p}          0      {end}    {end}\n"));
+    }
+    assert!(
+        described.ends_with(&format!("\n{partitions}")),
+        "{described}"
+    );
+
+    // Listings hold other tests' topics and groups too: this test's rows.
+    let topics = log_tool(&kafka, &["topics"], "");
+    assert_eq!(row(&topics, "TOPIC"), ["TOPIC", "PARTITIONS", "CLEANUP"]);
+    assert_eq!(row(&topics, &topic), [topic.as_str(), "3", "delete"]);
+    assert_eq!(
+        row(&topics, &compacted),
+        [compacted.as_str(), "1", "compact"]
+    );
+    let groups = log_tool(&kafka, &["groups"], "");
+    assert_eq!(row(&groups, "GROUP"), ["GROUP", "TOPICS", "LAG"]);
+    assert_eq!(row(&groups, &group), [group.as_str(), topic.as_str(), "0"]);
+
+    // Over SASL_SSL with SCRAM, through --kafka-property: the same description.
+    let listener = kafka_broker::sasl_ssl();
+    let ca = format!("ssl.ca.location={}", listener.ca_location.display());
+    let secure = [
+        "--bootstrap-servers",
+        &listener.servers,
+        "--kafka-property",
+        "security.protocol=SASL_SSL",
+        "--kafka-property",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "--kafka-property",
+        "sasl.username=alice",
+        "--kafka-property",
+        "sasl.password=alice-secret",
+        "--kafka-property",
+        &ca,
+    ]
+    .map(String::from);
+    assert_eq!(log_tool(&secure, &["describe", &topic], ""), described);
+
+    // An unknown topic: the same error on both.
+    let unknown = kafka_broker::unique("tool-missing");
+    let failed = |log: &[String]| {
+        let mut all: Vec<&str> = log.iter().map(String::as_str).collect();
+        all.extend(["describe", &unknown]);
+        let (ok, _, err) = run(env!("CARGO_BIN_EXE_streams-log"), &all, "");
+        assert!(!ok);
+        err
+    };
+    assert_eq!(failed(&kafka), failed(&embedded));
+}

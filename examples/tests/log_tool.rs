@@ -681,8 +681,27 @@ fn a_missing_log_or_state_dir_is_a_clear_error() {
     let run: Run = command().arg("topics").output().unwrap().into();
     assert_eq!(
         run.error(),
-        "error: no log given: pass --log-dir DIR or --state-dir DIR"
+        "error: no log given: pass --log-dir DIR, --state-dir DIR or --bootstrap-servers HOST:PORT"
     );
+    // Kafka settings without a cluster, and a cluster beside a log directory: refused.
+    let run: Run = command()
+        .args(["--kafka-property", "sasl.password=x", "topics"])
+        .output()
+        .unwrap()
+        .into();
+    assert!(run.usage_error().contains("--bootstrap-servers"));
+    let run: Run = command()
+        .args([
+            "--log-dir",
+            "x",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "topics",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert!(run.usage_error().contains("cannot be used with"));
 
     // --state-dir finds the log where the runtime puts it.
     let state = tool.log.parent().unwrap();

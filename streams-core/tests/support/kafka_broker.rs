@@ -2,7 +2,8 @@
 //! scripts/test.sh does), otherwise one Apache Kafka broker per test process, started through
 //! scripts/kafka-broker.sh on a free port and stopped by the script once the process ends.
 //! A broker that cannot be started fails the test (in CI and everywhere else); nothing is
-//! skipped.
+//! skipped. The broker started here also has a SASL_SSL listener ([`sasl_ssl`]), with the
+//! test CA and users scripts/kafka-broker.sh makes.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -22,11 +23,67 @@ pub(crate) fn bootstrap_servers() -> &'static str {
                 return servers;
             }
         }
+        own_broker().servers()
+    })
+}
+
+/// The broker this process starts (once), with a SASL_SSL listener beside the plaintext one.
+fn own_broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER.get_or_init(|| {
         remove_stale_broker_dirs();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{port}"));
-        Broker::start_on(port, &dir).servers()
+        Broker::start_on(port, &dir, Some(free_port()))
     })
+}
+
+/// The test broker's SASL_SSL listener: where it is and the CA that signed its certificate.
+/// Its users (scripts/kafka-broker.sh): `alice`/`alice-secret` (SCRAM-SHA-512),
+/// `bob`/`bob-secret` (PLAIN), any name with an unsecured JWT (OAUTHBEARER).
+pub(crate) struct SaslSsl {
+    /// `host:port` of the listener.
+    pub(crate) servers: String,
+    /// The test CA's certificate (PEM).
+    pub(crate) ca_location: PathBuf,
+}
+
+/// The SASL_SSL listener: `KAFKA_SASL_SSL_SERVERS` and `KAFKA_SSL_CA_LOCATION` when both are
+/// set, else that of the broker this process starts.
+pub(crate) fn sasl_ssl() -> &'static SaslSsl {
+    static LISTENER: OnceLock<SaslSsl> = OnceLock::new();
+    LISTENER.get_or_init(|| {
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+        if let (Some(servers), Some(ca)) =
+            (env("KAFKA_SASL_SSL_SERVERS"), env("KAFKA_SSL_CA_LOCATION"))
+        {
+            return SaslSsl {
+                servers,
+                ca_location: PathBuf::from(ca),
+            };
+        }
+        let broker = own_broker();
+        let port = broker
+            .sasl_ssl_port
+            .expect("the test broker has a SASL_SSL port");
+        SaslSsl {
+            servers: format!("127.0.0.1:{port}"),
+            ca_location: broker.dir.join("tls").join("ca.pem"),
+        }
+    })
+}
+
+/// A configuration for the SASL_SSL listener with SCRAM-SHA-512 as `user`/`password`,
+/// trusting the test CA.
+pub(crate) fn scram_config(user: &str, password: &str) -> KafkaLogConfig {
+    let listener = sasl_ssl();
+    KafkaLogConfig::new(listener.servers.as_str())
+        .with_timeout(Duration::from_secs(15))
+        .with_property("security.protocol", "SASL_SSL")
+        .with_property("sasl.mechanism", "SCRAM-SHA-512")
+        .with_property("sasl.username", user)
+        .with_property("sasl.password", password)
+        .with_property("ssl.ca.location", listener.ca_location.to_string_lossy())
 }
 
 /// Directories of the brokers started for test processes: `<tmp>/<prefix><port>`.
@@ -75,6 +132,8 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Broker {
     pub(crate) port: u16,
     pub(crate) dir: PathBuf,
+    /// The port of its SASL_SSL listener, if it has one.
+    pub(crate) sasl_ssl_port: Option<u16>,
 }
 
 impl Broker {
@@ -84,13 +143,14 @@ impl Broker {
 
     /// Starts a broker on a free port with its data in `dir`.
     pub(crate) fn start(dir: &Path) -> Broker {
-        Broker::start_on(free_port(), dir)
+        Broker::start_on(free_port(), dir, None)
     }
 
-    fn start_on(port: u16, dir: &Path) -> Broker {
+    fn start_on(port: u16, dir: &Path, sasl_ssl_port: Option<u16>) -> Broker {
         let broker = Broker {
             port,
             dir: dir.to_path_buf(),
+            sasl_ssl_port,
         };
         broker.run("start");
         broker
@@ -114,6 +174,9 @@ impl Broker {
             .arg(&self.dir);
         if command == "start" {
             c.args(["--owner", &std::process::id().to_string()]);
+            if let Some(port) = self.sasl_ssl_port {
+                c.args(["--sasl-ssl-port", &port.to_string()]);
+            }
         }
         let out = c
             .output()

@@ -2,13 +2,14 @@
 //!
 //! Reading never commits: a group's offsets only choose where to start. The log is opened
 //! read-only, so this works beside the application writing it; a read-only open sees the log
-//! as it was when it opened, so `--follow` opens it again for each poll.
+//! as it was when it opened, so `--follow` opens it again for each poll (a Kafka connection
+//! stays open).
 
 use std::io::Write;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
-use streams_core::{EmbeddedLog, IsolationLevel, Log, TopicPartition};
+use streams_core::{IsolationLevel, Log, TopicPartition};
 
 use crate::output::{record_line, Format};
 use crate::{partitions, LogTarget, ToolError};
@@ -76,7 +77,7 @@ const READ_BATCH: u64 = 500;
 
 /// Where each partition's reading starts.
 fn start_positions(
-    log: &EmbeddedLog,
+    log: &dyn Log,
     args: &ConsumeArgs,
 ) -> Result<Vec<(TopicPartition, u64)>, ToolError> {
     let tps = partitions(log, &args.topic, args.partition)?;
@@ -128,7 +129,7 @@ fn start_positions(
 /// Prints everything from each position up to the current end; advances the positions.
 /// Returns how many records were printed.
 fn drain(
-    log: &EmbeddedLog,
+    log: &dyn Log,
     positions: &mut [(TopicPartition, u64)],
     args: &ConsumeArgs,
     mut budget: u64,
@@ -167,14 +168,16 @@ fn drain(
 pub(crate) fn run(target: &LogTarget, args: &ConsumeArgs) -> Result<(), ToolError> {
     let mut budget = args.max.unwrap_or(u64::MAX);
     let mut out = std::io::stdout().lock();
-    let log = target.open()?;
-    let mut positions = start_positions(&log, args)?;
-    budget -= drain(&log, &mut positions, args, budget, &mut out)?;
-    drop(log);
+    let mut log = target.open()?;
+    let mut positions = start_positions(&*log, args)?;
+    budget -= drain(&*log, &mut positions, args, budget, &mut out)?;
     while args.follow && budget > 0 {
         std::thread::sleep(POLL);
-        let log = target.open()?;
-        budget -= drain(&log, &mut positions, args, budget, &mut out)?;
+        // A read-only embedded log sees the log as it was opened; Kafka sees appends.
+        if !target.is_live() {
+            log = target.open()?;
+        }
+        budget -= drain(&*log, &mut positions, args, budget, &mut out)?;
     }
     Ok(())
 }

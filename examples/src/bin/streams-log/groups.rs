@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use clap::{ArgGroup, Args};
-use streams_core::{EmbeddedLog, IsolationLevel, Log, TopicPartition};
+use streams_core::{IsolationLevel, Log, TopicPartition};
 
 use crate::output::{line, Table};
 use crate::{partitions, ToolError};
@@ -61,7 +61,7 @@ struct Standing {
 }
 
 /// The group's standing on every partition of every topic it committed offsets for.
-fn standings(log: &EmbeddedLog, group: &str) -> Result<Vec<Standing>, ToolError> {
+fn standings(log: &dyn Log, group: &str) -> Result<Vec<Standing>, ToolError> {
     let committed = log.committed_offsets(group)?;
     let topics: BTreeSet<&str> = committed.iter().map(|(tp, _)| tp.topic.as_str()).collect();
     let mut rows = Vec::new();
@@ -87,7 +87,7 @@ fn or_dash(v: Option<u64>) -> String {
 }
 
 /// `groups`: one row per group.
-pub(crate) fn list(log: &EmbeddedLog) -> Result<(), ToolError> {
+pub(crate) fn list(log: &dyn Log) -> Result<(), ToolError> {
     let mut table = Table::new(&["GROUP", "TOPICS", "LAG"]);
     for group in log.list_groups()? {
         let rows = standings(log, &group)?;
@@ -100,7 +100,7 @@ pub(crate) fn list(log: &EmbeddedLog) -> Result<(), ToolError> {
 }
 
 /// `offsets`: one row per partition, then the total lag.
-pub(crate) fn offsets(log: &EmbeddedLog, args: &OffsetsArgs) -> Result<(), ToolError> {
+pub(crate) fn offsets(log: &dyn Log, args: &OffsetsArgs) -> Result<(), ToolError> {
     let rows = standings(log, &args.group)?;
     if rows.is_empty() {
         return Err(unknown_group(&args.group));
@@ -130,7 +130,7 @@ fn unknown_group(group: &str) -> ToolError {
 }
 
 /// `reset-offsets`: computes every new offset before committing any, in one commit.
-pub(crate) fn reset(log: &EmbeddedLog, args: &ResetArgs) -> Result<(), ToolError> {
+pub(crate) fn reset(log: &dyn Log, args: &ResetArgs) -> Result<(), ToolError> {
     if args.group.is_empty() {
         return Err(ToolError::Usage("the group name must not be empty".into()));
     }

@@ -1,4 +1,5 @@
-//! `streams-log`: look into and operate on an embedded log from the command line.
+//! `streams-log`: look into and operate on an embedded log, or a Kafka cluster
+//! (`--bootstrap-servers`), from the command line.
 //!
 //! Lists and creates topics, appends lines from stdin, prints records, and shows and moves
 //! consumer groups' committed offsets (rewind and replay). Commands that only look (`topics`,
@@ -7,6 +8,11 @@
 //! write (`create`, `produce`, `reset-offsets`) need the log to themselves: a log held by a
 //! running application is an error (or, with `--lock-wait-ms`, a wait), never a second
 //! writer. `consume --follow` reopens the log for each poll to see what was appended.
+//!
+//! On Kafka the same commands go through the same `Log` trait (`KafkaLog`), so they print
+//! the same tables; what only the embedded log has (a partition's segments and bytes in
+//! `describe`, the lock) is left out there. `reset-offsets` on Kafka is accepted by the
+//! broker only while the group has no members, as with Kafka's own tool.
 
 mod consume;
 mod groups;
@@ -20,14 +26,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use streams_core::{EmbeddedLog, EmbeddedLogConfig, Log, StreamsConfig, TopicPartition};
+use streams_core::{
+    EmbeddedLog, EmbeddedLogConfig, KafkaLog, KafkaLogConfig, Log, StreamsConfig, TopicPartition,
+};
 
-/// Inspect and operate on the embedded log of a stream-processing application.
+/// Inspect and operate on the embedded log of a stream-processing application, or on a Kafka
+/// cluster.
 ///
 /// Reading commands work while the application runs. Writing commands (`create`, `produce`,
-/// `reset-offsets`) need the log to themselves: stop the application first (or pass
+/// `reset-offsets`) need the embedded log to themselves: stop the application first (or pass
 /// `--lock-wait-ms` to wait for it to let go).
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(name = "streams-log", version)]
 struct Cli {
     /// The log directory itself (the one holding `topics/` and `meta.journal`).
@@ -36,12 +45,41 @@ struct Cli {
         global = true,
         help_heading = "Log",
         value_name = "DIR",
-        conflicts_with = "state_dir"
+        conflicts_with_all = ["state_dir", "bootstrap_servers"]
     )]
     log_dir: Option<PathBuf>,
     /// An application's state directory; the log is `DIR/log`.
-    #[arg(long, global = true, help_heading = "Log", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Log",
+        value_name = "DIR",
+        conflicts_with = "bootstrap_servers"
+    )]
     state_dir: Option<PathBuf>,
+    /// Work on the Kafka cluster at HOST:PORT[,HOST:PORT...] instead of an embedded log.
+    #[arg(long, global = true, help_heading = "Kafka", value_name = "HOST:PORT")]
+    bootstrap_servers: Option<String>,
+    /// A librdkafka property for every Kafka client (`security.protocol=SASL_SSL`,
+    /// `sasl.password=...`); repeatable.
+    #[arg(
+        long = "kafka-property",
+        global = true,
+        help_heading = "Kafka",
+        value_name = "KEY=VALUE",
+        value_parser = parse_property,
+        requires = "bootstrap_servers"
+    )]
+    kafka_properties: Vec<(String, String)>,
+    /// How long any one Kafka call may take.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Kafka",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    kafka_timeout_ms: u64,
     /// If another process holds the log, a writing command retries for up to this long
     /// before giving up.
     #[arg(
@@ -91,87 +129,156 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), ToolError> {
-    let target = LogTarget::from_cli(cli)?;
-    match &cli.command {
-        Command::Topics => topics::list(&target.open()?),
-        Command::Create(args) => topics::create(&target.open_or_create()?, args),
-        Command::Describe(args) => topics::describe(&target.open()?, args),
-        Command::Produce(args) => produce::run(&target.open_for_writing()?, args),
-        Command::Consume(args) => consume::run(&target, args),
-        Command::Groups => groups::list(&target.open()?),
-        Command::Offsets(args) => groups::offsets(&target.open()?, args),
-        Command::ResetOffsets(args) => groups::reset(&target.open_for_writing()?, args),
+/// `KEY=VALUE` → (key, value).
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
     }
 }
 
-/// Where the log is and how long to wait for its lock.
+fn run(cli: &Cli) -> Result<(), ToolError> {
+    let target = LogTarget::from_cli(cli)?;
+    match &cli.command {
+        Command::Topics => topics::list(&*target.open()?),
+        Command::Create(args) => topics::create(&*target.open_or_create()?, args),
+        Command::Describe(args) => {
+            let log = target.open()?;
+            topics::describe(&*log, log.embedded(), args)
+        }
+        Command::Produce(args) => produce::run(&*target.open_for_writing()?, args),
+        Command::Consume(args) => consume::run(&target, args),
+        Command::Groups => groups::list(&*target.open()?),
+        Command::Offsets(args) => groups::offsets(&*target.open()?, args),
+        Command::ResetOffsets(args) => groups::reset(&*target.open_for_writing()?, args),
+    }
+}
+
+/// The log a command works on.
+pub(crate) enum Opened {
+    Embedded(EmbeddedLog),
+    Kafka(Box<KafkaLog>),
+}
+
+impl Opened {
+    /// The embedded log, for what only it has.
+    fn embedded(&self) -> Option<&EmbeddedLog> {
+        match self {
+            Opened::Embedded(log) => Some(log),
+            Opened::Kafka(_) => None,
+        }
+    }
+}
+
+impl std::ops::Deref for Opened {
+    type Target = dyn Log;
+
+    fn deref(&self) -> &(dyn Log + 'static) {
+        match self {
+            Opened::Embedded(log) => log,
+            Opened::Kafka(log) => &**log,
+        }
+    }
+}
+
+/// Where the log is: an embedded log's directory and how long to wait for its lock, or a
+/// Kafka cluster.
 #[derive(Debug)]
-pub(crate) struct LogTarget {
-    dir: PathBuf,
-    lock_wait: Duration,
+pub(crate) enum LogTarget {
+    Embedded { dir: PathBuf, lock_wait: Duration },
+    Kafka(KafkaLogConfig),
 }
 
 impl LogTarget {
     fn from_cli(cli: &Cli) -> Result<Self, ToolError> {
+        if let Some(servers) = &cli.bootstrap_servers {
+            let mut config = KafkaLogConfig::new(servers.as_str())
+                .with_property("client.id", "streams-log")
+                .with_timeout(Duration::from_millis(cli.kafka_timeout_ms));
+            for (key, value) in &cli.kafka_properties {
+                config = config.with_property(key.as_str(), value.as_str());
+            }
+            return Ok(LogTarget::Kafka(config));
+        }
         let dir = match (&cli.log_dir, &cli.state_dir) {
             (Some(dir), _) => dir.clone(),
             // The runtime's layout, from the one place that defines it.
             (None, Some(state)) => StreamsConfig::new("streams-log", state).embedded_log_dir(),
             (None, None) => {
                 return Err(ToolError::Usage(
-                    "no log given: pass --log-dir DIR or --state-dir DIR".into(),
+                    "no log given: pass --log-dir DIR, --state-dir DIR or --bootstrap-servers \
+                     HOST:PORT"
+                        .into(),
                 ))
             }
         };
-        Ok(LogTarget {
+        Ok(LogTarget::Embedded {
             dir,
             lock_wait: Duration::from_millis(cli.lock_wait_ms),
         })
     }
 
-    /// Opens an existing log read-only: no lock, no file changed.
-    pub(crate) fn open(&self) -> Result<EmbeddedLog, ToolError> {
-        self.check_exists()?;
+    /// Whether the log sees what others append without being opened again.
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self, LogTarget::Kafka(_))
+    }
+
+    /// Opens an existing log read-only (no lock, no file changed), or connects to Kafka.
+    pub(crate) fn open(&self) -> Result<Opened, ToolError> {
+        let dir = match self {
+            LogTarget::Kafka(config) => {
+                return Ok(Opened::Kafka(Box::new(KafkaLog::connect(config.clone())?)))
+            }
+            LogTarget::Embedded { dir, .. } => dir,
+        };
+        self.check_exists(dir)?;
         let config = EmbeddedLogConfig::default()
             .with_cleaner_interval(None)
             .with_read_only(true);
-        Ok(EmbeddedLog::open_with(&self.dir, config)?)
+        Ok(Opened::Embedded(EmbeddedLog::open_with(dir, config)?))
     }
 
-    /// Opens an existing log to write to it (holding its lock).
-    fn open_for_writing(&self) -> Result<EmbeddedLog, ToolError> {
-        self.check_exists()?;
+    /// Opens an existing log to write to it (holding its lock), or connects to Kafka.
+    fn open_for_writing(&self) -> Result<Opened, ToolError> {
+        if let LogTarget::Embedded { dir, .. } = self {
+            self.check_exists(dir)?;
+        }
         self.open_or_create()
     }
 
     /// Refuses a directory that holds no log, rather than creating an empty log there (a
     /// mistyped path, or a state directory passed as `--log-dir`).
-    fn check_exists(&self) -> Result<(), ToolError> {
-        if !self.dir.join("topics").is_dir() {
-            let hint = if self.dir.join("log").join("topics").is_dir() {
+    fn check_exists(&self, dir: &std::path::Path) -> Result<(), ToolError> {
+        if !dir.join("topics").is_dir() {
+            let hint = if dir.join("log").join("topics").is_dir() {
                 "; it looks like a state directory: pass it as --state-dir"
             } else {
                 "; `create` makes a new log"
             };
             return Err(ToolError::Usage(format!(
                 "no embedded log at {}{hint}",
-                self.dir.display()
+                dir.display()
             )));
         }
         Ok(())
     }
 
-    fn open_or_create(&self) -> Result<EmbeddedLog, ToolError> {
+    fn open_or_create(&self) -> Result<Opened, ToolError> {
+        let (dir, lock_wait) = match self {
+            LogTarget::Kafka(config) => {
+                return Ok(Opened::Kafka(Box::new(KafkaLog::connect(config.clone())?)))
+            }
+            LogTarget::Embedded { dir, lock_wait } => (dir, *lock_wait),
+        };
         // No background cleaner: a tool that looks at a log must not also delete from it.
         let config = EmbeddedLogConfig::default().with_cleaner_interval(None);
-        let deadline = Instant::now() + self.lock_wait;
+        let deadline = Instant::now() + lock_wait;
         loop {
-            match EmbeddedLog::open_with(&self.dir, config.clone()) {
+            match EmbeddedLog::open_with(dir, config.clone()) {
                 Err(streams_core::Error::Locked { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                other => return other.map_err(ToolError::from),
+                other => return other.map(Opened::Embedded).map_err(ToolError::from),
             }
         }
     }
@@ -179,7 +286,7 @@ impl LogTarget {
 
 /// The partitions of `topic`, or just `only` (checked against the partition count).
 pub(crate) fn partitions(
-    log: &EmbeddedLog,
+    log: &dyn Log,
     topic: &str,
     only: Option<u32>,
 ) -> Result<Vec<TopicPartition>, ToolError> {

@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use clap::Args;
-use streams_core::{
-    partition_for_key, CleanupPolicy, EmbeddedLog, Log, Record, TopicConfig, TopicPartition,
-};
+use streams_core::{partition_for_key, CleanupPolicy, Log, Record, TopicConfig, TopicPartition};
 
 use crate::output::line;
 use crate::{now_ms, partitions, ToolError};
@@ -92,7 +90,7 @@ fn check(args: &ProduceArgs, config: &TopicConfig) -> Result<(), ToolError> {
 }
 
 /// `produce`.
-pub(crate) fn run(log: &EmbeddedLog, args: &ProduceArgs) -> Result<(), ToolError> {
+pub(crate) fn run(log: &dyn Log, args: &ProduceArgs) -> Result<(), ToolError> {
     let config = log.describe_topic(&args.topic)?;
     check(args, &config)?;
     // Validates `--partition` against the topic.

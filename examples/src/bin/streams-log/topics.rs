@@ -46,7 +46,7 @@ fn or_none<T: ToString>(v: Option<T>) -> String {
 }
 
 /// `topics`: one row per topic.
-pub(crate) fn list(log: &EmbeddedLog) -> Result<(), ToolError> {
+pub(crate) fn list(log: &dyn Log) -> Result<(), ToolError> {
     let mut table = Table::new(&["TOPIC", "PARTITIONS", "CLEANUP"]);
     for topic in log.list_topics()? {
         let config = log.describe_topic(&topic)?;
@@ -61,7 +61,7 @@ pub(crate) fn list(log: &EmbeddedLog) -> Result<(), ToolError> {
 
 /// `create`: refuses an existing topic unless `--if-not-exists`, because the log itself
 /// accepts a re-creation with the same partition count and ignores the rest of the config.
-pub(crate) fn create(log: &EmbeddedLog, args: &CreateArgs) -> Result<(), ToolError> {
+pub(crate) fn create(log: &dyn Log, args: &CreateArgs) -> Result<(), ToolError> {
     if let Ok(existing) = log.describe_topic(&args.topic) {
         let what = format!(
             "topic `{}` already exists ({} partitions, cleanup.policy={})",
@@ -93,8 +93,13 @@ pub(crate) fn create(log: &EmbeddedLog, args: &CreateArgs) -> Result<(), ToolErr
     ))
 }
 
-/// `describe`: the configuration, then a row per partition.
-pub(crate) fn describe(log: &EmbeddedLog, args: &DescribeArgs) -> Result<(), ToolError> {
+/// `describe`: the configuration, then a row per partition (with its segments and bytes on
+/// the embedded log, `embedded`).
+pub(crate) fn describe(
+    log: &dyn Log,
+    embedded: Option<&EmbeddedLog>,
+    args: &DescribeArgs,
+) -> Result<(), ToolError> {
     let config = log.describe_topic(&args.topic)?;
     let mut settings = Table::new(&["topic", &args.topic]);
     for (key, value) in [
@@ -112,25 +117,25 @@ pub(crate) fn describe(log: &EmbeddedLog, args: &DescribeArgs) -> Result<(), Too
     }
     settings.print()?;
     line("")?;
-    let mut table = Table::new(&[
-        "PARTITION",
-        "START",
-        "END",
-        "STABLE-END",
-        "SEGMENTS",
-        "BYTES",
-    ]);
+    let mut columns = vec!["PARTITION", "START", "END", "STABLE-END"];
+    if embedded.is_some() {
+        columns.extend(["SEGMENTS", "BYTES"]);
+    }
+    let mut table = Table::new(&columns);
     for tp in partitions(log, &args.topic, None)? {
-        table.row(vec![
+        let mut row = vec![
             tp.partition.to_string(),
             log.start_offset(&tp)?.to_string(),
             log.end_offset(&tp, IsolationLevel::ReadUncommitted)?
                 .to_string(),
             log.end_offset(&tp, IsolationLevel::ReadCommitted)?
                 .to_string(),
-            log.segment_count(&tp)?.to_string(),
-            log.partition_size(&tp)?.to_string(),
-        ]);
+        ];
+        if let Some(embedded) = embedded {
+            row.push(embedded.segment_count(&tp)?.to_string());
+            row.push(embedded.partition_size(&tp)?.to_string());
+        }
+        table.row(row);
     }
     table.print()
 }

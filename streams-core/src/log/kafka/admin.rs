@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::client::{kafka_error, retry_transient, timed_out};
+use super::context::Fault;
 use super::KafkaLog;
 use crate::error::{Error, Result};
 use crate::log::{Log, TopicConfig};
@@ -35,6 +36,10 @@ pub(super) fn topic_configs(config: &TopicConfig) -> Vec<(&'static str, String)>
     ]
 }
 
+/// How long one metadata request of [`KafkaLog::wait_for_cluster`] waits before the log
+/// looks at what its clients reported.
+const CONNECT_SLICE: Duration = Duration::from_millis(250);
+
 impl KafkaLog {
     /// The cluster's metadata. A connection the broker dropped (as for a while after it was
     /// frozen) is asked again, within the log's timeout, while librdkafka reconnects.
@@ -47,13 +52,68 @@ impl KafkaLog {
             ],
             |left| self.admin.inner().fetch_metadata(None, left),
         )
-        .map_err(|e| {
-            kafka_error(
+        .inspect(|_| self.faults.clear())
+        .map_err(|e| match self.faults.recent(self.config.timeout) {
+            // No broker answered because none would let us in: say why.
+            Some(fault) => self.fault_error(&fault),
+            None => kafka_error(
                 format!("fetch metadata from {}", self.config.bootstrap_servers),
                 None,
                 &e,
-            )
+            ),
         })
+    }
+
+    /// Waits, within the log's timeout, until the cluster answers a metadata request. Fails
+    /// as soon as a client reports that authentication or the TLS handshake failed: every
+    /// connection would, and the request would only time out.
+    pub(super) fn wait_for_cluster(&self) -> Result<()> {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = self
+                .admin
+                .inner()
+                .fetch_metadata(None, left.min(CONNECT_SLICE));
+            let error = match result {
+                Ok(_) => {
+                    self.faults.clear();
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if let Some(fault) = self.faults.recent(self.config.timeout) {
+                return Err(self.fault_error(&fault));
+            }
+            let transient = matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::BrokerTransportFailure
+                        | RDKafkaErrorCode::AllBrokersDown
+                        | RDKafkaErrorCode::OperationTimedOut
+                        | RDKafkaErrorCode::RequestTimedOut
+                )
+            );
+            if !transient || Instant::now() >= deadline {
+                return Err(kafka_error(
+                    format!("connect to {}", self.config.bootstrap_servers),
+                    None,
+                    &error,
+                ));
+            }
+        }
+    }
+
+    /// The error for a call that failed because the cluster refused the log's credentials or
+    /// its TLS handshake: not retriable, the configuration has to change.
+    fn fault_error(&self, fault: &Fault) -> Error {
+        Error::Kafka {
+            operation: format!("connect to {}", self.config.bootstrap_servers),
+            topic: None,
+            partition: None,
+            reason: fault.to_string(),
+            retriable: false,
+        }
     }
 
     /// Partition count of every topic, by a fresh metadata request.

@@ -19,7 +19,22 @@ use rdkafka::config::ClientConfig;
 /// assert_eq!(config.properties["client.id"], "word-count");
 /// assert_eq!(config.producer_properties["linger.ms"], "5");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output shows every property but the secrets ([`KafkaLogConfig::is_secret`]),
+/// whose values read `[redacted]`:
+///
+/// ```
+/// use streams_core::KafkaLogConfig;
+///
+/// let config = KafkaLogConfig::new("broker:9093")
+///     .with_property("security.protocol", "SASL_SSL")
+///     .with_property("sasl.mechanism", "SCRAM-SHA-512")
+///     .with_property("sasl.username", "alice")
+///     .with_property("sasl.password", "alice-secret");
+/// let debug = format!("{config:?}");
+/// assert!(debug.contains("SCRAM-SHA-512") && !debug.contains("alice-secret"), "{debug}");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KafkaLogConfig {
     /// `bootstrap.servers`: `host:port[,host:port...]`.
@@ -52,6 +67,58 @@ pub struct KafkaLogConfig {
     pub session_timeout: Duration,
 }
 
+/// librdkafka's sensitive properties (those it never prints itself), by name.
+const SECRETS: &[&str] = &[
+    "sasl.username",
+    "sasl.password",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.client.credentials.client.secret",
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "ssl.keystore.password",
+    "ssl.ca.pem",
+];
+
+impl std::fmt::Debug for KafkaLogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLogConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &Redacted(&self.properties))
+            .field("producer_properties", &Redacted(&self.producer_properties))
+            .field("consumer_properties", &Redacted(&self.consumer_properties))
+            .field("timeout", &self.timeout)
+            .field("replication_factor", &self.replication_factor)
+            .field("transactional_id_prefix", &self.transactional_id_prefix)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("session_timeout", &self.session_timeout)
+            .finish()
+    }
+}
+
+/// Properties as a map, with the values of secrets left out.
+struct Redacted<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown: &dyn std::fmt::Debug = if KafkaLogConfig::is_secret(k) {
+                    &"[redacted]"
+                } else {
+                    v
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
 /// `kstreams-` and 16 random hex digits (the process id if no randomness is to be had).
 fn random_prefix() -> String {
     let mut bytes = [0u8; 8];
@@ -79,6 +146,26 @@ impl KafkaLogConfig {
             group_instance_id: None,
             session_timeout: Duration::from_secs(45),
         }
+    }
+
+    /// Whether the librdkafka property `key` holds a secret (a password, a private key or
+    /// where it is, a client secret, a SASL user name): `Debug` output leaves its value out.
+    /// These are librdkafka's own sensitive properties, and any other whose name speaks of a
+    /// password, a secret or a passphrase.
+    ///
+    /// ```
+    /// use streams_core::KafkaLogConfig;
+    ///
+    /// assert!(KafkaLogConfig::is_secret("sasl.password"));
+    /// assert!(KafkaLogConfig::is_secret("ssl.key.pem"));
+    /// assert!(!KafkaLogConfig::is_secret("sasl.mechanism"));
+    /// ```
+    pub fn is_secret(key: &str) -> bool {
+        let key = key.trim().to_ascii_lowercase();
+        SECRETS.contains(&key.as_str())
+            || ["password", "secret", "passphrase", "private.key"]
+                .iter()
+                .any(|word| key.contains(word))
     }
 
     /// Sets `group.instance.id` (static membership).

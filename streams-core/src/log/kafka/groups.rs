@@ -10,6 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::client::retry_transient;
 use super::client::{kafka_error, partition_i32};
 use super::config::ClientKind;
+use super::context::LogContext;
 use super::KafkaLog;
 use crate::error::Result;
 use crate::log::OffsetCommit;
@@ -17,7 +18,7 @@ use crate::record::TopicPartition;
 
 /// A consumer of a group that never joins it: fetches the group's offsets, and commits them
 /// while the group has no members.
-pub(super) type GroupConsumer = BaseConsumer;
+pub(super) type GroupConsumer = BaseConsumer<LogContext>;
 
 /// A librdkafka offset list.
 pub(super) fn offset_list(offsets: &[OffsetCommit]) -> KafkaResult<TopicPartitionList> {
@@ -90,7 +91,7 @@ impl KafkaLog {
                     ("enable.auto.offset.store", "false"),
                 ],
             )
-            .create()
+            .create_with_context(self.context())
             .map_err(|e| kafka_error(format!("create a consumer for group {group}"), None, &e))?;
         let consumer = Arc::new(consumer);
         Ok(self

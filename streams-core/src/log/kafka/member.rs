@@ -15,10 +15,13 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::client::{bounded, code, kafka_error};
+use super::context::{self, Faults};
 use super::offset_list;
 use crate::error::{Error, Result};
 use crate::log::OffsetCommit;
@@ -29,9 +32,18 @@ use crate::record::TopicPartition;
 pub(crate) struct MemberContext {
     group: String,
     listener: Arc<dyn RebalanceListener>,
+    faults: Arc<Faults>,
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        context::log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.faults.report(&error, reason);
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -79,6 +91,7 @@ pub(crate) fn create(
     group: &str,
     topics: &[String],
     listener: Arc<dyn RebalanceListener>,
+    faults: Arc<Faults>,
 ) -> Result<Arc<MemberConsumer>> {
     let operation = || format!("join group {group}");
     config.set("group.id", group);
@@ -86,6 +99,7 @@ pub(crate) fn create(
         .create_with_context(MemberContext {
             group: group.to_string(),
             listener,
+            faults,
         })
         .map_err(|e| kafka_error(operation(), None, &e))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();

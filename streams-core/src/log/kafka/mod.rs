@@ -27,6 +27,7 @@
 mod admin;
 mod client;
 mod config;
+mod context;
 mod groups;
 mod member;
 mod produce;
@@ -39,7 +40,6 @@ use std::time::Instant;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
@@ -56,6 +56,7 @@ use crate::record::{Record, TopicPartition};
 use self::admin::*;
 use self::config::ClientKind;
 pub use self::config::KafkaLogConfig;
+use self::context::{Faults, LogContext};
 use self::groups::*;
 use self::produce::*;
 use self::read::*;
@@ -67,7 +68,9 @@ use self::transactions::*;
 /// [`KafkaLogConfig::timeout`].
 pub struct KafkaLog {
     config: KafkaLogConfig,
-    admin: AdminClient<DefaultClientContext>,
+    /// Authentication and TLS failures the clients reported (see `context`).
+    faults: Arc<Faults>,
+    admin: AdminClient<LogContext>,
     producer: DeliveryProducer,
     /// Idle readers: `[read uncommitted, read committed]`.
     readers: [Mutex<Vec<Reader>>; 2],
@@ -84,8 +87,9 @@ pub struct KafkaLog {
 
 impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration's `Debug` leaves its secrets out.
         f.debug_struct("KafkaLog")
-            .field("bootstrap_servers", &self.config.bootstrap_servers)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -101,13 +105,18 @@ impl KafkaLog {
             reason: e.to_string(),
             retriable: false,
         };
-        let admin: AdminClient<DefaultClientContext> = config
+        let faults = Arc::new(Faults::default());
+        let admin: AdminClient<LogContext> = config
             .client_config(ClientKind::Admin, &[])
-            .create()
+            .create_with_context(LogContext {
+                faults: faults.clone(),
+            })
             .map_err(|e| client_error("admin client", e))?;
-        let producer = Self::new_producer(&config, &[]).map_err(|e| client_error("producer", e))?;
+        let producer =
+            Self::new_producer(&config, &faults, &[]).map_err(|e| client_error("producer", e))?;
         let log = KafkaLog {
             config,
+            faults,
             admin,
             producer,
             readers: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
@@ -117,8 +126,15 @@ impl KafkaLog {
             txns: Mutex::new(Transactions::default()),
             members: Arc::new(Mutex::new(HashMap::new())),
         };
-        log.metadata()?;
+        log.wait_for_cluster()?;
         Ok(log)
+    }
+
+    /// The context of a new reader or group consumer: it reports into the log's faults.
+    fn context(&self) -> LogContext {
+        LogContext {
+            faults: self.faults.clone(),
+        }
     }
 
     /// The configuration the log was made with.
@@ -524,6 +540,7 @@ impl Log for KafkaLog {
             group,
             topics,
             listener.clone(),
+            self.faults.clone(),
         )?;
         self.members
             .lock()

@@ -1,9 +1,10 @@
 //! Appends: a producer that waits for each record's delivery report, so an append returns the
 //! offsets its records got, and maps the broker's refusals to the log's errors.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
@@ -11,6 +12,7 @@ use rdkafka::ClientContext;
 
 use super::client::{code, kafka_error, partition_i32, timed_out};
 use super::config::{ClientKind, KafkaLogConfig};
+use super::context::{self, Faults};
 use super::KafkaLog;
 use crate::error::{Error, Result};
 use crate::log::{AppendInfo, CleanupPolicy, IsolationLevel, Log, TopicConfig};
@@ -23,9 +25,19 @@ pub(super) struct Slot {
 }
 
 /// Hands each delivery report to the append call waiting for it.
-pub(super) struct DeliveryContext;
+pub(super) struct DeliveryContext {
+    faults: Arc<Faults>,
+}
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        context::log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.faults.report(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Slot>;
@@ -45,6 +57,7 @@ pub(super) type DeliveryProducer = ThreadedProducer<DeliveryContext>;
 impl KafkaLog {
     pub(super) fn new_producer(
         config: &KafkaLogConfig,
+        faults: &Arc<Faults>,
         extra: &[(&str, &str)],
     ) -> KafkaResult<DeliveryProducer> {
         let timeout = config.timeout.as_millis().to_string();
@@ -57,7 +70,9 @@ impl KafkaLog {
         defaults.extend_from_slice(extra);
         config
             .client_config(ClientKind::Producer, &defaults)
-            .create_with_context(DeliveryContext)
+            .create_with_context(DeliveryContext {
+                faults: faults.clone(),
+            })
     }
 
     /// Why `record` cannot be sent to `tp` as it is, checked before sending.

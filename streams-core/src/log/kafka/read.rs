@@ -11,12 +11,13 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{code, kafka_error, partition_i32, retry_transient, timed_out};
 use super::config::ClientKind;
+use super::context::LogContext;
 use super::KafkaLog;
 use crate::error::{Error, Result};
 use crate::log::{Fetch, IsolationLevel};
 use crate::record::{Header, Record, StoredRecord, TopicPartition};
 
-pub(super) type Reader = BaseConsumer;
+pub(super) type Reader = BaseConsumer<LogContext>;
 
 /// A reader left assigned to one partition after a read that stopped short of its end,
 /// positioned where that read stopped. The next read from that offset goes on from what
@@ -167,7 +168,7 @@ impl KafkaLog {
                     ("queued.max.messages.kbytes", "8192"),
                 ],
             )
-            .create()
+            .create_with_context(self.context())
             .map_err(|e| kafka_error("create a reader", None, &e))
     }
 

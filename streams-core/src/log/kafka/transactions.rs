@@ -65,6 +65,7 @@ impl KafkaLog {
                 let txn_timeout = TXN_TIMEOUT.max(self.config.timeout).as_millis().to_string();
                 let producer = Self::new_producer(
                     &self.config,
+                    &self.faults,
                     &[
                         ("transactional.id", &id),
                         ("transaction.timeout.ms", &txn_timeout),
