@@ -76,7 +76,15 @@ pub(crate) fn render(registry: &Registry) -> String {
     out
 }
 
-pub(super) fn render_snapshot(snapshot: &StreamsMetrics, application_id: &str) -> String {
+impl StreamsMetrics {
+    /// Renders the metrics as OpenMetrics text (which Prometheus scrapes), the families
+    /// [`MetricsCollector`] exports, each series labelled with `application_id`.
+    pub fn to_prometheus(&self, application_id: &str) -> String {
+        render_snapshot(self, application_id)
+    }
+}
+
+fn render_snapshot(snapshot: &StreamsMetrics, application_id: &str) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector {
         snapshot: snapshot.clone(),

@@ -7,13 +7,11 @@
 //! them into the snapshot when it publishes.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use state_store::CacheStats;
 
-use super::thread::StreamThread;
 use crate::ids::TaskId;
-use crate::log::IsolationLevel;
 use crate::processor::TaskMetrics;
 
 /// How often a running thread publishes its metrics at the least (it also publishes after
@@ -204,61 +202,6 @@ impl StreamsMetrics {
             .values()
             .map(|t| t.counters.dropped_for(reason))
             .sum()
-    }
-
-    /// Renders the metrics as OpenMetrics text (which Prometheus scrapes), the families
-    /// [`MetricsCollector`](super::MetricsCollector) exports, each series labelled with
-    /// `application_id`.
-    pub fn to_prometheus(&self, application_id: &str) -> String {
-        super::exporter::render_snapshot(self, application_id)
-    }
-}
-
-impl StreamThread {
-    /// Publishes this thread's metrics and those of its tasks. With `refresh_lag`, the end
-    /// offsets of the inputs are read again (a round trip per partition on Kafka); otherwise
-    /// the lag is computed from the end offsets last read.
-    pub(super) fn publish_metrics_with(&mut self, refresh_lag: bool) {
-        let log = self.shared.log.clone();
-        self.metrics.tasks = self.tasks.0.keys().copied().collect();
-        self.metrics.cache = self.env.resources.cache.stats();
-        let mut snapshots = Vec::with_capacity(self.tasks.0.len());
-        for (id, active) in self.tasks.0.iter_mut() {
-            let mut lag = 0u64;
-            active.ends.resize(active.positions.len(), 0);
-            for ((tp, position), end) in active.positions.iter().zip(active.ends.iter_mut()) {
-                if refresh_lag || *end == 0 {
-                    *end = log
-                        .end_offset(tp, IsolationLevel::ReadCommitted)
-                        .unwrap_or(*position);
-                }
-                let buffered = active.task.buffered_for(&tp.topic) as u64;
-                lag = lag
-                    .saturating_add(end.saturating_sub(*position))
-                    .saturating_add(buffered);
-            }
-            snapshots.push((
-                *id,
-                TaskSnapshot {
-                    thread: self.name.clone(),
-                    counters: active.task.metrics().clone(),
-                    lag,
-                    restored: active.restored,
-                    restore_time: active.restore_time,
-                    stream_time: active.task.stream_time(),
-                },
-            ));
-        }
-        self.last_publish = Instant::now();
-        let mut metrics = self.shared.metrics.lock();
-        metrics.threads.insert(self.index, self.metrics.clone());
-        metrics.tasks.retain(|_, t| t.thread != self.name);
-        metrics.tasks.extend(snapshots);
-    }
-
-    /// Publishes with the lag read afresh (after a commit, a change of tasks, a failure).
-    pub(super) fn publish_metrics(&mut self) {
-        self.publish_metrics_with(true);
     }
 }
 

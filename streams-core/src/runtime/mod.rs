@@ -33,6 +33,7 @@ mod layout;
 mod metrics;
 mod positions;
 mod properties;
+mod publish;
 mod query;
 mod rebalance;
 mod restore;
