@@ -392,20 +392,7 @@ fn a_changelog_that_lost_its_tail_is_what_the_store_serves_after_a_restart() {
         .join("topics")
         .join(changelog(app, store))
         .join("0");
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&partition_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    let last = segments.last().unwrap();
-    let len = std::fs::metadata(last).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(last)
-        .unwrap()
-        .set_len(len * 6 / 10)
-        .unwrap();
+    cut_last_segment(&partition_dir, 6);
     let after = changelog_len(dir.path(), app, store, 0);
     assert!(after < before, "the cut lost records: {after} of {before}");
 
@@ -695,8 +682,13 @@ fn input_partition() -> TopicPartition {
 /// A torn write: the input's last segment loses the last 60% of its bytes, so the partition
 /// ends below the committed offset.
 fn cut_input_tail(dir: &Path, _log: &EmbeddedLog) {
-    let partition = dir.join("log").join("topics").join("input").join("0");
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&partition)
+    cut_last_segment(&dir.join("log").join("topics").join("input").join("0"), 4);
+}
+
+/// Cuts the last segment file of an embedded-log partition directory to `tenths` of its
+/// length, as a torn write would.
+fn cut_last_segment(partition: &Path, tenths: u64) {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(partition)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
@@ -708,7 +700,7 @@ fn cut_input_tail(dir: &Path, _log: &EmbeddedLog) {
         .write(true)
         .open(last)
         .unwrap()
-        .set_len(len * 4 / 10)
+        .set_len(len * tenths / 10)
         .unwrap();
 }
 
