@@ -84,7 +84,7 @@ pub use record::{Header, Record, StoredRecord, TopicPartition};
 pub use runtime::Shutdown;
 pub use runtime::ENV_PREFIX;
 pub use runtime::{
-    ExceptionHandler, ExceptionResponse, GlobalQuery, KeyValueQuery, LatencyHistogram,
+    ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyValueQuery, LatencyHistogram,
     MetricsCollector, OffsetReset, ProcessingGuarantee, Properties, RestoreProgress, SessionQuery,
     StateRestoreListener, Streams, StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot,
     ThreadMetrics, WindowQuery, LATENCY_BUCKETS, PUBLISH_INTERVAL,

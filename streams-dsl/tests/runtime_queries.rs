@@ -230,3 +230,34 @@ fn session_and_global_stores_are_queryable() {
         "not after close"
     );
 }
+
+#[test]
+fn a_bad_application_server_stops_the_application_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic("in", TopicConfig::new(1)).unwrap();
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in", Consumed::default())
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let config = config(dir.path()).with_application_server("localhost");
+    match Streams::new(b.build().unwrap(), config, log) {
+        Err(streams_core::Error::Config { key, reason }) => {
+            assert_eq!(key, "application.server");
+            assert!(reason.contains("`localhost` is not host:port"), "{reason}");
+        }
+        other => panic!("expected a config error, got {:?}", other.err()),
+    }
+    let props = streams_core::Properties::from_map([
+        ("application.id", "app"),
+        ("application.server", "10.0.0.7:port"),
+    ]);
+    let error = StreamsConfig::from_properties(&props)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("application.server")
+            && error.contains("10.0.0.7:port")
+            && error.contains("the map given"),
+        "{error}"
+    );
+}

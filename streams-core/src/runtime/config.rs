@@ -158,6 +158,10 @@ pub struct StreamsConfig {
     pub deserialization: RecordErrorHandler,
     /// What happens to records that cannot be encoded or appended.
     pub production: RecordErrorHandler,
+    /// `application.server`: the `host:port` where this instance serves interactive queries,
+    /// told to the other instances so that any of them can say which instance holds a key.
+    /// `None`: this instance can run tasks, but no instance can point at it.
+    pub application_server: Option<String>,
     /// Whether `with_commit_interval` chose the commit interval (the guarantee's default
     /// applies otherwise).
     commit_interval_chosen: bool,
@@ -173,6 +177,7 @@ impl std::fmt::Debug for StreamsConfig {
             .field("guarantee", &self.guarantee)
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("rocksdb_memory_bytes", &self.rocksdb_memory_bytes)
+            .field("application_server", &self.application_server)
             .finish_non_exhaustive()
     }
 }
@@ -199,6 +204,7 @@ impl StreamsConfig {
             retry_backoff_max: Duration::from_secs(1),
             deserialization: RecordErrorHandler::Fail,
             production: RecordErrorHandler::Fail,
+            application_server: None,
             commit_interval_chosen: false,
         }
     }
@@ -254,6 +260,23 @@ impl StreamsConfig {
     pub fn with_production_handler(mut self, handler: RecordErrorHandler) -> Self {
         self.production = handler;
         self
+    }
+
+    /// Sets `application.server`: the `host:port` other instances reach this one's query
+    /// server at (checked by [`StreamsConfig::validate`]; see [`HostInfo`]).
+    ///
+    /// [`HostInfo`]: super::HostInfo
+    pub fn with_application_server(mut self, endpoint: impl Into<String>) -> Self {
+        self.application_server = Some(endpoint.into());
+        self
+    }
+
+    /// `application.server`, read; an error names what is wrong with it.
+    pub fn application_server(&self) -> Result<Option<super::HostInfo>> {
+        self.application_server
+            .as_deref()
+            .map(super::HostInfo::parse)
+            .transpose()
     }
 
     /// Where the embedded log of this state directory lives (`<state_dir>/log`).
@@ -366,6 +389,7 @@ impl StreamsConfig {
                 ),
             );
         }
+        self.application_server()?;
         for (key, handler_topic) in [
             (
                 "deserialization.exception.handler",
@@ -480,12 +504,56 @@ mod tests {
                     .with_production_handler(RecordErrorHandler::DeadLetter("bad topic".into())),
                 "production.exception.handler",
             ),
+            (
+                StreamsConfig::new("app", "/tmp/x").with_application_server("localhost"),
+                "application.server",
+            ),
         ];
         for (config, key) in cases {
             match config.validate() {
                 Err(Error::Config { key: k, .. }) => assert_eq!(k, key),
                 other => panic!("expected a config error for {key}, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn application_server_errors_say_what_is_wrong() {
+        let cases = [
+            ("", "no `:port`"),
+            ("localhost", "no `:port`"),
+            (":7070", "the host is empty"),
+            ("host:", "the port `` is not a number"),
+            ("host:http", "the port `http` is not a number"),
+            ("host:70000", "the port `70000` is not a number"),
+            ("host:0", "the port is 0"),
+            ("::1:7070", "an IPv6 address goes in brackets"),
+            ("[::1]7070", "`]:port`"),
+            ("[host]:7070", "not an IPv6 address"),
+            ("user@host:7070", "the host has '@'"),
+            ("http://host:7070", "without a scheme"),
+        ];
+        for (endpoint, why) in cases {
+            let config = StreamsConfig::new("app", "/tmp/x").with_application_server(endpoint);
+            match config.validate() {
+                Err(Error::Config { key, reason }) => {
+                    assert_eq!(key, "application.server", "{endpoint}");
+                    assert!(
+                        reason.contains(why) && reason.contains(&format!("`{endpoint}`")),
+                        "{endpoint}: {reason}"
+                    );
+                }
+                other => panic!("{endpoint}: expected a config error, got {other:?}"),
+            }
+        }
+        for endpoint in ["localhost:7070", "10.0.0.7:1", "[::1]:65535", "a-b_c.d:80"] {
+            let config = StreamsConfig::new("app", "/tmp/x").with_application_server(endpoint);
+            let host = config.application_server().ok().flatten();
+            assert_eq!(
+                host.map(|h| h.to_string()),
+                Some(endpoint.to_string()),
+                "{endpoint}"
+            );
         }
     }
 

@@ -30,6 +30,7 @@ mod config;
 mod exporter;
 mod global_thread;
 mod layout;
+mod metadata;
 mod metrics;
 mod positions;
 mod properties;
@@ -58,6 +59,7 @@ pub use config::{
 };
 pub(crate) use exporter::render as render_metrics;
 pub use exporter::MetricsCollector;
+pub use metadata::HostInfo;
 pub use metrics::{
     LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,
     LATENCY_BUCKETS, PUBLISH_INTERVAL,

@@ -22,6 +22,7 @@
 //! | `retry.backoff.ms`, `retry.backoff.max.ms` | `retry_backoff`, `retry_backoff_max` | durations |
 //! | `deserialization.exception.handler`, `production.exception.handler` | the handlers | `fail`, `log-and-continue` (or Kafka Streams' class names `LogAndFailExceptionHandler`, `LogAndContinueExceptionHandler`, `DefaultProductionExceptionHandler`), `dead-letter` |
 //! | `errors.dead.letter.queue.topic.name` | the topic of `dead-letter` handlers (KIP-1034's name) | a topic |
+//! | `application.server` | `application_server` | `host:port` where this instance serves queries (see [`HostInfo`](crate::HostInfo)); blank is unset |
 //!
 //! A duration is whole milliseconds (`30000`, as Kafka's `*.ms` settings) or a human one
 //! (`30s`, `100ms`, `5min`, `1h 30m`).
@@ -70,6 +71,7 @@ const STREAMS_KEYS: &[&str] = &[
     "deserialization.exception.handler",
     "production.exception.handler",
     "errors.dead.letter.queue.topic.name",
+    "application.server",
 ];
 
 /// The keys the Kafka log's own settings use (not passed on as client properties).
@@ -348,6 +350,10 @@ impl StreamsConfig {
         }
         if let Some(h) = props.handler("production.exception.handler")? {
             c = c.with_production_handler(h);
+        }
+        // Blank is unset, as in Kafka Streams.
+        if let Some(endpoint) = props.get("application.server").filter(|e| !e.is_empty()) {
+            c = c.with_application_server(endpoint);
         }
         if props.get("bootstrap.servers").is_none() {
             if let Some((key, _)) = props.iter().find(|(k, _)| !STREAMS_KEYS.contains(k)) {
