@@ -288,6 +288,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Which instance holds a store's key is not known now: the consumer group rebalances,
+    /// no instance holds the key's task, or the one that does cannot be pointed at; retry
+    /// shortly (Kafka Streams' `KeyQueryMetadata.NOT_AVAILABLE`).
+    #[error("where the application's stores live is not known now: {reason}")]
+    MetadataUnavailable {
+        /// Why.
+        reason: String,
+    },
     /// The Kafka cluster, or the client talking to it, failed (feature `kafka`).
     #[error("kafka: cannot {operation}: {reason}")]
     Kafka {
@@ -361,6 +369,7 @@ impl Error {
             Error::Locked { .. }
             | Error::Io { .. }
             | Error::StoreUnavailable { .. }
+            | Error::MetadataUnavailable { .. }
             | Error::Timeout { .. }
             | Error::Kafka { .. } => ErrorClass::External,
             Error::Corrupt { .. } | Error::LostData { .. } => ErrorClass::Internal,
@@ -379,6 +388,7 @@ impl Error {
                 Error::Locked { .. }
                     | Error::Io { .. }
                     | Error::StoreUnavailable { .. }
+                    | Error::MetadataUnavailable { .. }
                     | Error::Timeout { .. }
             ),
         }
@@ -408,6 +418,7 @@ impl Error {
             Error::Io { .. } => "streams_core::Error::Io",
             Error::InvalidState { .. } => "streams_core::Error::InvalidState",
             Error::StoreUnavailable { .. } => "streams_core::Error::StoreUnavailable",
+            Error::MetadataUnavailable { .. } => "streams_core::Error::MetadataUnavailable",
             Error::Kafka { .. } => "streams_core::Error::Kafka",
             Error::Timeout { .. } => "streams_core::Error::Timeout",
             Error::TaskFailed { .. } => "streams_core::Error::TaskFailed",

@@ -66,8 +66,9 @@ pub use handler::{dead_letter_headers, RecordErrorHandler};
 pub use ids::{TaskId, TopicName};
 pub use log::{
     validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
-    FsyncPolicy, GroupMembership, GroupOffsets, IsolationLevel, Log, LogRepair, MaintenanceReport,
-    MemoryLog, OffsetCommit, RebalanceListener, TopicConfig, TxnId, MAX_IN_PROCESS_PARTITIONS,
+    FsyncPolicy, GroupDescription, GroupMember, GroupMembership, GroupOffsets, IsolationLevel, Log,
+    LogRepair, MaintenanceReport, MemoryLog, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
+    MAX_IN_PROCESS_PARTITIONS,
 };
 #[cfg(feature = "kafka")]
 pub use log::{KafkaLog, KafkaLogConfig};
@@ -84,10 +85,11 @@ pub use record::{Header, Record, StoredRecord, TopicPartition};
 pub use runtime::Shutdown;
 pub use runtime::ENV_PREFIX;
 pub use runtime::{
-    ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyValueQuery, LatencyHistogram,
-    MetricsCollector, OffsetReset, ProcessingGuarantee, Properties, RestoreProgress, SessionQuery,
-    StateRestoreListener, Streams, StreamsConfig, StreamsMetrics, StreamsState, TaskSnapshot,
-    ThreadMetrics, WindowQuery, LATENCY_BUCKETS, PUBLISH_INTERVAL,
+    ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyQueryMetadata, KeyValueQuery,
+    LatencyHistogram, MetricsCollector, OffsetReset, ProcessingGuarantee, Properties,
+    RestoreProgress, SessionQuery, StateRestoreListener, Streams, StreamsConfig, StreamsMetadata,
+    StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery, LATENCY_BUCKETS,
+    PUBLISH_INTERVAL,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

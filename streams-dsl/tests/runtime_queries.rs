@@ -231,6 +231,118 @@ fn session_and_global_stores_are_queryable() {
     );
 }
 
+/// Counts of `words` (4 partitions) and a global table, on the embedded log.
+fn counting(dir: &std::path::Path, config: StreamsConfig) -> Streams {
+    let log = open_log(dir);
+    let rows = rows(20);
+    log.create_topic("words", TopicConfig::new(4)).unwrap();
+    for (i, (k, _)) in rows.iter().enumerate() {
+        let p = streams_core::partition_for_key(k.as_bytes(), 4);
+        log.append(
+            &TopicPartition::new("words", p),
+            &[Record::new(k.as_str(), "w", 1 + i as i64)],
+        )
+        .unwrap();
+    }
+    round_robin(&*log, "countries", 2, &[("ann".into(), "FR".into())]);
+    let b = StreamsBuilder::new();
+    b.global_table::<String, String>(
+        "countries",
+        Consumed::default(),
+        Materialized::named("country"),
+    );
+    b.stream::<String, String>("words", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"));
+    Streams::new(b.build().unwrap(), config, log).unwrap()
+}
+
+#[test]
+fn metadata_on_the_embedded_log_names_this_instance_for_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let streams = counting(
+        dir.path(),
+        config(dir.path()).with_application_server("10.0.0.7:7070"),
+    );
+    assert!(
+        matches!(
+            streams.all_metadata(),
+            Err(streams_core::Error::InvalidState { .. })
+        ),
+        "not before the start"
+    );
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let me = streams_core::HostInfo::parse("10.0.0.7:7070").unwrap();
+    assert_eq!(streams.application_server(), Some(&me));
+
+    let all = streams.all_metadata().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let only = &all[0];
+    assert_eq!(only.host.as_ref(), Some(&me));
+    assert!(only.local);
+    assert_eq!(only.process_id, config(dir.path()).process_id().unwrap());
+    let tasks: Vec<String> = only.tasks.iter().map(|t| t.to_string()).collect();
+    assert_eq!(tasks, ["0_0", "0_1", "0_2", "0_3"]);
+    let partitions: Vec<(String, u32)> = only
+        .partitions
+        .iter()
+        .map(|tp| (tp.topic.clone(), tp.partition))
+        .collect();
+    assert_eq!(
+        partitions,
+        (0..4).map(|p| ("words".to_string(), p)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        only.stores.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["country", "counts"]
+    );
+    assert_eq!(streams.all_metadata_for_store("counts").unwrap(), all);
+    assert_eq!(streams.all_metadata_for_store("country").unwrap(), all);
+    assert!(matches!(
+        streams.all_metadata_for_store("nope"),
+        Err(streams_core::Error::Config { .. })
+    ));
+
+    for (key, _) in rows(20) {
+        let m = streams
+            .query_metadata_for_key("counts", &key, &StringSerde)
+            .unwrap();
+        assert_eq!(m.active_host, me, "{key}");
+        assert!(m.local && m.standby_hosts.is_empty());
+        assert_eq!(
+            m.partition,
+            Some(streams_core::partition_for_key(key.as_bytes(), 4)),
+            "{key}"
+        );
+    }
+    let global = streams
+        .query_metadata_for_key("country", &"ann".to_string(), &StringSerde)
+        .unwrap();
+    assert_eq!((global.active_host, global.partition), (me, None));
+    let unknown = streams.query_metadata_for_key("nope", &"ann".to_string(), &StringSerde);
+    assert!(matches!(unknown, Err(streams_core::Error::Config { .. })));
+    streams.close().unwrap();
+}
+
+#[test]
+fn without_an_application_server_no_key_can_be_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let streams = counting(dir.path(), config(dir.path()));
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    let all = streams.all_metadata().unwrap();
+    assert_eq!((all.len(), all[0].host.is_none()), (1, true), "{all:?}");
+    match streams.query_metadata_for_key("counts", &"key-1".to_string(), &StringSerde) {
+        Err(streams_core::Error::Config { key, reason }) => {
+            assert_eq!(key, "application.server");
+            assert!(reason.contains("is not set"), "{reason}")
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    streams.close().unwrap();
+}
+
 #[test]
 fn a_bad_application_server_stops_the_application_before_it_starts() {
     let dir = tempfile::tempdir().unwrap();

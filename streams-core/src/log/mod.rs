@@ -291,6 +291,32 @@ pub trait GroupMembership: Send {
     fn leave(self: Box<Self>) -> Result<()>;
 }
 
+/// One member of a consumer group, as the group's coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupMember {
+    /// The id the coordinator gave the member.
+    pub member_id: String,
+    /// The member's `client.id`.
+    pub client_id: String,
+    /// The address the coordinator sees the member connect from.
+    pub client_host: String,
+    /// The partitions the group's current generation assigned the member: empty unless the
+    /// group is `Stable`.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A consumer group as its coordinator describes it at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupDescription {
+    /// The coordinator's state of the group: `Stable` (every member has its assignment),
+    /// `PreparingRebalance`, `CompletingRebalance`, `Empty` or `Dead` (no such group).
+    pub state: String,
+    /// The members, with their assignments when the group is `Stable`.
+    pub members: Vec<GroupMember>,
+}
+
 /// A partitioned, append-only record log: the embedded log, memory, or Kafka.
 ///
 /// All methods take `&self`: a log is shared by every stream thread of an application.
@@ -422,15 +448,28 @@ pub trait Log: Send + Sync {
     /// the topics' partitions; `listener` hears what this process holds, starting with its
     /// first assignment. Offsets the group commits through this log go through the member.
     ///
+    /// The member's `client.id` is the log's own (or, without one, the group's name), then
+    /// `@` and `member_tag`: every member sees it in [`Log::describe_group`], so a member can
+    /// say there who it is (the runtime puts its process id and `application.server` there).
+    ///
     /// Logs that one process owns (the embedded log, memory) return `None`: that process
     /// holds every partition.
     fn join_group(
         &self,
         group: &str,
         topics: &[String],
+        member_tag: &str,
         listener: std::sync::Arc<dyn RebalanceListener>,
     ) -> Result<Option<Box<dyn GroupMembership>>> {
-        let _ = (group, topics, listener);
+        let _ = (group, topics, member_tag, listener);
+        Ok(None)
+    }
+
+    /// The group's members and their assignments as the group's coordinator sees them now
+    /// (Kafka's DescribeGroups). Logs without groups (the embedded log, memory) return
+    /// `None`.
+    fn describe_group(&self, group: &str) -> Result<Option<GroupDescription>> {
+        let _ = group;
         Ok(None)
     }
 }

@@ -159,8 +159,11 @@ pub struct StreamsConfig {
     /// What happens to records that cannot be encoded or appended.
     pub production: RecordErrorHandler,
     /// `application.server`: the `host:port` where this instance serves interactive queries,
-    /// told to the other instances so that any of them can say which instance holds a key.
-    /// `None`: this instance can run tasks, but no instance can point at it.
+    /// told to the other instances through the consumer group so that any of them can say
+    /// which instance holds a key ([`Streams::query_metadata_for_key`]). `None`: this
+    /// instance can run tasks, but no instance can point at it.
+    ///
+    /// [`Streams::query_metadata_for_key`]: super::Streams::query_metadata_for_key
     pub application_server: Option<String>,
     /// Whether `with_commit_interval` chose the commit interval (the guarantee's default
     /// applies otherwise).

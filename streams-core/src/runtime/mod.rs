@@ -29,6 +29,7 @@ mod commit;
 mod config;
 mod exporter;
 mod global_thread;
+mod instances;
 mod layout;
 mod metadata;
 mod metrics;
@@ -59,7 +60,7 @@ pub use config::{
 };
 pub(crate) use exporter::render as render_metrics;
 pub use exporter::MetricsCollector;
-pub use metadata::HostInfo;
+pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use metrics::{
     LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,
     LATENCY_BUCKETS, PUBLISH_INTERVAL,
@@ -245,6 +246,12 @@ pub(crate) struct Shared {
     anchors: BTreeMap<String, u32>,
     /// This process's membership in the application's consumer group, if the log has one.
     membership: Mutex<Option<Box<dyn GroupMembership>>>,
+    /// This instance's `application.server`.
+    pub(crate) endpoint: Option<HostInfo>,
+    /// This instance's process id (see `StreamsConfig::process_id`).
+    process_id: String,
+    /// What the group says about every instance (see `instances`).
+    instances: instances::Instances,
     group: Mutex<Group>,
     /// The highest offset this process has committed per input partition: a task opened
     /// later must find the group's commit at least there, or the log lost data.

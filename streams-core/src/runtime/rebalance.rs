@@ -43,6 +43,7 @@ impl RebalanceListener for GroupListener {
         let tasks = Self::tasks(&shared, partitions);
         {
             let mut group = shared.group.lock();
+            shared.instances.rebalanced();
             if lost {
                 group.lost_at.get_or_insert_with(Instant::now);
             }
@@ -85,6 +86,7 @@ impl RebalanceListener for GroupListener {
         let tasks = Self::tasks(&shared, partitions);
         {
             let mut group = shared.group.lock();
+            shared.instances.rebalanced();
             if !tasks.is_empty() {
                 group.lost_at = None;
             }

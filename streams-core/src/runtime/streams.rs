@@ -65,6 +65,8 @@ impl Streams {
     /// checks that source topics exist and joined inputs are co-partitioned.
     pub fn new(topology: Topology, config: StreamsConfig, log: Arc<dyn Log>) -> Result<Streams> {
         config.validate()?;
+        let endpoint = config.application_server()?;
+        let process_id = config.process_id()?;
         let app = config.application_id.clone();
         let layout = TopicLayout::prepare(&topology, &app, &config, &*log)?;
         let rocksdb =
@@ -106,6 +108,9 @@ impl Streams {
                 task_counts: layout.task_counts,
                 anchors: layout.anchors,
                 membership: Mutex::new(None),
+                endpoint,
+                process_id,
+                instances: Default::default(),
                 group: Mutex::new(Group::default()),
                 committed_high: Mutex::new(HashMap::new()),
                 state: Mutex::new(StreamsState::Created),
@@ -244,9 +249,10 @@ impl Streams {
             shared: Arc::downgrade(shared),
         });
         let topics: Vec<String> = shared.anchors.keys().cloned().collect();
+        let tag = super::instances::member_tag(&shared.process_id, shared.endpoint.as_ref());
         match shared
             .log
-            .join_group(&shared.config.application_id, &topics, listener)
+            .join_group(&shared.config.application_id, &topics, &tag, listener)
         {
             Ok(Some(membership)) => {
                 *shared.membership.lock() = Some(membership);

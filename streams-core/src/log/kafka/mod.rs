@@ -8,7 +8,8 @@
 //! - readers (consumers that never subscribe) are assigned the partition and offset a read
 //!   asks for; one per isolation level, pooled so that threads do not wait on each other. A
 //!   read-committed reader's high watermark is the last stable offset;
-//! - a consumer per group, which never joins it, commits and fetches the group's offsets;
+//! - a consumer per group, which never joins it, commits and fetches the group's offsets
+//!   and describes the group;
 //! - transactional producers, one per open transaction (`transactional.id` =
 //!   `<prefix>-<slot>`, reused after a commit), for exactly-once.
 //!
@@ -17,8 +18,9 @@
 //!
 //! The parts live beside this file: `config` (how to reach the cluster), `admin` (topics),
 //! `produce` (appends and delivery reports), `read` (readers, cursors, watermarks),
-//! `groups` (group offsets), `transactions`, `member` (consumer-group membership) and
-//! `client` (bounded calls and the mapping of librdkafka's errors).
+//! `groups` (group offsets), `transactions`, `member` (consumer-group membership),
+//! `describe` (a group's members and assignments) and `client` (bounded calls and the
+//! mapping of librdkafka's errors).
 //!
 //! Offsets of an append are those of its own records; another writer may append to the same
 //! partition between them. An append that fails may have delivered some of its records (as
@@ -28,6 +30,7 @@ mod admin;
 mod client;
 mod config;
 mod context;
+mod describe;
 mod groups;
 mod member;
 mod produce;
@@ -47,8 +50,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use self::client::{kafka_error, partition_i32, timed_out, topic_error, wait};
 use super::{
-    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupMembership, GroupOffsets,
-    IsolationLevel, Log, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
+    validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupDescription, GroupMembership,
+    GroupOffsets, IsolationLevel, Log, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
 };
 use crate::error::{Error, Result};
 use crate::record::{Record, TopicPartition};
@@ -513,6 +516,7 @@ impl Log for KafkaLog {
         &self,
         group: &str,
         topics: &[String],
+        member_tag: &str,
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Option<Box<dyn GroupMembership>>> {
         if self.members.lock().contains_key(group) {
@@ -535,13 +539,18 @@ impl Log for KafkaLog {
             instance = id.clone();
             defaults.push(("group.instance.id", &instance));
         }
-        let consumer = member::create(
-            self.config.client_config(ClientKind::Consumer, &defaults),
-            group,
-            topics,
-            listener.clone(),
-            self.faults.clone(),
-        )?;
+        // Every member sees the others' client ids in a description of the group.
+        let base = self
+            .config
+            .consumer_properties
+            .get("client.id")
+            .or_else(|| self.config.properties.get("client.id"))
+            .map_or(group, String::as_str);
+        let client_id = format!("{base}@{member_tag}");
+        let mut config = self.config.client_config(ClientKind::Consumer, &defaults);
+        config.set("client.id", &client_id);
+        let consumer =
+            member::create(config, group, topics, listener.clone(), self.faults.clone())?;
         self.members
             .lock()
             .insert(group.to_string(), consumer.clone());
@@ -559,5 +568,9 @@ impl Log for KafkaLog {
                 Err(e)
             }
         }
+    }
+
+    fn describe_group(&self, group: &str) -> Result<Option<GroupDescription>> {
+        self.describe(group).map(Some)
     }
 }
