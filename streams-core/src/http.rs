@@ -11,6 +11,9 @@
 //! | `GET /stores/{store}/all` | `[{"key":…,"value":…},…]` in key order |
 //! | `GET /stores/{store}/range?from=K&to=K` | the same, `from <= key <= to` |
 //! | `GET /stores/{store}/windows/{key}?from=MS&to=MS` | `[{"start":…,"value":…},…]` |
+//! | `GET /instances` | every instance of the application: `[{"host":"h:p","process_id":…,"local":…,"tasks":[…],"partitions":[…],"stores":[…]},…]` |
+//! | `GET /stores/{store}/instances` | the instances holding a part of the store |
+//! | `GET /stores/{store}/instances/{key}` | the instance holding a key: `{"key":…,"active_host":"h:p","partition":…,"local":…,"standby_hosts":[]}` |
 //! | `GET /health` | 200 `{"state":"RUNNING"}`, else 503 with the state |
 //! | `GET /livez` | 200 unless the application stopped after an error (503 with the error) |
 //! | `GET /readyz` | 200 when this instance's tasks run; else 503 with the restores' progress |
@@ -18,8 +21,13 @@
 //!
 //! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key, 400 for a key or bound
 //! that does not parse, 503 with `Retry-After` while the store's task is being restored or
-//! moved, 500 otherwise. Store reads block on the owning stream thread, so they run on
-//! tokio's blocking pool.
+//! moved, or while it is not known which instance holds it, 500 otherwise. Store reads block
+//! on the owning stream thread, so they run on tokio's blocking pool.
+//!
+//! With several instances (on Kafka), the two key routes answer for every key from every
+//! instance: a key another instance holds is forwarded there, once (see `route`). A full or
+//! range read answers from this instance's tasks only, so it is 503 unless this instance
+//! runs every task of the store.
 //!
 //! The routes answer from the moment [`Streams::new`] returned: bind the server before
 //! starting the application, and the probes see the start-up restore (see `health`).
@@ -29,8 +37,8 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,16 +46,21 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::runtime::{KeyValueQuery, Shared, Streams, StreamsState, WindowQuery};
+use crate::runtime::{KeyValueQuery, Route, Shared, Streams, StreamsState, WindowQuery};
 use crate::serdes::Serde;
 
 mod health;
+mod route;
+
+pub use route::{FORWARDED_BY, SERVED_BY};
 
 /// A store read that went wrong, as an HTTP answer.
 #[derive(Debug)]
 pub struct HttpError {
     status: StatusCode,
     message: String,
+    /// The instance that holds the key asked for, when another does.
+    owner: Option<String>,
 }
 
 impl HttpError {
@@ -56,6 +69,7 @@ impl HttpError {
         HttpError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
+            owner: None,
         }
     }
 
@@ -64,6 +78,7 @@ impl HttpError {
         HttpError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            owner: None,
         }
     }
 }
@@ -71,20 +86,26 @@ impl HttpError {
 impl From<Error> for HttpError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::InvalidState { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StoreUnavailable { .. }
+            | Error::MetadataUnavailable { .. }
+            | Error::InvalidState { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Config { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         HttpError {
             status,
             message: e.report().to_string(),
+            owner: None,
         }
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.message }));
+        let body = match &self.owner {
+            Some(owner) => Json(json!({ "error": self.message, "owner": owner })),
+            None => Json(json!({ "error": self.message })),
+        };
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
         } else {
@@ -102,15 +123,22 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| HttpError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("the store read failed: {e}"),
+            owner: None,
         })?
 }
 
 type Handler<A> = Arc<dyn Fn(A) -> std::result::Result<Value, HttpError> + Send + Sync>;
 
+/// Where a query of a key (as given in the path) runs.
+type Locate = Arc<dyn Fn(&str) -> std::result::Result<Route, HttpError> + Send + Sync>;
+
 /// What the server can do with one store.
 #[derive(Clone)]
 struct Endpoint {
     kind: &'static str,
+    locate: Locate,
+    /// The instance holding a key, as JSON.
+    owner: Handler<String>,
     get: Option<Handler<String>>,
     all: Option<Handler<()>>,
     range: Option<Handler<(String, String)>>,
@@ -126,6 +154,7 @@ fn to_json<T: Serialize>(v: T) -> std::result::Result<Value, HttpError> {
     serde_json::to_value(v).map_err(|e| HttpError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: format!("cannot render the value as JSON: {e}"),
+        owner: None,
     })
 }
 
@@ -176,12 +205,20 @@ impl QueryServer {
         K: FromStr + Serialize + Send + 'static,
         V: Serialize + Send + 'static,
     {
-        let query = Arc::new(KeyValueQuery::new(&self.shared, store, keys, values)?);
-        let (q1, q2, q3) = (query.clone(), query.clone(), query);
+        let query = Arc::new(KeyValueQuery::new(
+            &self.shared,
+            store,
+            keys.clone(),
+            values,
+        )?);
+        let (q1, q2, q3, q4) = (query.clone(), query.clone(), query.clone(), query);
+        let owner = self.owner_of(store, keys);
         self.stores.insert(
             store.to_string(),
             Endpoint {
                 kind: "key-value",
+                locate: Arc::new(move |raw: &str| Ok(q4.route(&parse_key::<K>(raw)?)?)),
+                owner,
                 get: Some(Arc::new(move |raw: String| {
                     let key: K = parse_key(&raw)?;
                     match q1.get(&key)? {
@@ -211,11 +248,15 @@ impl QueryServer {
         K: FromStr + Serialize + Send + 'static,
         V: Serialize + Send + 'static,
     {
-        let query = WindowQuery::new(&self.shared, store, keys, values)?;
+        let query = Arc::new(WindowQuery::new(&self.shared, store, keys.clone(), values)?);
+        let q1 = query.clone();
+        let owner = self.owner_of(store, keys);
         self.stores.insert(
             store.to_string(),
             Endpoint {
                 kind: "window",
+                locate: Arc::new(move |raw: &str| Ok(q1.route(&parse_key::<K>(raw)?)?)),
+                owner,
                 get: None,
                 all: None,
                 range: None,
@@ -233,6 +274,20 @@ impl QueryServer {
         Ok(self)
     }
 
+    /// The instance holding a key of `store`, as JSON.
+    fn owner_of<K>(&self, store: &str, keys: Arc<dyn Serde<K>>) -> Handler<String>
+    where
+        K: FromStr + Serialize + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let store = store.to_string();
+        Arc::new(move |raw: String| {
+            let key: K = parse_key(&raw)?;
+            let m = shared.query_metadata_for_key(&store, &key, &*keys)?;
+            Ok(route::key_metadata_json(to_json(&key)?, &m))
+        })
+    }
+
     /// The routes (stores, `/health`, `/livez`, `/readyz`, `/metrics`), to serve as they are
     /// or to merge into a service's own router (`Router::merge`); see the README's "Use it in
     /// your axum service".
@@ -248,6 +303,9 @@ impl QueryServer {
             .route("/stores/{store}/all", get(all))
             .route("/stores/{store}/range", get(range))
             .route("/stores/{store}/windows/{key}", get(windows))
+            .route("/instances", get(route::instances))
+            .route("/stores/{store}/instances", get(route::store_instances))
+            .route("/stores/{store}/instances/{key}", get(route::key_instance))
             .with_state(state)
     }
 
@@ -309,10 +367,14 @@ fn unsupported(store: &str, kind: &str) -> HttpError {
 async fn get_key(
     State(s): Server,
     Path((store, key)): Path<(String, String)>,
-) -> std::result::Result<Json<Value>, HttpError> {
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> std::result::Result<Response, HttpError> {
     let e = s.endpoint(&store)?;
     let f = e.get.ok_or_else(|| unsupported(&store, e.kind))?;
-    blocking(move || f(key)).await.map(Json)
+    let raw = key.clone();
+    Ok(s.answer_key(e.locate, raw, &uri, &headers, move || f(key))
+        .await)
 }
 
 async fn all(
@@ -341,7 +403,9 @@ async fn windows(
     State(s): Server,
     Path((store, key)): Path<(String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> std::result::Result<Json<Value>, HttpError> {
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> std::result::Result<Response, HttpError> {
     let e = s.endpoint(&store)?;
     let f = e.windows.ok_or_else(|| unsupported(&store, e.kind))?;
     let bound = |name: &str, default: i64| -> std::result::Result<i64, HttpError> {
@@ -353,5 +417,9 @@ async fn windows(
         }
     };
     let (from, to) = (bound("from", 0)?, bound("to", i64::MAX)?);
-    blocking(move || f((key, from, to))).await.map(Json)
+    let raw = key.clone();
+    Ok(
+        s.answer_key(e.locate, raw, &uri, &headers, move || f((key, from, to)))
+            .await,
+    )
 }

@@ -373,3 +373,84 @@ fn a_bad_application_server_stops_the_application_before_it_starts() {
         "{error}"
     );
 }
+
+/// One HTTP/1.1 GET: status, the `x-streams-served-by` header, body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let served_by = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-streams-served-by: "))
+        .map(String::from);
+    (head[9..12].parse().unwrap(), served_by, body.to_string())
+}
+
+#[test]
+fn the_query_server_lists_the_instance_and_the_owner_of_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = counting(
+        dir.path(),
+        config(dir.path()).with_application_server(addr.to_string()),
+    );
+    let server = streams_core::http::QueryServer::new(&streams)
+        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        server
+            .serve(listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+
+    let (status, served_by, body) = http_get(addr, "/stores/counts/keys/key-3");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"key":"key-3","value":1}"#)
+    );
+    assert_eq!(served_by, Some(addr.to_string()));
+    let (status, served_by, _) = http_get(addr, "/stores/counts/keys/absent");
+    assert_eq!((status, served_by), (404, Some(addr.to_string())));
+
+    let (status, _, body) = http_get(addr, "/stores/counts/instances/key-3");
+    assert_eq!(status, 200, "{body}");
+    let owner: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = streams_core::partition_for_key(b"key-3", 4);
+    assert_eq!(
+        owner,
+        serde_json::json!({"key": "key-3", "active_host": addr.to_string(), "partition": p,
+            "local": true, "standby_hosts": []})
+    );
+    for path in ["/instances", "/stores/counts/instances"] {
+        let (status, _, body) = http_get(addr, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(all.as_array().map(Vec::len), Some(1), "{path}: {body}");
+        assert_eq!(all[0]["host"], addr.to_string().as_str(), "{path}");
+        assert_eq!(
+            all[0]["tasks"],
+            serde_json::json!(["0_0", "0_1", "0_2", "0_3"])
+        );
+    }
+    assert_eq!(http_get(addr, "/stores/nope/instances").0, 404);
+    streams.close().unwrap();
+    assert_eq!(http_get(addr, "/instances").0, 503, "not after close");
+}

@@ -243,6 +243,15 @@ impl Streams {
     }
 }
 
+/// Where a query of one key runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Here: this instance runs the key's task (it may still be restoring it).
+    Local,
+    /// On the instance serving queries there.
+    Remote(HostInfo),
+}
+
 /// Metadata can be asked while the application runs or rebalances, as in Kafka Streams.
 fn check_state(shared: &Shared, operation: &str) -> Result<()> {
     let state = shared.state();
@@ -309,6 +318,19 @@ impl Shared {
             partition: Some(task.partition),
             local,
         })
+    }
+
+    /// Where a query of `task`'s keys runs: here when this instance runs the task, else on
+    /// the instance the group says runs it.
+    pub(crate) fn route(&self, store: &str, task: TaskId) -> Result<Route> {
+        if self.is_local(task) {
+            return Ok(Route::Local);
+        }
+        let view = self.group_view()?;
+        match self.owner_of(&view, task, store)? {
+            (_, true) => Ok(Route::Local),
+            (host, false) => Ok(Route::Remote(host)),
+        }
     }
 
     /// The endpoint of the instance running `task`, and whether that is this one.

@@ -60,6 +60,7 @@ pub use config::{
 };
 pub(crate) use exporter::render as render_metrics;
 pub use exporter::MetricsCollector;
+pub(crate) use metadata::Route;
 pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use metrics::{
     LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,

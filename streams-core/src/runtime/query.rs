@@ -18,6 +18,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use super::metadata::Route;
 use super::{Shared, Streams, StreamsState};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
@@ -165,6 +166,11 @@ impl Located {
         )
     }
 
+    /// Where a query of `key` (encoded) runs.
+    fn route(&self, key: &[u8]) -> Result<Route> {
+        self.shared.route(&self.store, self.task_for(key))
+    }
+
     fn tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
         (0..self.partitions).map(|p| TaskId::new(self.subtopology, p))
     }
@@ -192,6 +198,11 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
             keys,
             values,
         })
+    }
+
+    /// Where a query of `key` runs: here, or on the instance that holds it.
+    pub(crate) fn route(&self, key: &K) -> Result<Route> {
+        self.at.route(&encode(&*self.keys, key, &self.at.store)?)
     }
 
     /// The value of `key`, if any.
@@ -283,6 +294,11 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
             keys,
             values,
         })
+    }
+
+    /// Where a query of `key` runs: here, or on the instance that holds it.
+    pub(crate) fn route(&self, key: &K) -> Result<Route> {
+        self.at.route(&encode(&*self.keys, key, &self.at.store)?)
     }
 
     /// The windows of `key` starting in `[time_from, time_to]`, as (window start, value), in
