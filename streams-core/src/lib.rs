@@ -60,6 +60,7 @@ mod record;
 mod runtime;
 mod serdes;
 mod task;
+mod throttle;
 mod topology;
 
 pub use driver::{DriverConfig, TestDriver};
