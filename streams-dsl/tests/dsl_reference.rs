@@ -1036,9 +1036,6 @@ fn known_open(topo: &Topo) -> Option<&'static str> {
             mode: Mode::Left | Mode::Outer,
             ..
         } => Some("left/outer stream-stream joins: when unmatched records are emitted (Kafka Streams' minTime heuristic)"),
-        Topo::TableTable(_) => {
-            Some("table-table joins: Kafka Streams forwards deletions of absent keys when uncached")
-        }
         _ => None,
     }
 }
