@@ -575,7 +575,12 @@ fn uncached_tables_forward_deletions_of_absent_keys_and_joins_pass_them_on() {
     let none = |k: &str, ts| (s(k), None, ts);
     assert_eq!(
         read("l-changes"),
-        vec![none("k", 2), some("k", "a", 3), none("j", 5), some("m", "b", 6)]
+        vec![
+            none("k", 2),
+            some("k", "a", 3),
+            none("j", 5),
+            some("m", "b", 6)
+        ]
     );
     // The right side has `k` and the left `m`: deleting them on the other side joins to
     // nothing, a deletion; `j` is on neither side.
@@ -616,14 +621,18 @@ fn cached_tables_forward_no_deletion_of_an_absent_key() {
             .unwrap()
     };
     let some = |k: &str, v: &str, ts| (s(k), Some(s(v)), ts);
-    assert_eq!(read("l-changes"), vec![some("k", "a", 3), some("m", "b", 6)]);
-    assert_eq!(read("inner"), vec![some("k", "a+x", 3)]);
     assert_eq!(
-        read("left"),
-        vec![some("k", "a+x", 3), some("m", "b+-", 6)]
+        read("l-changes"),
+        vec![some("k", "a", 3), some("m", "b", 6)]
     );
+    assert_eq!(read("inner"), vec![some("k", "a+x", 3)]);
+    assert_eq!(read("left"), vec![some("k", "a+x", 3), some("m", "b+-", 6)]);
     assert_eq!(
         read("outer"),
-        vec![some("k", "-+x", 1), some("k", "a+x", 3), some("m", "b+-", 6)]
+        vec![
+            some("k", "-+x", 1),
+            some("k", "a+x", 3),
+            some("m", "b+-", 6)
+        ]
     );
 }
