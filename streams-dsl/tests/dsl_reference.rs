@@ -1131,7 +1131,7 @@ fn kafka_streams_agrees() {
                 write!(
                     report,
                     "\n== {name}: Kafka Streams does not reproduce the fact\n  fact:\n{}  Kafka Streams:\n{}",
-                    show_steps(&[expected.clone()]),
+                    show_steps(std::slice::from_ref(&expected)),
                     show(java, formats)
                 )
                 .unwrap();
