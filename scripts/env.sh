@@ -30,4 +30,4 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kstreams-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Features every build of the test suite uses (one build: clippy, docs and tests agree).
-export KSTREAMS_TEST_FEATURES="streams-dsl/kafka"
+export KSTREAMS_TEST_FEATURES="streams-dsl/kafka streams-dsl/http"

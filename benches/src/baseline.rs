@@ -5,20 +5,18 @@
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use state_store::{decode_timestamp, encode_timestamp, rocksdb_write_options, RocksDbMemory};
 use streams_core::{
-    partition_for_key, I64Serde, IsolationLevel, Log, Record, Serde, StoredRecord, StringSerde,
-    TopicConfig, TopicPartition,
+    partition_for_key, I64Serde, Log, Record, Serde, StoredRecord, StringSerde, TopicConfig,
+    TopicPartition,
 };
 
 use crate::workload::Digest;
 use crate::BenchError;
 
 /// Per-entry bookkeeping the baseline cache charges, as the engine's record cache does.
-const ENTRY_OVERHEAD: usize = 64;
+pub(crate) const ENTRY_OVERHEAD: usize = 64;
 
 /// Calls `f` with each batch of up to `batch` records of every partition of `topic`.
 fn for_each_batch(
@@ -29,16 +27,7 @@ fn for_each_batch(
 ) -> Result<(), BenchError> {
     let partitions = log.describe_topic(topic)?.partitions;
     for p in 0..partitions {
-        let tp = TopicPartition::new(topic, p);
-        let mut offset = log.start_offset(&tp)?;
-        loop {
-            let fetch = log.read(&tp, offset, batch, IsolationLevel::ReadCommitted)?;
-            if fetch.records.is_empty() && fetch.next_offset == offset {
-                break;
-            }
-            offset = fetch.next_offset;
-            f(&fetch.records)?;
-        }
+        crate::workload::read_partition(log, &TopicPartition::new(topic, p), batch, &mut f)?;
     }
     Ok(())
 }
@@ -291,53 +280,4 @@ pub(crate) fn latest_digest(log: &dyn Log, topic: &str) -> Result<Digest, BenchE
         }
     }
     Ok(digest)
-}
-
-/// K1: a plain librdkafka consumer assigned every partition of `topic` from its beginning
-/// (its group only named, never joined), polling until it has `records` records; each is decoded, filtered and mapped
-/// as S1 does and digested. Timed from the consumer's creation to its last record.
-pub(crate) fn kafka_consume(
-    servers: &str,
-    properties: &[(String, String)],
-    topic: &str,
-    partitions: u32,
-    records: u64,
-    timeout: Duration,
-) -> Result<(Duration, Digest), BenchError> {
-    let start = Instant::now();
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", servers)
-        .set("group.id", format!("{topic}-baseline"))
-        .set("enable.auto.commit", "false");
-    for (k, v) in properties {
-        config.set(k, v);
-    }
-    let consumer: BaseConsumer = config.create()?;
-    let mut list = TopicPartitionList::with_capacity(partitions as usize);
-    for p in 0..partitions {
-        let p = i32::try_from(p).map_err(|_| BenchError::Harness(format!("partition {p}")))?;
-        list.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&list)?;
-    let deadline = start + timeout;
-    let (mut digest, mut seen) = (Digest::default(), 0u64);
-    while seen < records {
-        if Instant::now() >= deadline {
-            return Err(BenchError::Harness(format!(
-                "the consumer read {seen} of the {records} records of {topic} in {timeout:?}"
-            )));
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = message?;
-        let key = StringSerde.deserialize(message.key().unwrap_or_default())?;
-        let value = I64Serde.deserialize(message.payload().unwrap_or_default())?;
-        if crate::workload::s1_keep(value) {
-            digest.add(key.as_bytes(), crate::workload::s1_map(value));
-        }
-        seen += 1;
-    }
-    Ok((start.elapsed(), digest))
 }

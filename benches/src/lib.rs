@@ -1,8 +1,8 @@
 //! The throughput harness and helpers shared by the benchmarks in `benches/`.
 //!
 //! Every scenario runs the engine and, in the same process right after, a hand-written
-//! baseline over the same input in the same embedded log (K1: on the same Kafka broker); the
-//! figure that matters is the ratio of the two. Input is written before timing starts; the engine's timed phase ends when
+//! baseline over the same input in the same embedded log (K1, K2: on the same Kafka broker);
+//! the figure that matters is the ratio of the two. Input is written before timing starts; the engine's timed phase ends when
 //! every input offset is committed (and so every output appended), the baseline's when its
 //! loop has written its last output or flushed its last state. Both sides produce a
 //! [`Digest`] of their results, and a scenario whose digests differ is reported as a failure:
@@ -14,6 +14,8 @@
 #![warn(missing_docs)]
 
 mod baseline;
+mod kafka;
+mod kafka_baseline;
 mod report;
 mod rss;
 mod scenario;

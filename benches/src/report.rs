@@ -21,6 +21,10 @@ pub struct Summary {
     pub results_match: bool,
     /// Free text.
     pub note: String,
+    /// Records/s of a second baseline, where the scenario has one (K1: the plain consumer).
+    pub second_rate: Option<f64>,
+    /// Peak RSS of the baseline's own process, MiB, where it runs in one.
+    pub baseline_rss_mib: Option<f64>,
 }
 
 impl From<&Outcome> for Summary {
@@ -33,6 +37,8 @@ impl From<&Outcome> for Summary {
             peak_rss_mib: o.peak_rss_mib,
             results_match: o.results_match(),
             note: o.note.clone(),
+            second_rate: o.second_baseline_rate(),
+            baseline_rss_mib: o.baseline_peak_rss_mib,
         }
     }
 }
@@ -42,14 +48,17 @@ const PREFIX: &str = "OUTCOME\t";
 impl Summary {
     /// The line a child prints on stdout.
     pub fn to_line(&self) -> String {
+        let optional = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
         format!(
-            "{PREFIX}{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{PREFIX}{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.scenario,
             self.records,
             self.engine_rate,
             self.baseline_rate,
             self.peak_rss_mib,
             self.results_match,
+            optional(self.second_rate),
+            optional(self.baseline_rss_mib),
             self.note.replace(['\t', '\n'], " ")
         )
     }
@@ -60,11 +69,15 @@ impl Summary {
             .lines()
             .find_map(|l| l.strip_prefix(PREFIX))
             .ok_or_else(|| BenchError::Harness("the child printed no outcome".into()))?;
-        let f: Vec<&str> = line.splitn(7, '\t').collect();
+        let f: Vec<&str> = line.splitn(9, '\t').collect();
         let bad = || BenchError::Harness(format!("unreadable outcome line `{line}`"));
-        if f.len() != 7 {
+        if f.len() != 9 {
             return Err(bad());
         }
+        let optional = |s: &str| match s {
+            "" => Ok(None),
+            s => s.parse().map(Some).map_err(|_| bad()),
+        };
         Ok(Summary {
             scenario: f[0].parse()?,
             records: f[1].parse().map_err(|_| bad())?,
@@ -72,13 +85,20 @@ impl Summary {
             baseline_rate: f[3].parse().map_err(|_| bad())?,
             peak_rss_mib: f[4].parse().map_err(|_| bad())?,
             results_match: f[5].parse().map_err(|_| bad())?,
-            note: f[6].to_string(),
+            second_rate: optional(f[6])?,
+            baseline_rss_mib: optional(f[7])?,
+            note: f[8].to_string(),
         })
     }
 
     /// Engine rate / baseline rate.
     pub fn ratio(&self) -> f64 {
         self.engine_rate / self.baseline_rate
+    }
+
+    /// Engine rate / second baseline's rate, where there is one.
+    pub fn second_ratio(&self) -> Option<f64> {
+        self.second_rate.map(|r| self.engine_rate / r)
     }
 }
 
@@ -127,6 +147,16 @@ impl Row {
         median(self.runs.iter().map(f).collect())
     }
 
+    /// The median of an optional figure over the runs that have it; blank where none has.
+    fn med_optional(&self, f: impl Fn(&Summary) -> Option<f64>, digits: usize) -> String {
+        let xs: Vec<f64> = self.runs.iter().filter_map(f).collect();
+        if xs.is_empty() {
+            String::new()
+        } else {
+            format!("{:.digits$}", median(xs))
+        }
+    }
+
     fn cells(&self) -> Vec<String> {
         let first = &self.runs[0];
         let ratios: Vec<f64> = self.runs.iter().map(Summary::ratio).collect();
@@ -140,6 +170,9 @@ impl Row {
             format!("{:.2}", self.med(Summary::ratio)),
             format!("{:.0}", self.med(|s| s.peak_rss_mib)),
             format!("{min:.2}-{max:.2}"),
+            self.med_optional(|s| s.baseline_rss_mib, 0),
+            self.med_optional(|s| s.second_rate, 0),
+            self.med_optional(Summary::second_ratio, 2),
             self.runs.len().to_string(),
             if self.runs.iter().all(|s| s.results_match) {
                 "ok".into()
@@ -160,6 +193,9 @@ impl Row {
             "ratio",
             "peak RSS MiB",
             "ratio range",
+            "baseline peak RSS MiB",
+            "baseline 2 records/s",
+            "ratio 2",
             "runs",
             "results",
             "note",
@@ -199,7 +235,7 @@ impl Row {
                         .enumerate()
                         .map(|(i, (c, w))| {
                             // Text columns left-aligned, figures right-aligned.
-                            if i == 0 || i >= 8 {
+                            if i == 0 || i >= 11 {
                                 format!("{c:<w$}")
                             } else {
                                 format!("{c:>w$}")

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use state_store::RocksDbMemory;
 use streams_core::{
-    EmbeddedLog, I64Serde, IsolationLevel, KafkaLog, KafkaLogConfig, Log, Record, Serde,
-    StringSerde, TopicConfig, TopicPartition, Topology,
+    EmbeddedLog, I64Serde, Log, Record, Serde, StringSerde, TopicConfig, TopicPartition, Topology,
 };
 use streams_core::{ProcessingGuarantee, Streams, StreamsConfig, StreamsState};
 use streams_dsl::prelude::*;
@@ -43,9 +42,14 @@ pub enum Scenario {
     S6,
     /// S2 over distinct keys within an application-wide memory bound: peak RSS.
     S7,
-    /// S1's topology end to end through a Kafka broker, against a plain librdkafka consumer
-    /// reading the same records from the broker.
+    /// S1's topology end to end through a Kafka broker, against a librdkafka loop doing the
+    /// same consume → filter/map → produce → commit (and a plain consumer's read, as a second
+    /// baseline).
     K1,
+    /// S2's count by key through a Kafka broker (changelog and output on Kafka), against a
+    /// librdkafka loop counting in a hashbrown cache over RocksDB that produces the changelog
+    /// and the output and commits offsets.
+    K2,
 }
 
 impl Scenario {
@@ -62,8 +66,8 @@ impl Scenario {
         Scenario::S7,
     ];
 
-    /// Scenarios that need a Kafka broker (`Params::bootstrap_servers`): run only when asked.
-    pub const WITH_BROKER: [Scenario; 1] = [Scenario::K1];
+    /// Scenarios that need a Kafka broker (`Params::bootstrap_servers`): run when one is given.
+    pub const WITH_BROKER: [Scenario; 2] = [Scenario::K1, Scenario::K2];
 
     /// Whether the scenario needs a Kafka broker.
     pub fn needs_broker(self) -> bool {
@@ -83,6 +87,7 @@ impl Scenario {
             Scenario::S6 => "S6",
             Scenario::S7 => "S7",
             Scenario::K1 => "K1",
+            Scenario::K2 => "K2",
         }
     }
 
@@ -100,7 +105,8 @@ impl Scenario {
             Scenario::S5 => "restore a store from its changelog vs raw read of the changelog",
             Scenario::S6 => "S2 over 4 partitions: 2 threads (engine) vs 1 thread (baseline)",
             Scenario::S7 => "S2 over distinct keys, memory-bounded; RSS vs the bound",
-            Scenario::K1 => "S1 through a Kafka broker vs a plain librdkafka consumer's read",
+            Scenario::K1 => "S1 through a Kafka broker vs a librdkafka consume-produce loop",
+            Scenario::K2 => "S2 through a Kafka broker vs a librdkafka count loop over RocksDB",
         }
     }
 }
@@ -150,19 +156,20 @@ pub struct Params {
     /// Whether the embedded log's background cleaner (retention, compaction) runs, as it
     /// does by default in an application. Off only to measure what it costs.
     pub log_cleaner: bool,
-    /// `host:port` of the Kafka broker K1 runs through.
+    /// `host:port` of the Kafka broker K1 and K2 run through.
     pub bootstrap_servers: Option<String>,
-    /// librdkafka properties of K1's clients (engine and baseline), after its defaults.
+    /// librdkafka properties of the Kafka scenarios' clients (engine and loops), after their
+    /// defaults.
     pub kafka_properties: Vec<(String, String)>,
-    /// Events of K1.
+    /// Events of K1 and K2.
     pub kafka_events: u64,
-    /// Partitions of K1's input topic.
+    /// Partitions of the input topics of K1 and K2.
     pub kafka_partitions: u32,
 }
 
 impl Default for Params {
     /// The standard sizes: 2M events over 10k keys, a 10k-row table, a 1M-key restore,
-    /// 10M keys in 256 MiB; K1 (when a broker is given) 200k events over 4 partitions.
+    /// 10M keys in 256 MiB; K1 and K2 (when a broker is given) 200k events over 4 partitions.
     fn default() -> Self {
         Params {
             events: 2_000_000,
@@ -228,6 +235,11 @@ pub struct Outcome {
     pub peak_rss_mib: f64,
     /// Anything worth printing beside the figures.
     pub note: String,
+    /// A second baseline over the same records, where the scenario has one (K1: the plain
+    /// consumer beside the consume-produce loop): its time and results.
+    pub second_baseline: Option<(Duration, Digest)>,
+    /// Peak RSS of the baseline's own process, where it runs in one, MiB.
+    pub baseline_peak_rss_mib: Option<f64>,
 }
 
 impl Outcome {
@@ -246,9 +258,20 @@ impl Outcome {
         self.engine_rate() / self.baseline_rate()
     }
 
-    /// Whether engine and baseline produced the same results.
+    /// Second baseline records per second, where there is one.
+    pub fn second_baseline_rate(&self) -> Option<f64> {
+        self.second_baseline
+            .as_ref()
+            .map(|(t, _)| self.records as f64 / t.as_secs_f64())
+    }
+
+    /// Whether engine and baseline (and the second baseline) produced the same results.
     pub fn results_match(&self) -> bool {
         self.engine_digest == self.baseline_digest
+            && self
+                .second_baseline
+                .as_ref()
+                .is_none_or(|(_, d)| *d == self.engine_digest)
     }
 }
 
@@ -273,12 +296,13 @@ pub fn run_scenario(
         Scenario::S6 => h.s6(),
         Scenario::S7 => h.s7(),
         Scenario::K1 => h.k1(),
+        Scenario::K2 => h.k2(),
     }
 }
 
-struct Harness<'a> {
-    params: &'a Params,
-    dir: &'a Path,
+pub(crate) struct Harness<'a> {
+    pub(crate) params: &'a Params,
+    pub(crate) dir: &'a Path,
     log: Arc<EmbeddedLog>,
 }
 
@@ -289,7 +313,7 @@ struct Ran {
 }
 
 impl<'a> Harness<'a> {
-    fn new(params: &'a Params, dir: &'a Path) -> Result<Self, BenchError> {
+    pub(crate) fn new(params: &'a Params, dir: &'a Path) -> Result<Self, BenchError> {
         let log = open_log(
             &StreamsConfig::new("x", dir).embedded_log_dir(),
             params.log_cleaner,
@@ -297,20 +321,20 @@ impl<'a> Harness<'a> {
         Ok(Harness { params, dir, log })
     }
 
-    fn config(&self, app: &str) -> StreamsConfig {
+    pub(crate) fn config(&self, app: &str) -> StreamsConfig {
         self.with_commit_interval(StreamsConfig::new(app, self.dir))
     }
 
     /// Applies the commit interval asked for, if any (after the guarantee, which sets its
     /// own default).
-    fn with_commit_interval(&self, config: StreamsConfig) -> StreamsConfig {
+    pub(crate) fn with_commit_interval(&self, config: StreamsConfig) -> StreamsConfig {
         match self.params.commit_interval {
             Some(interval) => config.with_commit_interval(interval),
             None => config,
         }
     }
 
-    fn count_options(&self, config: &StreamsConfig, name: &str) -> CountOptions {
+    pub(crate) fn count_options(&self, config: &StreamsConfig, name: &str) -> CountOptions {
         CountOptions {
             path: self.dir.join("baseline").join(name),
             memory: RocksDbMemory::new(config.rocksdb_memory_bytes, config.rocksdb_memtable_bytes),
@@ -333,7 +357,7 @@ impl<'a> Harness<'a> {
         })
     }
 
-    fn wait_until_caught_up(&self, streams: &Streams) -> Result<(), BenchError> {
+    pub(crate) fn wait_until_caught_up(&self, streams: &Streams) -> Result<(), BenchError> {
         streams
             .wait_until_caught_up(self.params.timeout)
             .map_err(|e| match streams.error() {
@@ -343,7 +367,7 @@ impl<'a> Harness<'a> {
             })
     }
 
-    fn outcome(
+    pub(crate) fn outcome(
         &self,
         scenario: Scenario,
         records: u64,
@@ -360,6 +384,8 @@ impl<'a> Harness<'a> {
             baseline_digest: baseline.1,
             peak_rss_mib,
             note: String::new(),
+            second_baseline: None,
+            baseline_peak_rss_mib: None,
         }
     }
 
@@ -583,114 +609,6 @@ impl<'a> Harness<'a> {
         );
         Ok(outcome)
     }
-}
-
-impl Harness<'_> {
-    /// K1: the workload is loaded into a topic on the broker (untimed); then, timed, S1's
-    /// topology runs on it through a [`KafkaLog`] from `start()` until caught up, writing its
-    /// output to the broker; then a plain librdkafka consumer reads the same topic. The
-    /// engine's output, read back, and the consumer's records, filtered and mapped as S1
-    /// does, must digest alike.
-    fn k1(&self) -> Result<Outcome, BenchError> {
-        let servers = self.params.bootstrap_servers.as_deref().ok_or_else(|| {
-            BenchError::Harness("K1 needs a Kafka broker: --bootstrap-servers HOST:PORT".into())
-        })?;
-        let run = unique_name("k1");
-        let (input, output) = (format!("{run}-in"), format!("{run}-out"));
-        let partitions = self.params.kafka_partitions;
-        let workload = Workload {
-            events: self.params.kafka_events,
-            keys: Keys::Uniform(self.params.keys),
-            seed: self.params.seed,
-        };
-        {
-            let loader = KafkaLog::connect(self.kafka_config(servers))?;
-            workload.write(&loader, &input, partitions)?;
-            check_loaded(&loader, &input, partitions, workload.events)?;
-        }
-
-        let log: Arc<dyn Log> = Arc::new(KafkaLog::connect(self.kafka_config(servers))?);
-        let b = StreamsBuilder::new();
-        b.stream::<String, i64>(input.as_str(), Consumed::default())
-            .filter(|_, v| s1_keep(*v))
-            .map_values(s1_map)
-            .to(output.as_str(), Produced::default());
-        let streams = Streams::new(b.build()?, self.config(&run), log.clone())?;
-        let start = Instant::now();
-        streams.start()?;
-        streams.wait_for_state(StreamsState::Running, self.params.timeout)?;
-        let running = start.elapsed();
-        // On the application's own counters first: `wait_until_caught_up` asks the broker
-        // for every partition's end and the group's offsets every 10 ms, which would load
-        // the broker the engine reads from.
-        while streams.metrics().processed() < workload.events {
-            if matches!(
-                streams.state(),
-                StreamsState::Error | StreamsState::NotRunning
-            ) || start.elapsed() > self.params.timeout
-            {
-                break; // `wait_until_caught_up` says why
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.wait_until_caught_up(&streams)?;
-        let elapsed = start.elapsed();
-        let rss = peak_rss_mib();
-        streams.close()?;
-        let engine = (elapsed, crate::workload::topic_digest(&*log, &output)?);
-
-        let base = baseline::kafka_consume(
-            servers,
-            &self.params.kafka_properties,
-            &input,
-            partitions,
-            workload.events,
-            self.params.timeout,
-        )?;
-        let mut outcome = self.outcome(Scenario::K1, workload.events, engine, base, rss);
-        outcome.note = format!(
-            "{partitions} partitions, 1 stream thread; the engine was running {:.1} s after start()",
-            running.as_secs_f64()
-        );
-        Ok(outcome)
-    }
-
-    /// The engine's Kafka log with the properties given.
-    fn kafka_config(&self, servers: &str) -> KafkaLogConfig {
-        let mut config = KafkaLogConfig::new(servers);
-        for (k, v) in &self.params.kafka_properties {
-            config = config.with_property(k.as_str(), v.as_str());
-        }
-        config
-    }
-}
-
-/// `<prefix>-<pid>-<nanoseconds>`: a name no earlier run on the same broker used.
-fn unique_name(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-/// Checks that the broker kept every record loaded into `topic`.
-fn check_loaded(
-    log: &dyn Log,
-    topic: &str,
-    partitions: u32,
-    events: u64,
-) -> Result<(), BenchError> {
-    let mut kept = 0;
-    for p in 0..partitions {
-        let tp = TopicPartition::new(topic, p);
-        kept += log.end_offset(&tp, IsolationLevel::ReadCommitted)? - log.start_offset(&tp)?;
-    }
-    if kept != events {
-        return Err(BenchError::Harness(format!(
-            "the broker kept {kept} of the {events} records loaded into {topic}"
-        )));
-    }
-    Ok(())
 }
 
 /// `input` grouped by key and counted into the store `counts`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use streams_core::{
     partition_for_key, EmbeddedLog, EmbeddedLogConfig, I64Serde, IsolationLevel, Log, Record,
-    Serde, StringSerde, TopicConfig, TopicPartition,
+    Serde, StoredRecord, StringSerde, TopicConfig, TopicPartition,
 };
 
 use crate::BenchError;
@@ -157,27 +157,52 @@ impl std::fmt::Display for Digest {
     }
 }
 
+/// Calls `f` with each read of up to `batch` records of `tp`, from its start to its end as
+/// it is when the call begins. An empty read does not end it: a Kafka read returns nothing
+/// when no fetched records are queued yet, at any offset. A read that brings nothing for
+/// `STALL` fails.
+pub(crate) fn read_partition(
+    log: &dyn Log,
+    tp: &TopicPartition,
+    batch: usize,
+    mut f: impl FnMut(&[StoredRecord]) -> Result<(), BenchError>,
+) -> Result<(), BenchError> {
+    const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+    let end = log.end_offset(tp, IsolationLevel::ReadCommitted)?;
+    let mut offset = log.start_offset(tp)?;
+    let mut progress = std::time::Instant::now();
+    while offset < end {
+        let fetch = log.read(tp, offset, batch, IsolationLevel::ReadCommitted)?;
+        if fetch.records.is_empty() && fetch.next_offset == offset {
+            if progress.elapsed() > STALL {
+                return Err(BenchError::Harness(format!(
+                    "reading {tp} stopped at offset {offset}, short of its end {end}"
+                )));
+            }
+            continue;
+        }
+        progress = std::time::Instant::now();
+        offset = fetch.next_offset;
+        f(&fetch.records)?;
+    }
+    Ok(())
+}
+
 /// Reads every committed record of `topic` and digests (key, i64 value) of each.
 pub(crate) fn topic_digest(log: &dyn Log, topic: &str) -> Result<Digest, BenchError> {
     let partitions = log.describe_topic(topic)?.partitions;
     let mut digest = Digest::default();
     for p in 0..partitions {
-        let tp = TopicPartition::new(topic, p);
-        let mut offset = log.start_offset(&tp)?;
-        loop {
-            let fetch = log.read(&tp, offset, 10_000, IsolationLevel::ReadCommitted)?;
-            if fetch.records.is_empty() && fetch.next_offset == offset {
-                break;
-            }
-            offset = fetch.next_offset;
-            for r in fetch.records {
-                let key = r.record.key.unwrap_or_default();
+        read_partition(log, &TopicPartition::new(topic, p), 10_000, |records| {
+            for r in records {
+                let key = r.record.key.as_deref().unwrap_or_default();
                 // Keys are decoded as the engine would, so both sides go through the serde.
-                let _ = StringSerde.deserialize(&key)?;
+                let _ = StringSerde.deserialize(key)?;
                 let v = I64Serde.deserialize_nullable(r.record.value.as_deref())?;
-                digest.add(&key, v.unwrap_or(i64::MIN));
+                digest.add(key, v.unwrap_or(i64::MIN));
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(digest)
 }

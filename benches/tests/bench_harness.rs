@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! Every scenario of the throughput harness at a tiny size: engine and baseline must produce
 //! the same results (same final counts, same output records). No timing is asserted; this is
-//! what keeps the harness from rotting. K1 runs through the Kafka test broker
+//! what keeps the harness from rotting. K1 and K2 run through the Kafka test broker
 //! (`KAFKA_BOOTSTRAP_SERVERS`, or one started for this test binary; none fails the test).
 
 #[path = "../../streams-core/tests/support/kafka_broker.rs"]
@@ -84,6 +84,15 @@ fn k1_through_a_kafka_broker() {
         ..Params::tiny()
     };
     check_with(Scenario::K1, &params);
+}
+
+#[test]
+fn k2_count_through_a_kafka_broker() {
+    let params = Params {
+        bootstrap_servers: Some(kafka_broker::bootstrap_servers().to_string()),
+        ..Params::tiny()
+    };
+    check_with(Scenario::K2, &params);
 }
 
 #[test]

@@ -44,6 +44,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// On docs.rs, every item a feature adds is marked with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod driver;
 mod error;
@@ -58,6 +60,7 @@ mod record;
 mod runtime;
 mod serdes;
 mod task;
+mod throttle;
 mod topology;
 
 pub use driver::{DriverConfig, TestDriver};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// streams-core's top-level modules by layer, bottom first. A module may use modules of its
 /// own layer and of the layers below it.
 const LAYERS: &[&[&str]] = &[
-    &["ids", "record", "partitioner"],
+    &["ids", "record", "partitioner", "throttle"],
     &["error"],
     &["handler", "serdes", "log"],
     &["processor"],

@@ -386,6 +386,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// [`left_join`](KTable::left_join) and [`outer_join`](KTable::outer_join), where an update
     /// that finds no row on the other side keeps its own timestamp.
     ///
+    /// An uncached table forwards a deletion of a key it does not hold; where the other side
+    /// has a row, the join passes it on as Kafka Streams does (a deletion here; the other
+    /// side's row joined with `None` again from a left join's right side and an outer join).
+    ///
     /// ```
     /// use streams_dsl::prelude::*;
     /// use streams_core::{OptionSerde, StringSerde, TestDriver};

@@ -49,6 +49,8 @@
 //!   stores drop whole expired segments, so state stays bounded on an endless stream.
 
 #![warn(missing_docs)]
+// On docs.rs, every item a feature adds is marked with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod global_table;
@@ -83,13 +85,23 @@ pub use windows::{
     JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, MAX_WINDOWS_PER_RECORD,
 };
 
+/// The engine underneath (records, serdes, logs, the runtime, processors of your own), so an
+/// application depends on this crate alone; [`prelude`] holds what most of them use.
+pub use streams_core;
+
+/// The HTTP query server (feature `http`): store queries and health probes as an axum
+/// router, or served on their own.
+#[cfg(feature = "http")]
+pub use streams_core::http;
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
 /// Everything an application needs, in one import: the DSL, the runtime ([`Streams`](streams_core::Streams) and
-/// its configuration), the logs, records and the built-in serdes.
+/// its configuration), the logs, records and the built-in serdes; with feature `tokio` (or
+/// `http`), [`Shutdown`](streams_core::Shutdown) too.
 ///
 /// ```
 /// use std::time::Duration;
@@ -117,12 +129,15 @@ pub mod prelude {
         KStream, KTable, Materialized, Produced, Repartitioned, SessionWindows, SlidingWindows,
         StreamJoined, StreamsBuilder, Suppressed, TimeWindows, Windowed,
     };
+    #[cfg(feature = "tokio")]
+    pub use streams_core::Shutdown;
     pub use streams_core::{
         BincodeSerde, BytesSerde, Change, DefaultSerde, EmbeddedLog, Error, I32Serde, I64Serde,
         JsonSerde, Log, MemoryLog, OptionSerde, ProcessingGuarantee, Record, RecordErrorHandler,
         Serde, Streams, StreamsConfig, StreamsState, StringSerde, TestDriver, TopicConfig,
         TopicPartition, Topology, U32Serde, U64Serde, UnitSerde,
     };
+    pub use streams_core::{EmbeddedLogConfig, Properties};
     #[cfg(feature = "kafka")]
     pub use streams_core::{KafkaLog, KafkaLogConfig};
 }

@@ -520,3 +520,119 @@ fn materialized_derived_tables_keep_the_timestamps_they_pass_through() {
     let doubled = KeyValueStoreView::new(d.kv_store("doubled").unwrap(), StringSerde, U64Serde);
     assert_eq!(doubled.get_with_timestamp(&s("k")).unwrap(), Some((8, 9)));
 }
+
+/// The three table–table joins of `l` and `r`, written to `inner`, `left` and `outer`, and
+/// `l`'s own changes to `l-changes`; both tables cached or not.
+fn table_joins(cached: bool) -> TestDriver {
+    let b = StreamsBuilder::new();
+    let table = |name: &str| {
+        b.table::<String, String>(
+            name,
+            Consumed::default(),
+            Materialized::named(name).with_caching(cached),
+        )
+    };
+    let (l, r) = (table("l"), table("r"));
+    let opt = |x: Option<&String>| x.cloned().unwrap_or_else(|| "-".into());
+    let out = || Produced::with(StringSerde, OptionSerde(StringSerde));
+    l.to_stream().to("l-changes", out());
+    l.join(&r, |a, b| format!("{a}+{b}"))
+        .to_stream()
+        .to("inner", out());
+    l.left_join(&r, move |a, b| format!("{a}+{}", opt(b)))
+        .to_stream()
+        .to("left", out());
+    l.outer_join(&r, move |a, b| format!("{}+{}", opt(a), opt(b)))
+        .to_stream()
+        .to("outer", out());
+    TestDriver::new(&b.build().unwrap()).unwrap()
+}
+
+/// Deletions of keys a table does not hold: `k` on the left while the right has it, `j` on
+/// both sides where neither has it, `m` on the right while the left has it.
+fn delete_absent_keys(d: &mut TestDriver) {
+    pipe_str(d, "r", "k", "x", 1);
+    d.pipe("l", Record::tombstone("k", 2)).unwrap();
+    pipe_str(d, "l", "k", "a", 3);
+    d.pipe("r", Record::tombstone("j", 4)).unwrap();
+    d.pipe("l", Record::tombstone("j", 5)).unwrap();
+    pipe_str(d, "l", "m", "b", 6);
+    d.pipe("r", Record::tombstone("m", 7)).unwrap();
+}
+
+/// An uncached table forwards a deletion of a key it does not hold, as Kafka Streams' does,
+/// and the joins pass it on where the other side has a row (Kafka Streams'
+/// `KTableKTableInnerJoin`, `LeftJoin`, `RightJoin` and `OuterJoin`).
+#[test]
+fn uncached_tables_forward_deletions_of_absent_keys_and_joins_pass_them_on() {
+    let mut d = table_joins(false);
+    delete_absent_keys(&mut d);
+    let mut read = |t| {
+        d.read_output_typed(t, &StringSerde, &OptionSerde(StringSerde))
+            .unwrap()
+    };
+    let some = |k: &str, v: &str, ts| (s(k), Some(s(v)), ts);
+    let none = |k: &str, ts| (s(k), None, ts);
+    assert_eq!(
+        read("l-changes"),
+        vec![
+            none("k", 2),
+            some("k", "a", 3),
+            none("j", 5),
+            some("m", "b", 6)
+        ]
+    );
+    // The right side has `k` and the left `m`: deleting them on the other side joins to
+    // nothing, a deletion; `j` is on neither side.
+    assert_eq!(
+        read("inner"),
+        vec![none("k", 2), some("k", "a+x", 3), none("m", 7)]
+    );
+    // A left join's right side joins the left row with nothing again.
+    assert_eq!(
+        read("left"),
+        vec![
+            none("k", 2),
+            some("k", "a+x", 3),
+            some("m", "b+-", 6),
+            some("m", "b+-", 7)
+        ]
+    );
+    assert_eq!(
+        read("outer"),
+        vec![
+            some("k", "-+x", 1),
+            some("k", "-+x", 2),
+            some("k", "a+x", 3),
+            some("m", "b+-", 6),
+            some("m", "b+-", 7)
+        ]
+    );
+}
+
+/// A cached table forwards what its cache writes through, which skips a key absent before
+/// and after, as Kafka Streams' caching store does: no join sees those deletions.
+#[test]
+fn cached_tables_forward_no_deletion_of_an_absent_key() {
+    let mut d = table_joins(true);
+    delete_absent_keys(&mut d);
+    let mut read = |t| {
+        d.read_output_typed(t, &StringSerde, &OptionSerde(StringSerde))
+            .unwrap()
+    };
+    let some = |k: &str, v: &str, ts| (s(k), Some(s(v)), ts);
+    assert_eq!(
+        read("l-changes"),
+        vec![some("k", "a", 3), some("m", "b", 6)]
+    );
+    assert_eq!(read("inner"), vec![some("k", "a+x", 3)]);
+    assert_eq!(read("left"), vec![some("k", "a+x", 3), some("m", "b+-", 6)]);
+    assert_eq!(
+        read("outer"),
+        vec![
+            some("k", "-+x", 1),
+            some("k", "a+x", 3),
+            some("m", "b+-", 6)
+        ]
+    );
+}

@@ -216,7 +216,16 @@ fn table_to_stream_forwards_deletions_as_none() {
     let got = d
         .read_output_typed("changes", &StringSerde, &OptionSerde(U64Serde))
         .unwrap();
-    assert_eq!(got, vec![(s("a"), Some(1), 1), (s("a"), None, 2)]);
+    // Uncached, a deletion of a key the table never held is forwarded too, as Kafka Streams'
+    // uncached tables do.
+    assert_eq!(
+        got,
+        vec![
+            (s("a"), Some(1), 1),
+            (s("a"), None, 2),
+            (s("never-there"), None, 3)
+        ]
+    );
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! The throughput harness: runs scenarios S1–S7 (and K1, through a Kafka broker, when given
-//! one), each beside its baseline, and prints records/s of both, their ratio and the peak RSS.
+//! The throughput harness: runs scenarios S1–S7 (and K1 and K2, through a Kafka broker, when
+//! given one), each beside its baseline, and prints records/s of both, their ratio and the
+//! peak RSS.
 //!
 //! ```sh
 //! CARGO_TARGET_DIR=... cargo run --release -p streams-benches --bin throughput -- --runs 3
 //! CARGO_TARGET_DIR=... cargo run --release -p streams-benches --bin throughput -- \
-//!     --scenarios K1 --bootstrap-servers 127.0.0.1:9092 --runs 3
+//!     --scenarios K1,K2 --bootstrap-servers 127.0.0.1:9092 --runs 3
 //! ```
 //!
 //! Each (scenario, run) is a child process of this binary (`--child <scenario>`), so that
@@ -19,8 +20,8 @@ use streams_benches::{run_scenario, BenchError, Format, Params, Row, Scenario, S
 #[derive(Debug, Parser)]
 #[command(about = "Throughput and memory of the engine beside hand-written baselines")]
 struct Args {
-    /// Scenarios to run, comma-separated (S1,S2,S2e,S2m,S3,S4,S5,S6,S7,K1); by default all
-    /// of S1–S7, and K1 too with --bootstrap-servers.
+    /// Scenarios to run, comma-separated (S1,S2,S2e,S2m,S3,S4,S5,S6,S7,K1,K2); by default all
+    /// of S1–S7, and K1 and K2 too with --bootstrap-servers.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Runs of each scenario; the table shows medians and the spread of the ratio.
@@ -60,16 +61,16 @@ struct Args {
     /// Turns the embedded log's background cleaner off (to measure what it costs).
     #[arg(long)]
     no_log_cleaner: bool,
-    /// The Kafka broker K1 runs through (`host:port`); K1 cannot run without one.
+    /// The Kafka broker K1 and K2 run through (`host:port`); they cannot run without one.
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap_servers: Option<String>,
-    /// A librdkafka property of K1's clients (repeatable).
+    /// A librdkafka property of the engine's and the loops' Kafka clients (repeatable).
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     kafka_properties: Vec<(String, String)>,
-    /// Events of K1 (default 200,000; 5,000 with --tiny).
+    /// Events of K1 and K2 (default 200,000; 5,000 with --tiny).
     #[arg(long)]
     kafka_events: Option<u64>,
-    /// Partitions of K1's input topic (default 4).
+    /// Partitions of the input topics on Kafka (default 4).
     #[arg(long)]
     kafka_partitions: Option<u32>,
     /// Where scenarios put their state and logs (a temporary directory inside it).

@@ -112,7 +112,9 @@ impl StreamThread {
         handler: &RecordErrorHandler,
     ) -> Result<()> {
         self.metrics.dropped_production += 1;
-        tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, error = %error.report(), "dropping a record the log refused");
+        if let Some(held_back) = self.refused_warnings.admit() {
+            tracing::warn!(thread = %self.name, topic = %tp.topic, partition = tp.partition, error = %error.report(), held_back, "dropping a record the log refused");
+        }
         let RecordErrorHandler::DeadLetter(topic) = handler else {
             return Ok(());
         };
@@ -136,6 +138,7 @@ impl StreamThread {
 
     /// Flush, write, commit offsets (with the transaction under exactly-once), checkpoint.
     pub(super) fn commit(&mut self) -> Result<()> {
+        let _span = tracing::debug_span!("commit").entered();
         let started = Instant::now();
         let ids: Vec<TaskId> = self.tasks.0.keys().copied().collect();
         for id in &ids {

@@ -17,9 +17,11 @@ impl Shared {
     ) -> Result<()> {
         let name = format!("{}-GlobalStreamThread", shared.config.application_id);
         let worker = shared.clone();
+        let span = tracing::info_span!("global_thread", thread = %name);
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                let _span = span.entered();
                 let log = worker.log.clone();
                 let mut last_checkpoint = Instant::now();
                 // Transient log errors are retried, as the stream threads do, until they have

@@ -341,10 +341,15 @@ impl Shared {
         }
         let worker_shared = shared.clone();
         let worker_name = name.clone();
+        // The thread's span is a child of the caller's (of whoever started the application).
+        let span = tracing::info_span!("stream_thread", thread = %name);
         // Tasks are not `Send`: the thread builds its own state.
         let handle = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || thread::StreamThread::new(worker_shared, index, worker_name, rx).run())
+            .spawn(move || {
+                let _span = span.entered();
+                thread::StreamThread::new(worker_shared, index, worker_name, rx).run()
+            })
             .map_err(|e| Error::io("spawn stream thread", name, e))?;
         shared.handles.lock().push(handle);
         Ok(())

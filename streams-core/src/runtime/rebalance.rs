@@ -37,6 +37,7 @@ impl GroupListener {
 
 impl RebalanceListener for GroupListener {
     fn revoked(&self, partitions: &[TopicPartition], lost: bool) {
+        let _span = tracing::info_span!("rebalance", revoked = partitions.len(), lost).entered();
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
@@ -80,6 +81,7 @@ impl RebalanceListener for GroupListener {
     }
 
     fn assigned(&self, partitions: &[TopicPartition]) {
+        let _span = tracing::info_span!("rebalance", assigned = partitions.len()).entered();
         let Some(shared) = self.shared.upgrade() else {
             return;
         };

@@ -33,6 +33,7 @@ use crate::record::TopicPartition;
 use crate::task::{
     parse_stream_time_metadata, RestoreHooks, StoreResources, Task, TaskEnv, TaskStores,
 };
+use crate::throttle::Throttle;
 
 /// A task this thread holds, with where its inputs are read from.
 pub(crate) struct Active {
@@ -131,6 +132,8 @@ pub(crate) struct StreamThread {
     pub(super) retrying_since: Option<Instant>,
     /// Transient errors retried since the last commit.
     pub(super) retry_attempts: u32,
+    /// The warnings of records the log refused, at most one per interval.
+    pub(super) refused_warnings: Throttle,
 }
 
 fn now_ms() -> i64 {
@@ -190,6 +193,7 @@ impl StreamThread {
             current: None,
             retrying_since: None,
             retry_attempts: 0,
+            refused_warnings: Throttle::default(),
         }
     }
 
@@ -379,7 +383,9 @@ impl StreamThread {
             };
             if claimed {
                 self.current = Some(id);
-                let Some(active) = self.open_task(id)? else {
+                let span = tracing::info_span!("task", task = %id);
+                let opened_task = span.in_scope(|| self.open_task(id))?;
+                let Some(active) = opened_task else {
                     // Closing: the restore stopped and checkpointed where it got.
                     self.shared.group.lock().holders.remove(&id);
                     break;
@@ -588,6 +594,7 @@ impl StreamThread {
                 continue;
             }
             active.touch()?;
+            let _span = tracing::debug_span!("task", task = %id).entered();
             let started = Instant::now();
             let now = now_ms();
             let mut n = 0;
@@ -614,6 +621,7 @@ impl StreamThread {
         let now = now_ms();
         for (id, active) in &mut self.tasks.0 {
             self.current = Some(*id);
+            let _span = tracing::debug_span!("task", task = %id).entered();
             if active.task.punctuate_wall_clock(now)? > 0 {
                 active.touch()?;
             }

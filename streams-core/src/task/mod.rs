@@ -29,6 +29,7 @@ use crate::processor::{
     TaskMetrics,
 };
 use crate::record::{Record, StoredRecord, TopicPartition};
+use crate::throttle::Throttle;
 use crate::topology::Instantiation;
 use crate::topology::{NodeKind, Topology};
 
@@ -104,6 +105,8 @@ pub(crate) struct Task {
     deserialization: RecordErrorHandler,
     production: RecordErrorHandler,
     meta: RecordMeta,
+    /// The warnings of skipped and dead-lettered records, at most one per interval.
+    bad_record_warnings: Throttle,
 }
 
 /// The offset metadata the runtime commits with a task's input offsets: the task's stream time.
@@ -247,6 +250,7 @@ impl Task {
             deserialization: env.deserialization.clone(),
             production: env.production.clone(),
             meta: RecordMeta::default(),
+            bad_record_warnings: Throttle::default(),
         })
     }
 
@@ -448,11 +452,15 @@ impl Task {
         match handler {
             RecordErrorHandler::Fail => Err(error),
             RecordErrorHandler::LogAndContinue => {
-                tracing::warn!(task = %self.id, error = %error.report(), "skipping a record");
+                if let Some(held_back) = self.bad_record_warnings.admit() {
+                    tracing::warn!(task = %self.id, error = %error.report(), held_back, "skipping a record");
+                }
                 Ok(())
             }
             RecordErrorHandler::DeadLetter(dlq) => {
-                tracing::warn!(task = %self.id, error = %error.report(), dead_letter_topic = %dlq, "sending a record to the dead-letter topic");
+                if let Some(held_back) = self.bad_record_warnings.admit() {
+                    tracing::warn!(task = %self.id, error = %error.report(), dead_letter_topic = %dlq, held_back, "sending a record to the dead-letter topic");
+                }
                 let origin = Origin {
                     topic,
                     partition: self.id.partition,

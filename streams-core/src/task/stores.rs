@@ -468,6 +468,7 @@ impl TaskStores {
                     }
                 }
             };
+            let _span = tracing::info_span!("restore", store = %name, changelog = %tp).entered();
             let start = e
                 .store
                 .with(|s| state_store::restore_start_offset(s, trusted))
@@ -517,6 +518,11 @@ impl TaskStores {
                     restored: summary.records,
                     complete: !stopped,
                 });
+                tracing::info!(
+                    records = summary.records,
+                    complete = !stopped,
+                    "changelog replayed"
+                );
             }
             if e.spec.persistent {
                 match &e.identity {

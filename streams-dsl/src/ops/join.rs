@@ -13,6 +13,14 @@
 //! time. A deletion on one side is an update like any other: its result (a deletion, or for
 //! left and outer joins the row joined with `None`) carries the larger of the deletion's time
 //! and the other side's value's time.
+//!
+//! An uncached table forwards a deletion of a key it does not hold (`None` to `None`, see
+//! [`Materialize`](super::table::Materialize)); as in Kafka Streams' `KTableKTable*Join`, a
+//! side passes such an update on when the other side has a row for the key, joined as any
+//! update: an inner join, or a left join's left side, emits a deletion; a left join's right
+//! side emits the left row joined with `None` again; an outer join emits the other row
+//! joined with `None`. Without a row on the other side nothing is emitted. (A cached table
+//! forwards no such deletion, so then nothing is emitted either, as in Kafka Streams.)
 
 use std::sync::Arc;
 
@@ -105,7 +113,11 @@ impl<K: Clone + 'static, This: 'static, Other: 'static, O: Clone + 'static>
         };
         let new = (self.joiner)(&rec.key, rec.value.new.as_ref(), other.as_ref());
         let old = (self.joiner)(&rec.key, rec.value.old.as_ref(), other.as_ref());
-        if new.is_none() && old.is_none() {
+        // With a row on the other side every update is passed on, even one that joins to
+        // nothing before and after (a deletion of a key this side did not hold: an inner
+        // join's result is a deletion again); without one, only updates that join to
+        // something.
+        if other.is_none() && new.is_none() && old.is_none() {
             return Ok(());
         }
         self.down

@@ -19,6 +19,11 @@ use super::stamped::{encode_stamped, get_stamped};
 /// (a source table: the topic record's; a derived table: the change's, which `filter` and
 /// `map_values` pass through), and the change is forwarded with that timestamp, as Kafka
 /// Streams' `KTableSource` and materialized `KTableFilter`/`KTableMapValues` do.
+///
+/// Uncached, each update is forwarded as it is applied, even a deletion of a key the store
+/// does not hold (a change from `None` to `None`), as Kafka Streams forwards it; a cached
+/// store forwards what its cache writes through, which skips a key that was absent before
+/// and is absent after (Kafka Streams' caching store does the same).
 pub(crate) struct Materialize<K, V> {
     pub(crate) name: String,
     /// A timestamped store.
@@ -69,10 +74,8 @@ impl<K: Clone + 'static, V: Clone + 'static> Materialize<K, V> {
         if self.cached {
             return self.forward_flushed(ctx);
         }
-        if new.is_none() && old.is_none() {
-            // Deleting an absent key changes nothing.
-            return Ok(());
-        }
+        // Uncached, every update is forwarded, a deletion of a key the table does not hold
+        // included (as `None` to `None`), as Kafka Streams' uncached tables do.
         self.down
             .forward(ctx, Rec::new(key, Change::new(new, old), timestamp))
     }

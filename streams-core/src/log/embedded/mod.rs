@@ -347,13 +347,17 @@ fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
 }
 
 fn spawn_cleaner(inner: Weak<Inner>, every: Duration) {
+    let span = tracing::info_span!("log_cleaner");
     let spawned = std::thread::Builder::new()
         .name("log-cleaner".into())
-        .spawn(move || loop {
-            std::thread::sleep(every);
-            let Some(inner) = inner.upgrade() else { return };
-            if let Err(e) = maintain(&inner, now_ms()) {
-                tracing::error!(error = %e.report(), "log maintenance failed");
+        .spawn(move || {
+            let _span = span.entered();
+            loop {
+                std::thread::sleep(every);
+                let Some(inner) = inner.upgrade() else { return };
+                if let Err(e) = maintain(&inner, now_ms()) {
+                    tracing::error!(error = %e.report(), "log maintenance failed");
+                }
             }
         });
     if let Err(e) = spawned {

@@ -55,9 +55,12 @@ pub(crate) fn bounded<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     let (tx, rx) = std::sync::mpsc::channel();
+    // The call's log lines belong to the caller's span.
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("kafka-call".into())
         .spawn(move || {
+            let _span = span.entered();
             let _ = tx.send(f());
         })
         .map_err(|e| Error::io("spawn a thread for a Kafka call", &operation, e))?;

@@ -153,9 +153,11 @@ impl Member {
         let name = format!("kafka-member-{group}");
         let thread_stop = stop.clone();
         let thread_group = group.to_string();
+        let span = tracing::info_span!("group_member", group = %group);
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                let _span = span.entered();
                 while !thread_stop.load(Ordering::SeqCst) {
                     match consumer.poll(Duration::from_millis(100)) {
                         None | Some(Ok(_)) => {}

@@ -100,9 +100,8 @@ final class Topologies {
                 var grouped = b.table("input", Consumed.with(S, S), kv(S))
                     .groupBy((k, v) -> KeyValue.pair(v, k), Grouped.with(S, S));
                 switch (p.getOrDefault("agg", "count")) {
-                    case "count" -> grouped.count(kv(L)).toStream().to("output", Produced.with(S, L));
-                    case "reduce" -> grouped
-                        .reduce((a, v) -> a + "+" + v, (a, v) -> a + "-" + v, kv(S))
+                    case "count" -> held(grouped.count(kv(L)), p).toStream().to("output", Produced.with(S, L));
+                    case "reduce" -> held(grouped.reduce((a, v) -> a + "+" + v, (a, v) -> a + "-" + v, kv(S)), p)
                         .toStream().to("output", Produced.with(S, S));
                     default -> throw new IllegalArgumentException("table-groupby agg " + p.get("agg"));
                 }
@@ -154,6 +153,25 @@ final class Topologies {
             t = t.suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()));
         }
         t.toStream().to("output", Produced.with(WindowedSerdes.timeWindowedSerdeFrom(String.class, size), L));
+    }
+
+    /** The table, its updates suppressed as "suppress" says: "time:MS" holds a key's updates
+     * for MS ms (unbounded buffer), "records:N" holds at most N keys with no time limit and
+     * emits the oldest early when full; absent, nothing is held. */
+    private static <V> KTable<String, V> held(KTable<String, V> t, Map<String, String> p) {
+        String s = p.get("suppress");
+        if (s == null) {
+            return t;
+        }
+        if (s.startsWith("time:")) {
+            return t.suppress(Suppressed.untilTimeLimit(
+                Duration.ofMillis(Long.parseLong(s.substring(5))), Suppressed.BufferConfig.unbounded()));
+        }
+        if (s.startsWith("records:")) {
+            return t.suppress(Suppressed.untilTimeLimit(Duration.ofMillis(Long.MAX_VALUE),
+                Suppressed.BufferConfig.maxRecords(Long.parseLong(s.substring(8))).emitEarlyWhenFull()));
+        }
+        throw new IllegalArgumentException("suppress " + s);
     }
 
     private static KStream<String, String> input(StreamsBuilder b) {
