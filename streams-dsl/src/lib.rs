@@ -42,9 +42,10 @@
 //!   move are restored and emitted later: exactly once under exactly-once, at least once
 //!   under at-least-once. Bounded buffers can fail or (time limit only) emit early; their
 //!   bounds count the restored contents too.
-//! - Stream–stream joins drop a record whose own window closed more than `grace` ago, and emit
-//!   a left/outer record without a match only once no match can arrive
-//!   (`t + before + after + grace < stream time`), so never both unmatched and matched.
+//! - Stream–stream joins join a late record with whatever the other side still keeps, and
+//!   emit a left/outer record without a match only once no match can arrive: a left record
+//!   once `t + after + grace` is behind the join's stream time, a right record of an outer
+//!   join once `t + before + grace` is; so never both unmatched and matched.
 //! - Store retention defaults to what the windows need (see [`Materialized::with_retention`]);
 //!   stores drop whole expired segments, so state stays bounded on an endless stream.
 
