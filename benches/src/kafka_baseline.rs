@@ -67,6 +67,8 @@ impl Clients<'_> {
                 ("isolation.level", "read_committed"),
                 ("fetch.wait.max.ms", "100"),
                 ("queued.max.messages.kbytes", "8192"),
+                ("queued.min.messages", "10000"),
+                ("fetch.queue.backoff.ms", "10"),
             ])
             .create()?;
         let mut list = TopicPartitionList::with_capacity(partitions as usize);
