@@ -245,6 +245,7 @@ impl Streams {
 
 /// Where a query of one key runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
 pub(crate) enum Route {
     /// Here: this instance runs the key's task (it may still be restoring it).
     Local,
@@ -322,6 +323,7 @@ impl Shared {
 
     /// Where a query of `task`'s keys runs: here when this instance runs the task, else on
     /// the instance the group says runs it.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
     pub(crate) fn route(&self, store: &str, task: TaskId) -> Result<Route> {
         if self.is_local(task) {
             return Ok(Route::Local);

@@ -58,8 +58,10 @@ use state_store::RocksDbMemory;
 pub use config::{
     ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
 };
+#[cfg(feature = "http")]
 pub(crate) use exporter::render as render_metrics;
 pub use exporter::MetricsCollector;
+#[cfg(feature = "http")]
 pub(crate) use metadata::Route;
 pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use metrics::{
@@ -279,6 +281,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Mutex<StreamsMetrics>>,
     /// The library's own registry, holding only this application's collector (for the
     /// HTTP server's `/metrics`).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
     pub(crate) registry: prometheus_client::registry::Registry,
     next_thread: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,

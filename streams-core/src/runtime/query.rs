@@ -167,6 +167,7 @@ impl Located {
     }
 
     /// Where a query of `key` (encoded) runs.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
     fn route(&self, key: &[u8]) -> Result<Route> {
         self.shared.route(&self.store, self.task_for(key))
     }
@@ -201,6 +202,7 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
     }
 
     /// Where a query of `key` runs: here, or on the instance that holds it.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
     pub(crate) fn route(&self, key: &K) -> Result<Route> {
         self.at.route(&encode(&*self.keys, key, &self.at.store)?)
     }
@@ -297,6 +299,7 @@ impl<K: Send + 'static, V: Send + 'static> WindowQuery<K, V> {
     }
 
     /// Where a query of `key` runs: here, or on the instance that holds it.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
     pub(crate) fn route(&self, key: &K) -> Result<Route> {
         self.at.route(&encode(&*self.keys, key, &self.at.store)?)
     }
