@@ -17,12 +17,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::logs::logs;
 use common::*;
 use state_store::{ChangelogPartition, Checkpoint};
 use streams_core::{
@@ -34,35 +34,6 @@ use streams_dsl::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 const PARTITIONS: u32 = 2;
-
-/// Everything the tests log, captured once for the whole binary (tests run in parallel, so a
-/// test looks for lines naming its own store).
-fn logs() -> String {
-    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .with_writer(move || Capture(sink.clone()))
-            .init();
-        buffer
-    });
-    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The log lines that name `store` and contain `what`.
 fn warnings_about(store: &str, what: &str) -> Vec<String> {

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use common::logs::logs;
 use common::*;
 use streams_core::{
     partition_for_key, I64Serde, Log, Record, RecordErrorHandler, StringSerde, TopicConfig,
@@ -18,35 +17,6 @@ use streams_core::{Streams, StreamsConfig};
 use streams_dsl::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Everything the tests log, captured once for the whole binary; each test looks only at the
-/// lines of its own application.
-fn logs() -> String {
-    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    let buffer = BUFFER.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .with_writer(move || Capture(sink.clone()))
-            .init();
-        buffer
-    });
-    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn lines_with(what: &[&str]) -> Vec<String> {
     logs()

@@ -2,6 +2,8 @@
 //! count.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod logs;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
