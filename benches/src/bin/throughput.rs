@@ -73,7 +73,8 @@ struct Args {
     /// Partitions of the input topics on Kafka (default 4).
     #[arg(long)]
     kafka_partitions: Option<u32>,
-    /// Where scenarios put their state and logs (a temporary directory inside it).
+    /// Where scenarios put their state and logs (a temporary directory inside it; created when
+    /// missing).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
     /// Runs one scenario in this process and prints its outcome line (used by the parent).
@@ -139,9 +140,11 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 
 fn child(args: &Args, scenario: &str) -> Result<(), BenchError> {
     let scenario: Scenario = scenario.parse()?;
+    let base = args.base_dir();
+    std::fs::create_dir_all(&base)?;
     let dir = tempfile::Builder::new()
         .prefix("kstreams-bench-")
-        .tempdir_in(args.base_dir())?;
+        .tempdir_in(&base)?;
     let outcome = run_scenario(scenario, &args.params(), dir.path())?;
     if !outcome.results_match() {
         eprintln!(
