@@ -17,6 +17,7 @@
 //! broker only while the group has no members, as with Kafka's own tool.
 
 mod consume;
+mod formats;
 mod groups;
 mod output;
 mod produce;
@@ -104,7 +105,7 @@ enum Command {
     Delete(topics::DeleteArgs),
     /// Append records read from stdin, one per line (`KEY,VALUE` by default).
     Produce(produce::ProduceArgs),
-    /// Print records as `partition,offset,timestamp,key,value` lines or JSON lines.
+    /// Print records as `partition,offset,timestamp,key,value` lines, JSON lines or CSV.
     Consume(consume::ConsumeArgs),
     /// List consumer groups (applications) that committed offsets, with their total lag.
     Groups,
