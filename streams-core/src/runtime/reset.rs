@@ -2,22 +2,7 @@
 //! (the log tool's `application-reset` is a front for it), so that an application can be run
 //! again over its input from the start (or from a time) to the same result.
 //!
-//! A reset has three parts, done in this order:
-//!
-//! 1. the group's committed offsets on every partition of the input topics move to the
-//!    earliest offset, the latest, or the first at a time (an offset committed this way
-//!    carries no metadata, so the partitions' stream time starts over too);
-//! 2. the application's internal topics are deleted: changelogs (`<app>-<store>-changelog`)
-//!    and repartition topics (`<app>-<name>-repartition`); the next run creates them again,
-//!    empty, so no store restores the old counts and no stale record is re-read;
-//! 3. with a state directory, the application's local state there is removed
-//!    ([`StreamsConfig::clean_up_local_state`]); every other instance must clean up its own
-//!    ([`Streams::clean_up`](crate::Streams::clean_up)) before it starts again.
-//!
-//! The application must not run while it is reset. On Kafka a group with active members is
-//! refused, as Kafka's tool refuses it; the embedded log admits one process at a time, so a
-//! tool that opened it for writing knows the application is stopped. Output topics are not
-//! touched: a replay appends its results to them again.
+//! See [`ApplicationReset`] for what it changes and in which order.
 
 use std::path::PathBuf;
 
@@ -86,8 +71,24 @@ pub fn is_internal_topic(application_id: &str, topic: &str) -> bool {
         .any(|suffix| rest.len() > suffix.len() && rest.ends_with(suffix))
 }
 
-/// Resets an application, as Kafka's `kafka-streams-application-reset` tool does: see the
-/// [module](self) for what it changes.
+/// Resets an application, as Kafka's `kafka-streams-application-reset` tool does.
+///
+/// A reset has three parts, done in this order:
+///
+/// 1. the group's committed offsets on every partition of the input topics move to the
+///    earliest offset, the latest, or the first at a time (an offset committed this way
+///    carries no metadata, so the partitions' stream time starts over too);
+/// 2. the application's internal topics are deleted: changelogs (`<app>-<store>-changelog`)
+///    and repartition topics (`<app>-<name>-repartition`); the next run creates them again,
+///    empty, so no store restores the old counts and no stale record is re-read;
+/// 3. with a state directory, the application's local state there is removed
+///    ([`StreamsConfig::clean_up_local_state`]); every other instance must clean up its own
+///    ([`Streams::clean_up`](crate::Streams::clean_up)) before it starts again.
+///
+/// The application must not run while it is reset. On Kafka a group with active members is
+/// refused, as Kafka's tool refuses it; the embedded log admits one process at a time, so a
+/// tool that opened it for writing knows the application is stopped. Output topics are not
+/// touched: a replay appends its results to them again.
 ///
 /// ```
 /// use streams_core::{ApplicationReset, Log, MemoryLog, Record, ResetTo, TopicConfig, TopicPartition};

@@ -48,7 +48,7 @@ fn hex(bytes: &[u8]) -> String {
 fn unhex(text: &str) -> Result<Vec<u8>, String> {
     let text = text.trim();
     let text = text.strip_prefix("0x").unwrap_or(text);
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!(
             "`{text}` has an odd number of hex digits (two per byte)"
         ));
@@ -168,6 +168,7 @@ impl DataFormat {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
