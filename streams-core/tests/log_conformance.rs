@@ -409,6 +409,8 @@ enum Op {
         p: u32,
         offset: u64,
     },
+    /// Deletes the topic and, if that worked, creates it again (empty).
+    Recreate,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -421,6 +423,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..2u32, 0..60u64, 1..8usize, any::<bool>())
             .prop_map(|(p, from, max, committed)| Op::Read { p, from, max, committed }),
         1 => (0..2u32, 0..50u64).prop_map(|(p, offset)| Op::CommitOffsets { p, offset }),
+        1 => Just(Op::Recreate),
     ]
 }
 
@@ -480,6 +483,13 @@ proptest! {
                     logs.iter().map(|l| outcome(l.read(&TopicPartition::new("t", *p), *from, *max, iso))).collect()
                 }
                 Op::CommitOffsets { p, offset } => logs.iter().map(|l| outcome(l.commit_offsets("g", &[(TopicPartition::new("t", *p), *offset)]))).collect(),
+                Op::Recreate => logs.iter().map(|l| {
+                    let deleted = l.delete_topic("t");
+                    if deleted.is_ok() {
+                        l.create_topic("t", TopicConfig::new(2).with_segment_bytes(1024)).unwrap();
+                    }
+                    outcome(deleted)
+                }).collect(),
             };
             prop_assert_eq!(&results[0], &results[1], "{:?}", op);
             for p in 0..2 {
