@@ -149,6 +149,16 @@ type TxnOutcome<'a> = Option<Option<(&'a str, &'a [OffsetCommit])>>;
 struct Topic {
     config: TopicConfig,
     partitions: Vec<Mutex<Partition>>,
+    /// Set by `delete_topic` before it moves the files: whoever locks a partition after that
+    /// (an append or a cleaner pass that found the topic just before) leaves it alone, so no
+    /// write lands in a topic created again under the name.
+    deleted: std::sync::atomic::AtomicBool,
+}
+
+impl Topic {
+    fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 struct Inner {
@@ -215,6 +225,11 @@ impl EmbeddedLog {
             }
         })?;
         let mut guard = part.lock();
+        if topic.is_deleted() {
+            return Err(Error::UnknownTopic {
+                topic: tp.topic.clone(),
+            });
+        }
         f(&mut guard, &topic.config)
     }
 
@@ -332,12 +347,19 @@ fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
         for part in &topic.partitions {
             match topic.config.cleanup_policy {
                 CleanupPolicy::Delete => {
-                    report.segments_deleted +=
-                        part.lock().apply_retention(now_ms, &topic.config)?;
+                    let mut part = part.lock();
+                    if topic.is_deleted() {
+                        break;
+                    }
+                    report.segments_deleted += part.apply_retention(now_ms, &topic.config)?;
                 }
                 CleanupPolicy::Compact => {
                     let txns = inner.txns.read();
-                    let stats = part.lock().compact(now_ms, &topic.config, &txns)?;
+                    let mut part = part.lock();
+                    if topic.is_deleted() {
+                        break;
+                    }
+                    let stats = part.compact(now_ms, &topic.config, &txns)?;
                     report.segments_compacted += stats.segments_cleaned;
                     report.records_removed += stats.records_removed;
                 }
@@ -420,8 +442,9 @@ impl Log for EmbeddedLog {
     }
 
     /// The topic leaves the log in three steps, each safe to stop after: a journal entry
-    /// drops the groups' offsets in it; the topic leaves the map, so every later call sees
-    /// an unknown topic; its directory is renamed out of `topics/` (atomic: an open never
+    /// drops the groups' offsets in it; the topic leaves the map and is marked deleted, so
+    /// every later call sees an unknown topic (one that found it just before gives up once it
+    /// holds the partition); its directory is renamed out of `topics/` (atomic: an open never
     /// finds half a topic, and a topic created again under the name starts empty) and then
     /// removed. A crash before the rename leaves the topic without offsets, to delete again;
     /// one after it leaves files under `deleted/` that the next writable open removes.
@@ -444,8 +467,17 @@ impl Log for EmbeddedLog {
             journal.append(&entry, self.inner.config.fsync != FsyncPolicy::Never)?;
             drop_offsets_of(&mut self.inner.groups.lock(), name);
         }
-        self.inner.topics.write().remove(name);
+        let topic = self.inner.topics.write().remove(name);
         drop(txns);
+        if let Some(topic) = topic {
+            topic
+                .deleted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Waits out whoever holds a partition now; later lockers see the flag.
+            for part in &topic.partitions {
+                drop(part.lock());
+            }
+        }
         let topics_dir = self.inner.root.join("topics");
         let dir = topics_dir.join(name);
         let trash = self.inner.root.join("deleted");

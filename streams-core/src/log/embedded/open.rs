@@ -228,6 +228,7 @@ impl EmbeddedLog {
             Topic {
                 config: topic_config,
                 partitions,
+                deleted: Default::default(),
             },
             repairs,
         ))
