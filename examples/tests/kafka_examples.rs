@@ -536,4 +536,51 @@ fn kafka_log_tool_resets_an_application_and_deletes_topics() {
         format!("deleted topic `{output}`\n")
     );
     assert!(!log_tool(&kafka, &["topics"], "").contains(&output));
+
+    // A member in the group (as a running instance would be): both resets refuse, naming it.
+    struct Quiet;
+    impl streams_core::RebalanceListener for Quiet {
+        fn revoked(&self, _: &[streams_core::TopicPartition], _: bool) {}
+        fn assigned(&self, _: &[streams_core::TopicPartition]) {}
+        fn failed(&self, _: streams_core::Error) {}
+    }
+    let member_log = kafka_broker::connect();
+    let membership = streams_core::Log::join_group(
+        &member_log,
+        &app,
+        std::slice::from_ref(&input),
+        "test-member",
+        std::sync::Arc::new(Quiet),
+    )
+    .unwrap()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let refusal = |args: &[&str]| -> Option<String> {
+        let mut all: Vec<&str> = kafka.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        let (ok, _, err) = run(env!("CARGO_BIN_EXE_streams-log"), &all, "");
+        (!ok).then_some(err)
+    };
+    let offsets_reset = ["reset-offsets", &app, "--topic", &input, "--to-earliest"];
+    // The member is in the group's description once its join completes.
+    let err = loop {
+        if let Some(err) = refusal(&offsets_reset) {
+            break err;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "reset-offsets kept succeeding with a member in the group"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        err.contains("active member") && err.contains("test-member"),
+        "{err}"
+    );
+    let err = refusal(&reset).unwrap_or_else(|| panic!("application-reset with a member"));
+    assert!(
+        err.contains("active member") && err.contains("test-member"),
+        "{err}"
+    );
+    membership.leave().unwrap();
 }
