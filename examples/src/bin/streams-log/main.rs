@@ -13,8 +13,8 @@
 //!
 //! On Kafka the same commands go through the same `Log` trait (`KafkaLog`), so they print
 //! the same tables; what only the embedded log has (a partition's segments and bytes in
-//! `describe`, the lock) is left out there. `reset-offsets` on Kafka is accepted by the
-//! broker only while the group has no members, as with Kafka's own tool.
+//! `describe`, the lock) is left out there. `reset-offsets` and `application-reset` on Kafka
+//! refuse a group with active members, as Kafka's own tools do.
 
 mod consume;
 mod formats;
