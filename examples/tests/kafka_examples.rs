@@ -445,3 +445,142 @@ fn kafka_log_tool_commands_print_what_they_print_on_the_embedded_log() {
     };
     assert_eq!(failed(&kafka), failed(&embedded));
 }
+
+/// `application-reset` and `delete` on Kafka: the group's input offsets go back to the start,
+/// the application's internal topics are deleted (and only those), the local state under
+/// `--state-dir` is removed; other commands refuse `--state-dir` beside
+/// `--bootstrap-servers`.
+#[test]
+fn kafka_log_tool_resets_an_application_and_deletes_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = vec![
+        "--bootstrap-servers".to_string(),
+        kafka_broker::bootstrap_servers().to_string(),
+    ];
+    let app = kafka_broker::unique("reset-tool");
+    let input = format!("{app}-in");
+    let changelog = format!("{app}-counts-changelog");
+    let repartition = format!("{app}-by-word-repartition");
+    let output = format!("{app}-output");
+    log_tool(&kafka, &["create", &input, "--partitions", "1"], "");
+    log_tool(
+        &kafka,
+        &["create", &changelog, "--partitions", "1", "--compact"],
+        "",
+    );
+    log_tool(&kafka, &["create", &repartition, "--partitions", "1"], "");
+    log_tool(&kafka, &["create", &output, "--partitions", "1"], "");
+    log_tool(
+        &kafka,
+        &["produce", &input, "--timestamp-ms", "1000"],
+        "a,1\nb,2\n",
+    );
+    log_tool(
+        &kafka,
+        &["reset-offsets", &app, "--topic", &input, "--to-latest"],
+        "",
+    );
+    let local = dir.path().join(&app);
+    std::fs::create_dir_all(local.join("0_0").join("counts")).unwrap();
+
+    let state = dir.path().display().to_string();
+    let mut refused: Vec<&str> = kafka.iter().map(String::as_str).collect();
+    refused.extend(["--state-dir", &state, "topics"]);
+    let (ok, _, err) = run(env!("CARGO_BIN_EXE_streams-log"), &refused, "");
+    assert!(!ok);
+    assert!(err.contains("only application-reset takes it"), "{err}");
+
+    let reset = [
+        "--state-dir",
+        &state,
+        "application-reset",
+        "--application-id",
+        &app,
+        "--input-topics",
+        &input,
+    ];
+    let out = log_tool(&kafka, &reset, "");
+    let mut internal = [repartition.clone(), changelog.clone()];
+    internal.sort();
+    assert_eq!(
+        out,
+        format!(
+            "moved offsets of group `{app}`:\n\
+             TOPIC{pad}  PARTITION  OLD  NEW\n\
+             {input}  0          2    0\n\
+             deleted internal topics:\n  {}\n  {}\n\
+             removed local state in {}:\n  0_0\n",
+            internal[0],
+            internal[1],
+            local.display(),
+            pad = " ".repeat(input.len() - "TOPIC".len()),
+        )
+    );
+    assert!(!local.join("0_0").exists());
+    let topics = log_tool(&kafka, &["topics"], "");
+    assert!(
+        topics.contains(&input) && topics.contains(&output),
+        "{topics}"
+    );
+    assert!(
+        !topics.contains(&changelog) && !topics.contains(&repartition),
+        "{topics}"
+    );
+    assert_eq!(
+        row(&log_tool(&kafka, &["offsets", &app], ""), &input)[2],
+        "0"
+    );
+
+    assert_eq!(
+        log_tool(&kafka, &["delete", &output], ""),
+        format!("deleted topic `{output}`\n")
+    );
+    assert!(!log_tool(&kafka, &["topics"], "").contains(&output));
+
+    // A member in the group (as a running instance would be): both resets refuse, naming it.
+    struct Quiet;
+    impl streams_core::RebalanceListener for Quiet {
+        fn revoked(&self, _: &[streams_core::TopicPartition], _: bool) {}
+        fn assigned(&self, _: &[streams_core::TopicPartition]) {}
+        fn failed(&self, _: streams_core::Error) {}
+    }
+    let member_log = kafka_broker::connect();
+    let membership = streams_core::Log::join_group(
+        &member_log,
+        &app,
+        std::slice::from_ref(&input),
+        "test-member",
+        std::sync::Arc::new(Quiet),
+    )
+    .unwrap()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let refusal = |args: &[&str]| -> Option<String> {
+        let mut all: Vec<&str> = kafka.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        let (ok, _, err) = run(env!("CARGO_BIN_EXE_streams-log"), &all, "");
+        (!ok).then_some(err)
+    };
+    let offsets_reset = ["reset-offsets", &app, "--topic", &input, "--to-earliest"];
+    // The member is in the group's description once its join completes.
+    let err = loop {
+        if let Some(err) = refusal(&offsets_reset) {
+            break err;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "reset-offsets kept succeeding with a member in the group"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        err.contains("active member") && err.contains("test-member"),
+        "{err}"
+    );
+    let err = refusal(&reset).unwrap_or_else(|| panic!("application-reset with a member"));
+    assert!(
+        err.contains("active member") && err.contains("test-member"),
+        "{err}"
+    );
+    membership.leave().unwrap();
+}

@@ -742,6 +742,8 @@ fn every_subcommand_has_help() {
         "groups",
         "offsets",
         "reset-offsets",
+        "delete",
+        "application-reset",
     ] {
         let run: Run = command().args([sub, "--help"]).output().unwrap().into();
         let out = run.ok();
@@ -916,4 +918,426 @@ fn a_missing_last_segment_is_an_error_so_offsets_are_not_reused() {
     let err = tool.run_with(&["produce", "t"], "k,v").error();
     assert!(err.contains("last segment is missing"), "{err}");
     assert!(!last.exists());
+}
+
+/// Counts of `words` values (re-keyed by value: a repartition topic `wc-by-word-repartition`
+/// and a changelog `wc-counts-changelog`), run in this process until caught up; returns the
+/// store's contents. The log is closed again when this returns.
+fn run_word_count(state: &Path) -> std::collections::BTreeMap<String, i64> {
+    use std::sync::Arc;
+    use streams_core::{I64Serde, StringSerde};
+    use streams_dsl::prelude::*;
+
+    let log = Arc::new(EmbeddedLog::open(state.join("log")).unwrap());
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringSerde, StringSerde).named("by-word"),
+        )
+        .count(Materialized::named("counts"));
+    let config = StreamsConfig::new("wc", state).with_commit_interval(Duration::from_millis(50));
+    let streams = streams_core::Streams::new(b.build().unwrap(), config, log).unwrap();
+    streams.start().unwrap();
+    streams
+        .wait_until_caught_up(Duration::from_secs(120))
+        .unwrap();
+    // The tool cannot write the log while the application holds it.
+    let held = command()
+        .arg("--state-dir")
+        .arg(state)
+        .args(["application-reset", "--application-id", "wc"])
+        .output()
+        .unwrap();
+    let held = Run::from(held).error();
+    assert!(held.contains("stop the application"), "{held}");
+    let counts = streams
+        .key_value_store("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    streams.close().unwrap();
+    counts
+}
+
+#[test]
+fn application_reset_replays_an_application_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    {
+        let log = EmbeddedLog::open(state.join("log")).unwrap();
+        log.create_topic("words", streams_core::TopicConfig::new(2))
+            .unwrap();
+        for (i, word) in ["a", "b", "a", "c", "a", "b"].iter().enumerate() {
+            let p = (i % 2) as u32;
+            let record = streams_core::Record::new(format!("line{i}"), *word, 1000 + i as i64);
+            log.append(&TopicPartition::new("words", p), &[record])
+                .unwrap();
+        }
+    }
+    let want: std::collections::BTreeMap<String, i64> = [
+        ("a".to_string(), 3),
+        ("b".to_string(), 2),
+        ("c".to_string(), 1),
+    ]
+    .into();
+    assert_eq!(run_word_count(state), want);
+
+    let tool = |args: &[&str]| -> Run {
+        command()
+            .arg("--state-dir")
+            .arg(state)
+            .args([
+                "application-reset",
+                "--application-id",
+                "wc",
+                "--input-topics",
+                "words",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let local = state.join("wc");
+    let tasks = |verb: &str| {
+        // Two sub-topologies × two partitions: one directory per task.
+        let mut s = format!("{verb} local state in {}:\n", local.display());
+        for task in ["0_0", "0_1", "1_0", "1_1"] {
+            s.push_str(&format!("  {task}\n"));
+        }
+        s
+    };
+    let planned = tool(&["--dry-run"]).ok();
+    assert_eq!(
+        planned,
+        format!(
+            "would move offsets of group `wc`:\n\
+             TOPIC  PARTITION  OLD  NEW\n\
+             words  0          3    0\n\
+             words  1          3    0\n\
+             would delete internal topics:\n  \
+             wc-by-word-repartition\n  \
+             wc-counts-changelog\n\
+             {}\
+             dry run: nothing changed\n",
+            tasks("would remove")
+        )
+    );
+    assert!(local.join("1_0").is_dir(), "a dry run removes nothing");
+
+    let done = tool(&[]).ok();
+    assert_eq!(
+        done,
+        format!(
+            "moved offsets of group `wc`:\n\
+             TOPIC  PARTITION  OLD  NEW\n\
+             words  0          3    0\n\
+             words  1          3    0\n\
+             deleted internal topics:\n  \
+             wc-by-word-repartition\n  \
+             wc-counts-changelog\n\
+             {}",
+            tasks("removed")
+        )
+    );
+    assert!(local.join("process-id").is_file(), "the process id stays");
+    assert!(!local.join("1_0").exists());
+    {
+        let log = EmbeddedLog::open(state.join("log")).unwrap();
+        assert_eq!(log.list_topics().unwrap(), vec!["words".to_string()]);
+        assert_eq!(
+            log.committed_offsets("wc").unwrap(),
+            vec![
+                (TopicPartition::new("words", 0), 0),
+                (TopicPartition::new("words", 1), 0)
+            ]
+        );
+    }
+    // Replayed from the start into empty stores: the same counts, not doubled ones.
+    assert_eq!(run_word_count(state), want);
+
+    // Again, to a time after every record: nothing to replay; the stores start empty.
+    let out = tool(&["--to-datetime", "2100-01-01T00:00:00+01:00"]).ok();
+    assert!(out.contains("words  0          3    3\n"), "{out}");
+    assert_eq!(run_word_count(state), std::collections::BTreeMap::new());
+
+    let bad = tool(&["--to-datetime", "yesterday"]).usage_error();
+    assert!(bad.contains("is not an RFC 3339 date and time"), "{bad}");
+    let unknown: Run = command()
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "application-reset",
+            "--application-id",
+            "wc",
+            "--input-topics",
+            "nope",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    let unknown = unknown.error();
+    assert!(
+        unknown.contains("nope (an input topic of `wc`)"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn delete_removes_a_topic_and_its_offsets() {
+    let tool = payments();
+    tool.run(&["reset-offsets", "app", "--topic", "payments", "--to-latest"])
+        .ok();
+    let out = tool.run(&["delete", "payments"]).ok();
+    assert_eq!(out, "deleted topic `payments`\n");
+    assert_eq!(tool.run(&["topics"]).ok(), "TOPIC  PARTITIONS  CLEANUP\n");
+    assert_eq!(tool.run(&["groups"]).ok(), "GROUP  TOPICS  LAG\n");
+    let again = tool.run(&["delete", "payments"]).error();
+    assert!(again.contains("payments"), "{again}");
+}
+
+/// Keys and values through the library's serdes both ways: what `produce --value-format i64`
+/// writes is what `I64Serde` reads, and `consume` decodes it back; a record that does not
+/// decode in the asked format is an error naming it.
+#[test]
+fn formats_encode_and_decode_with_the_library_serdes() {
+    use streams_core::{I64Serde, JsonSerde, Serde};
+
+    let tool = Tool::new();
+    tool.run(&["create", "counts", "--partitions", "1"]).ok();
+    let out = tool
+        .run_with(
+            &[
+                "produce",
+                "counts",
+                "--partition",
+                "0",
+                "--value-format",
+                "i64",
+                "--timestamp-ms",
+                "1000",
+            ],
+            "a,5\nb,-3\nc,lots\n",
+        )
+        .ok_saying();
+    assert_eq!(
+        out.0,
+        "appended 2 records to `counts` (1 malformed line skipped)\n"
+    );
+    assert!(
+        out.1.contains("line 3: value: `lots` is not an i64"),
+        "{}",
+        out.1
+    );
+    {
+        let log = tool.open();
+        let fetch = log
+            .read(
+                &TopicPartition::new("counts", 0),
+                0,
+                10,
+                streams_core::IsolationLevel::ReadCommitted,
+            )
+            .unwrap();
+        let values: Vec<i64> = fetch
+            .records
+            .iter()
+            .map(|r| {
+                I64Serde
+                    .deserialize(r.record.value.as_deref().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(values, [5, -3]);
+    }
+
+    let out = tool
+        .run(&["consume", "counts", "--value-format", "i64"])
+        .ok();
+    assert_eq!(out, "0,0,1000,a,5\n0,1,1000,b,-3\n");
+    let out = tool
+        .run(&["consume", "counts", "--value-format", "bytes", "--max", "1"])
+        .ok();
+    assert_eq!(out, "0,0,1000,a,8000000000000005\n");
+    let out = tool
+        .run(&[
+            "consume",
+            "counts",
+            "--value-format",
+            "i64",
+            "--output",
+            "json",
+            "--max",
+            "1",
+        ])
+        .ok();
+    assert_eq!(
+        out,
+        "{\"partition\":0,\"offset\":0,\"timestamp\":1000,\"key\":\"a\",\"value\":5,\"headers\":[]}\n"
+    );
+    // Eight bytes of i64 are not UTF-8 text.
+    let err = tool
+        .run(&["consume", "counts", "--value-format", "string"])
+        .error();
+    assert!(
+        err.contains("cannot decode the value of counts-0@0")
+            && err.contains("--value-format bytes shows it as hex"),
+        "{err}"
+    );
+    let err = tool
+        .run(&["consume", "counts", "--key-format", "u64"])
+        .error();
+    assert!(err.contains("cannot decode the key of counts-0@0"), "{err}");
+
+    tool.run(&["create", "docs", "--partitions", "1"]).ok();
+    tool.run_with(
+        &[
+            "produce",
+            "docs",
+            "--value-format",
+            "json",
+            "--key-format",
+            "u64",
+            "--timestamp-ms",
+            "7",
+        ],
+        "42,{ \"a\": [1, 2], \"b\": \"x,y\" }\n",
+    )
+    .ok();
+    {
+        let log = tool.open();
+        let fetch = log
+            .read(
+                &TopicPartition::new("docs", 0),
+                0,
+                10,
+                streams_core::IsolationLevel::ReadCommitted,
+            )
+            .unwrap();
+        let doc: serde_json::Value = JsonSerde::new()
+            .deserialize(fetch.records[0].record.value.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(doc, serde_json::json!({"a": [1, 2], "b": "x,y"}));
+        assert_eq!(
+            fetch.records[0].record.key.as_deref(),
+            Some(&42u64.to_be_bytes()[..])
+        );
+    }
+    let out = tool
+        .run(&[
+            "consume",
+            "docs",
+            "--key-format",
+            "u64",
+            "--value-format",
+            "json",
+            "--output",
+            "json",
+        ])
+        .ok();
+    assert_eq!(
+        out,
+        "{\"partition\":0,\"offset\":0,\"timestamp\":7,\"key\":42,\"value\":{\"a\":[1,2],\"b\":\"x,y\"},\"headers\":[]}\n"
+    );
+}
+
+/// CSV output: a header row, RFC 4180 quoting of a value with a comma, a quote and a line
+/// break, headers as a JSON array; read back by a CSV reader to the same fields. Headers
+/// given to `produce` are on every record and shown by every output.
+#[test]
+fn csv_output_quotes_fields_and_shows_headers() {
+    let tool = Tool::new();
+    tool.run(&["create", "notes", "--partitions", "1"]).ok();
+    tool.run_with(
+        &[
+            "produce",
+            "notes",
+            "--timestamp-ms",
+            "5",
+            "--header",
+            "trace=abc",
+            "--header",
+            "note=x,y",
+        ],
+        "k1,plain\n",
+    )
+    .ok();
+    let tricky = "a,b \"quoted\"\nnext line";
+    {
+        let log = tool.open();
+        log.append(
+            &TopicPartition::new("notes", 0),
+            &[
+                streams_core::Record::new("k,2", tricky, 6),
+                streams_core::Record {
+                    key: None,
+                    value: None,
+                    timestamp: 7,
+                    headers: Vec::new(),
+                },
+            ],
+        )
+        .unwrap();
+    }
+    let out = tool.run(&["consume", "notes", "--output", "csv"]).ok();
+    assert_eq!(
+        out,
+        "partition,offset,timestamp,key,value,headers\r\n\
+         0,0,5,k1,plain,\"[{\"\"key\"\":\"\"trace\"\",\"\"value\"\":\"\"abc\"\"},{\"\"key\"\":\"\"note\"\",\"\"value\"\":\"\"x,y\"\"}]\"\r\n\
+         0,1,6,\"k,2\",\"a,b \"\"quoted\"\"\nnext line\",\r\n\
+         0,2,7,,,\r\n"
+    );
+    let mut reader = csv::Reader::from_reader(out.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "partition",
+            "offset",
+            "timestamp",
+            "key",
+            "value",
+            "headers"
+        ]
+    );
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1][3], "k,2");
+    assert_eq!(rows[1][4], tricky);
+    let headers: serde_json::Value = serde_json::from_str(&rows[0][5]).unwrap();
+    assert_eq!(
+        headers,
+        serde_json::json!([{"key": "trace", "value": "abc"}, {"key": "note", "value": "x,y"}])
+    );
+
+    let out = tool.run(&["consume", "notes", "--max", "1"]).ok();
+    assert_eq!(out, "0,0,5,k1,plain [trace=abc note=x,y]\n");
+    let out = tool
+        .run(&["consume", "notes", "--output", "json", "--max", "1"])
+        .ok();
+    assert!(
+        out.ends_with(
+            "\"headers\":[{\"key\":\"trace\",\"value\":\"abc\"},{\"key\":\"note\",\"value\":\"x,y\"}]}\n"
+        ),
+        "{out}"
+    );
+    // An empty topic in CSV is the header row alone.
+    tool.run(&["create", "empty", "--partitions", "1"]).ok();
+    let out = tool.run(&["consume", "empty", "--output", "csv"]).ok();
+    assert_eq!(out, "partition,offset,timestamp,key,value,headers\r\n");
+    let bad = tool
+        .run_with(&["produce", "notes", "--header", "=v"], "k,v\n")
+        .usage_error();
+    assert!(bad.contains("is not KEY=VALUE"), "{bad}");
 }

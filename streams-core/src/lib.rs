@@ -87,6 +87,7 @@ pub use record::{Header, Record, StoredRecord, TopicPartition};
 #[cfg(feature = "tokio")]
 pub use runtime::Shutdown;
 pub use runtime::ENV_PREFIX;
+pub use runtime::{is_internal_topic, ApplicationReset, OffsetMove, ResetPlan, ResetTo};
 pub use runtime::{
     ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyQueryMetadata, KeyValueQuery,
     LatencyHistogram, MetricsCollector, OffsetReset, ProcessingGuarantee, Properties,

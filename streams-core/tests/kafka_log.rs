@@ -428,3 +428,36 @@ fn kafka_consecutive_reads_see_records_appended_between_them() {
         Err(Error::OffsetOutOfRange { .. })
     ));
 }
+
+/// A deleted topic leaves the cluster's metadata before `delete_topic` returns, so its name
+/// can be created again at once (empty, with another partition count); the group's offsets
+/// in it go with it; deleting it again is an unknown topic.
+#[test]
+fn kafka_topics_are_deleted_and_can_be_created_again() {
+    let log = connect();
+    let topic = unique("deleted");
+    let group = unique("deleted-group");
+    log.create_topic(&topic, TopicConfig::new(2)).unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    log.append(&tp, &[Record::new("k", "v", 1)]).unwrap();
+    log.commit_offsets(&group, &[(tp.clone(), 1)]).unwrap();
+    assert_eq!(log.read(&tp, 0, 10, RU).unwrap().records.len(), 1);
+
+    log.delete_topic(&topic).unwrap();
+    assert!(!log.list_topics().unwrap().contains(&topic));
+    assert!(matches!(
+        log.describe_topic(&topic),
+        Err(Error::UnknownTopic { .. })
+    ));
+    match log.delete_topic(&topic) {
+        Err(Error::UnknownTopic { topic: t }) => assert_eq!(t, topic),
+        other => panic!("a second delete: expected UnknownTopic, got {other:?}"),
+    }
+
+    log.create_topic(&topic, TopicConfig::new(3)).unwrap();
+    assert_eq!(log.describe_topic(&topic).unwrap().partitions, 3);
+    assert_eq!(log.end_offset(&tp, RU).unwrap(), 0);
+    settles("the group's offsets in the deleted topic", None, || {
+        log.committed_offset(&group, &tp).unwrap()
+    });
+}

@@ -292,15 +292,71 @@ fn offset_metadata(log: &dyn Log, p0: &TopicPartition, p1: &TopicPartition) {
     assert!(log.committed_metadata("nobody", &both).unwrap().is_empty());
 }
 
+/// A deleted topic is gone with its records and the groups' offsets in it; other topics and
+/// other offsets stay; the name can be created again, empty; an open transaction that wrote to
+/// the topic keeps it.
+fn topic_deletion(log: &dyn Log) {
+    let doomed = TopicPartition::new("doomed", 1);
+    let kept = TopicPartition::new("kept", 0);
+    log.create_topic("doomed", TopicConfig::new(2)).unwrap();
+    log.create_topic("kept", TopicConfig::new(1)).unwrap();
+    log.append(&doomed, &[v("a", 1), v("b", 2)]).unwrap();
+    log.append(&kept, &[v("c", 3)]).unwrap();
+    log.commit_offsets("app", &[(doomed.clone(), 2), (kept.clone(), 1)])
+        .unwrap();
+    log.commit_offsets("only-doomed", &[(doomed.clone(), 1)])
+        .unwrap();
+
+    let txn = log.begin_transaction().unwrap();
+    log.append_transactional(txn, &doomed, &[v("t", 4)])
+        .unwrap();
+    match log.delete_topic("doomed") {
+        Err(Error::Transaction { txn_id, reason }) => {
+            assert_eq!(txn_id, txn.0);
+            assert!(reason.contains("doomed"), "{reason}");
+        }
+        other => panic!("expected the open transaction to refuse, got {other:?}"),
+    }
+    log.abort_transaction(txn).unwrap();
+
+    log.delete_topic("doomed").unwrap();
+    assert_eq!(log.list_topics().unwrap(), vec!["kept".to_string()]);
+    assert!(matches!(
+        log.describe_topic("doomed"),
+        Err(Error::UnknownTopic { .. })
+    ));
+    assert!(matches!(
+        log.read(&doomed, 0, 10, RU),
+        Err(Error::UnknownTopic { .. })
+    ));
+    assert_eq!(
+        log.committed_offsets("app").unwrap(),
+        vec![(kept.clone(), 1)]
+    );
+    assert_eq!(log.list_groups().unwrap(), vec!["app".to_string()]);
+    match log.delete_topic("doomed") {
+        Err(Error::UnknownTopic { topic }) => assert_eq!(topic, "doomed"),
+        other => panic!("a second delete: expected UnknownTopic, got {other:?}"),
+    }
+
+    log.create_topic("doomed", TopicConfig::new(3)).unwrap();
+    assert_eq!(log.end_offset(&doomed, RU).unwrap(), 0);
+    assert_eq!(log.read(&doomed, 0, 10, RU).unwrap().records, vec![]);
+    assert_eq!(read_all(log, &kept, 0, 10, RU), vec![(0, "c".to_string())]);
+}
+
 #[test]
 fn memory_log_conforms() {
     conformance(&MemoryLog::new());
+    topic_deletion(&MemoryLog::new());
 }
 
 #[test]
 fn embedded_log_conforms() {
     let dir = TempDir::new().unwrap();
     conformance(&embedded(&dir));
+    let dir = TempDir::new().unwrap();
+    topic_deletion(&embedded(&dir));
 }
 
 #[test]
@@ -353,6 +409,8 @@ enum Op {
         p: u32,
         offset: u64,
     },
+    /// Deletes the topic and, if that worked, creates it again (empty).
+    Recreate,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -365,6 +423,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..2u32, 0..60u64, 1..8usize, any::<bool>())
             .prop_map(|(p, from, max, committed)| Op::Read { p, from, max, committed }),
         1 => (0..2u32, 0..50u64).prop_map(|(p, offset)| Op::CommitOffsets { p, offset }),
+        1 => Just(Op::Recreate),
     ]
 }
 
@@ -424,6 +483,13 @@ proptest! {
                     logs.iter().map(|l| outcome(l.read(&TopicPartition::new("t", *p), *from, *max, iso))).collect()
                 }
                 Op::CommitOffsets { p, offset } => logs.iter().map(|l| outcome(l.commit_offsets("g", &[(TopicPartition::new("t", *p), *offset)]))).collect(),
+                Op::Recreate => logs.iter().map(|l| {
+                    let deleted = l.delete_topic("t");
+                    if deleted.is_ok() {
+                        l.create_topic("t", TopicConfig::new(2).with_segment_bytes(1024)).unwrap();
+                    }
+                    outcome(deleted)
+                }).collect(),
             };
             prop_assert_eq!(&results[0], &results[1], "{:?}", op);
             for p in 0..2 {

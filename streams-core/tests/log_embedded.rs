@@ -584,3 +584,74 @@ fn partition_counts_are_bounded_and_a_refused_topic_leaves_nothing() {
     assert!(!dir.path().join("topics").join("t").exists());
     log.create_topic("t", TopicConfig::new(3)).unwrap();
 }
+
+/// A deletion survives a reopen: the topic's files are gone, the groups' offsets in it do not
+/// come back from the journal (also after a snapshot rewrote it), and a topic created again
+/// under the name starts empty. A read-only log refuses to delete.
+#[test]
+fn deleted_topics_stay_deleted_across_reopen() {
+    let dir = TempDir::new().unwrap();
+    let tp = TopicPartition::new("gone", 0);
+    let kept = TopicPartition::new("kept", 0);
+    {
+        let log = open(dir.path());
+        log.create_topic("gone", TopicConfig::new(1)).unwrap();
+        log.create_topic("kept", TopicConfig::new(1)).unwrap();
+        log.append(&tp, &[record(0), record(1)]).unwrap();
+        log.append(&kept, &[record(2)]).unwrap();
+        log.commit_offsets("app", &[(tp.clone(), 2), (kept.clone(), 1)])
+            .unwrap();
+        log.delete_topic("gone").unwrap();
+        assert!(!dir.path().join("topics").join("gone").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("deleted"))
+                .unwrap()
+                .count(),
+            0,
+            "the deleted topic's files are removed, not only moved"
+        );
+    }
+    {
+        let reader = EmbeddedLog::open_with(
+            dir.path(),
+            EmbeddedLogConfig::default().with_read_only(true),
+        )
+        .unwrap();
+        match reader.delete_topic("kept") {
+            Err(Error::ReadOnly { .. }) => {}
+            other => panic!("a read-only log must refuse to delete, got {other:?}"),
+        }
+    }
+    // A deletion stopped after the rename: the next writable open removes what is left.
+    let leftover = dir.path().join("deleted").join("gone.1");
+    std::fs::create_dir_all(leftover.join("0")).unwrap();
+    std::fs::write(leftover.join("0").join("00000000000000000000.log"), b"x").unwrap();
+    let log = open(dir.path());
+    assert!(!leftover.exists());
+    assert_eq!(log.list_topics().unwrap(), vec!["kept".to_string()]);
+    assert_eq!(
+        log.committed_offsets("app").unwrap(),
+        vec![(kept.clone(), 1)]
+    );
+    log.create_topic("gone", TopicConfig::new(1)).unwrap();
+    assert_eq!(log.end_offset(&tp, RU).unwrap(), 0);
+    drop(log);
+
+    // Again through a journal snapshot.
+    let log = EmbeddedLog::open_with(
+        dir.path(),
+        EmbeddedLogConfig::default()
+            .with_cleaner_interval(None)
+            .with_journal_snapshot_bytes(1),
+    )
+    .unwrap();
+    log.commit_offsets("app", &[(tp.clone(), 0)]).unwrap();
+    log.delete_topic("gone").unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.committed_offsets("app").unwrap(), vec![(kept, 1)]);
+    assert!(matches!(
+        log.describe_topic("gone"),
+        Err(Error::UnknownTopic { .. })
+    ));
+}

@@ -263,3 +263,56 @@ fn wait_stable(log: &dyn Log, topic: &str) {
         }
     }
 }
+
+/// An application reset on Kafka: refused while the application's group has members; once
+/// it is closed, the input offsets go back to the start, the changelog is deleted, the local
+/// state is removed, and a second run counts every record once again (not twice).
+#[test]
+fn kafka_reset_application_replays_to_the_same_result() {
+    let names = Names::new("reset");
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(kafka_broker::connect());
+    let input = write_input(&*log, &names.input, 2, 300, 10);
+    let app = kafka_broker::unique("reset-app");
+    let reset = streams_core::ApplicationReset::new(app.as_str(), [names.input.as_str()])
+        .with_state_dir(dir.path());
+    let run = |check_refusal: bool| -> BTreeMap<String, i64> {
+        let config =
+            StreamsConfig::new(&app, dir.path()).with_commit_interval(Duration::from_millis(100));
+        let streams = Streams::new(counting_topology(&names, false), config, log.clone()).unwrap();
+        streams.start().unwrap();
+        streams.wait_until_caught_up(WAIT).unwrap();
+        if check_refusal {
+            match reset.plan(&*log) {
+                Err(streams_core::Error::InvalidState { state, .. }) => {
+                    assert!(state.contains("active member"), "{state}");
+                }
+                other => panic!("a reset of a running application: {other:?}"),
+            }
+        }
+        let counts = streams
+            .key_value_store("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+            .unwrap()
+            .all()
+            .unwrap()
+            .into_iter()
+            .collect();
+        streams.close().unwrap();
+        counts
+    };
+    let want = reference_counts(&input);
+    assert_eq!(run(true), want);
+
+    let done = reset.run(&*log).unwrap();
+    assert_eq!(
+        done.internal_topics,
+        vec![format!("{app}-counts-changelog")]
+    );
+    assert!(done.offsets.iter().all(|m| m.new == 0 && m.old.is_some()));
+    assert!(!done.local_state.is_empty());
+    assert!(!log
+        .list_topics()
+        .unwrap()
+        .contains(&format!("{app}-counts-changelog")));
+    assert_eq!(run(false), want, "the replay counts each record once");
+}

@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::log::{
-    metadata_in, validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets,
-    IsolationLevel, Log, OffsetCommit, TopicConfig, TxnId,
+    drop_offsets_of, metadata_in, open_txn_refusal, validate_topic_name, AppendInfo, CleanupPolicy,
+    Fetch, GroupOffsets, IsolationLevel, Log, OffsetCommit, TopicConfig, TxnId,
 };
 use crate::record::{Record, StoredRecord, TopicPartition};
 
@@ -130,6 +130,23 @@ impl Log for MemoryLog {
             .map(|_| MemPartition::default())
             .collect();
         s.topics.insert(name.to_string(), (config, parts));
+        Ok(())
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut s = self.state.lock();
+        if !s.topics.contains_key(name) {
+            return Err(Error::UnknownTopic { topic: name.into() });
+        }
+        let writer = s
+            .open
+            .iter()
+            .find(|(_, touched)| touched.iter().any(|tp| tp.topic == name));
+        if let Some((&txn, _)) = writer {
+            return Err(open_txn_refusal(txn, name));
+        }
+        s.topics.remove(name);
+        drop_offsets_of(&mut s.groups, name);
         Ok(())
     }
 

@@ -261,6 +261,32 @@ pub(crate) fn metadata_in(
         .collect()
 }
 
+/// Forgets every group's offsets in `topic` (deleted), and groups left with none: the
+/// in-process logs' shared part of [`Log::delete_topic`].
+pub(crate) fn drop_offsets_of(
+    groups: &mut std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<TopicPartition, (u64, String)>,
+    >,
+    topic: &str,
+) {
+    for offsets in groups.values_mut() {
+        offsets.retain(|tp, _| tp.topic != topic);
+    }
+    groups.retain(|_, offsets| !offsets.is_empty());
+}
+
+/// The open transaction that wrote to a topic being deleted, as the in-process logs refuse it.
+pub(crate) fn open_txn_refusal(txn_id: u64, topic: &str) -> Error {
+    Error::Transaction {
+        txn_id,
+        reason: format!(
+            "is open and wrote to topic `{topic}`, which cannot be deleted until the \
+             transaction ends"
+        ),
+    }
+}
+
 /// Identifies an open transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxnId(pub u64);
@@ -324,6 +350,16 @@ pub trait Log: Send + Sync {
     /// Creates a topic. Creating one that exists with the same partition count is not an
     /// error; a different partition count is [`Error::TopicExists`].
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()>;
+
+    /// Deletes a topic with its records, and every group's committed offsets in it (as Kafka
+    /// drops the offsets of a deleted topic). Unknown topics are [`Error::UnknownTopic`].
+    ///
+    /// The in-process logs refuse while a transaction that wrote to the topic is open
+    /// ([`Error::Transaction`]); the embedded log also needs the log to itself, as every write
+    /// does (another process holding it is [`Error::Locked`] when it opens). Kafka deletes
+    /// through the admin client and returns once the cluster's metadata no longer lists the
+    /// topic, so that the name can be created again at once.
+    fn delete_topic(&self, name: &str) -> Result<()>;
 
     /// The configuration of a topic.
     fn describe_topic(&self, name: &str) -> Result<TopicConfig>;

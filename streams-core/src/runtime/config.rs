@@ -416,6 +416,79 @@ impl StreamsConfig {
         Path::new(&self.state_dir).join(&self.application_id)
     }
 
+    /// What [`StreamsConfig::clean_up_local_state`] would remove: every entry of
+    /// `<state_dir>/<application_id>/` (task directories with their stores and checkpoints,
+    /// global stores) except the `process-id` file, sorted. Empty when the directory does not
+    /// exist.
+    ///
+    /// Fails when the application's directory is the embedded log's (an application id
+    /// `log`): its entries are topics, which a clean-up must never remove.
+    pub fn local_state(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.app_state_dir();
+        if dir == self.embedded_log_dir() {
+            return Err(Error::Config {
+                key: "application.id".into(),
+                reason: format!(
+                    "`{}` names the embedded log's directory {}, so its local state cannot be \
+                     told apart from the log's topics: remove its task directories by hand",
+                    self.application_id,
+                    dir.display()
+                ),
+            });
+        }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            if entry.file_name() != "process-id" {
+                found.push(entry.path());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Removes this application's local state: everything [`StreamsConfig::local_state`]
+    /// lists, returning it. What Kafka Streams' `cleanUp()` does, for an application that is
+    /// not running (see [`Streams::clean_up`](crate::Streams::clean_up), which checks that
+    /// for its own instance): its next start restores every store from its changelog, or,
+    /// after an application reset deleted the changelogs, starts the stores empty.
+    ///
+    /// The process id stays, so the instance keeps its identity (on Kafka its transactional
+    /// ids still fence a zombie of itself). Nothing outside `<state_dir>/<application_id>/`
+    /// is touched: the embedded log under `<state_dir>/log` keeps every topic.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let config = streams_core::StreamsConfig::new("app", dir.path());
+    /// let id = config.process_id()?;
+    /// std::fs::create_dir_all(dir.path().join("app").join("0_0").join("counts"))?;
+    /// assert_eq!(config.clean_up_local_state()?, vec![dir.path().join("app").join("0_0")]);
+    /// assert!(config.local_state()?.is_empty());
+    /// assert_eq!(config.process_id()?, id, "the process id stays");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clean_up_local_state(&self) -> Result<Vec<PathBuf>> {
+        let found = self.local_state()?;
+        for path in &found {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", path, e)),
+            }
+        }
+        Ok(found)
+    }
+
     /// This instance's process id: 32 random hex digits, made on first use and kept in
     /// `<state_dir>/<application_id>/process-id`, so it stays the same across restarts and
     /// differs between replicas (each has its own state directory), as Kafka Streams' process

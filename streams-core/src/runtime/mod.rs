@@ -38,6 +38,7 @@ mod properties;
 mod publish;
 mod query;
 mod rebalance;
+mod reset;
 mod restore;
 #[cfg(feature = "tokio")]
 mod service;
@@ -70,6 +71,7 @@ pub use metrics::{
 };
 pub use properties::{Properties, ENV_PREFIX};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
+pub use reset::{is_internal_topic, ApplicationReset, OffsetMove, ResetPlan, ResetTo};
 pub use restore::StateRestoreListener;
 #[cfg(feature = "tokio")]
 pub use service::Shutdown;

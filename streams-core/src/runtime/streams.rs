@@ -324,6 +324,69 @@ impl Streams {
         }
     }
 
+    /// Removes this application's local state directory (its stores and checkpoints; see
+    /// [`StreamsConfig::clean_up_local_state`]), as Kafka Streams' `cleanUp()` does: allowed
+    /// before [`Streams::start`] and after the application stopped (`NOT_RUNNING`, `ERROR`),
+    /// an [`Error::InvalidState`] while it runs or shuts down.
+    ///
+    /// A topology with persistent global stores opens them in the state directory already in
+    /// [`Streams::new`], so before `start` it is refused too: clean up before building the
+    /// `Streams` (with `StreamsConfig::clean_up_local_state`), or after `close`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use streams_core::{MemoryLog, Streams, StreamsConfig, StreamsState, TopologyBuilder,
+    /// #     TopicName, StringSerde, Log, TopicConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let log = Arc::new(MemoryLog::new());
+    /// # log.create_topic("in", TopicConfig::new(1))?;
+    /// # let mut b = TopologyBuilder::new();
+    /// # b.add_source::<String, String>("src", vec![TopicName::User("in".into())],
+    /// #     Arc::new(StringSerde), Arc::new(StringSerde))?;
+    /// let streams = Streams::new(b.build()?, StreamsConfig::new("app", dir.path()), log)?;
+    /// streams.clean_up()?; // a fresh start: every store restores from its changelog
+    /// streams.start()?;
+    /// assert!(streams.clean_up().is_err(), "not while it runs");
+    /// streams.close()?;
+    /// streams.clean_up()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clean_up(&self) -> Result<()> {
+        // Held throughout, so that the state cannot move on while the files go.
+        let state = self.shared.state.lock();
+        let refuse = |why: &str| {
+            Err(Error::InvalidState {
+                operation: format!("clean up the local state{why}"),
+                state: state.to_string(),
+            })
+        };
+        match *state {
+            StreamsState::Created => {
+                let persistent_globals = self
+                    .shared
+                    .topology
+                    .global_stores()
+                    .values()
+                    .any(|g| g.persistent);
+                if persistent_globals {
+                    return refuse(
+                        " (the persistent global stores opened by Streams::new live there: \
+                         clean up before Streams::new, or after close)",
+                    );
+                }
+            }
+            StreamsState::NotRunning | StreamsState::Error => {}
+            _ => return refuse(" (close the application first)"),
+        }
+        let removed = self.shared.config.clean_up_local_state()?;
+        tracing::info!(
+            application_id = %self.shared.config.application_id,
+            removed = removed.len(),
+            "local state cleaned up"
+        );
+        Ok(())
+    }
+
     /// The current state.
     pub fn state(&self) -> StreamsState {
         *self.shared.state.lock()

@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, ValueEnum};
 use streams_core::{IsolationLevel, Log, TopicPartition};
 
-use crate::output::{record_line, Format};
+use crate::formats::DataFormat;
+use crate::output::{header_row, line_end, record_line, Decoding, Format};
 use crate::{partitions, LogTarget, ToolError};
 
 /// Arguments of `consume`.
@@ -49,9 +50,16 @@ pub(crate) struct ConsumeArgs {
     /// Which records to show: `committed` hides records of open and aborted transactions.
     #[arg(long, value_enum, default_value_t = Isolation::Committed)]
     isolation: Isolation,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format (`--format` is an older name of this option).
+    #[arg(long, alias = "format", value_enum, default_value_t = Format::Text)]
+    output: Format,
+    /// How keys are decoded: with the library's serdes, as an application reads them.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DataFormat::Raw)]
+    key_format: DataFormat,
+    /// How values are decoded. A record that does not decode is an error naming its topic,
+    /// partition and offset; `bytes` shows anything, as hex.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DataFormat::Raw)]
+    value_format: DataFormat,
 }
 
 /// `--isolation`.
@@ -136,6 +144,10 @@ fn drain(
     out: &mut impl Write,
 ) -> Result<u64, ToolError> {
     let isolation = IsolationLevel::from(args.isolation);
+    let decoding = Decoding {
+        key: args.key_format,
+        value: args.value_format,
+    };
     let mut printed = 0;
     for (tp, position) in positions.iter_mut() {
         let start = log.start_offset(tp)?;
@@ -150,7 +162,8 @@ fn drain(
         while *position < end && budget > 0 {
             let fetch = log.read(tp, *position, budget.min(READ_BATCH) as usize, isolation)?;
             for r in &fetch.records {
-                writeln!(out, "{}", record_line(args.format, tp.partition, r))?;
+                let line = record_line(args.output, decoding, &tp.topic, tp.partition, r)?;
+                write!(out, "{line}{}", line_end(args.output))?;
             }
             printed += fetch.records.len() as u64;
             budget -= (fetch.records.len() as u64).min(budget);
@@ -170,6 +183,9 @@ pub(crate) fn run(target: &LogTarget, args: &ConsumeArgs) -> Result<(), ToolErro
     let mut out = std::io::stdout().lock();
     let mut log = target.open()?;
     let mut positions = start_positions(&*log, args)?;
+    if let Some(header) = header_row(args.output)? {
+        write!(out, "{header}{}", line_end(args.output))?;
+    }
     budget -= drain(&*log, &mut positions, args, budget, &mut out)?;
     while args.follow && budget > 0 {
         std::thread::sleep(POLL);

@@ -134,6 +134,21 @@ pub(crate) fn reset(log: &dyn Log, args: &ResetArgs) -> Result<(), ToolError> {
     if args.group.is_empty() {
         return Err(ToolError::Usage("the group name must not be empty".into()));
     }
+    // As Kafka's kafka-consumer-groups: a group with members would not take the commit
+    // (and its members would overwrite it), so say so up front.
+    if let Some(group) = log.describe_group(&args.group)? {
+        if !group.members.is_empty() {
+            let clients: Vec<&str> = group.members.iter().map(|m| m.client_id.as_str()).collect();
+            return Err(ToolError::Usage(format!(
+                "group `{}` has {} active member(s) ({}), in state {}: offsets can only be \
+                 reset while it has none; stop the application first",
+                args.group,
+                group.members.len(),
+                clients.join(", "),
+                group.state
+            )));
+        }
+    }
     let mut table = Table::new(&["TOPIC", "PARTITION", "OLD", "NEW"]);
     let mut new_offsets = Vec::new();
     for tp in partitions(log, &args.topic, args.partition)? {

@@ -1,23 +1,27 @@
 //! `streams-log`: look into and operate on an embedded log, or a Kafka cluster
 //! (`--bootstrap-servers`), from the command line.
 //!
-//! Lists and creates topics, appends lines from stdin, prints records, and shows and moves
-//! consumer groups' committed offsets (rewind and replay). Commands that only look (`topics`,
-//! `describe`, `consume`, `groups`, `offsets`) open the log read-only: they work while an
-//! application runs and never change a file (a torn tail is reported, not cut). Commands that
-//! write (`create`, `produce`, `reset-offsets`) need the log to themselves: a log held by a
-//! running application is an error (or, with `--lock-wait-ms`, a wait), never a second
-//! writer. `consume --follow` reopens the log for each poll to see what was appended.
+//! Lists, creates and deletes topics, appends lines from stdin, prints records (decoded with
+//! the library's serdes, as text, JSON lines or CSV), shows and moves consumer groups'
+//! committed offsets (rewind and replay), and resets an application (`application-reset`).
+//! Commands that only look (`topics`, `describe`, `consume`, `groups`, `offsets`) open the
+//! log read-only: they work while an application runs and never change a file (a torn tail
+//! is reported, not cut). Commands that write (`create`, `delete`, `produce`,
+//! `reset-offsets`, `application-reset`) need the log to themselves: a log held by a running
+//! application is an error (or, with `--lock-wait-ms`, a wait), never a second writer.
+//! `consume --follow` reopens the log for each poll to see what was appended.
 //!
 //! On Kafka the same commands go through the same `Log` trait (`KafkaLog`), so they print
 //! the same tables; what only the embedded log has (a partition's segments and bytes in
-//! `describe`, the lock) is left out there. `reset-offsets` on Kafka is accepted by the
-//! broker only while the group has no members, as with Kafka's own tool.
+//! `describe`, the lock) is left out there. `reset-offsets` and `application-reset` on Kafka
+//! refuse a group with active members, as Kafka's own tools do.
 
 mod consume;
+mod formats;
 mod groups;
 mod output;
 mod produce;
+mod reset;
 mod topics;
 
 use std::fmt;
@@ -33,9 +37,9 @@ use streams_core::{
 /// Inspect and operate on the embedded log of a stream-processing application, or on a Kafka
 /// cluster.
 ///
-/// Reading commands work while the application runs. Writing commands (`create`, `produce`,
-/// `reset-offsets`) need the embedded log to themselves: stop the application first (or pass
-/// `--lock-wait-ms` to wait for it to let go).
+/// Reading commands work while the application runs. Writing commands (`create`, `delete`,
+/// `produce`, `reset-offsets`, `application-reset`) need the embedded log to themselves: stop
+/// the application first (or pass `--lock-wait-ms` to wait for it to let go).
 #[derive(Parser)]
 #[command(name = "streams-log", version)]
 struct Cli {
@@ -48,14 +52,9 @@ struct Cli {
         conflicts_with_all = ["state_dir", "bootstrap_servers"]
     )]
     log_dir: Option<PathBuf>,
-    /// An application's state directory; the log is `DIR/log`.
-    #[arg(
-        long,
-        global = true,
-        help_heading = "Log",
-        value_name = "DIR",
-        conflicts_with = "bootstrap_servers"
-    )]
+    /// An application's state directory; the log is `DIR/log`. With --bootstrap-servers,
+    /// only for `application-reset`: where the application's local state is.
+    #[arg(long, global = true, help_heading = "Log", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Work on the Kafka cluster at HOST:PORT[,HOST:PORT...] instead of an embedded log.
     #[arg(long, global = true, help_heading = "Kafka", value_name = "HOST:PORT")]
@@ -102,9 +101,11 @@ enum Command {
     Create(topics::CreateArgs),
     /// Show a topic's configuration and each partition's offsets.
     Describe(topics::DescribeArgs),
+    /// Delete a topic with its records and the groups' offsets in it.
+    Delete(topics::DeleteArgs),
     /// Append records read from stdin, one per line (`KEY,VALUE` by default).
     Produce(produce::ProduceArgs),
-    /// Print records as `partition,offset,timestamp,key,value` lines or JSON lines.
+    /// Print records as `partition,offset,timestamp,key,value` lines, JSON lines or CSV.
     Consume(consume::ConsumeArgs),
     /// List consumer groups (applications) that committed offsets, with their total lag.
     Groups,
@@ -112,6 +113,9 @@ enum Command {
     Offsets(groups::OffsetsArgs),
     /// Set a group's committed offsets on one topic: rewind to replay, or skip ahead.
     ResetOffsets(groups::ResetArgs),
+    /// Reset an application to run it again: its input offsets to the earliest (or latest, or
+    /// a time), its internal topics deleted, its local state removed.
+    ApplicationReset(reset::ResetArgs),
 }
 
 fn main() -> ExitCode {
@@ -151,6 +155,10 @@ fn run(cli: &Cli) -> Result<(), ToolError> {
         Command::Groups => groups::list(&*target.open()?),
         Command::Offsets(args) => groups::offsets(&*target.open()?, args),
         Command::ResetOffsets(args) => groups::reset(&*target.open_for_writing()?, args),
+        Command::Delete(args) => topics::delete(&*target.open_for_writing()?, args),
+        Command::ApplicationReset(args) => {
+            reset::run(&*target.open_for_writing()?, args, cli.state_dir.as_deref())
+        }
     }
 }
 
@@ -192,6 +200,13 @@ pub(crate) enum LogTarget {
 impl LogTarget {
     fn from_cli(cli: &Cli) -> Result<Self, ToolError> {
         if let Some(servers) = &cli.bootstrap_servers {
+            if cli.state_dir.is_some() && !matches!(cli.command, Command::ApplicationReset(_)) {
+                return Err(ToolError::Usage(
+                    "--state-dir names an embedded log; with --bootstrap-servers only \
+                     application-reset takes it (for the application's local state)"
+                        .into(),
+                ));
+            }
             let mut config = KafkaLogConfig::new(servers.as_str())
                 .with_property("client.id", "streams-log")
                 .with_timeout(Duration::from_millis(cli.kafka_timeout_ms));

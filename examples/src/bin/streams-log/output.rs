@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use streams_core::StoredRecord;
+use streams_core::{RecordPart, StoredRecord};
+
+use crate::formats::DataFormat;
 
 use crate::ToolError;
 
@@ -61,48 +63,156 @@ pub(crate) fn line(text: impl std::fmt::Display) -> Result<(), ToolError> {
 /// How `consume` prints a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
-    /// `partition,offset,timestamp,key,value`; keys and values as UTF-8 (lossy), a missing
-    /// key or a null value as `<null>`. Commas inside keys or values are not escaped.
+    /// `partition,offset,timestamp,key,value` for people: nothing is escaped; a missing key or
+    /// a null value is `<null>`; headers, if any, follow as ` [key=value ...]`.
     Text,
-    /// One JSON object per line: partition, offset, timestamp, key, value (null when absent)
-    /// and headers.
+    /// One JSON object per line: partition, offset, timestamp, key, value (null when absent;
+    /// numbers and JSON documents embedded as such) and headers.
     Json,
+    /// CSV (RFC 4180: CRLF line ends; a field with a comma, a quote or a line break is quoted,
+    /// its quotes doubled) with a header row `partition,offset,timestamp,key,value,headers`.
+    /// A missing key or null value is an empty field; headers are a JSON array (as in the
+    /// JSON output), empty when there are none.
+    Csv,
 }
 
-fn text(bytes: &Option<Vec<u8>>) -> Option<std::borrow::Cow<'_, str>> {
-    bytes.as_deref().map(String::from_utf8_lossy)
-}
-
-/// One record as a line (without the newline).
-pub(crate) fn record_line(format: Format, partition: u32, r: &StoredRecord) -> String {
+/// The header row of a CSV output, if the format has one.
+pub(crate) fn header_row(format: Format) -> Result<Option<String>, ToolError> {
     match format {
-        Format::Text => format!(
-            "{partition},{},{},{},{}",
-            r.offset,
-            r.record.timestamp,
-            text(&r.record.key).as_deref().unwrap_or("<null>"),
-            text(&r.record.value).as_deref().unwrap_or("<null>"),
-        ),
-        Format::Json => {
-            // Written field by field to keep this order (serde_json's maps sort their keys).
-            let json = |b: &Option<Vec<u8>>| serde_json::Value::from(text(b)).to_string();
-            let headers: Vec<String> = r
-                .record
-                .headers
-                .iter()
-                .map(|h| {
-                    let key = serde_json::Value::from(h.key.as_str());
-                    format!(r#"{{"key":{key},"value":{}}}"#, json(&h.value))
-                })
-                .collect();
-            format!(
-                r#"{{"partition":{partition},"offset":{},"timestamp":{},"key":{},"value":{},"headers":[{}]}}"#,
+        Format::Csv => csv_row(&[
+            "partition",
+            "offset",
+            "timestamp",
+            "key",
+            "value",
+            "headers",
+        ])
+        .map(Some),
+        Format::Text | Format::Json => Ok(None),
+    }
+}
+
+/// What ends each line of the format: CRLF for CSV, as RFC 4180 has it.
+pub(crate) fn line_end(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "\r\n",
+        Format::Text | Format::Json => "\n",
+    }
+}
+
+/// One CSV record, quoted where needed, without its line end.
+fn csv_row(fields: &[&str]) -> Result<String, ToolError> {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    writer
+        .write_record(fields)
+        .map_err(|e| ToolError::Usage(format!("cannot write a CSV row: {e}")))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| ToolError::Usage(format!("cannot write a CSV row: {e}")))?;
+    let row = String::from_utf8(bytes)
+        .map_err(|e| ToolError::Usage(format!("a CSV row is not UTF-8: {e}")))?;
+    Ok(row.strip_suffix("\r\n").map(str::to_string).unwrap_or(row))
+}
+
+/// A decoded key or value as text: strings as they are, anything else as JSON.
+fn as_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// How keys and values are decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decoding {
+    /// `--key-format`.
+    pub(crate) key: DataFormat,
+    /// `--value-format`.
+    pub(crate) value: DataFormat,
+}
+
+/// One record of `topic` as printed, without its line end ([`line_end`]).
+pub(crate) fn record_line(
+    format: Format,
+    decoding: Decoding,
+    topic: &str,
+    partition: u32,
+    r: &StoredRecord,
+) -> Result<String, ToolError> {
+    let at = (topic, partition, r.offset);
+    let key = decoding
+        .key
+        .decode(r.record.key.as_deref(), at, RecordPart::Key)
+        .map_err(ToolError::Usage)?;
+    let value = decoding
+        .value
+        .decode(r.record.value.as_deref(), at, RecordPart::Value)
+        .map_err(ToolError::Usage)?;
+    let header_value = |h: &streams_core::Header| {
+        h.value
+            .as_deref()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let headers_json = || {
+        let headers: Vec<String> = r
+            .record
+            .headers
+            .iter()
+            .map(|h| {
+                let key = serde_json::Value::from(h.key.as_str());
+                let value = serde_json::Value::from(header_value(h));
+                format!(r#"{{"key":{key},"value":{value}}}"#)
+            })
+            .collect();
+        format!("[{}]", headers.join(","))
+    };
+    Ok(match format {
+        Format::Text => {
+            let mut line = format!(
+                "{partition},{},{},{},{}",
                 r.offset,
                 r.record.timestamp,
-                json(&r.record.key),
-                json(&r.record.value),
-                headers.join(",")
-            )
+                as_text(&key).as_deref().unwrap_or("<null>"),
+                as_text(&value).as_deref().unwrap_or("<null>"),
+            );
+            if !r.record.headers.is_empty() {
+                let headers: Vec<String> = r
+                    .record
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let v = header_value(h);
+                        format!("{}={}", h.key, v.as_deref().unwrap_or("<null>"))
+                    })
+                    .collect();
+                line.push_str(&format!(" [{}]", headers.join(" ")));
+            }
+            line
         }
-    }
+        // Written field by field to keep this order (serde_json's maps sort their keys).
+        Format::Json => format!(
+            r#"{{"partition":{partition},"offset":{},"timestamp":{},"key":{key},"value":{value},"headers":{}}}"#,
+            r.offset,
+            r.record.timestamp,
+            headers_json()
+        ),
+        Format::Csv => {
+            let headers = if r.record.headers.is_empty() {
+                String::new()
+            } else {
+                headers_json()
+            };
+            csv_row(&[
+                &partition.to_string(),
+                &r.offset.to_string(),
+                &r.record.timestamp.to_string(),
+                as_text(&key).as_deref().unwrap_or(""),
+                as_text(&value).as_deref().unwrap_or(""),
+                &headers,
+            ])?
+        }
+    })
 }

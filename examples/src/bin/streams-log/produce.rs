@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use clap::Args;
-use streams_core::{partition_for_key, CleanupPolicy, Log, Record, TopicConfig, TopicPartition};
+use streams_core::{
+    partition_for_key, CleanupPolicy, Header, Log, Record, TopicConfig, TopicPartition,
+};
 
+use crate::formats::DataFormat;
 use crate::output::line;
 use crate::{now_ms, partitions, ToolError};
 
@@ -40,6 +43,28 @@ pub(crate) struct ProduceArgs {
     /// Timestamp of every record (default: the time its line is read).
     #[arg(long, value_name = "MS")]
     timestamp_ms: Option<i64>,
+    /// How the key text is encoded: with the library's serdes, as an application writes it
+    /// (`i64`: `I64Serde`; `json`: checked and written compact; `bytes`: hex digits).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DataFormat::Raw)]
+    key_format: DataFormat,
+    /// How the value text is encoded. A line whose key or value does not fit its format is
+    /// reported and skipped.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DataFormat::Raw)]
+    value_format: DataFormat,
+    /// A header on every record, `KEY=VALUE` (the value as UTF-8); repeatable, kept in order.
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = parse_header)]
+    headers: Vec<Header>,
+}
+
+/// `KEY=VALUE` → a header (the key must not be empty; the value may be).
+fn parse_header(s: &str) -> Result<Header, String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok(Header {
+            key: k.to_string(),
+            value: Some(v.as_bytes().to_vec()),
+        }),
+        _ => Err(format!("`{s}` is not KEY=VALUE with a KEY")),
+    }
 }
 
 /// A parsed line: key and value, either possibly absent.
@@ -53,8 +78,13 @@ fn parse_line(line: &[u8], args: &ProduceArgs) -> Result<Option<KeyValue>, Strin
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    let value_of = |text: &[u8]| {
+        args.value_format
+            .encode(text)
+            .map_err(|e| format!("value: {e}"))
+    };
     if args.no_key {
-        return Ok(Some((None, Some(line.to_vec()))));
+        return Ok(Some((None, Some(value_of(line)?))));
     }
     let sep = args.separator.as_bytes();
     let Some(at) = line.windows(sep.len()).position(|w| w == sep) else {
@@ -70,9 +100,13 @@ fn parse_line(line: &[u8], args: &ProduceArgs) -> Result<Option<KeyValue>, Strin
     let value = if value.is_empty() && args.tombstones {
         None
     } else {
-        Some(value.to_vec())
+        Some(value_of(value)?)
     };
-    Ok(Some((Some(key.to_vec()), value)))
+    let key = args
+        .key_format
+        .encode(key)
+        .map_err(|e| format!("key: {e}"))?;
+    Ok(Some((Some(key), value)))
 }
 
 /// Checks the arguments against the topic before reading any input.
@@ -142,7 +176,7 @@ pub(crate) fn run(log: &dyn Log, args: &ProduceArgs) -> Result<(), ToolError> {
                     key,
                     value,
                     timestamp: args.timestamp_ms.unwrap_or_else(now_ms),
-                    headers: Vec::new(),
+                    headers: args.headers.clone(),
                 };
                 pending.entry(partition).or_default().push(record);
                 pending_count += 1;

@@ -1,4 +1,4 @@
-//! `topics`, `create` and `describe`.
+//! `topics`, `create`, `describe` and `delete`.
 
 use clap::Args;
 use streams_core::{CleanupPolicy, EmbeddedLog, IsolationLevel, Log, TopicConfig};
@@ -35,6 +35,20 @@ pub(crate) struct CreateArgs {
 pub(crate) struct DescribeArgs {
     /// The topic.
     topic: String,
+}
+
+/// Arguments of `delete`.
+#[derive(Args, Debug)]
+pub(crate) struct DeleteArgs {
+    /// The topic: its records go, and every group's offsets in it.
+    topic: String,
+}
+
+/// `delete`.
+pub(crate) fn delete(log: &dyn Log, args: &DeleteArgs) -> Result<(), ToolError> {
+    log.delete_topic(&args.topic)?;
+    log.sync()?;
+    line(format!("deleted topic `{}`", args.topic))
 }
 
 fn policy(p: CleanupPolicy) -> &'static str {

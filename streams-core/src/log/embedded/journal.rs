@@ -47,6 +47,10 @@ pub(crate) enum Entry {
         group: Option<String>,
         offsets: Vec<(String, u32, u64, String)>,
     },
+    /// A topic was deleted: every group's offsets in it go.
+    TopicDeleted {
+        topic: String,
+    },
 }
 
 /// A group's committed positions: per partition, the next offset and its metadata.
@@ -376,5 +380,6 @@ fn apply(r: &mut Replayed, entry: Entry) {
             r.next_txn_id = r.next_txn_id.max(id + 1);
         }
         Entry::NextTxnId { next } => r.next_txn_id = r.next_txn_id.max(next),
+        Entry::TopicDeleted { topic } => crate::log::drop_offsets_of(&mut r.groups, &topic),
     }
 }

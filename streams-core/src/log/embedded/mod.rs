@@ -8,6 +8,7 @@
 //! topics/<topic>/topic.json              the topic's configuration
 //! topics/<topic>/<partition>/<base>.log  segments: CRC-checked record batches
 //! topics/<topic>/<partition>/<base>.index  sparse offset index of a closed segment
+//! deleted/<topic>.<nanos>/               a deleted topic on its way out (removed on open)
 //! ```
 //!
 //! It is a storage engine, not a server: one process opens a directory at a time, and a
@@ -36,8 +37,8 @@ use self::journal::{offsets_vec, Entry, GroupState, Journal};
 use self::partition::Partition;
 use crate::error::{Error, Result};
 use crate::log::{
-    metadata_in, validate_topic_name, AppendInfo, CleanupPolicy, Fetch, GroupOffsets,
-    IsolationLevel, Log, OffsetCommit, TopicConfig, TxnId,
+    drop_offsets_of, metadata_in, open_txn_refusal, validate_topic_name, AppendInfo, CleanupPolicy,
+    Fetch, GroupOffsets, IsolationLevel, Log, OffsetCommit, TopicConfig, TxnId,
 };
 use crate::record::{Record, TopicPartition};
 
@@ -148,6 +149,16 @@ type TxnOutcome<'a> = Option<Option<(&'a str, &'a [OffsetCommit])>>;
 struct Topic {
     config: TopicConfig,
     partitions: Vec<Mutex<Partition>>,
+    /// Set by `delete_topic` before it moves the files: whoever locks a partition after that
+    /// (an append or a cleaner pass that found the topic just before) leaves it alone, so no
+    /// write lands in a topic created again under the name.
+    deleted: std::sync::atomic::AtomicBool,
+}
+
+impl Topic {
+    fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 struct Inner {
@@ -214,6 +225,11 @@ impl EmbeddedLog {
             }
         })?;
         let mut guard = part.lock();
+        if topic.is_deleted() {
+            return Err(Error::UnknownTopic {
+                topic: tp.topic.clone(),
+            });
+        }
         f(&mut guard, &topic.config)
     }
 
@@ -331,12 +347,19 @@ fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
         for part in &topic.partitions {
             match topic.config.cleanup_policy {
                 CleanupPolicy::Delete => {
-                    report.segments_deleted +=
-                        part.lock().apply_retention(now_ms, &topic.config)?;
+                    let mut part = part.lock();
+                    if topic.is_deleted() {
+                        break;
+                    }
+                    report.segments_deleted += part.apply_retention(now_ms, &topic.config)?;
                 }
                 CleanupPolicy::Compact => {
                     let txns = inner.txns.read();
-                    let stats = part.lock().compact(now_ms, &topic.config, &txns)?;
+                    let mut part = part.lock();
+                    if topic.is_deleted() {
+                        break;
+                    }
+                    let stats = part.compact(now_ms, &topic.config, &txns)?;
                     report.segments_compacted += stats.segments_cleaned;
                     report.records_removed += stats.records_removed;
                 }
@@ -344,6 +367,13 @@ fn maintain(inner: &Inner, now_ms: i64) -> Result<MaintenanceReport> {
         }
     }
     Ok(report)
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync", dir, e))
 }
 
 fn spawn_cleaner(inner: Weak<Inner>, every: Duration) {
@@ -409,6 +439,57 @@ impl Log for EmbeddedLog {
         std::fs::rename(&tmp, &meta).map_err(|e| Error::io("rename", &meta, e))?;
         topics.insert(name.to_string(), Arc::new(topic));
         Ok(())
+    }
+
+    /// The topic leaves the log in three steps, each safe to stop after: a journal entry
+    /// drops the groups' offsets in it; the topic leaves the map and is marked deleted, so
+    /// every later call sees an unknown topic (one that found it just before gives up once it
+    /// holds the partition); its directory is renamed out of `topics/` (atomic: an open never
+    /// finds half a topic, and a topic created again under the name starts empty) and then
+    /// removed. A crash before the rename leaves the topic without offsets, to delete again;
+    /// one after it leaves files under `deleted/` that the next writable open removes.
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_writable("delete a topic")?;
+        let txns = self.inner.txns.write();
+        self.topic(name)?;
+        let writer = txns
+            .touched
+            .iter()
+            .find(|(_, touched)| touched.iter().any(|tp| tp.topic == name));
+        if let Some((&txn, _)) = writer {
+            return Err(open_txn_refusal(txn, name));
+        }
+        {
+            let mut journal = self.inner.journal.lock();
+            let entry = Entry::TopicDeleted {
+                topic: name.to_string(),
+            };
+            journal.append(&entry, self.inner.config.fsync != FsyncPolicy::Never)?;
+            drop_offsets_of(&mut self.inner.groups.lock(), name);
+        }
+        let topic = self.inner.topics.write().remove(name);
+        drop(txns);
+        if let Some(topic) = topic {
+            topic
+                .deleted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Waits out whoever holds a partition now; later lockers see the flag.
+            for part in &topic.partitions {
+                drop(part.lock());
+            }
+        }
+        let topics_dir = self.inner.root.join("topics");
+        let dir = topics_dir.join(name);
+        let trash = self.inner.root.join("deleted");
+        std::fs::create_dir_all(&trash).map_err(|e| Error::io("create", &trash, e))?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let gone = trash.join(format!("{name}.{nanos}"));
+        std::fs::rename(&dir, &gone).map_err(|e| Error::io("move the deleted topic", &dir, e))?;
+        sync_dir(&topics_dir)?;
+        std::fs::remove_dir_all(&gone).map_err(|e| Error::io("remove", &gone, e))?;
+        self.maybe_snapshot_journal()
     }
 
     fn describe_topic(&self, name: &str) -> Result<TopicConfig> {

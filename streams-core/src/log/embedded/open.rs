@@ -117,7 +117,15 @@ impl EmbeddedLog {
         } else {
             std::fs::create_dir_all(&topics_dir)
                 .map_err(|e| Error::io("create log directory", &root, e))?;
-            Some(lock_dir(&root)?)
+            let lock = lock_dir(&root)?;
+            // What a delete_topic moved out of `topics/` but did not finish removing.
+            let trash = root.join("deleted");
+            if trash.is_dir() {
+                if let Err(e) = std::fs::remove_dir_all(&trash) {
+                    tracing::warn!(dir = %trash.display(), error = %e, "cannot remove deleted topics' files");
+                }
+            }
+            Some(lock)
         };
         let (journal, replayed, journal_repair) = Journal::open(
             root.join("meta.journal"),
@@ -220,6 +228,7 @@ impl EmbeddedLog {
             Topic {
                 config: topic_config,
                 partitions,
+                deleted: Default::default(),
             },
             repairs,
         ))

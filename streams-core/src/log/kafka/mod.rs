@@ -214,6 +214,69 @@ impl Log for KafkaLog {
         Ok(())
     }
 
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        validate_topic_name(name)?;
+        let options = AdminOptions::new()
+            .request_timeout(Some(self.config.timeout))
+            .operation_timeout(Some(self.config.timeout));
+        let operation = format!("delete topic {name}");
+        let results = wait(
+            self.admin.delete_topics(&[name], &options),
+            self.config.timeout,
+        )
+        .ok_or_else(|| timed_out(&operation, self.config.timeout))?
+        .map_err(|e| kafka_error(&operation, None, &e))?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    return Err(Error::UnknownTopic {
+                        topic: name.to_string(),
+                    })
+                }
+                Err((_, code)) => {
+                    return Err(topic_error(
+                        &operation,
+                        name,
+                        format!("the broker said {code}"),
+                    ))
+                }
+            }
+        }
+        self.topics.lock().remove(name);
+        for isolation in [
+            IsolationLevel::ReadUncommitted,
+            IsolationLevel::ReadCommitted,
+        ] {
+            let cursors = &self.cursors[isolation as usize];
+            let gone: Vec<Cursor> = {
+                let mut cursors = cursors.lock();
+                let tps: Vec<TopicPartition> = cursors
+                    .keys()
+                    .filter(|tp| tp.topic == name)
+                    .cloned()
+                    .collect();
+                tps.iter().filter_map(|tp| cursors.remove(tp)).collect()
+            };
+            for cursor in gone {
+                self.release(cursor.reader, isolation);
+            }
+        }
+        // The controller acknowledges before every broker has forgotten the topic; a create
+        // of the same name in between would fail.
+        let deadline = Instant::now() + self.config.timeout;
+        while self.partition_counts()?.contains_key(name) {
+            if Instant::now() >= deadline {
+                return Err(timed_out(
+                    format!("waiting for deleted topic {name} to leave the metadata"),
+                    self.config.timeout,
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     fn describe_topic(&self, name: &str) -> Result<TopicConfig> {
         let counts = self.partition_counts()?;
         let Some(&partitions) = counts.get(name) else {
