@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::metadata::HostInfo;
+use super::host::HostInfo;
 use super::Shared;
 use crate::error::{Error, Result};
 use crate::ids::TaskId;

@@ -29,6 +29,7 @@ mod commit;
 mod config;
 mod exporter;
 mod global_thread;
+mod host;
 mod instances;
 mod layout;
 mod metadata;
@@ -62,9 +63,10 @@ pub use config::{
 #[cfg(feature = "http")]
 pub(crate) use exporter::render as render_metrics;
 pub use exporter::MetricsCollector;
+pub use host::HostInfo;
 #[cfg(feature = "http")]
 pub(crate) use metadata::Route;
-pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
+pub use metadata::{KeyQueryMetadata, StreamsMetadata};
 pub use metrics::{
     LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,
     LATENCY_BUCKETS, PUBLISH_INTERVAL,
