@@ -693,10 +693,17 @@ fn broker_pause(_: &str) {
     broker.signal("-CONT");
     // A broker thawed after a freeze drops connections and fails metadata requests for a
     // while (seen: more than 10 s). The application under test rides that out with its task
-    // timeout; the test's own writes wait until the broker answers a fresh client again.
+    // timeout; the test's own writes wait until the broker answers a fresh client again,
+    // and that client's appends ride out what is left of it (seen: an append timing out
+    // after 10 s though the metadata answered), idempotent so that its retries add nothing.
     let thawed = Instant::now();
+    let writer = || {
+        kafka_config(&broker.servers(), None)
+            .with_timeout(WAIT)
+            .with_producer_property("enable.idempotence", "true")
+    };
     s.log = loop {
-        let answered = KafkaLog::connect(kafka_config(&broker.servers(), None)).and_then(|log| {
+        let answered = KafkaLog::connect(writer()).and_then(|log| {
             log.describe_topic(&s.names.topic("payments"))?;
             Ok(log)
         });
