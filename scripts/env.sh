@@ -29,5 +29,7 @@ fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kstreams-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# Features every build of the test suite uses (one build: clippy, docs and tests agree).
-export KSTREAMS_TEST_FEATURES="streams-dsl/kafka streams-dsl/http"
+# Features every build of the test suite uses (one build: clippy, docs and tests agree). Not
+# KSTREAMS_-prefixed: programs reading their settings from the environment take every
+# KSTREAMS_* variable for one (Properties::from_env).
+export STREAMS_TEST_FEATURES="streams-dsl/kafka streams-dsl/http"

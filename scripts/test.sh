@@ -14,5 +14,5 @@ cd "$(dirname "$0")/.."
 bash scripts/kafka-broker.sh install
 bash scripts/kafka-streams-reference.sh install
 echo "==> cargo test (target dir: $CARGO_TARGET_DIR)" >&2
-cargo test --workspace --all-targets --locked --features "$KSTREAMS_TEST_FEATURES"
-cargo test --workspace --doc --locked --features "$KSTREAMS_TEST_FEATURES"
+cargo test --workspace --all-targets --locked --features "$STREAMS_TEST_FEATURES"
+cargo test --workspace --doc --locked --features "$STREAMS_TEST_FEATURES"
