@@ -8,8 +8,8 @@
 //! |---|---|
 //! | `GET /stores` | the stores served |
 //! | `GET /stores/{store}/keys/{key}` | `{"key":…,"value":…}`, or 404 |
-//! | `GET /stores/{store}/all` | `[{"key":…,"value":…},…]` in key order |
-//! | `GET /stores/{store}/range?from=K&to=K` | the same, `from <= key <= to` |
+//! | `GET /stores/{store}/all?limit=N&cursor=C` | a page: `{"entries":[{"key":…,"value":…},…],"more":…,"cursor":…}` in encoded-key order |
+//! | `GET /stores/{store}/range?from=K&to=K&limit=N&cursor=C` | the same, `from <= key <= to` |
 //! | `GET /stores/{store}/windows/{key}?from=MS&to=MS` | `[{"start":…,"value":…},…]` |
 //! | `GET /instances` | every instance of the application: `[{"host":"h:p","process_id":…,"local":…,"tasks":[…],"partitions":[…],"stores":[…]},…]` |
 //! | `GET /stores/{store}/instances` | the instances holding a part of the store |
@@ -19,15 +19,22 @@
 //! | `GET /readyz` | 200 when this instance's tasks run; else 503 with the restores' progress |
 //! | `GET /metrics` | OpenMetrics text (Prometheus scrapes it), see [`MetricsCollector`](crate::MetricsCollector) |
 //!
-//! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key, 400 for a key or bound
-//! that does not parse, 503 with `Retry-After` while the store's task is being restored or
+//! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key, 400 for a key, bound,
+//! `limit` or `cursor` that does not parse, 401 without the bearer token when the server has
+//! one (see `auth`), 503 with `Retry-After` while the store's task is being restored or
 //! moved, or while it is not known which instance holds it, 500 otherwise. Store reads block
 //! on the owning stream thread, so they run on tokio's blocking pool.
 //!
-//! With several instances (on Kafka), the two key routes answer for every key from every
-//! instance: a key another instance holds is forwarded there, once (see `route`). A full or
-//! range read answers from this instance's tasks only, so it is 503 unless this instance
-//! runs every task of the store.
+//! Full and range reads are paged: `limit` entries (default 100, at most 1000) and about
+//! 1 MiB of JSON per answer; while `more` is true, `cursor` asks for the next page. A page
+//! holds a stream thread for one page of each of its tasks, never a whole partition (see
+//! `page`).
+//!
+//! With several instances (on Kafka), every route answers for the whole store from every
+//! instance: a key another instance holds is forwarded there, once (see `route`), and a page
+//! merges this instance's page with the pages of the instances holding the other partitions.
+//!
+//! `GET /openapi.json` describes the routes as an OpenAPI 3.1 document.
 //!
 //! The routes answer from the moment [`Streams::new`] returned: bind the server before
 //! starting the application, and the probes see the start-up restore (see `health`).
@@ -46,10 +53,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::runtime::page::Part;
 use crate::runtime::{KeyValueQuery, Route, Shared, Streams, StreamsState, WindowQuery};
 use crate::serdes::Serde;
+use page::PageAsk;
 
+mod auth;
 mod health;
+mod page;
 mod route;
 
 pub use route::{FORWARDED_BY, SERVED_BY};
@@ -140,9 +151,21 @@ struct Endpoint {
     /// The instance holding a key, as JSON.
     owner: Handler<String>,
     get: Option<Handler<String>>,
-    all: Option<Handler<()>>,
-    range: Option<Handler<(String, String)>>,
+    scan: Option<Scan>,
     windows: Option<Handler<(String, i64, i64)>>,
+}
+
+/// One page of the partitions asked for, read here; entries as `{"key","value"}`.
+type ReadPage = Arc<dyn Fn(PageAsk) -> std::result::Result<Part<Value>, HttpError> + Send + Sync>;
+
+/// Where each partition's task runs.
+type Routes = Arc<dyn Fn() -> std::result::Result<Vec<(u32, Route)>, HttpError> + Send + Sync>;
+
+/// The paged reads of a key-value store (see `page`).
+#[derive(Clone)]
+struct Scan {
+    read: ReadPage,
+    routes: Routes,
 }
 
 fn parse_key<K: FromStr>(raw: &str) -> std::result::Result<K, HttpError> {
@@ -158,12 +181,45 @@ fn to_json<T: Serialize>(v: T) -> std::result::Result<Value, HttpError> {
     })
 }
 
-fn entries<K: Serialize, V: Serialize>(rows: Vec<(K, V)>) -> std::result::Result<Value, HttpError> {
-    let rows: std::result::Result<Vec<Value>, HttpError> = rows
-        .into_iter()
-        .map(|(k, v)| Ok(json!({ "key": to_json(k)?, "value": to_json(v)? })))
-        .collect();
-    Ok(Value::Array(rows?))
+/// The paged reads of a key-value store read with `query`.
+fn scan_of<K, V>(query: Arc<KeyValueQuery<K, V>>) -> Scan
+where
+    K: FromStr + Serialize + Send + 'static,
+    V: Serialize + Send + 'static,
+{
+    let routes = query.clone();
+    Scan {
+        read: Arc::new(move |ask: PageAsk| {
+            let range = match &ask.range {
+                Some((from, to)) => Some((
+                    query.encode_key(&parse_key::<K>(from)?)?,
+                    query.encode_key(&parse_key::<K>(to)?)?,
+                )),
+                None => None,
+            };
+            let part = query.raw_page(&ask.partitions, range, ask.after.as_ref(), ask.limit)?;
+            let entries = part
+                .entries
+                .into_iter()
+                .map(|(raw, stored)| {
+                    let (key, value) = query.decode_entry(&raw, &stored)?;
+                    let entry = json!({ "key": to_json(&key)?, "value": to_json(value)? });
+                    Ok((raw, entry))
+                })
+                .collect::<std::result::Result<Vec<_>, HttpError>>()?;
+            Ok(Part {
+                entries,
+                more: part.more,
+            })
+        }),
+        routes: Arc::new(move || {
+            routes
+                .partitions()
+                .into_iter()
+                .map(|p| Ok((p, routes.route_partition(p)?)))
+                .collect()
+        }),
+    }
 }
 
 /// Serves the stores of a running application over HTTP.
@@ -183,15 +239,29 @@ fn entries<K: Serialize, V: Serialize>(rows: Vec<(K, V)>) -> std::result::Result
 pub struct QueryServer {
     shared: Arc<Shared>,
     stores: BTreeMap<String, Endpoint>,
+    /// The bearer token every request but the probes needs (see `auth`).
+    token: Option<Arc<str>>,
 }
 
 impl QueryServer {
     /// A server with only `/health` and `/metrics`; add stores with the builder methods.
+    /// It asks for the application's `http.bearer.token` when one is set.
     pub fn new(streams: &Streams) -> Self {
+        let token = streams.shared.config.http_bearer_token.as_deref();
         QueryServer {
             shared: streams.shared.clone(),
             stores: BTreeMap::new(),
+            token: token.map(Arc::from),
         }
+    }
+
+    /// Asks every request but the probes for `Authorization: Bearer <token>` (see the
+    /// module docs), in place of the application's `http.bearer.token`. The error says what
+    /// is wrong with the token, without showing it.
+    pub fn with_bearer_token(mut self, token: &str) -> Result<Self> {
+        crate::runtime::check_bearer_token(token)?;
+        self.token = Some(Arc::from(token));
+        Ok(self)
     }
 
     /// Serves a key-value store; `keys` and `values` are the serdes it was materialized with.
@@ -211,7 +281,7 @@ impl QueryServer {
             keys.clone(),
             values,
         )?);
-        let (q1, q2, q3, q4) = (query.clone(), query.clone(), query.clone(), query);
+        let (q1, q4) = (query.clone(), query.clone());
         let owner = self.owner_of(store, keys);
         self.stores.insert(
             store.to_string(),
@@ -226,11 +296,7 @@ impl QueryServer {
                         None => Err(HttpError::not_found(format!("no value for key `{raw}`"))),
                     }
                 })),
-                all: Some(Arc::new(move |()| entries(q2.all()?))),
-                range: Some(Arc::new(move |(from, to): (String, String)| {
-                    let (from, to): (K, K) = (parse_key(&from)?, parse_key(&to)?);
-                    entries(q3.range(&from, &to)?)
-                })),
+                scan: Some(scan_of(query)),
                 windows: None,
             },
         );
@@ -258,8 +324,7 @@ impl QueryServer {
                 locate: Arc::new(move |raw: &str| Ok(q1.route(&parse_key::<K>(raw)?)?)),
                 owner,
                 get: None,
-                all: None,
-                range: None,
+                scan: None,
                 windows: Some(Arc::new(move |(raw, from, to): (String, i64, i64)| {
                     let key: K = parse_key(&raw)?;
                     let rows: std::result::Result<Vec<Value>, HttpError> = query
@@ -293,20 +358,27 @@ impl QueryServer {
     /// your axum service".
     pub fn router(self) -> Router {
         let state = Arc::new(self);
-        Router::new()
+        let router = Router::new()
             .route("/health", get(health))
             .route("/livez", get(health::livez))
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(metrics))
+            .route("/openapi.json", get(openapi))
             .route("/stores", get(list))
             .route("/stores/{store}/keys/{key}", get(get_key))
-            .route("/stores/{store}/all", get(all))
-            .route("/stores/{store}/range", get(range))
+            .route("/stores/{store}/all", get(page::all))
+            .route("/stores/{store}/range", get(page::range))
             .route("/stores/{store}/windows/{key}", get(windows))
             .route("/instances", get(route::instances))
             .route("/stores/{store}/instances", get(route::store_instances))
-            .route("/stores/{store}/instances/{key}", get(route::key_instance))
-            .with_state(state)
+            .route("/stores/{store}/instances/{key}", get(route::key_instance));
+        let router = match state.token.clone() {
+            Some(token) => {
+                router.layer(axum::middleware::from_fn_with_state(token, auth::authorize))
+            }
+            None => router,
+        };
+        router.with_state(state)
     }
 
     /// Serves until `shutdown` completes.
@@ -351,6 +423,14 @@ async fn metrics(State(s): Server) -> Response {
     ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
+/// The OpenAPI document of these routes, written by hand; the tests check it against the
+/// router (`runtime_queries`) and scripts/schemathesis.sh against a running server.
+pub const OPENAPI: &str = include_str!("http/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn list(State(s): Server) -> Json<Value> {
     Json(Value::Array(
         s.stores
@@ -360,7 +440,7 @@ async fn list(State(s): Server) -> Json<Value> {
     ))
 }
 
-fn unsupported(store: &str, kind: &str) -> HttpError {
+pub(super) fn unsupported(store: &str, kind: &str) -> HttpError {
     HttpError::bad_request(format!("store `{store}` is a {kind} store; see /stores"))
 }
 
@@ -375,28 +455,6 @@ async fn get_key(
     let raw = key.clone();
     Ok(s.answer_key(e.locate, raw, &uri, &headers, move || f(key))
         .await)
-}
-
-async fn all(
-    State(s): Server,
-    Path(store): Path<String>,
-) -> std::result::Result<Json<Value>, HttpError> {
-    let e = s.endpoint(&store)?;
-    let f = e.all.ok_or_else(|| unsupported(&store, e.kind))?;
-    blocking(move || f(())).await.map(Json)
-}
-
-async fn range(
-    State(s): Server,
-    Path(store): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> std::result::Result<Json<Value>, HttpError> {
-    let e = s.endpoint(&store)?;
-    let f = e.range.ok_or_else(|| unsupported(&store, e.kind))?;
-    let (Some(from), Some(to)) = (q.get("from").cloned(), q.get("to").cloned()) else {
-        return Err(HttpError::bad_request("range needs `from` and `to`"));
-    };
-    blocking(move || f((from, to))).await.map(Json)
 }
 
 async fn windows(

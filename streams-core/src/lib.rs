@@ -89,11 +89,11 @@ pub use runtime::Shutdown;
 pub use runtime::ENV_PREFIX;
 pub use runtime::{is_internal_topic, ApplicationReset, OffsetMove, ResetPlan, ResetTo};
 pub use runtime::{
-    ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyQueryMetadata, KeyValueQuery,
-    LatencyHistogram, MetricsCollector, OffsetReset, ProcessingGuarantee, Properties,
-    RestoreProgress, SessionQuery, StateRestoreListener, Streams, StreamsConfig, StreamsMetadata,
-    StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics, WindowQuery, LATENCY_BUCKETS,
-    PUBLISH_INTERVAL,
+    Cursor, ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyQueryMetadata,
+    KeyValueQuery, LatencyHistogram, MetricsCollector, OffsetReset, Page, PageLimit,
+    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, StateRestoreListener, Streams,
+    StreamsConfig, StreamsMetadata, StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics,
+    WindowQuery, LATENCY_BUCKETS, PUBLISH_INTERVAL,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

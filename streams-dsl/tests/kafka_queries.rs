@@ -36,6 +36,8 @@ use streams_dsl::prelude::*;
 const PARTITIONS: u32 = 4;
 const KEYS: usize = 40;
 const WAIT: Duration = Duration::from_secs(120);
+/// Both instances' `http.bearer.token`: they forward with it, and every request carries it.
+const TOKEN: &str = "kafka-queries-token-0123456789";
 
 fn topology(input: &str) -> Topology {
     let b = StreamsBuilder::new();
@@ -55,6 +57,7 @@ fn properties(app: &str, state: &Path, servers: &str, port: u16) -> Properties {
         ("commit.interval.ms", "100".to_string()),
         ("session.timeout.ms", "10000".to_string()),
         ("default.api.timeout.ms", "10000".to_string()),
+        ("http.bearer.token", TOKEN.to_string()),
     ])
 }
 
@@ -250,8 +253,20 @@ impl Drop for ChildInstance {
     }
 }
 
-/// One HTTP/1.1 GET: status, headers (lower-cased names) and body.
+/// One HTTP/1.1 GET with the bearer token: status, headers (lower-cased names) and body.
 fn http_get(
+    port: u16,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, BTreeMap<String, String>, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![("Authorization", auth.as_str())];
+    headers.extend_from_slice(extra);
+    http_get_as(port, path, &headers)
+}
+
+/// One HTTP/1.1 GET with exactly the `extra` headers.
+fn http_get_as(
     port: u16,
     path: &str,
     extra: &[(&str, &str)],
@@ -339,6 +354,43 @@ fn ask_every_key(port: u16, allow_503: bool) -> BTreeMap<String, String> {
         }
     }
     served
+}
+
+/// Every entry of `counts` read at `port` in pages of `limit` (`from`/`to` for a range),
+/// checking that the pages come in key order and none is larger than asked.
+fn paged(port: u16, limit: usize, range: Option<(&str, &str)>) -> Vec<(String, i64)> {
+    let base = match range {
+        Some((from, to)) => format!("/stores/counts/range?from={from}&to={to}&limit={limit}"),
+        None => format!("/stores/counts/all?limit={limit}"),
+    };
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..KEYS * 2 + 2 {
+        let path = match &cursor {
+            Some(c) => format!("{base}&cursor={c}"),
+            None => base.clone(),
+        };
+        let (status, _, body) = http_get(port, &path, &[]);
+        assert_eq!(status, 200, "{path} at :{port}: {body}");
+        let page = json(&body);
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= limit, "{path}: {body}");
+        for e in entries {
+            out.push((
+                e["key"].as_str().unwrap().to_string(),
+                e["value"].as_i64().unwrap(),
+            ));
+            assert!(
+                e.get("raw_key").is_none(),
+                "{path}: the merge leaked raw keys"
+            );
+        }
+        match page["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+    panic!("paging {base} at :{port} did not end");
 }
 
 fn run(servers: &str) {
@@ -514,6 +566,33 @@ fn run(servers: &str) {
         let (status, headers, body) = http_get(port, &format!("/stores/counts/keys/{absent}"), &[]);
         assert_eq!(status, 404, "{body}");
         assert_eq!(headers.get("x-streams-served-by"), Some(&owner_of(absent)));
+    }
+
+    // Full and range reads merge both instances' pages: every key once, in order, counted
+    // right, from either instance and whatever the page size.
+    let reference: Vec<(String, i64)> = expected().into_iter().collect();
+    let (from, to) = (reference[5].0.clone(), reference[30].0.clone());
+    for port in [a_port, b_port] {
+        for limit in [1, 7, 100] {
+            assert_eq!(
+                paged(port, limit, None),
+                reference,
+                "/all at :{port}, limit {limit}"
+            );
+        }
+        assert_eq!(
+            paged(port, 4, Some((&from, &to))),
+            reference[5..=30].to_vec(),
+            "/range at :{port}"
+        );
+        // The token is asked for, and forwarding does not stand in for it.
+        for path in ["/stores/counts/all", "/stores/counts/keys/k1", "/instances"] {
+            let (status, headers, body) = http_get_as(port, path, &[]);
+            assert_eq!(status, 401, "{path} at :{port} without the token: {body}");
+            assert!(headers.contains_key("www-authenticate"), "{headers:?}");
+            let forged = [("x-streams-forwarded-by", "127.0.0.1:1")];
+            assert_eq!(http_get_as(port, path, &forged).0, 401, "{path}");
+        }
     }
 
     // A forwarded request is answered where it lands or not at all: never sent on again.

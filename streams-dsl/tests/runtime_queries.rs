@@ -376,11 +376,21 @@ fn a_bad_application_server_stops_the_application_before_it_starts() {
 
 /// One HTTP/1.1 GET: status, the `x-streams-served-by` header, body.
 fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, String) {
+    http_get_with(addr, path, &[])
+}
+
+/// [`http_get`] with extra header lines (`"Authorization: Bearer …"`).
+fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[&str],
+) -> (u16, Option<String>, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -453,4 +463,249 @@ fn the_query_server_lists_the_instance_and_the_owner_of_a_key() {
     assert_eq!(http_get(addr, "/stores/nope/instances").0, 404);
     streams.close().unwrap();
     assert_eq!(http_get(addr, "/instances").0, 503, "not after close");
+}
+
+/// Counts of `keys` keys, key `key-{i:03}` seen `i % 3 + 1` times, over 4 partitions.
+fn paged_counts(dir: &std::path::Path, keys: usize, config: StreamsConfig) -> Streams {
+    let log = open_log(dir);
+    log.create_topic("words", TopicConfig::new(4)).unwrap();
+    let mut t = 0;
+    for i in 0..keys {
+        let key = format!("key-{i:03}");
+        let p = streams_core::partition_for_key(key.as_bytes(), 4);
+        for _ in 0..i % 3 + 1 {
+            t += 1;
+            log.append(
+                &TopicPartition::new("words", p),
+                &[Record::new(key.as_str(), "w", t)],
+            )
+            .unwrap();
+        }
+    }
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("words", Consumed::default())
+        .group_by_key(Grouped::inferred())
+        .count(Materialized::named("counts"));
+    Streams::new(b.build().unwrap(), config, log).unwrap()
+}
+
+/// Follows `/…?limit=N&cursor=…` pages to the end: every entry, and the pages' sizes.
+fn pages(
+    addr: std::net::SocketAddr,
+    path: &str,
+    auth: &[&str],
+) -> (Vec<(String, i64)>, Vec<usize>) {
+    let (mut entries, mut sizes) = (Vec::new(), Vec::new());
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}cursor={c}"),
+            None => path.to_string(),
+        };
+        let (status, _, body) = http_get_with(addr, &url, auth);
+        assert_eq!(status, 200, "{url}: {body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let got = page["entries"].as_array().unwrap();
+        sizes.push(got.len());
+        for e in got {
+            entries.push((
+                e["key"].as_str().unwrap().to_string(),
+                e["value"].as_i64().unwrap(),
+            ));
+        }
+        match (page["more"].as_bool().unwrap(), page["cursor"].as_str()) {
+            (true, Some(c)) => cursor = Some(c.to_string()),
+            (false, None) => return (entries, sizes),
+            other => panic!("{url}: more and cursor disagree: {other:?} in {body}"),
+        }
+    }
+    panic!("{path}: paging did not end");
+}
+
+#[test]
+fn the_query_server_pages_full_and_range_reads_and_asks_for_its_token() {
+    const KEYS: usize = 250;
+    const TOKEN: &str = "s3cr3t-t0ken-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = paged_counts(
+        dir.path(),
+        KEYS,
+        config(dir.path()).with_http_bearer_token(TOKEN),
+    );
+    assert!(
+        !format!("{:?}", config(dir.path()).with_http_bearer_token(TOKEN)).contains(TOKEN),
+        "the token is printed"
+    );
+    let server = streams_core::http::QueryServer::new(&streams)
+        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        server
+            .serve(listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+
+    // The token: asked for everywhere but the probes, compared whole.
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let auth = [auth.as_str()];
+    for path in [
+        "/stores",
+        "/stores/counts/all",
+        "/stores/counts/keys/key-001",
+        "/metrics",
+    ] {
+        let (status, _, body) = http_get(addr, path);
+        assert_eq!(status, 401, "{path} without a token: {body}");
+        assert!(body.contains("Authorization: Bearer"), "{body}");
+        let wrong = format!("Authorization: Bearer {TOKEN}x");
+        assert_eq!(http_get_with(addr, path, &[&wrong]).0, 401, "{path}");
+        assert_eq!(http_get_with(addr, path, &auth).0, 200, "{path}");
+    }
+    for probe in ["/livez", "/readyz", "/health"] {
+        assert_eq!(http_get(addr, probe).0, 200, "{probe}");
+    }
+
+    // Every key, once, in order, with its count, whatever the page size.
+    let reference: Vec<(String, i64)> = (0..KEYS)
+        .map(|i| (format!("key-{i:03}"), (i % 3 + 1) as i64))
+        .collect();
+    for limit in [1, 7, 100, 1000] {
+        let (all, sizes) = pages(addr, &format!("/stores/counts/all?limit={limit}"), &auth);
+        assert_eq!(all, reference, "limit {limit}");
+        assert!(
+            sizes.iter().all(|n| *n <= limit),
+            "limit {limit}: {sizes:?}"
+        );
+        assert_eq!(
+            sizes.len(),
+            KEYS.div_ceil(limit),
+            "limit {limit}: {sizes:?}"
+        );
+    }
+    // Without a limit, pages of 100.
+    let (_, sizes) = pages(addr, "/stores/counts/all", &auth);
+    assert_eq!(sizes, [100, 100, 50]);
+    let (range, _) = pages(
+        addr,
+        "/stores/counts/range?from=key-040&to=key-099&limit=9",
+        &auth,
+    );
+    assert_eq!(range, reference[40..100].to_vec());
+
+    // The library's own paged read agrees.
+    let query = streams
+        .key_value_store("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = query
+            .all_page(
+                after.as_ref(),
+                streams_core::PageLimit::entries(33).unwrap(),
+            )
+            .unwrap();
+        assert!(page.entries.len() <= 33);
+        seen.extend(page.entries);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, reference);
+
+    // Bad bounds and cursors are the caller's fault, and say which.
+    for (path, says) in [
+        ("/stores/counts/all?limit=0", "limit=0"),
+        ("/stores/counts/all?limit=1001", "limit=1001"),
+        ("/stores/counts/all?limit=ten", "limit=ten"),
+        ("/stores/counts/all?cursor=xyz", "xyz"),
+        ("/stores/counts/range?from=a", "`from` and `to`"),
+    ] {
+        let (status, _, body) = http_get_with(addr, path, &auth);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    streams.close().unwrap();
+}
+
+#[test]
+fn the_openapi_document_names_every_route_and_each_answers_as_it_says() {
+    let doc: serde_json::Value = serde_json::from_str(streams_core::http::OPENAPI).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    // Every route the router has is in the document.
+    let source = include_str!("../../streams-core/src/http.rs");
+    let routed: Vec<&str> = source
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(routed.len() >= 10, "{routed:?}");
+    for route in &routed {
+        assert!(
+            paths.contains_key(*route),
+            "{route} is routed but not documented"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = paged_counts(dir.path(), 10, config(dir.path()));
+    let server = streams_core::http::QueryServer::new(&streams)
+        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        server
+            .serve(listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    // Every documented route is routed, and answers one of the statuses it documents.
+    for (path, item) in paths {
+        let url = path
+            .replace("{store}", "counts")
+            .replace("{key}", "key-001");
+        let url = match path.as_str() {
+            "/stores/{store}/range" => format!("{url}?from=key-000&to=key-005"),
+            _ => url,
+        };
+        let (status, _, body) = http_get(addr, &url);
+        assert!(
+            routed.contains(&path.as_str()),
+            "{path} is documented but not routed"
+        );
+        let documented = item["get"]["responses"].as_object().unwrap();
+        assert!(
+            documented.contains_key(&status.to_string()),
+            "{url} answered {status}, which the document does not list: {body}"
+        );
+        if status == 200 && path != "/metrics" {
+            serde_json::from_str::<serde_json::Value>(&body)
+                .unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {body}"));
+        }
+    }
+    streams.close().unwrap();
 }

@@ -29,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use super::{blocking, HttpError, Locate, Server};
+use crate::runtime::page::Part;
 use crate::runtime::{HostInfo, KeyQueryMetadata, Route, StreamsMetadata};
 
 /// The header that marks a forwarded request, with the endpoint of the instance that
@@ -96,9 +97,69 @@ impl super::QueryServer {
 
     /// Sends the request to `owner` and returns its answer.
     async fn forward(&self, owner: &HostInfo, uri: &Uri) -> Result<Response, HttpError> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let (parts, body) = self.send(owner, path).await?;
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = parts.status;
+        let passed = [
+            header::CONTENT_TYPE,
+            header::RETRY_AFTER,
+            HeaderName::from_static(SERVED_BY),
+        ];
+        for name in passed {
+            if let Some(v) = parts.headers.get(&name) {
+                response.headers_mut().insert(name, v.clone());
+            }
+        }
+        Ok(response)
+    }
+
+    /// Asks `owner` for its page of a paged read (see `page`).
+    pub(super) async fn fetch_part(
+        &self,
+        owner: &HostInfo,
+        path: &str,
+    ) -> Result<Part<Value>, HttpError> {
+        let (parts, body) = self.send(owner, path).await?;
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        if parts.status != StatusCode::OK {
+            let said = json
+                .as_ref()
+                .and_then(|j| j.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Err(HttpError {
+                status: if parts.status == StatusCode::SERVICE_UNAVAILABLE {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                message: format!(
+                    "{owner}, holding a part of the store, answered {}: {said}",
+                    parts.status
+                ),
+                owner: Some(owner.to_string()),
+            });
+        }
+        json.as_ref()
+            .and_then(super::page::parse_part)
+            .ok_or_else(|| HttpError {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("{owner}, holding a part of the store, answered no page"),
+                owner: Some(owner.to_string()),
+            })
+    }
+
+    /// Sends `GET path` to `owner`, marked as forwarded (and with the token, when this
+    /// server has one), and reads the whole answer.
+    async fn send(
+        &self,
+        owner: &HostInfo,
+        path: &str,
+    ) -> Result<(axum::http::response::Parts, axum::body::Bytes), HttpError> {
         let failed = |why: String| {
             HttpError::unavailable(format!(
-                "the instance holding the key, {owner}, did not answer: {why}"
+                "the instance holding the data asked for, {owner}, did not answer: {why}"
             ))
             .with_owner(owner)
         };
@@ -117,7 +178,6 @@ impl super::QueryServer {
                 tracing::debug!(owner = %peer, error = %e, "a forwarded query's connection failed");
             }
         });
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = Request::get(path)
             .header(header::HOST, owner.to_string())
             .body(Body::empty())
@@ -128,6 +188,11 @@ impl super::QueryServer {
         request
             .headers_mut()
             .insert(HeaderName::from_static(FORWARDED_BY), from);
+        if let Some(token) = &self.token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| failed("the bearer token cannot be sent as a header".into()))?;
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
         let answer = tokio::time::timeout(ANSWER_TIMEOUT, sender.send_request(request))
             .await
             .map_err(|_| failed(format!("no answer within {ANSWER_TIMEOUT:?}")))?
@@ -138,19 +203,7 @@ impl super::QueryServer {
             .await
             .map_err(|_| failed(format!("the answer did not end within {ANSWER_TIMEOUT:?}")))?
             .map_err(|e| failed(e.to_string()))?;
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = parts.status;
-        let passed = [
-            header::CONTENT_TYPE,
-            header::RETRY_AFTER,
-            HeaderName::from_static(SERVED_BY),
-        ];
-        for name in passed {
-            if let Some(v) = parts.headers.get(&name) {
-                response.headers_mut().insert(name, v.clone());
-            }
-        }
-        Ok(response)
+        Ok((parts, body))
     }
 }
 

@@ -165,6 +165,10 @@ pub struct StreamsConfig {
     ///
     /// [`Streams::query_metadata_for_key`]: super::Streams::query_metadata_for_key
     pub application_server: Option<String>,
+    /// `http.bearer.token`: the token the HTTP query server asks every request for (except
+    /// the probes), as `Authorization: Bearer <token>`, and sends to the other instances when
+    /// it forwards a query. `None`: the server answers anyone who reaches it. Never printed.
+    pub http_bearer_token: Option<String>,
     /// Whether `with_commit_interval` chose the commit interval (the guarantee's default
     /// applies otherwise).
     commit_interval_chosen: bool,
@@ -181,6 +185,10 @@ impl std::fmt::Debug for StreamsConfig {
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("rocksdb_memory_bytes", &self.rocksdb_memory_bytes)
             .field("application_server", &self.application_server)
+            .field(
+                "http_bearer_token",
+                &self.http_bearer_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +216,7 @@ impl StreamsConfig {
             deserialization: RecordErrorHandler::Fail,
             production: RecordErrorHandler::Fail,
             application_server: None,
+            http_bearer_token: None,
             commit_interval_chosen: false,
         }
     }
@@ -271,6 +280,13 @@ impl StreamsConfig {
     /// [`HostInfo`]: super::HostInfo
     pub fn with_application_server(mut self, endpoint: impl Into<String>) -> Self {
         self.application_server = Some(endpoint.into());
+        self
+    }
+
+    /// Sets `http.bearer.token`, the token the HTTP query server asks for (checked by
+    /// [`StreamsConfig::validate`]: RFC 6750's token characters, at least 16 of them).
+    pub fn with_http_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.http_bearer_token = Some(token.into());
         self
     }
 
@@ -393,6 +409,9 @@ impl StreamsConfig {
             );
         }
         self.application_server()?;
+        if let Some(token) = &self.http_bearer_token {
+            check_bearer_token(token)?;
+        }
         for (key, handler_topic) in [
             (
                 "deserialization.exception.handler",
@@ -537,6 +556,29 @@ impl StreamsConfig {
             Err(e) => Err(Error::io("read", &path, e)),
         }
     }
+}
+
+/// Whether `token` can be a bearer token (RFC 6750's `b64token`), long enough not to be
+/// guessed; the error never shows the token.
+pub(crate) fn check_bearer_token(token: &str) -> Result<()> {
+    const MIN: usize = 16;
+    let body = token.trim_end_matches('=');
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
+    let reason = if token.len() < MIN {
+        format!(
+            "is {} characters long; a token needs at least {MIN}",
+            token.len()
+        )
+    } else if body.is_empty() || !body.chars().all(allowed) {
+        "holds a character a bearer token cannot (letters, digits and -._~+/ then any `=`)"
+            .to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::Config {
+        key: "http.bearer.token".into(),
+        reason,
+    })
 }
 
 #[cfg(test)]

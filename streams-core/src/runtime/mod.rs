@@ -34,6 +34,7 @@ mod instances;
 mod layout;
 mod metadata;
 mod metrics;
+pub(crate) mod page;
 mod positions;
 mod properties;
 mod publish;
@@ -57,6 +58,7 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{Condvar, Mutex};
 use state_store::RocksDbMemory;
 
+pub(crate) use config::check_bearer_token;
 pub use config::{
     ExceptionHandler, ExceptionResponse, OffsetReset, ProcessingGuarantee, StreamsConfig,
 };
@@ -71,6 +73,7 @@ pub use metrics::{
     LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,
     LATENCY_BUCKETS, PUBLISH_INTERVAL,
 };
+pub use page::{Cursor, Page, PageLimit};
 pub use properties::{Properties, ENV_PREFIX};
 pub use query::{GlobalQuery, KeyValueQuery, SessionQuery, WindowQuery};
 pub use reset::{is_internal_topic, ApplicationReset, OffsetMove, ResetPlan, ResetTo};

@@ -23,6 +23,7 @@
 //! | `deserialization.exception.handler`, `production.exception.handler` | the handlers | `fail`, `log-and-continue` (or Kafka Streams' class names `LogAndFailExceptionHandler`, `LogAndContinueExceptionHandler`, `DefaultProductionExceptionHandler`), `dead-letter` |
 //! | `errors.dead.letter.queue.topic.name` | the topic of `dead-letter` handlers (KIP-1034's name) | a topic |
 //! | `application.server` | `application_server` | `host:port` where this instance serves queries (see [`HostInfo`](crate::HostInfo)); blank is unset |
+//! | `http.bearer.token` | `http_bearer_token` | the HTTP query server's token (16 or more of RFC 6750's token characters); blank is unset |
 //!
 //! A duration is whole milliseconds (`30000`, as Kafka's `*.ms` settings) or a human one
 //! (`30s`, `100ms`, `5min`, `1h 30m`).
@@ -72,6 +73,7 @@ const STREAMS_KEYS: &[&str] = &[
     "production.exception.handler",
     "errors.dead.letter.queue.topic.name",
     "application.server",
+    "http.bearer.token",
 ];
 
 /// The keys the Kafka log's own settings use (not passed on as client properties).
@@ -211,6 +213,14 @@ impl Properties {
             .values
             .get(key)
             .map_or(("", "nowhere"), |(v, o)| (v.as_str(), o.as_str()));
+        // A secret's value stays out of messages, which end up in logs.
+        let secret = ["token", "password", "secret", "passphrase", "private.key"];
+        let lower = key.to_ascii_lowercase();
+        let value = if secret.iter().any(|w| lower.contains(w)) {
+            "[redacted]"
+        } else {
+            value
+        };
         Error::Config {
             key: key.to_string(),
             reason: format!("`{value}` (from {origin}) {why}"),
@@ -354,6 +364,9 @@ impl StreamsConfig {
         // Blank is unset, as in Kafka Streams.
         if let Some(endpoint) = props.get("application.server").filter(|e| !e.is_empty()) {
             c = c.with_application_server(endpoint);
+        }
+        if let Some(token) = props.get("http.bearer.token").filter(|t| !t.is_empty()) {
+            c = c.with_http_bearer_token(token);
         }
         if props.get("bootstrap.servers").is_none() {
             if let Some((key, _)) = props.iter().find(|(k, _)| !STREAMS_KEYS.contains(k)) {

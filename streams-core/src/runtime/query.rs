@@ -15,10 +15,10 @@
 //! Global stores are read in place, from any thread, once they were read to their topics'
 //! end at start.
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use super::metadata::Route;
+use super::page::{self, Cursor, Page, PageLimit, Part};
 use super::{Shared, Streams, StreamsState};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
@@ -232,49 +232,136 @@ impl<K: Send + 'static, V: Send + 'static> KeyValueQuery<K, V> {
         decode(&*self.values, bytes, &self.at.store, "value")
     }
 
-    /// Entries with `from <= key <= to` (in encoded-key order), from every task.
+    /// Entries with `from <= key <= to` (in encoded-key order), from every task, read a page
+    /// at a time (see [`KeyValueQuery::range_page`]).
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
-        let from = encode(&*self.keys, from, &self.at.store)?;
-        let to = encode(&*self.keys, to, &self.at.store)?;
-        self.scan(Some((from, to)))
+        let range = (self.encode_key(from)?, self.encode_key(to)?);
+        self.scan(Some(range))
     }
 
-    /// Every entry, in encoded-key order.
+    /// Every entry, in encoded-key order, read a page at a time (see
+    /// [`KeyValueQuery::all_page`]).
     pub fn all(&self) -> Result<Vec<(K, V)>> {
         self.scan(None)
     }
 
-    fn scan(&self, bounds: Option<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
-        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for task in self.at.tasks() {
+    /// One page of the store's entries, in encoded-key order, after `after` (`None`: from
+    /// the first). Each task is read once, for at most one page, between two batches of
+    /// its stream thread; the page's `next` goes on where it ended.
+    pub fn all_page(&self, after: Option<&Cursor>, limit: PageLimit) -> Result<Page<K, V>> {
+        let part = self.raw_page(&self.partitions(), None, after, limit)?;
+        self.decode_page(part)
+    }
+
+    /// One page of the entries with `from <= key <= to`, as [`KeyValueQuery::all_page`].
+    pub fn range_page(
+        &self,
+        from: &K,
+        to: &K,
+        after: Option<&Cursor>,
+        limit: PageLimit,
+    ) -> Result<Page<K, V>> {
+        let range = (self.encode_key(from)?, self.encode_key(to)?);
+        let part = self.raw_page(&self.partitions(), Some(range), after, limit)?;
+        self.decode_page(part)
+    }
+
+    fn scan(&self, range: Option<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
+        let limit = PageLimit {
+            entries: PageLimit::MAX_ENTRIES,
+            bytes: 4 << 20,
+        };
+        let partitions = self.partitions();
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let part = self.raw_page(&partitions, range.clone(), after.as_ref(), limit)?;
+            after = part.next();
+            for (k, v) in part.entries {
+                out.push(self.decode_entry(&k, &v)?);
+            }
+            if after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The store's partitions (one task each).
+    pub(crate) fn partitions(&self) -> Vec<u32> {
+        (0..self.at.partitions).collect()
+    }
+
+    /// `key` as the store holds it.
+    pub(crate) fn encode_key(&self, key: &K) -> Result<Vec<u8>> {
+        encode(&*self.keys, key, &self.at.store)
+    }
+
+    /// Where the task of `partition` runs: here, or on another instance.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // read by the HTTP server
+    pub(crate) fn route_partition(&self, partition: u32) -> Result<Route> {
+        let task = TaskId::new(self.at.subtopology, partition);
+        self.at.shared.route(&self.at.store, task)
+    }
+
+    /// One page (see [`crate::runtime::page`]) of the tasks of `partitions`, values as stored:
+    /// every entry, or those in `range` (encoded bounds, both included), after `after`.
+    pub(crate) fn raw_page(
+        &self,
+        partitions: &[u32],
+        range: Option<(Vec<u8>, Vec<u8>)>,
+        after: Option<&Cursor>,
+        limit: PageLimit,
+    ) -> Result<Part<Vec<u8>>> {
+        let mut parts = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            if partition >= self.at.partitions {
+                return Err(Error::Config {
+                    key: format!("store `{}`", self.at.store),
+                    reason: format!(
+                        "has {} partitions; there is no partition {partition}",
+                        self.at.partitions
+                    ),
+                });
+            }
+            let task = TaskId::new(self.at.subtopology, partition);
             let name = self.at.store.clone();
-            let bounds = bounds.clone();
+            let (range, after) = (range.clone(), after.cloned());
             let part = self.at.shared.ask(&self.at.store, task, move |stores| {
                 let store = stores.kv(&name)?;
                 let store = store.borrow();
-                let iter = match &bounds {
-                    Some((from, to)) => store.range(
-                        Bound::Included(from.as_slice()),
-                        Bound::Included(to.as_slice()),
-                    ),
-                    None => store.all(),
-                }
-                .map_err(Error::from)?;
-                let entries: std::result::Result<Vec<_>, _> = iter.collect();
-                entries.map_err(Error::from)
+                let range = range.as_ref().map(|(f, t)| (f.as_slice(), t.as_slice()));
+                let (lower, upper) = page::bounds(range, after.as_ref());
+                let iter = store.range(lower, upper).map_err(Error::from)?;
+                page::read(iter, limit, entry_size).map_err(Error::from)
             })?;
-            raw.extend(part);
+            parts.push(part);
         }
-        raw.sort_by(|a, b| a.0.cmp(&b.0));
-        raw.into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    decode(&*self.keys, &k, &self.at.store, "key")?,
-                    self.value(&v)?,
-                ))
-            })
-            .collect()
+        Ok(page::merge(parts, limit, entry_size))
     }
+
+    /// An entry as the store holds it, decoded.
+    pub(crate) fn decode_entry(&self, key: &[u8], value: &[u8]) -> Result<(K, V)> {
+        Ok((
+            decode(&*self.keys, key, &self.at.store, "key")?,
+            self.value(value)?,
+        ))
+    }
+
+    fn decode_page(&self, part: Part<Vec<u8>>) -> Result<Page<K, V>> {
+        let next = part.next();
+        let entries = part
+            .entries
+            .iter()
+            .map(|(k, v)| self.decode_entry(k, v))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { entries, next })
+    }
+}
+
+/// The size of a stored entry, as page bounds count it.
+#[allow(clippy::ptr_arg)] // the entries' type is Vec<u8>
+fn entry_size(key: &[u8], value: &Vec<u8>) -> usize {
+    key.len().saturating_add(value.len())
 }
 
 /// Reads a window store of a running application.
