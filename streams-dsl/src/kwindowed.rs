@@ -196,6 +196,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                         size_ms: size,
                         grace_ms: grace,
                         down,
+                        observed: crate::ops::ObservedTime::default(),
                     }))
                 }
             },
@@ -334,6 +335,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
                         f: f.clone(),
                         merger: merger.clone(),
                         down,
+                        observed: crate::ops::ObservedTime::default(),
                     })
                 }
             },

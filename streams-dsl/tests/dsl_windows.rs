@@ -131,16 +131,19 @@ fn sliding_windows_follow_the_records() {
         vec![
             // 10: its left window [0, 10].
             (s("a"), 0, 11, Some(1), 10),
-            // 15: left window [5, 15] seeded from [0, 10]; right window of 10: [11, 21].
-            (s("a"), 5, 16, Some(2), 15),
+            // In Kafka Streams' order: the existing windows a record joins, latest start
+            // first, then the previous record's new right window, the record's left window
+            // and its right window.
+            // 15: right window of 10: [11, 21]; left window [5, 15] seeded from [0, 10].
             (s("a"), 11, 22, Some(1), 15),
+            (s("a"), 5, 16, Some(2), 15),
             // 30: alone in [20, 30].
             (s("a"), 20, 31, Some(1), 30),
-            // 12 (out of order): its left window [2, 12] holds 10 and 12; it joins [5, 15]
-            // and [11, 21]; its right window [13, 23] holds 15.
-            (s("a"), 2, 13, Some(2), 12),
-            (s("a"), 5, 16, Some(3), 15),
+            // 12 (out of order): it joins [11, 21] and [5, 15]; its left window [2, 12]
+            // holds 10 and 12; its right window [13, 23] holds 15.
             (s("a"), 11, 22, Some(2), 15),
+            (s("a"), 5, 16, Some(3), 15),
+            (s("a"), 2, 13, Some(2), 12),
             (s("a"), 13, 24, Some(1), 15),
         ]
     );
@@ -807,5 +810,47 @@ fn suppressed_windows_closing_together_come_out_in_key_order() {
             (s("b"), 0, 10, Some(1), 3),
             (s("c"), 0, 10, Some(1), 1),
         ]
+    );
+}
+
+/// Windowed aggregations and `suppress` close windows by the largest timestamp that reached
+/// them, as Kafka Streams' do: a record the task read but filtered out before the
+/// aggregation (here at 100) closes nothing.
+#[test]
+fn windows_close_by_the_time_that_reached_the_aggregation_not_the_task() {
+    let b = StreamsBuilder::new();
+    let counts = b
+        .stream::<String, String>("in", Consumed::default())
+        .filter(|_, v| v != "skip")
+        .group_by_key(Grouped::inferred())
+        .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+        .count(Materialized::named("counts").with_caching(false));
+    counts
+        .to_stream()
+        .to("out", Produced::with(time(10), OptionSerde(I64Serde)));
+    counts
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to("final", Produced::with(time(10), OptionSerde(I64Serde)));
+    let mut d = TestDriver::new(&b.build().unwrap()).unwrap();
+    pipe(&mut d, "in", "a", "x", 5);
+    pipe(&mut d, "in", "b", "skip", 100);
+    // The task's stream time is 100, the aggregation's 5: [0, 10) is still open.
+    pipe(&mut d, "in", "a", "x", 6);
+    assert_eq!(
+        windowed_out(&mut d, "out", time(10)),
+        vec![(s("a"), 0, 10, Some(1), 5), (s("a"), 0, 10, Some(2), 6)]
+    );
+    assert_eq!(d.metrics().dropped_for("late"), 0);
+    assert!(
+        windowed_out(&mut d, "final", time(10)).is_empty(),
+        "emitted before it closed"
+    );
+    // A record that reaches the aggregation at 10 closes [0, 10), and suppress emits it.
+    pipe(&mut d, "in", "a", "x", 10);
+    d.commit().unwrap();
+    assert_eq!(
+        windowed_out(&mut d, "final", time(10)),
+        vec![(s("a"), 0, 10, Some(2), 6)]
     );
 }

@@ -39,6 +39,7 @@ pub struct ProcessorContext<'a> {
     pub(crate) task_id: TaskId,
     pub(crate) meta: &'a RecordMeta,
     pub(crate) stream_time: i64,
+    pub(crate) resumed_stream_time: i64,
     pub(crate) wall_clock: i64,
     pub(crate) collector: &'a mut RecordCollector,
     pub(crate) metrics: &'a mut TaskMetrics,
@@ -68,6 +69,14 @@ impl ProcessorContext<'_> {
     /// The task's stream time: the largest record timestamp processed so far.
     pub fn stream_time(&self) -> i64 {
         self.stream_time
+    }
+
+    /// The stream time the task resumed from when it opened: the one committed with its
+    /// input offsets before a restart or a move, `i64::MIN` when it started afresh.
+    /// Operators that keep a time of their own (the largest timestamp that reached them, as
+    /// windowed aggregations do) start from it, so what was closed before stays closed.
+    pub fn resumed_stream_time(&self) -> i64 {
+        self.resumed_stream_time
     }
 
     /// Wall-clock time in ms as the task sees it (the test driver sets it).

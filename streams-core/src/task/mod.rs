@@ -42,6 +42,7 @@ macro_rules! context {
             task_id: $task.id,
             meta: &$task.meta,
             stream_time: $task.stream_time,
+            resumed_stream_time: $task.resumed_stream_time,
             wall_clock: $task.wall_clock,
             collector: &mut $task.collector,
             metrics: &mut $task.metrics,
@@ -98,6 +99,8 @@ pub(crate) struct Task {
     hook_names: Vec<String>,
     schedules: Vec<Schedule>,
     stream_time: i64,
+    /// The stream time the task resumed from (`i64::MIN` for a task that starts afresh).
+    resumed_stream_time: i64,
     wall_clock: i64,
     collector: RecordCollector,
     metrics: TaskMetrics,
@@ -243,6 +246,7 @@ impl Task {
                 .collect(),
             schedules,
             stream_time: i64::MIN,
+            resumed_stream_time: i64::MIN,
             wall_clock: 0,
             collector: RecordCollector::new(env.partitions.clone()),
             metrics: TaskMetrics::default(),
@@ -294,6 +298,7 @@ impl Task {
     /// move are late after it too, as in Kafka Streams.
     pub(crate) fn resume_stream_time(&mut self, committed: i64) {
         self.stream_time = self.stream_time.max(committed);
+        self.resumed_stream_time = self.resumed_stream_time.max(committed);
     }
 
     /// Replays the stores' changelogs (only the tail past a valid checkpoint). Returns the

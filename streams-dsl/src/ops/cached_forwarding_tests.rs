@@ -149,6 +149,7 @@ fn topology(seen: &Seens) -> streams_core::Result<Topology> {
                 size_ms: WINDOW_MS,
                 grace_ms: windows.grace_ms(),
                 down,
+                observed: super::ObservedTime::default(),
             },
             windows,
             f: count_fn::<String, Option<u64>>(),

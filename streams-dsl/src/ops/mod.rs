@@ -31,6 +31,28 @@ pub(crate) type ValueMapper<K, V, V2> = Arc<dyn Fn(&K, &V) -> V2 + Send + Sync>;
 pub type BranchPredicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
 
 /// Encodes a value for a store, naming the node on failure.
+/// The largest timestamp that reached one operator: Kafka Streams' `observedStreamTime` of
+/// its window and session aggregations and of `suppress`, which close windows by it. Records
+/// the task read that never reached the operator (dropped at the source, filtered out, on
+/// another branch) do not move it. It starts from the task's resumed stream time, so a window
+/// closed before a restart or a move stays closed after it.
+#[derive(Debug, Default)]
+pub(crate) struct ObservedTime(Option<i64>);
+
+impl ObservedTime {
+    /// Takes in a record at `timestamp`; the time now.
+    pub(crate) fn observe(&mut self, ctx: &ProcessorContext<'_>, timestamp: i64) -> i64 {
+        let now = self.now(ctx).max(timestamp);
+        self.0 = Some(now);
+        now
+    }
+
+    /// The largest timestamp seen so far.
+    pub(crate) fn now(&self, ctx: &ProcessorContext<'_>) -> i64 {
+        self.0.unwrap_or_else(|| ctx.resumed_stream_time())
+    }
+}
+
 pub(crate) fn encode<T: 'static>(
     serde: &dyn Serde<T>,
     value: &T,

@@ -16,7 +16,7 @@ use streams_core::{
 };
 
 use super::aggregate::AggregateFn;
-use super::{decode, encode, record_error};
+use super::{decode, encode, record_error, ObservedTime};
 use crate::windowed::Windowed;
 use crate::windows::Window;
 
@@ -33,6 +33,8 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) f: AggregateFn<K, V, A>,
     pub(crate) merger: MergerFn<K, A>,
     pub(crate) down: Downstream<Windowed<K>, Change<A>>,
+    /// What closes sessions: the largest timestamp that reached this aggregation.
+    pub(crate) observed: ObservedTime,
 }
 
 impl<K: Clone + 'static, V: 'static, A: Clone + 'static> SessionAggregate<K, V, A> {
@@ -73,11 +75,12 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V>
                 "is the largest time (i64::MAX ms); a session cannot end after it",
             ));
         }
+        let stream_time = self.observed.observe(ctx, t);
         let kb = encode(self.key_serde.as_ref(), &rec.key, &self.name)?;
         let found = self.overlapping(&kb, t)?;
         let start = found.iter().map(|s| s.0).fold(t, i64::min);
         let last = found.iter().map(|s| s.1).fold(t, i64::max);
-        if session_window(start, last).closed(self.grace_ms, ctx.stream_time()) {
+        if session_window(start, last).closed(self.grace_ms, stream_time) {
             ctx.record_dropped(&self.name, "late");
             return Ok(());
         }

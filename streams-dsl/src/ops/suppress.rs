@@ -41,7 +41,7 @@ use streams_core::{
     Change, Downstream, Error, KvStoreRef, Processor, ProcessorContext, Rec, Result, Serde,
 };
 
-use super::{decode, encode};
+use super::{decode, encode, ObservedTime};
 use crate::suppressed::{BufferFull, TimeOf};
 
 /// Format version of a stored entry, its first byte.
@@ -174,6 +174,9 @@ pub(crate) struct Suppress<K, V> {
     seq: u64,
     bytes: usize,
     down: Downstream<K, Change<V>>,
+    /// What decides when an update's time has come: the largest timestamp that reached
+    /// this operator (Kafka Streams' `observedStreamTime`), not the task's stream time.
+    observed: ObservedTime,
 }
 
 /// What a [`Suppress`] is made of besides its options.
@@ -213,6 +216,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
             order: BTreeMap::new(),
             index: HashMap::new(),
             seq: 0,
+            observed: ObservedTime::default(),
             bytes: 0,
             down: parts.down,
         }
@@ -290,7 +294,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
 
     /// Emits every update whose time has come.
     fn evict(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<()> {
-        let stream_time = ctx.stream_time();
+        let stream_time = self.observed.now(ctx);
         while let Some(slot) = self.order.keys().next().cloned() {
             if slot.0.saturating_add(self.delay_ms) > stream_time {
                 break;
@@ -304,6 +308,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
 impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>> for Suppress<K, V> {
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, Change<V>>) -> Result<()> {
         self.load()?;
+        self.observed.observe(ctx, rec.timestamp);
         let kb = encode(self.key_serde.as_ref(), &rec.key, &self.name)?;
         let value = |v: &V| encode(self.value_serde.as_ref(), v, &self.name);
         let new = rec.value.new.as_ref().map(value).transpose()?;

@@ -5,6 +5,7 @@
 //! window store): the timestamp is what updates are forwarded with, and sliding windows need it
 //! to know where the records of a window lie. Invariants: a window is written only while open
 //! (`end + grace > stream time`); a record that reaches no open window is dropped as `"late"`.
+//! Stream time here is the aggregation's own ([`ObservedTime`]), as in Kafka Streams.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use streams_core::{
 };
 
 use super::aggregate::AggregateFn;
-use super::{decode, encode, forward_flushed_with, record_error};
+use super::{decode, encode, forward_flushed_with, record_error, ObservedTime};
 use crate::windowed::Windowed;
 use crate::windows::{SlidingWindows, TimeWindows, Window};
 
@@ -46,6 +47,8 @@ pub(crate) struct WindowedCore<K, A> {
     pub(crate) size_ms: i64,
     pub(crate) grace_ms: i64,
     pub(crate) down: Downstream<Windowed<K>, Change<A>>,
+    /// What closes windows: the largest timestamp that reached this aggregation.
+    pub(crate) observed: ObservedTime,
 }
 
 impl<K: Clone + 'static, A: Clone + 'static> WindowedCore<K, A> {
@@ -153,7 +156,7 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
     for TimeWindowAggregate<K, V, A>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
-        let stream_time = ctx.stream_time();
+        let stream_time = self.core.observed.observe(ctx, rec.timestamp);
         if rec.timestamp.checked_add(self.windows.size_ms()).is_none() {
             return Err(record_error(
                 ctx,
@@ -215,7 +218,7 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
     for SlidingWindowAggregate<K, V, A>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_>, rec: Rec<K, V>) -> Result<()> {
-        let stream_time = ctx.stream_time();
+        let stream_time = self.core.observed.observe(ctx, rec.timestamp);
         let (t, d) = (rec.timestamp, self.windows.time_difference_ms());
         // Its windows span `[t - d, t + d + 2)`.
         if t.checked_sub(d).is_none() || t.checked_add(d).and_then(|e| e.checked_add(2)).is_none() {
@@ -246,6 +249,7 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
         let mut ends_before: Option<(i64, A)> = None;
         let mut holds_after: Option<(i64, A)> = None;
         let mut previous: Option<i64> = None;
+        let mut repeat = false;
         let mut starts = Vec::with_capacity(existing.len());
         for (start, max_ts, agg) in existing {
             starts.push(start);
@@ -263,6 +267,8 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
             }
             if end == t {
                 left_exists = true;
+                // A record at `t` came before: the windows it needs exist or were closed.
+                repeat |= max_ts >= t;
             } else {
                 holds_after = Some((max_ts, agg.clone()));
             }
@@ -271,26 +277,31 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V>
                 writes.push((start, Some(agg), (max_ts.max(t), new)));
             }
         }
-        if !left_exists && !closed(t - d) {
-            let seed = ends_before
-                .filter(|(max_ts, _)| *max_ts >= t - d)
-                .map(|(_, agg)| agg);
-            let new = (self.f)(&rec.key, rec.value.clone(), seed);
-            writes.push((t - d, None, (t, new)));
-        }
-        if let Some(p) = previous.filter(|p| *p >= t - d) {
-            let start = p + 1;
-            if !starts.contains(&start) && !closed(start) {
-                let new = (self.f)(&rec.key, rec.value.clone(), None);
-                writes.push((start, None, (t, new)));
+        // Updates go out in Kafka Streams' order: the existing windows latest start first (it
+        // walks the store backwards), then the previous record's new right window, the
+        // record's left window and its right window.
+        writes.reverse();
+        if !repeat {
+            if let Some(p) = previous.filter(|p| *p >= t - d) {
+                let start = p + 1;
+                if !starts.contains(&start) && !closed(start) {
+                    let new = (self.f)(&rec.key, rec.value.clone(), None);
+                    writes.push((start, None, (t, new)));
+                }
+            }
+            if !left_exists && !closed(t - d) {
+                let seed = ends_before
+                    .filter(|(max_ts, _)| *max_ts >= t - d)
+                    .map(|(_, agg)| agg);
+                let new = (self.f)(&rec.key, rec.value.clone(), seed);
+                writes.push((t - d, None, (t, new)));
+            }
+            if !right_exists {
+                if let Some((max_ts, agg)) = holds_after.filter(|(max_ts, _)| *max_ts > t) {
+                    writes.push((t + 1, None, (max_ts, agg)));
+                }
             }
         }
-        if !right_exists {
-            if let Some((max_ts, agg)) = holds_after.filter(|(max_ts, _)| *max_ts > t) {
-                writes.push((t + 1, None, (max_ts, agg)));
-            }
-        }
-        writes.sort_by_key(|w| w.0);
         for (start, old, new) in writes {
             self.core.write(ctx, &rec.key, &kb, start, old, new)?;
         }
