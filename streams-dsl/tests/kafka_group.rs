@@ -693,28 +693,29 @@ fn broker_pause(_: &str) {
     broker.signal("-CONT");
     // A broker thawed after a freeze drops connections and fails metadata requests for a
     // while (seen: more than 10 s). The application under test rides that out with its task
-    // timeout; the test's own writes wait until the broker answers a fresh client again,
-    // and that client's appends ride out what is left of it (seen: an append timing out
-    // after 10 s though the metadata answered), idempotent so that its retries add nothing.
+    // timeout; the test's own writes wait until the broker answers a fresh client again
+    // (asked with short timeouts: a first request of a new client can hang for minutes), and
+    // then go through a client whose appends ride out what is left of it (seen: an append
+    // timing out after 10 s though the metadata answered), idempotent so that its retries
+    // add nothing.
     let thawed = Instant::now();
-    let writer = || {
-        kafka_config(&broker.servers(), None)
-            .with_timeout(WAIT)
-            .with_producer_property("enable.idempotence", "true")
-    };
-    s.log = loop {
-        let answered = KafkaLog::connect(writer()).and_then(|log| {
+    loop {
+        let answered = KafkaLog::connect(kafka_config(&broker.servers(), None)).and_then(|log| {
             log.describe_topic(&s.names.topic("payments"))?;
             Ok(log)
         });
         match answered {
-            Ok(log) => break log,
+            Ok(_) => break,
             Err(e) if e.is_retriable() && thawed.elapsed() < WAIT => {
                 std::thread::sleep(Duration::from_millis(500))
             }
             Err(e) => panic!("the broker did not answer again after the freeze: {e}"),
         }
-    };
+    }
+    let writer = kafka_config(&broker.servers(), None)
+        .with_timeout(WAIT)
+        .with_producer_property("enable.idempotence", "true");
+    s.log = KafkaLog::connect(writer).unwrap();
     s.phase();
     s.wait_caught_up(&[&a]);
     a.terminate();
