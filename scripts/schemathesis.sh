@@ -23,9 +23,15 @@ cargo build --workspace --features "$STREAMS_TEST_FEATURES" --locked -q -p strea
 bin="$CARGO_TARGET_DIR/debug/exchange-rates"
 work=$(mktemp -d)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+stop() {
+  if [ -n "$pid" ]; then kill "$pid" 2> /dev/null || true; wait "$pid" 2> /dev/null || true; fi
+  rm -rf "$work"
+}
+trap stop EXIT
 token="schemathesis-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 printf 'http.bearer.token=%s\n' "$token" > "$work/app.properties"
+# The example's store, so that generated requests reach it rather than 404 on a random name.
+printf '[parameters]\n"path.store" = "rates-store"\n' > "$work/schemathesis.toml"
 "$bin" --config "$work/app.properties" --state-dir "$work/state" --http 127.0.0.1:0 \
   --updates examples/data/rates.csv 2> "$work/stderr" &
 pid=$!
@@ -39,7 +45,8 @@ done
 if [ -z "$addr" ]; then cat "$work/stderr" >&2; echo "the example did not start" >&2; exit 1; fi
 echo "==> schemathesis against http://$addr/openapi.json" >&2
 run() {
-  "$venv/bin/st" run "http://$addr/openapi.json" --checks all --max-examples "$examples" \
+  "$venv/bin/st" --config-file "$work/schemathesis.toml" run "http://$addr/openapi.json" \
+    --checks all --max-examples "$examples" \
     --seed 1 --no-color "$@"
 }
 run --header "Authorization: Bearer $token"

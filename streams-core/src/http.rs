@@ -19,7 +19,9 @@
 //! | `GET /readyz` | 200 when this instance's tasks run; else 503 with the restores' progress |
 //! | `GET /metrics` | OpenMetrics text (Prometheus scrapes it), see [`MetricsCollector`](crate::MetricsCollector) |
 //!
-//! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key, 400 for a key, bound,
+//! Errors are JSON `{"error":"…"}`: 404 for an unknown store or key (or a route the store's
+//! kind has not, or the owner of a key when this instance set no `application.server`), 400
+//! for a key, bound,
 //! `limit` or `cursor` that does not parse, 401 without the bearer token when the server has
 //! one (see `auth`), 503 with `Retry-After` while the store's task is being restored or
 //! moved, or while it is not known which instance holds it, 500 otherwise. Store reads block
@@ -348,7 +350,16 @@ impl QueryServer {
         let store = store.to_string();
         Arc::new(move |raw: String| {
             let key: K = parse_key(&raw)?;
-            let m = shared.query_metadata_for_key(&store, &key, &*keys)?;
+            let m = shared
+                .query_metadata_for_key(&store, &key, &*keys)
+                .map_err(|e| match &e {
+                    // This instance's configuration, not the request, lacks it: there is no
+                    // instance to name.
+                    Error::Config { key, .. } if key == "application.server" => {
+                        HttpError::not_found(e.report().to_string())
+                    }
+                    _ => HttpError::from(e),
+                })?;
             Ok(route::key_metadata_json(to_json(&key)?, &m))
         })
     }
@@ -440,8 +451,12 @@ async fn list(State(s): Server) -> Json<Value> {
     ))
 }
 
+/// 404: the route does not exist for a store of this kind (a window read of a key-value
+/// store, say).
 pub(super) fn unsupported(store: &str, kind: &str) -> HttpError {
-    HttpError::bad_request(format!("store `{store}` is a {kind} store; see /stores"))
+    HttpError::not_found(format!(
+        "store `{store}` is a {kind} store, which this route does not read; see /stores"
+    ))
 }
 
 async fn get_key(
