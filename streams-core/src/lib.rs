@@ -91,9 +91,9 @@ pub use runtime::{is_internal_topic, ApplicationReset, OffsetMove, ResetPlan, Re
 pub use runtime::{
     Cursor, ExceptionHandler, ExceptionResponse, GlobalQuery, HostInfo, KeyQueryMetadata,
     KeyValueQuery, LatencyHistogram, MetricsCollector, OffsetReset, Page, PageLimit,
-    ProcessingGuarantee, Properties, RestoreProgress, SessionQuery, StateRestoreListener, Streams,
-    StreamsConfig, StreamsMetadata, StreamsMetrics, StreamsState, TaskSnapshot, ThreadMetrics,
-    WindowQuery, LATENCY_BUCKETS, PUBLISH_INTERVAL,
+    ProcessingGuarantee, Properties, RestoreProgress, RocksDbFigures, SessionQuery,
+    StateRestoreListener, Streams, StreamsConfig, StreamsMetadata, StreamsMetrics, StreamsState,
+    TaskSnapshot, ThreadMetrics, WindowQuery, LATENCY_BUCKETS, PUBLISH_INTERVAL,
 };
 pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,

@@ -231,10 +231,14 @@ fn write(log: &dyn Log) {
     log.append(&tp, &records).unwrap();
 }
 
+/// RocksDB's memory budget in these tests.
+const ROCKSDB_BYTES: usize = 48 << 20;
+
 fn config(dir: &std::path::Path) -> StreamsConfig {
     StreamsConfig::new(APP, dir)
         .with_threads(1)
         .with_commit_interval(Duration::from_millis(50))
+        .with_rocksdb_memory(ROCKSDB_BYTES, 8 << 20)
 }
 
 fn thread_labels(t: &ThreadMetrics) -> BTreeMap<String, String> {
@@ -288,8 +292,26 @@ fn check_snapshot(snapshot: &StreamsMetrics) {
             "streams_task_restored_records",
             "streams_task_restore_seconds",
             "streams_task_stream_time_seconds",
+            "streams_rocksdb_block_cache_usage_bytes",
+            "streams_rocksdb_memtable_bytes",
+            "streams_rocksdb_memory_limit_bytes",
         ],
         "gauge",
+    );
+    // RocksDB's memory, application-wide: the budget as configured, the shared cache in use
+    // (the memtables of a store that was written reserve their share of it), within it.
+    let app = labels(&[("application_id", APP)]);
+    let rocks = |name: &str| value(&families, name, &app);
+    assert_eq!(
+        rocks("streams_rocksdb_memory_limit_bytes"),
+        ROCKSDB_BYTES as f64
+    );
+    let used = rocks("streams_rocksdb_block_cache_usage_bytes");
+    assert!(used > 0.0, "{:?}", snapshot.rocksdb);
+    assert!(used <= ROCKSDB_BYTES as f64 * 1.1, "{:?}", snapshot.rocksdb);
+    assert_eq!(
+        rocks("streams_rocksdb_memtable_bytes"),
+        snapshot.rocksdb.memtable_bytes as f64
     );
     kinds(
         &[

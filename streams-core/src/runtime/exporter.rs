@@ -370,5 +370,27 @@ fn encode(
         "Records dropped by processors, by reason.",
         COUNTER,
     );
-    family(&mut encoder, desc, rows)
+    family(&mut encoder, desc, rows)?;
+    let r = &metrics.rocksdb;
+    for (name, help, value) in [
+        (
+            "streams_rocksdb_block_cache_usage_bytes",
+            "Bytes charged to RocksDB's shared block cache (blocks and memtable reservations).",
+            r.block_cache_usage_bytes,
+        ),
+        (
+            "streams_rocksdb_memtable_bytes",
+            "Bytes held by the memtables of every RocksDB store.",
+            r.memtable_bytes,
+        ),
+        (
+            "streams_rocksdb_memory_limit_bytes",
+            "RocksDB's memory budget (rocksdb.memory.bytes).",
+            r.limit_bytes,
+        ),
+    ] {
+        let rows = std::iter::once((vec![app()], gauge_u64(value)));
+        family(&mut encoder, (name, help, GAUGE), rows)?;
+    }
+    Ok(())
 }

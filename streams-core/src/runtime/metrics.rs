@@ -183,6 +183,21 @@ pub struct StreamsMetrics {
     pub threads: BTreeMap<usize, ThreadMetrics>,
     /// Per task currently assigned.
     pub tasks: BTreeMap<TaskId, TaskSnapshot>,
+    /// RocksDB's memory, application-wide (one budget shared by every store).
+    pub rocksdb: RocksDbFigures,
+}
+
+/// RocksDB's use of the application's memory budget (`rocksdb.memory.bytes`), as its block
+/// cache and write-buffer manager count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RocksDbFigures {
+    /// Bytes charged to the shared block cache: data, index and filter blocks, and the
+    /// memtables' reservations.
+    pub block_cache_usage_bytes: u64,
+    /// Bytes held by the memtables of every store.
+    pub memtable_bytes: u64,
+    /// The budget: `rocksdb.memory.bytes`.
+    pub limit_bytes: u64,
 }
 
 impl StreamsMetrics {

@@ -70,7 +70,7 @@ pub use host::HostInfo;
 pub(crate) use metadata::Route;
 pub use metadata::{KeyQueryMetadata, StreamsMetadata};
 pub use metrics::{
-    LatencyHistogram, RestoreProgress, StreamsMetrics, TaskSnapshot, ThreadMetrics,
+    LatencyHistogram, RestoreProgress, RocksDbFigures, StreamsMetrics, TaskSnapshot, ThreadMetrics,
     LATENCY_BUCKETS, PUBLISH_INTERVAL,
 };
 pub use page::{Cursor, Page, PageLimit};

@@ -43,7 +43,14 @@ impl StreamThread {
             ));
         }
         self.last_publish = Instant::now();
+        let memory = &self.env.resources.rocksdb;
+        let rocksdb = super::metrics::RocksDbFigures {
+            block_cache_usage_bytes: memory.usage_bytes() as u64,
+            memtable_bytes: memory.memtable_usage_bytes() as u64,
+            limit_bytes: memory.total_bytes() as u64,
+        };
         let mut metrics = self.shared.metrics.lock();
+        metrics.rocksdb = rocksdb;
         metrics.threads.insert(self.index, self.metrics.clone());
         metrics.tasks.retain(|_, t| t.thread != self.name);
         metrics.tasks.extend(snapshots);
