@@ -25,6 +25,7 @@
 //! seconds, never an endless stream of thread replacements.
 
 mod assignor;
+mod choices;
 mod commit;
 mod config;
 mod exporter;
