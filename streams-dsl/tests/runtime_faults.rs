@@ -793,3 +793,135 @@ fn a_committed_offset_out_of_range_under_none_stops_with_a_clear_error() {
         assert!(text.contains("auto.offset.reset is none"), "{text}");
     }
 }
+
+/// A tmpfs of `bytes` mounted at `path` for the life of the value: a disk that fills up. The
+/// test machines run the suite as root, which mounting needs.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, bytes: u64) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting a {bytes}-byte tmpfs at {} for the disk-full test failed (it needs root): {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Fills what is left of the disk with one file; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        loop {
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling {}: {e}", filler.display()),
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_application_with_a_clear_error_and_loses_nothing_once_space_returns() {
+    let (app, store) = ("faults-full", "counts-full");
+    logs();
+    let state = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&state.path().join("disk"), 8 << 20);
+    let log = Arc::new(EmbeddedLog::open(disk.path.join("log")).unwrap());
+    let start = |timeout: Duration| {
+        let config = config(state.path(), app).with_task_timeout(timeout);
+        let streams = Streams::new(counting(store), config, log.clone()).unwrap();
+        streams.start().unwrap();
+        streams
+    };
+    // A first run on room to spare makes the topics; then more input comes, and the disk fills.
+    let mut input = write_input(&*log, "input", PARTITIONS, 1_000, 20);
+    let first = start(WAIT);
+    first.wait_until_caught_up(WAIT).unwrap();
+    first.close().unwrap();
+    for (i, (k, v)) in (0..2_000)
+        .map(|i| (format!("k{}", i % 20), format!("more{i}")))
+        .enumerate()
+    {
+        let tp = TopicPartition::new("input", partition_for_key(k.as_bytes(), PARTITIONS));
+        log.append(
+            &tp,
+            &[Record::new(k.as_str(), v.as_str(), 10_000 + i as i64)],
+        )
+        .unwrap();
+        input.push((k, v));
+    }
+    let filler = disk.fill();
+
+    // The changelog and output appends fail for want of space: retried, then, past the task
+    // timeout, the application stops with an error that says so, without a flood of lines.
+    let full = start(Duration::from_secs(3));
+    let began = Instant::now();
+    while full.state() != StreamsState::Error {
+        assert!(
+            began.elapsed() < WAIT,
+            "still {} on a full disk after {WAIT:?}",
+            full.state()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let error = full
+        .error()
+        .map(|e| e.report().to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("No space left on device") && error.contains(&*disk.path.to_string_lossy()),
+        "the error does not name the full disk: {error}"
+    );
+    let _ = full.close();
+    let lines = lines_of(app, "No space left on device");
+    println!("a full disk: {lines} log lines, then: {error}");
+    assert!(
+        (1..=50).contains(&lines),
+        "{lines} log lines about the full disk"
+    );
+
+    // Space comes back: a restart counts every record, none lost (at least once: some twice).
+    std::fs::remove_file(&filler).unwrap();
+    let again = start(WAIT);
+    again.wait_until_caught_up(WAIT).unwrap();
+    let served: BTreeMap<String, i64> = again
+        .key_value_store(store, Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    again.close().unwrap();
+    for (k, n) in reference_counts(&input) {
+        assert!(
+            served[&k] >= n,
+            "{k}: {} < {n}: a record was lost",
+            served[&k]
+        );
+    }
+}
