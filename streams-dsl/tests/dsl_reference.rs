@@ -1018,6 +1018,7 @@ const SEEDS: [u64; 3] = [1, 2, 3];
 /// deviations, not settled yet). Cases of these topologies that differ are reported, not
 /// failed; `KSTREAMS_REFERENCE_STRICT=1` fails the open ones too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // no open deviation is known now; the next one found is added as `Open`
 enum Known {
     Deliberate(&'static str),
     Open(&'static str),
@@ -1035,8 +1036,8 @@ fn known(topo: &Topo) -> Option<Known> {
         Topo::Windowed {
             kind: WindowKind::Sliding,
             ..
-        } => Some(Known::Open(
-            "sliding windows: Kafka Streams' window store hides windows older than its retention from a late record",
+        } => Some(Known::Deliberate(
+            "sliding windows: a record within grace finds the windows it belongs to (Kafka Streams' store retention, 2d + grace, can hide its previous record's)",
         )),
         Topo::StreamStream {
             mode: Mode::Left | Mode::Outer,
