@@ -86,8 +86,9 @@ fn windowed_table<K: Clone + 'static, A: Clone + 'static>(
 /// let out = driver.read_output_typed("out", &keys, &OptionSerde(I64Serde))?;
 /// let windows: Vec<(i64, i64, Option<i64>)> =
 ///     out.iter().map(|(w, v, _)| (w.window.start, w.window.end, *v)).collect();
-/// // [90, 100], then [95, 105] (both records) and [101, 111] (the right window of 100).
-/// assert_eq!(windows, vec![(90, 101, Some(20)), (95, 106, Some(25)), (101, 112, Some(25))]);
+/// // [90, 100]; then, in Kafka Streams' order, [101, 111] (the right window of 100, which 105
+/// // opens) and [95, 105] (105's left window, both records).
+/// assert_eq!(windows, vec![(90, 101, Some(20)), (101, 112, Some(25)), (95, 106, Some(25))]);
 /// # Ok::<(), streams_core::Error>(())
 /// ```
 pub struct TimeWindowedKStream<K, V> {
