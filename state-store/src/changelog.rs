@@ -101,6 +101,10 @@ macro_rules! delegate_state_store {
             self.inner.restore_batch(batch)
         }
 
+        fn rocksdb_figures(&self) -> Option<crate::store::RocksDbStoreFigures> {
+            self.inner.rocksdb_figures()
+        }
+
         fn wipe(&mut self) -> Result<(), StoreError> {
             self.inner.wipe()
         }

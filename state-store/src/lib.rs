@@ -54,7 +54,8 @@ pub use rocks::{
 };
 pub use session::{ReadOnlySessionStore, SessionIter, SessionKey, SessionStore};
 pub use store::{
-    ChangelogRecord, FlushedEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
+    ChangelogRecord, FlushedEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore,
+    RocksDbStoreFigures, StateStore,
 };
 pub use timestamped::{
     decode_timestamped, encode_timestamped, push_timestamp_prefix, TIMESTAMP_PREFIX_LEN,

@@ -18,7 +18,8 @@ use rocksdb::{
 
 use crate::error::StoreError;
 use crate::store::{
-    ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
+    ChangelogRecord, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, RocksDbStoreFigures,
+    StateStore,
 };
 
 /// Default bound for block cache + memtables of the whole application: 64 MiB.
@@ -239,6 +240,20 @@ fn remove_all(name: &str, path: &Path) -> Result<(), StoreError> {
 impl StateStore for RocksDbKeyValueStore {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn rocksdb_figures(&self) -> Option<RocksDbStoreFigures> {
+        let db = self.db.as_ref()?;
+        // A property RocksDB cannot give reads as 0: these are figures, not facts to act on.
+        let int = |name: &str| db.property_int_value(name).ok().flatten().unwrap_or(0);
+        Some(RocksDbStoreFigures {
+            pending_compaction_bytes: int("rocksdb.estimate-pending-compaction-bytes"),
+            running_compactions: int("rocksdb.num-running-compactions"),
+            write_stopped: int("rocksdb.is-write-stopped") != 0,
+            delayed_write_rate: int("rocksdb.actual-delayed-write-rate"),
+            live_sst_bytes: int("rocksdb.live-sst-files-size"),
+            estimated_keys: int("rocksdb.estimate-num-keys"),
+        })
     }
 
     fn persistent(&self) -> bool {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use crate::error::StoreError;
 use crate::memory::InMemoryKeyValueStore;
 use crate::rocks::{RocksDbKeyValueStore, RocksDbMemory};
-use crate::store::{ChangelogRecord, KeyValueStore, StateStore};
+use crate::store::{ChangelogRecord, KeyValueStore, RocksDbStoreFigures, StateStore};
 
 /// Where segments live.
 #[derive(Debug, Clone)]
@@ -89,6 +89,10 @@ impl<S: KeySchema> StateStore for SegmentedStore<S> {
 
     fn close(&mut self) -> Result<(), StoreError> {
         self.segments.close()
+    }
+
+    fn rocksdb_figures(&self) -> Option<RocksDbStoreFigures> {
+        self.segments.rocksdb_figures()
     }
 
     fn restore_batch(&mut self, batch: &[ChangelogRecord]) -> Result<(), StoreError> {
@@ -310,6 +314,18 @@ impl Segments {
             }
         }
         Ok(())
+    }
+
+    /// RocksDB's figures summed over the segments; `None` for in-memory segments.
+    pub(crate) fn rocksdb_figures(&self) -> Option<RocksDbStoreFigures> {
+        if !matches!(self.backend, SegmentBackend::RocksDb { .. }) {
+            return None;
+        }
+        let all = self
+            .segments
+            .values()
+            .filter_map(|s| s.store().rocksdb_figures());
+        Some(all.fold(RocksDbStoreFigures::default(), RocksDbStoreFigures::combine))
     }
 
     pub(crate) fn flush(&mut self) -> Result<(), StoreError> {

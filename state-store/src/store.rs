@@ -80,6 +80,54 @@ pub trait StateStore: Send {
 
     /// Deletes all local data (used when no valid checkpoint exists, before a full restore).
     fn wipe(&mut self) -> Result<(), StoreError>;
+
+    /// RocksDB's own figures for this store, summed over its RocksDB instances (a window or
+    /// session store has one per segment); `None` for a store that keeps no RocksDB.
+    fn rocksdb_figures(&self) -> Option<RocksDbStoreFigures> {
+        None
+    }
+}
+
+/// What RocksDB reports about one store (its `rocksdb.*` properties).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RocksDbStoreFigures {
+    /// Bytes compaction would have to rewrite to bring every level within its target
+    /// (`rocksdb.estimate-pending-compaction-bytes`).
+    pub pending_compaction_bytes: u64,
+    /// Compactions running now.
+    pub running_compactions: u64,
+    /// Whether RocksDB stopped writes (too many memtables or level-0 files, too much pending
+    /// compaction) in any of the store's instances.
+    pub write_stopped: bool,
+    /// The rate RocksDB slows writes to, bytes per second (0: not slowed), the lowest over the
+    /// store's instances that slow them.
+    pub delayed_write_rate: u64,
+    /// Bytes of the SST files the store's current versions use.
+    pub live_sst_bytes: u64,
+    /// RocksDB's estimate of the keys the store holds.
+    pub estimated_keys: u64,
+}
+
+impl RocksDbStoreFigures {
+    /// The figures of two instances of one store, together.
+    pub fn combine(self, other: RocksDbStoreFigures) -> RocksDbStoreFigures {
+        let delayed = match (self.delayed_write_rate, other.delayed_write_rate) {
+            (0, r) | (r, 0) => r,
+            (a, b) => a.min(b),
+        };
+        RocksDbStoreFigures {
+            pending_compaction_bytes: self
+                .pending_compaction_bytes
+                .saturating_add(other.pending_compaction_bytes),
+            running_compactions: self
+                .running_compactions
+                .saturating_add(other.running_compactions),
+            write_stopped: self.write_stopped || other.write_stopped,
+            delayed_write_rate: delayed,
+            live_sst_bytes: self.live_sst_bytes.saturating_add(other.live_sst_bytes),
+            estimated_keys: self.estimated_keys.saturating_add(other.estimated_keys),
+        }
+    }
 }
 
 /// Read access to a key-value store.

@@ -68,10 +68,10 @@ pub use error::{Error, ErrorClass, RecordPart, Report, Result, SerdeError};
 pub use handler::{dead_letter_headers, RecordErrorHandler};
 pub use ids::{TaskId, TopicName};
 pub use log::{
-    validate_topic_name, AppendInfo, CleanupPolicy, EmbeddedLog, EmbeddedLogConfig, Fetch,
-    FsyncPolicy, GroupDescription, GroupMember, GroupMembership, GroupOffsets, IsolationLevel, Log,
-    LogRepair, MaintenanceReport, MemoryLog, OffsetCommit, RebalanceListener, TopicConfig, TxnId,
-    MAX_IN_PROCESS_PARTITIONS,
+    validate_topic_name, AppendInfo, CleanupPolicy, ClientFigures, EmbeddedLog, EmbeddedLogConfig,
+    Fetch, FsyncPolicy, GroupDescription, GroupMember, GroupMembership, GroupOffsets,
+    IsolationLevel, Log, LogRepair, MaintenanceReport, MemoryLog, OffsetCommit, RebalanceListener,
+    TopicConfig, TxnId, MAX_IN_PROCESS_PARTITIONS,
 };
 #[cfg(feature = "kafka")]
 pub use log::{KafkaLog, KafkaLogConfig};
@@ -99,6 +99,7 @@ pub use serdes::{
     BincodeSerde, BytesSerde, DefaultSerde, I32Serde, I64Serde, JsonSerde, OptionSerde, Serde,
     StringSerde, U32Serde, U64Serde, UnitSerde,
 };
+pub use state_store::RocksDbStoreFigures;
 pub use topology::{
     GlobalStoreSpec, Instantiation, InternalTopicKind, NodeId, NodeRef, StoreKind, StoreSpec,
     SubTopology, Topology, TopologyBuilder,

@@ -461,3 +461,52 @@ fn kafka_topics_are_deleted_and_can_be_created_again() {
         log.committed_offset(&group, &tp).unwrap()
     });
 }
+
+#[test]
+fn kafka_clients_report_their_statistics() {
+    let config = kafka_broker::config().with_property("statistics.interval.ms", "200");
+    let log = KafkaLog::connect(config).unwrap();
+    let topic = unique("statistics");
+    log.create_topic(&topic, TopicConfig::new(1)).unwrap();
+    let tp = TopicPartition::new(topic.as_str(), 0);
+    let records: Vec<Record> = (0..10)
+        .map(|i| Record::new(format!("k{i}"), "v", 1 + i))
+        .collect();
+    log.append(&tp, &records).unwrap();
+    // A read of the first 4 leaves a reader 6 records short of the end. A client reports
+    // while it is polled, so the reader is asked for one more now and then.
+    let fetch = log.read(&tp, 0, 4, RU).unwrap();
+    assert_eq!(fetch.records.len(), 4);
+    let mut next = fetch.next_offset;
+    let key = (topic.clone(), 0);
+    let started = Instant::now();
+    loop {
+        let figures = log.client_figures();
+        let reader = figures
+            .iter()
+            .find(|c| c.kind == "consumer" && c.consumer_lag.contains_key(&key))
+            .filter(|r| !r.broker_rtt.is_empty());
+        if let Some(reader) = reader {
+            assert!(
+                reader
+                    .broker_rtt
+                    .values()
+                    .all(|rtt| *rtt > 0.0 && *rtt < 60.0),
+                "{reader:?}"
+            );
+            // From the offset the reader handed out last when it reported (statistics are up
+            // to an interval old): at most the 6 left after the first read.
+            let lag = reader.consumer_lag[&key];
+            assert!((0..=6).contains(&lag), "lag {lag} at {next}: {figures:?}");
+            assert!(figures.iter().any(|c| c.kind == "producer"), "{figures:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no statistics within 30 s: {figures:?}"
+        );
+        let fetch = log.read(&tp, next, 1, RU).unwrap();
+        next = fetch.next_offset;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -313,6 +313,40 @@ fn check_snapshot(snapshot: &StreamsMetrics) {
         rocks("streams_rocksdb_memtable_bytes"),
         snapshot.rocksdb.memtable_bytes as f64
     );
+    // RocksDB's own figures, per task and store: one series for each store of each task,
+    // as the snapshot has them; the count store knows it holds keys.
+    let stores: Vec<(&TaskId, &String, &streams_core::RocksDbStoreFigures)> = snapshot
+        .tasks
+        .iter()
+        .flat_map(|(id, t)| t.rocksdb.iter().map(move |(s, f)| (id, s, f)))
+        .collect();
+    assert!(
+        !stores.is_empty(),
+        "no RocksDB store in {:?}",
+        snapshot.tasks
+    );
+    for (id, store, f) in &stores {
+        let l = labels(&[
+            ("application_id", APP),
+            ("task", &id.to_string()),
+            ("store", store),
+        ]);
+        let keys = value(&families, "streams_rocksdb_estimated_keys", &l);
+        assert_eq!(keys, f.estimated_keys as f64, "{id} {store}");
+        assert_eq!(value(&families, "streams_rocksdb_write_stopped", &l), 0.0);
+        assert_eq!(
+            value(&families, "streams_rocksdb_pending_compaction_bytes", &l),
+            f.pending_compaction_bytes as f64
+        );
+    }
+    assert!(
+        stores.iter().any(|(_, _, f)| f.estimated_keys > 0),
+        "no store holds keys: {stores:?}"
+    );
+    assert_eq!(
+        families["streams_rocksdb_live_sst_bytes"].samples.len(),
+        stores.len()
+    );
     kinds(
         &[
             "streams_thread_commit_latency_seconds",
@@ -511,4 +545,49 @@ fn label_values_with_quotes_backslashes_and_line_feeds_are_escaped() {
         value(&families, "streams_thread_records_processed_total", &l),
         7.0
     );
+}
+
+#[test]
+fn what_the_log_clients_report_is_exported_per_client_broker_and_partition() {
+    let mut snapshot = StreamsMetrics::default();
+    let mut consumer = streams_core::ClientFigures::default();
+    consumer.client = "rdkafka#consumer-2".into();
+    consumer.kind = "consumer".into();
+    consumer
+        .broker_rtt
+        .insert("127.0.0.1:9092/1".into(), 0.0025);
+    consumer.consumer_lag.insert(("in\"put".into(), 3), 42);
+    let mut producer = streams_core::ClientFigures::default();
+    producer.client = "rdkafka#producer-1".into();
+    producer.kind = "producer".into();
+    producer.queued_messages = 7;
+    snapshot.clients = vec![consumer, producer];
+    let text = snapshot.to_prometheus(APP);
+    let families = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let rtt = labels(&[
+        ("application_id", APP),
+        ("client", "rdkafka#consumer-2"),
+        ("broker", "127.0.0.1:9092/1"),
+    ]);
+    assert_eq!(
+        value(&families, "streams_kafka_broker_rtt_seconds", &rtt),
+        0.0025
+    );
+    let lag = labels(&[
+        ("application_id", APP),
+        ("client", "rdkafka#consumer-2"),
+        ("topic", "in\"put"),
+        ("partition", "3"),
+    ]);
+    assert_eq!(
+        value(&families, "streams_kafka_consumer_lag_records", &lag),
+        42.0
+    );
+    let queue = labels(&[("application_id", APP), ("client", "rdkafka#producer-1")]);
+    assert_eq!(
+        value(&families, "streams_kafka_producer_queue_messages", &queue),
+        7.0
+    );
+    let queues = &families["streams_kafka_producer_queue_messages"].samples;
+    assert_eq!(queues.len(), 1, "only producers have a queue: {queues:?}");
 }

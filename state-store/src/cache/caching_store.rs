@@ -133,6 +133,11 @@ impl<S: Shape> StateStore for CachingStore<S> {
             .unwrap_or(false)
     }
 
+    fn rocksdb_figures(&self) -> Option<crate::store::RocksDbStoreFigures> {
+        let mut g = self.cache.inner.lock();
+        g.ns(self.ns).ok()?.backing.state().rocksdb_figures()
+    }
+
     fn flush(&mut self) -> Result<(), StoreError> {
         self.check_open()?;
         self.cached(|c, out| {

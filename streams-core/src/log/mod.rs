@@ -20,6 +20,8 @@ pub use embedded::{EmbeddedLog, EmbeddedLogConfig, FsyncPolicy, LogRepair, Maint
 pub use kafka::{KafkaLog, KafkaLogConfig};
 pub use memory::MemoryLog;
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
 use crate::record::{Record, StoredRecord, TopicPartition};
 
@@ -508,4 +510,29 @@ pub trait Log: Send + Sync {
         let _ = group;
         Ok(None)
     }
+
+    /// What the log's network clients report about themselves (on Kafka, librdkafka's
+    /// statistics, every `statistics.interval.ms`): one entry per client that reported
+    /// lately. Logs without clients (the embedded log, memory) have none.
+    fn client_figures(&self) -> Vec<ClientFigures> {
+        Vec::new()
+    }
+}
+
+/// What one client of a networked log last reported about itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ClientFigures {
+    /// The client's name (librdkafka's handle name, `rdkafka#consumer-3`).
+    pub client: String,
+    /// `producer` or `consumer`.
+    pub kind: String,
+    /// Messages waiting in the producer's queues.
+    pub queued_messages: u64,
+    /// Per broker (`host:port/id`): the mean round-trip time of its requests over the last
+    /// interval, in seconds.
+    pub broker_rtt: BTreeMap<String, f64>,
+    /// Per partition the client reads: the records between the offset it handed out last and
+    /// the partition's end (its last stable offset), as the client knows them.
+    pub consumer_lag: BTreeMap<(String, u32), i64>,
 }

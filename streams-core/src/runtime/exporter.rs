@@ -371,6 +371,7 @@ fn encode(
         COUNTER,
     );
     family(&mut encoder, desc, rows)?;
+    encode_store_figures(&ids, application_id, &mut encoder)?;
     let r = &metrics.rocksdb;
     for (name, help, value) in [
         (
@@ -392,5 +393,121 @@ fn encode(
         let rows = std::iter::once((vec![app()], gauge_u64(value)));
         family(&mut encoder, (name, help, GAUGE), rows)?;
     }
+    encode_clients(&metrics.clients, application_id, &mut encoder)
+}
+
+type StoreValue = fn(&state_store::RocksDbStoreFigures) -> u64;
+
+/// Per task and store: (name, help, value); all gauges.
+const STORE_FAMILIES: &[(&str, &str, StoreValue)] = &[
+    (
+        "streams_rocksdb_pending_compaction_bytes",
+        "Bytes RocksDB's compaction would rewrite to bring the store's levels within their targets.",
+        |f| f.pending_compaction_bytes,
+    ),
+    (
+        "streams_rocksdb_running_compactions",
+        "Compactions running in the store.",
+        |f| f.running_compactions,
+    ),
+    (
+        "streams_rocksdb_write_stopped",
+        "1 while RocksDB stops writes to the store (a write stall).",
+        |f| u64::from(f.write_stopped),
+    ),
+    (
+        "streams_rocksdb_delayed_write_rate_bytes",
+        "Bytes per second RocksDB slows the store's writes to (0: not slowed).",
+        |f| f.delayed_write_rate,
+    ),
+    (
+        "streams_rocksdb_live_sst_bytes",
+        "Bytes of the SST files the store uses.",
+        |f| f.live_sst_bytes,
+    ),
+    (
+        "streams_rocksdb_estimated_keys",
+        "RocksDB's estimate of the keys the store holds.",
+        |f| f.estimated_keys,
+    ),
+];
+
+/// RocksDB's own figures, per task and store.
+fn encode_store_figures(
+    tasks: &[(String, &TaskSnapshot)],
+    application_id: &str,
+    encoder: &mut DescriptorEncoder<'_>,
+) -> std::fmt::Result {
+    for &(name, help, value) in STORE_FAMILIES {
+        let rows = tasks.iter().flat_map(|(id, t)| {
+            t.rocksdb.iter().map(move |(store, figures)| {
+                let labels = vec![
+                    ("application_id", Escaped(application_id)),
+                    ("task", Escaped(id)),
+                    ("store", Escaped(store)),
+                ];
+                (labels, gauge_u64(value(figures)))
+            })
+        });
+        family(encoder, (name, help, GAUGE), rows)?;
+    }
     Ok(())
+}
+
+/// What the log's clients report (librdkafka's statistics, on Kafka).
+fn encode_clients(
+    clients: &[crate::log::ClientFigures],
+    application_id: &str,
+    encoder: &mut DescriptorEncoder<'_>,
+) -> std::fmt::Result {
+    let app = || ("application_id", Escaped(application_id));
+    let rows = clients.iter().flat_map(|c| {
+        c.broker_rtt.iter().map(move |(broker, rtt)| {
+            let labels = vec![
+                app(),
+                ("client", Escaped(&c.client)),
+                ("broker", Escaped(broker)),
+            ];
+            (labels, Value::Gauge(*rtt))
+        })
+    });
+    let desc = (
+        "streams_kafka_broker_rtt_seconds",
+        "Mean round-trip time of a client's requests to a broker over the last statistics interval.",
+        GAUGE,
+    );
+    family(encoder, desc, rows)?;
+    let partitions: Vec<(&crate::log::ClientFigures, &String, String, i64)> = clients
+        .iter()
+        .flat_map(|c| {
+            c.consumer_lag
+                .iter()
+                .map(move |((topic, p), lag)| (c, topic, p.to_string(), *lag))
+        })
+        .collect();
+    let rows = partitions.iter().map(|(c, topic, p, lag)| {
+        let labels = vec![
+            app(),
+            ("client", Escaped(&c.client)),
+            ("topic", Escaped(topic)),
+            ("partition", Escaped(p)),
+        ];
+        (labels, Value::Gauge(*lag as f64))
+    });
+    let desc = (
+        "streams_kafka_consumer_lag_records",
+        "Records between the offset a reader handed out last and the partition's last stable offset, as the reader knows them.",
+        GAUGE,
+    );
+    family(encoder, desc, rows)?;
+    let rows = clients.iter().filter(|c| c.kind == "producer").map(|c| {
+        let labels = vec![app(), ("client", Escaped(&c.client))];
+        (labels, gauge_u64(c.queued_messages))
+    });
+    let desc = (
+        "streams_kafka_producer_queue_messages",
+        "Messages waiting in a producer's queues.",
+        GAUGE,
+    );
+    family(encoder, desc, rows)
 }

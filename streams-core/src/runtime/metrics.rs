@@ -159,6 +159,8 @@ pub struct TaskSnapshot {
     pub restore_time: Duration,
     /// Stream time of the task.
     pub stream_time: i64,
+    /// RocksDB's own figures of each of the task's stores that keeps RocksDB, by store name.
+    pub rocksdb: BTreeMap<String, state_store::RocksDbStoreFigures>,
 }
 
 /// How far the restore of one store of one task has got (see
@@ -185,6 +187,8 @@ pub struct StreamsMetrics {
     pub tasks: BTreeMap<TaskId, TaskSnapshot>,
     /// RocksDB's memory, application-wide (one budget shared by every store).
     pub rocksdb: RocksDbFigures,
+    /// What the log's clients report (librdkafka's statistics, on Kafka).
+    pub clients: Vec<crate::log::ClientFigures>,
 }
 
 /// RocksDB's use of the application's memory budget (`rocksdb.memory.bytes`), as its block

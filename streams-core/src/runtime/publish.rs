@@ -39,6 +39,7 @@ impl StreamThread {
                     restored: active.restored,
                     restore_time: active.restore_time,
                     stream_time: active.task.stream_time(),
+                    rocksdb: active.task.stores().rocksdb_figures(),
                 },
             ));
         }
@@ -49,8 +50,10 @@ impl StreamThread {
             memtable_bytes: memory.memtable_usage_bytes() as u64,
             limit_bytes: memory.total_bytes() as u64,
         };
+        let clients = log.client_figures();
         let mut metrics = self.shared.metrics.lock();
         metrics.rocksdb = rocksdb;
+        metrics.clients = clients;
         metrics.threads.insert(self.index, self.metrics.clone());
         metrics.tasks.retain(|_, t| t.thread != self.name);
         metrics.tasks.extend(snapshots);

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use state_store::{
     ChangelogPartition, ChangelogRecord, ChangelogSink, Checkpoint, RecordCache, RecordClock,
-    RestoreOptions, RocksDbMemory, StateStore, StoreBuilder, StoreError, StoreLayout,
+    RestoreOptions, RocksDbMemory, RocksDbStoreFigures, StateStore, StoreBuilder, StoreError,
+    StoreLayout,
 };
 
 use super::global::GlobalStores;
@@ -345,6 +346,21 @@ impl TaskStores {
             key: format!("store `{name}`"),
             reason: format!("is not a {what} store of task {}", self.task),
         }
+    }
+
+    /// RocksDB's figures of each store of the task that keeps RocksDB, by store name.
+    pub(crate) fn rocksdb_figures(&self) -> BTreeMap<String, RocksDbStoreFigures> {
+        self.entries
+            .iter()
+            .filter_map(|(name, e)| {
+                let figures = match &e.store {
+                    AnyStore::Kv(s) => s.borrow().rocksdb_figures(),
+                    AnyStore::Window(s) => s.borrow().rocksdb_figures(),
+                    AnyStore::Session(s) => s.borrow().rocksdb_figures(),
+                };
+                Some((name.clone(), figures?))
+            })
+            .collect()
     }
 
     pub(crate) fn kv(&self, name: &str) -> Result<KvStoreRef> {

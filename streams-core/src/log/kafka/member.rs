@@ -21,7 +21,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::client::{bounded, code, kafka_error};
-use super::context::{self, Faults};
+use super::context::{self, ClientStats, Faults};
 use super::offset_list;
 use crate::error::{Error, Result};
 use crate::log::OffsetCommit;
@@ -33,6 +33,7 @@ pub(crate) struct MemberContext {
     group: String,
     listener: Arc<dyn RebalanceListener>,
     faults: Arc<Faults>,
+    stats: Arc<ClientStats>,
 }
 
 impl ClientContext for MemberContext {
@@ -42,6 +43,10 @@ impl ClientContext for MemberContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.faults.report(&error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.stats.record(statistics);
     }
 }
 
@@ -91,7 +96,7 @@ pub(crate) fn create(
     group: &str,
     topics: &[String],
     listener: Arc<dyn RebalanceListener>,
-    faults: Arc<Faults>,
+    (faults, stats): (Arc<Faults>, Arc<ClientStats>),
 ) -> Result<Arc<MemberConsumer>> {
     let operation = || format!("join group {group}");
     config.set("group.id", group);
@@ -100,6 +105,7 @@ pub(crate) fn create(
             group: group.to_string(),
             listener,
             faults,
+            stats,
         })
         .map_err(|e| kafka_error(operation(), None, &e))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();

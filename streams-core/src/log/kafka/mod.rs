@@ -59,7 +59,7 @@ use crate::record::{Record, TopicPartition};
 use self::admin::*;
 use self::config::ClientKind;
 pub use self::config::KafkaLogConfig;
-use self::context::{Faults, LogContext};
+use self::context::{ClientStats, Faults, LogContext};
 use self::groups::*;
 use self::produce::*;
 use self::read::*;
@@ -73,6 +73,8 @@ pub struct KafkaLog {
     config: KafkaLogConfig,
     /// Authentication and TLS failures the clients reported (see `context`).
     faults: Arc<Faults>,
+    /// The clients' latest statistics (see `context`), for [`Log::client_figures`].
+    stats: Arc<ClientStats>,
     admin: AdminClient<LogContext>,
     producer: DeliveryProducer,
     /// Idle readers: `[read uncommitted, read committed]`.
@@ -109,17 +111,20 @@ impl KafkaLog {
             retriable: false,
         };
         let faults = Arc::new(Faults::default());
+        let stats = Arc::new(ClientStats::default());
         let admin: AdminClient<LogContext> = config
             .client_config(ClientKind::Admin, &[])
             .create_with_context(LogContext {
                 faults: faults.clone(),
+                stats: stats.clone(),
             })
             .map_err(|e| client_error("admin client", e))?;
-        let producer =
-            Self::new_producer(&config, &faults, &[]).map_err(|e| client_error("producer", e))?;
+        let producer = Self::new_producer(&config, (&faults, &stats), &[])
+            .map_err(|e| client_error("producer", e))?;
         let log = KafkaLog {
             config,
             faults,
+            stats,
             admin,
             producer,
             readers: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
@@ -137,6 +142,7 @@ impl KafkaLog {
     fn context(&self) -> LogContext {
         LogContext {
             faults: self.faults.clone(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -147,6 +153,12 @@ impl KafkaLog {
 }
 
 impl Log for KafkaLog {
+    fn client_figures(&self) -> Vec<crate::log::ClientFigures> {
+        // A client that missed three reports in a row is gone.
+        self.stats
+            .figures(self.config.statistics_interval().saturating_mul(3))
+    }
+
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         validate_topic_name(name)?;
         config.validate(name)?;
@@ -612,8 +624,13 @@ impl Log for KafkaLog {
         let client_id = format!("{base}@{member_tag}");
         let mut config = self.config.client_config(ClientKind::Consumer, &defaults);
         config.set("client.id", &client_id);
-        let consumer =
-            member::create(config, group, topics, listener.clone(), self.faults.clone())?;
+        let consumer = member::create(
+            config,
+            group,
+            topics,
+            listener.clone(),
+            (self.faults.clone(), self.stats.clone()),
+        )?;
         self.members
             .lock()
             .insert(group.to_string(), consumer.clone());

@@ -12,7 +12,7 @@ use rdkafka::ClientContext;
 
 use super::client::{code, kafka_error, partition_i32, timed_out};
 use super::config::{ClientKind, KafkaLogConfig};
-use super::context::{self, Faults};
+use super::context::{self, ClientStats, Faults};
 use super::KafkaLog;
 use crate::error::{Error, Result};
 use crate::log::{AppendInfo, CleanupPolicy, IsolationLevel, Log, TopicConfig};
@@ -27,6 +27,7 @@ pub(super) struct Slot {
 /// Hands each delivery report to the append call waiting for it.
 pub(super) struct DeliveryContext {
     faults: Arc<Faults>,
+    stats: Arc<ClientStats>,
 }
 
 impl ClientContext for DeliveryContext {
@@ -36,6 +37,10 @@ impl ClientContext for DeliveryContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.faults.report(&error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.stats.record(statistics);
     }
 }
 
@@ -57,7 +62,7 @@ pub(super) type DeliveryProducer = ThreadedProducer<DeliveryContext>;
 impl KafkaLog {
     pub(super) fn new_producer(
         config: &KafkaLogConfig,
-        faults: &Arc<Faults>,
+        (faults, stats): (&Arc<Faults>, &Arc<ClientStats>),
         extra: &[(&str, &str)],
     ) -> KafkaResult<DeliveryProducer> {
         let timeout = config.timeout.as_millis().to_string();
@@ -72,6 +77,7 @@ impl KafkaLog {
             .client_config(ClientKind::Producer, &defaults)
             .create_with_context(DeliveryContext {
                 faults: faults.clone(),
+                stats: stats.clone(),
             })
     }
 

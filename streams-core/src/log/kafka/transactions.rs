@@ -65,7 +65,7 @@ impl KafkaLog {
                 let txn_timeout = TXN_TIMEOUT.max(self.config.timeout).as_millis().to_string();
                 let producer = Self::new_producer(
                     &self.config,
-                    &self.faults,
+                    (&self.faults, &self.stats),
                     &[
                         ("transactional.id", &id),
                         ("transaction.timeout.ms", &txn_timeout),
