@@ -512,8 +512,8 @@ pub trait Log: Send + Sync {
     }
 
     /// What the log's network clients report about themselves (on Kafka, librdkafka's
-    /// statistics, every `statistics.interval.ms`): one entry per client that reported
-    /// lately. Logs without clients (the embedded log, memory) have none.
+    /// statistics, every `statistics.interval.ms` once that is set): one entry per client
+    /// that reported lately. Logs without clients (the embedded log, memory) have none.
     fn client_figures(&self) -> Vec<ClientFigures> {
         Vec::new()
     }

@@ -238,8 +238,7 @@ impl KafkaLogConfig {
         config.set("bootstrap.servers", &self.bootstrap_servers);
         let ms = self.timeout.as_millis().to_string();
         config.set("socket.timeout.ms", &ms);
-        // Statistics for the metrics (`Log::client_figures`); a property set below wins.
-        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
+
         for (k, v) in defaults {
             config.set(*k, *v);
         }
@@ -251,22 +250,23 @@ impl KafkaLogConfig {
         for (k, v) in self.properties.iter().chain(own.into_iter().flatten()) {
             config.set(k, v);
         }
+        if matches!(kind, ClientKind::Admin) {
+            // Nothing polls the admin client's main queue, where its statistics would pile up.
+            config.set("statistics.interval.ms", "0");
+        }
         config
     }
 }
 
-/// How often librdkafka reports its statistics unless `statistics.interval.ms` is set.
-const STATISTICS_INTERVAL_MS: u64 = 5_000;
-
 impl KafkaLogConfig {
-    /// How often the clients report their statistics (`statistics.interval.ms`); zero when
-    /// they do not.
+    /// How often the clients report their statistics (`statistics.interval.ms`, librdkafka's
+    /// default 0: they do not).
     pub(super) fn statistics_interval(&self) -> Duration {
         let set = self
             .properties
             .get("statistics.interval.ms")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        Duration::from_millis(set.unwrap_or(STATISTICS_INTERVAL_MS))
+        Duration::from_millis(set.unwrap_or(0))
     }
 }
 
