@@ -123,6 +123,43 @@ pub(crate) fn offsets(log: &dyn Log, args: &OffsetsArgs) -> Result<(), ToolError
     Ok(())
 }
 
+/// Refuses a group that has members, naming them.
+fn refuse_members(log: &dyn Log, group: &str) -> Result<(), ToolError> {
+    let Some(described) = log.describe_group(group)? else {
+        return Ok(());
+    };
+    if described.members.is_empty() {
+        return Ok(());
+    }
+    let clients: Vec<&str> = described
+        .members
+        .iter()
+        .map(|m| m.client_id.as_str())
+        .collect();
+    Err(ToolError::Usage(format!(
+        "group `{group}` has {} active member(s) ({}), in state {}: offsets can only be \
+         reset while it has none; stop the application first",
+        described.members.len(),
+        clients.join(", "),
+        described.state
+    )))
+}
+
+/// Whether a commit was refused because the group has (or is getting) members: Kafka answers
+/// a commit from outside a group that is not empty with one of these.
+fn joining(e: &streams_core::Error) -> bool {
+    let streams_core::Error::Kafka { reason, .. } = e else {
+        return false;
+    };
+    [
+        "UnknownMemberId",
+        "RebalanceInProgress",
+        "IllegalGeneration",
+    ]
+    .iter()
+    .any(|code| reason.contains(code))
+}
+
 fn unknown_group(group: &str) -> ToolError {
     ToolError::Usage(format!(
         "group `{group}` has no committed offsets (see `streams-log groups`)"
@@ -136,19 +173,7 @@ pub(crate) fn reset(log: &dyn Log, args: &ResetArgs) -> Result<(), ToolError> {
     }
     // As Kafka's kafka-consumer-groups: a group with members would not take the commit
     // (and its members would overwrite it), so say so up front.
-    if let Some(group) = log.describe_group(&args.group)? {
-        if !group.members.is_empty() {
-            let clients: Vec<&str> = group.members.iter().map(|m| m.client_id.as_str()).collect();
-            return Err(ToolError::Usage(format!(
-                "group `{}` has {} active member(s) ({}), in state {}: offsets can only be \
-                 reset while it has none; stop the application first",
-                args.group,
-                group.members.len(),
-                clients.join(", "),
-                group.state
-            )));
-        }
-    }
+    refuse_members(log, &args.group)?;
     let mut table = Table::new(&["TOPIC", "PARTITION", "OLD", "NEW"]);
     let mut new_offsets = Vec::new();
     for tp in partitions(log, &args.topic, args.partition)? {
@@ -191,7 +216,20 @@ pub(crate) fn reset(log: &dyn Log, args: &ResetArgs) -> Result<(), ToolError> {
     if args.dry_run {
         line("dry run: nothing committed")?;
     } else {
-        log.commit_offsets(&args.group, &new_offsets)?;
+        if let Err(e) = log.commit_offsets(&args.group, &new_offsets) {
+            // A member that joined since the group was described: the broker refuses a
+            // commit from outside the group then. Say who it is, as up front.
+            if joining(&e) {
+                refuse_members(log, &args.group)?;
+                return Err(ToolError::Usage(format!(
+                    "a member is joining group `{}` (the broker refused the commit: {}): \
+                     offsets can only be reset while it has none; stop the application first",
+                    args.group,
+                    e.report()
+                )));
+            }
+            return Err(e.into());
+        }
         log.sync()?;
         line(format!(
             "committed {} offsets for group `{}`",
