@@ -909,13 +909,7 @@ fn a_full_disk_stops_the_application_with_a_clear_error_and_loses_nothing_once_s
     std::fs::remove_file(&filler).unwrap();
     let again = start(WAIT);
     again.wait_until_caught_up(WAIT).unwrap();
-    let served: BTreeMap<String, i64> = again
-        .key_value_store(store, Arc::new(StringSerde), Arc::new(I64Serde))
-        .unwrap()
-        .all()
-        .unwrap()
-        .into_iter()
-        .collect();
+    let served = served(&again, store);
     again.close().unwrap();
     for (k, n) in reference_counts(&input) {
         assert!(

@@ -374,6 +374,30 @@ fn a_bad_application_server_stops_the_application_before_it_starts() {
     );
 }
 
+/// Serves store `counts` of `streams` on `listener` (on a runtime of its own, returned: the
+/// server runs while it lives), then starts the application and waits until it caught up.
+fn serve_counts(streams: &Streams, listener: std::net::TcpListener) -> tokio::runtime::Runtime {
+    let server = streams_core::http::QueryServer::new(streams)
+        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        server
+            .serve(listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    streams.start().unwrap();
+    streams.wait_until_caught_up(WAIT).unwrap();
+    rt
+}
+
 /// One HTTP/1.1 GET: status, the `x-streams-served-by` header, body.
 fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, String) {
     http_get_with(addr, path, &[])
@@ -412,24 +436,7 @@ fn the_query_server_lists_the_instance_and_the_owner_of_a_key() {
         dir.path(),
         config(dir.path()).with_application_server(addr.to_string()),
     );
-    let server = streams_core::http::QueryServer::new(&streams)
-        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    listener.set_nonblocking(true).unwrap();
-    rt.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        server
-            .serve(listener, std::future::pending())
-            .await
-            .unwrap();
-    });
-    streams.start().unwrap();
-    streams.wait_until_caught_up(WAIT).unwrap();
+    let _rt = serve_counts(&streams, listener);
 
     let (status, served_by, body) = http_get(addr, "/stores/counts/keys/key-3");
     assert_eq!(
@@ -539,24 +546,7 @@ fn the_query_server_pages_full_and_range_reads_and_asks_for_its_token() {
         !format!("{:?}", config(dir.path()).with_http_bearer_token(TOKEN)).contains(TOKEN),
         "the token is printed"
     );
-    let server = streams_core::http::QueryServer::new(&streams)
-        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    listener.set_nonblocking(true).unwrap();
-    rt.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        server
-            .serve(listener, std::future::pending())
-            .await
-            .unwrap();
-    });
-    streams.start().unwrap();
-    streams.wait_until_caught_up(WAIT).unwrap();
+    let _rt = serve_counts(&streams, listener);
 
     // The token: asked for everywhere but the probes, compared whole.
     let auth = format!("Authorization: Bearer {TOKEN}");
@@ -665,24 +655,7 @@ fn the_openapi_document_names_every_route_and_each_answers_as_it_says() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let streams = paged_counts(dir.path(), 10, config(dir.path()));
-    let server = streams_core::http::QueryServer::new(&streams)
-        .key_value::<String, i64>("counts", Arc::new(StringSerde), Arc::new(I64Serde))
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    listener.set_nonblocking(true).unwrap();
-    rt.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        server
-            .serve(listener, std::future::pending())
-            .await
-            .unwrap();
-    });
-    streams.start().unwrap();
-    streams.wait_until_caught_up(WAIT).unwrap();
+    let _rt = serve_counts(&streams, listener);
     // Every documented route is routed, and answers one of the statuses it documents.
     for (path, item) in paths {
         let url = path
