@@ -232,6 +232,42 @@ fn part_json(part: &Part<Value>, forwarded: bool) -> Value {
     })
 }
 
+impl super::QueryServer {
+    /// Asks `owner` for its page of a paged read (see `page`).
+    pub(super) async fn fetch_part(
+        &self,
+        owner: &HostInfo,
+        path: &str,
+    ) -> Result<Part<Value>, HttpError> {
+        let (parts, body) = self.send(owner, path).await?;
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        if parts.status != StatusCode::OK {
+            let said = json
+                .as_ref()
+                .and_then(|j| j.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Err(HttpError {
+                status: if parts.status == StatusCode::SERVICE_UNAVAILABLE {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                message: format!(
+                    "{owner}, holding a part of the store, answered {}: {said}",
+                    parts.status
+                ),
+                owner: Some(owner.to_string()),
+            });
+        }
+        json.as_ref().and_then(parse_part).ok_or_else(|| HttpError {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("{owner}, holding a part of the store, answered no page"),
+            owner: Some(owner.to_string()),
+        })
+    }
+}
+
 /// Reads another instance's forwarded page (see [`part_json`]).
 pub(super) fn parse_part(body: &Value) -> Option<Part<Value>> {
     let entries = body.get("entries")?.as_array()?;

@@ -29,7 +29,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use super::{blocking, HttpError, Locate, Server};
-use crate::runtime::page::Part;
 use crate::runtime::{HostInfo, KeyQueryMetadata, Route, StreamsMetadata};
 
 /// The header that marks a forwarded request, with the endpoint of the instance that
@@ -114,45 +113,9 @@ impl super::QueryServer {
         Ok(response)
     }
 
-    /// Asks `owner` for its page of a paged read (see `page`).
-    pub(super) async fn fetch_part(
-        &self,
-        owner: &HostInfo,
-        path: &str,
-    ) -> Result<Part<Value>, HttpError> {
-        let (parts, body) = self.send(owner, path).await?;
-        let json: Option<Value> = serde_json::from_slice(&body).ok();
-        if parts.status != StatusCode::OK {
-            let said = json
-                .as_ref()
-                .and_then(|j| j.get("error"))
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given");
-            return Err(HttpError {
-                status: if parts.status == StatusCode::SERVICE_UNAVAILABLE {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_GATEWAY
-                },
-                message: format!(
-                    "{owner}, holding a part of the store, answered {}: {said}",
-                    parts.status
-                ),
-                owner: Some(owner.to_string()),
-            });
-        }
-        json.as_ref()
-            .and_then(super::page::parse_part)
-            .ok_or_else(|| HttpError {
-                status: StatusCode::BAD_GATEWAY,
-                message: format!("{owner}, holding a part of the store, answered no page"),
-                owner: Some(owner.to_string()),
-            })
-    }
-
     /// Sends `GET path` to `owner`, marked as forwarded (and with the token, when this
     /// server has one), and reads the whole answer.
-    async fn send(
+    pub(super) async fn send(
         &self,
         owner: &HostInfo,
         path: &str,
