@@ -131,7 +131,16 @@ async fn scan(
                 .push(partition),
         }
     }
+    // The other instances' pages, asked for all at once, while this one reads its own.
     let mut parts = Vec::with_capacity(remote.len() + 1);
+    let mut asked = tokio::task::JoinSet::new();
+    for (host, partitions) in remote.into_values() {
+        let query = forwarded_query(&partitions, range.as_ref(), after.as_ref(), limit)?;
+        let route = if range.is_some() { "range" } else { "all" };
+        let path = format!("/stores/{}/{route}?{query}", encode_segment(&store));
+        let server = s.clone();
+        asked.spawn(async move { server.fetch_part(&host, &path).await });
+    }
     if !local.is_empty() {
         let ask = PageAsk {
             partitions: local,
@@ -141,15 +150,6 @@ async fn scan(
         };
         let read = scan.read.clone();
         parts.push(blocking(move || read(ask)).await?);
-    }
-    // The other instances' pages, asked for all at once.
-    let mut asked = tokio::task::JoinSet::new();
-    for (host, partitions) in remote.into_values() {
-        let query = forwarded_query(&partitions, range.as_ref(), after.as_ref(), limit)?;
-        let route = if range.is_some() { "range" } else { "all" };
-        let path = format!("/stores/{}/{route}?{query}", encode_segment(&store));
-        let server = s.clone();
-        asked.spawn(async move { server.fetch_part(&host, &path).await });
     }
     while let Some(joined) = asked.join_next().await {
         let part = joined.map_err(|e| HttpError {
